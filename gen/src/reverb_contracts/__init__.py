@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for the reverb.v1 contracts."""

@@ -1,0 +1,1 @@
+"""reverb.v1: generated from proto/reverb_contracts/v1; never edit by hand."""
