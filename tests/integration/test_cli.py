@@ -1,0 +1,155 @@
+"""The `reverb` command as a user runs it (a real subprocess): migrations, API keys, and
+clear errors with the right exit status for every user mistake."""
+
+import asyncio
+import hashlib
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from tests import postgres
+from tests.e2e.processes import free_port
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, within: float = 30) -> Result:
+    """Run `python -m reverb_cli ARGS` with REVERB_* cleared from the environment, then `env`."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reverb_cli",
+        *args,
+        env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Result(process.returncode, stdout.decode(), stderr.decode())
+
+
+def assert_user_error(result: Result, message: str) -> None:
+    """Exit status 1, `error: …` on stderr, and no stack trace."""
+    assert result.code == 1, result
+    assert result.stderr.startswith("error: "), result
+    assert message in result.stderr, result
+    assert "Traceback" not in result.stderr + result.stdout, result
+
+
+@pytest.fixture
+async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database with nothing in it: not even Reverb's schema."""
+    name = f"reverb_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield postgres.with_database(postgres_server_url, name)
+    await postgres.drop_database(postgres_server_url, name)
+
+
+async def test_migrate_applies_the_schema_once(empty_database_url: str) -> None:
+    env = {"REVERB_DATABASE_URL": empty_database_url}
+    first = await run_cli("migrate", env=env)
+    assert first.code == 0, first
+    assert "applied 0001_core.sql" in first.stdout
+
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM reverb.runs") == 0
+    finally:
+        await connection.close()
+
+    again = await run_cli("migrate", env=env)
+    assert again.code == 0, again
+    assert again.stdout.strip() == "the database is up to date"
+
+
+async def test_migrate_without_a_database_url() -> None:
+    assert_user_error(await run_cli("migrate"), "REVERB_DATABASE_URL")
+
+
+async def test_migrate_with_an_unreachable_database_hides_the_password() -> None:
+    url = f"postgresql://reverb:s3cret@127.0.0.1:{free_port()}/reverb"
+    result = await run_cli("migrate", env={"REVERB_DATABASE_URL": url})
+    assert_user_error(result, "cannot connect to PostgreSQL at postgresql://reverb:***@127.0.0.1")
+    assert "s3cret" not in result.stderr
+
+
+async def test_keys_create_prints_the_key_once_and_stores_its_hash(database_url: str) -> None:
+    result = await run_cli("keys", "create", "ci", env={"REVERB_DATABASE_URL": database_url})
+    assert result.code == 0, result
+    fields = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
+    assert fields["key"].startswith("rvb_")
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT name, key_hash FROM reverb.api_keys WHERE id = $1", fields["id"]
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    assert row["name"] == "ci"
+    assert row["key_hash"] == hashlib.sha256(fields["key"].encode()).hexdigest()
+
+    revoked = await run_cli(
+        "keys", "revoke", fields["id"], env={"REVERB_DATABASE_URL": database_url}
+    )
+    assert revoked.code == 0, revoked
+    again = await run_cli("keys", "revoke", fields["id"], env={"REVERB_DATABASE_URL": database_url})
+    assert_user_error(again, "no live API key")
+
+
+async def test_client_commands_when_nothing_listens() -> None:
+    env = {"REVERB_URL": f"http://127.0.0.1:{free_port()}"}
+    for args in (["runs"], ["run", "some-id"], ["functions"], ["events"], ["send", "a.b"]):
+        result = await run_cli(*args, env=env)
+        assert_user_error(result, "cannot connect to Reverb at http://127.0.0.1:")
+
+
+async def test_send_rejects_data_that_is_not_a_json_object() -> None:
+    result = await run_cli("send", "user.signed_up", "--data", "{not json")
+    assert_user_error(result, "--data is not valid JSON")
+    result = await run_cli("send", "user.signed_up", "--data", "[1, 2]")
+    assert_user_error(result, "--data must be a JSON object")
+
+
+async def test_usage_mistakes_exit_with_status_2() -> None:
+    unknown = await run_cli("no-such-command")
+    assert unknown.code == 2
+    assert "No such command" in unknown.stderr
+    missing = await run_cli("send")
+    assert missing.code == 2
+    assert "Missing argument 'NAME'" in missing.stderr
+    bad_status = await run_cli("runs", "--status", "sleepy")
+    assert bad_status.code == 2
+
+
+async def test_host_with_an_app_that_does_not_exist() -> None:
+    result = await run_cli("host", "no/such/app.py")
+    assert_user_error(result, "no such file: no/such/app.py")
+
+
+async def test_help_lists_the_commands() -> None:
+    result = await run_cli("--help")
+    assert result.code == 0
+    for command in ("dev", "migrate", "gateway", "worker", "host", "send", "runs", "run", "keys"):
+        assert f"  {command} " in result.stdout
