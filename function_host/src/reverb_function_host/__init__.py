@@ -1,1 +1,10 @@
-"""TODO"""
+"""A gRPC reverb.v1.FunctionHost server for an app written with the reverb SDK.
+
+from reverb_function_host import HostSettings, serve
+asyncio.run(serve(app, HostSettings()))
+"""
+
+from reverb_function_host.host import Host, serve, start
+from reverb_function_host.settings import HostSettings
+
+__all__ = ["Host", "HostSettings", "serve", "start"]

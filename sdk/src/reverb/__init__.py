@@ -1,1 +1,48 @@
-"""TODO"""
+"""Reverb: write durable workflows as async Python functions made of steps.
+
+import reverb
+from reverb import Context, event
+
+app = reverb.App("shop")
+
+@app.function("handle-sign-up", trigger=event("user.signed_up"), retries=4)
+async def handle_sign_up(ctx: Context) -> dict:
+    user = await ctx.step.run("create-user", create_user, ctx.event.data["email"])
+    await ctx.step.sleep("wait-two-weeks", "14d")
+    await ctx.step.run("send-follow-up", send_email, user["email"])
+    return {"user": user["id"]}
+"""
+
+from reverb._app import App, FunctionDefinition
+from reverb._context import Context
+from reverb._durations import Duration, parse_duration
+from reverb._errors import (
+    NonRetriableError,
+    OutputUnserializableError,
+    RetryAfterError,
+    ReverbError,
+    StepError,
+)
+from reverb._event import Event
+from reverb._step import Step
+from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
+
+__all__ = [
+    "App",
+    "Context",
+    "CronTrigger",
+    "Duration",
+    "Event",
+    "EventTrigger",
+    "FunctionDefinition",
+    "NonRetriableError",
+    "OutputUnserializableError",
+    "RetryAfterError",
+    "ReverbError",
+    "Step",
+    "StepError",
+    "Trigger",
+    "cron",
+    "event",
+    "parse_duration",
+]

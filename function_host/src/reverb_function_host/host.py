@@ -1,0 +1,114 @@
+"""Starting and stopping a function host: the gRPC server, health, reflection, registration."""
+
+import asyncio
+import signal
+import socket
+
+import structlog
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import reverb
+from reverb_contracts.v1 import function_host_pb2_grpc
+from reverb_function_host import wire
+from reverb_function_host.registration import register
+from reverb_function_host.servicer import FunctionHostService
+from reverb_function_host.settings import HostSettings
+from reverb_function_host.signing import SignatureInterceptor
+from reverb_telemetry import configure_logging
+
+log = structlog.get_logger("reverb.function_host")
+
+
+class Host:
+    """A running function host. `registered` is set once the gateway accepted the app."""
+
+    def __init__(
+        self,
+        server: aio.Server,
+        health_service: health.aio.HealthServicer,
+        port: int,
+        address: str,
+    ) -> None:
+        self.port = port
+        self.address = address
+        self.registered = asyncio.Event()
+        self._server = server
+        self._health = health_service
+        self._registration: asyncio.Task[None] | None = None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop registering, report NOT_SERVING, and stop the server after `grace` seconds."""
+        if self._registration is not None:
+            self._registration.cancel()
+            await asyncio.wait((self._registration,))
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+
+async def start(app: reverb.App, settings: HostSettings, *, register_app: bool = True) -> Host:
+    """Serve `app` on `settings.host_address` and register it with the gateway in the
+    background (unless `register_app` is False); await `host.registered` to know it is done."""
+    if not app.functions:
+        raise ValueError(f"app {app.id!r} has no functions to serve")
+    interceptors: list[aio.ServerInterceptor] = []
+    if settings.signing_key is not None:
+        key = settings.signing_key.get_secret_value().encode()
+        interceptors.append(SignatureInterceptor(key, f"/{wire.SERVICE_NAME}/"))
+    else:
+        log.warning("no signing key: this host accepts unsigned calls", app_id=app.id)
+    server = aio.server(interceptors=interceptors)
+    function_host_pb2_grpc.add_FunctionHostServicer_to_server(FunctionHostService(app), server)
+    health_service = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    reflection.enable_server_reflection(
+        (wire.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.host_address)
+    await server.start()
+    for service in ("", wire.SERVICE_NAME):
+        await health_service.set(service, health_pb2.HealthCheckResponse.SERVING)
+    address = settings.host_advertise_address or _advertised(settings.host_address, port)
+    host = Host(server, health_service, port, address)
+    log.info("function host serving", app_id=app.id, port=port, address=address)
+    if register_app:
+        host._registration = asyncio.create_task(_register(app, settings, host))
+    return host
+
+
+async def serve(app: reverb.App, settings: HostSettings) -> None:
+    """Configure logging, start the host, and run until cancelled, SIGINT or SIGTERM."""
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    host = await start(app, settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await host.stop(settings.shutdown_grace)
+
+
+async def _register(app: reverb.App, settings: HostSettings, host: Host) -> None:
+    await register(
+        app,
+        host_address=host.address,
+        ingress_address=settings.ingress_address,
+        api_key=settings.api_key,
+        max_backoff=settings.register_max_backoff,
+    )
+    host.registered.set()
+
+
+def _advertised(bound: str, port: int) -> str:
+    """`bound` with its real port; a wildcard host is replaced by this machine's name."""
+    hostname = bound.rpartition(":")[0].strip("[]")
+    if hostname in ("", "0.0.0.0", "::"):
+        hostname = socket.gethostname()
+    elif ":" in hostname:
+        hostname = f"[{hostname}]"
+    return f"{hostname}:{port}"

@@ -1,0 +1,27 @@
+"""The function host's configuration, read from REVERB_* environment variables at the entry
+point (`HostSettings()`) and passed down."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HostSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REVERB_", extra="ignore", frozen=True)
+
+    # Where the FunctionHost gRPC server listens, "host:port" (port 0: any free port).
+    host_address: str = "127.0.0.1:8290"
+    # What the host registers as its address; None: the bound address (with the real port).
+    host_advertise_address: str | None = None
+    # Where the gateway's reverb.v1.Ingress service is reached.
+    ingress_address: str = "127.0.0.1:8289"
+    # Sent as `authorization: Bearer <key>` when registering.
+    api_key: SecretStr | None = None
+    # The secret shared with queue workers: when set, unsigned Invoke/Describe calls are
+    # rejected.
+    signing_key: SecretStr | None = None
+    # Longest pause between two registration attempts, in seconds.
+    register_max_backoff: float = Field(default=5.0, gt=0)
+    # Seconds in-flight invocations get to finish when the host stops.
+    shutdown_grace: float = Field(default=5.0, ge=0)
+    log_json: bool = True
+    log_level: str = "info"

@@ -1,0 +1,118 @@
+"""Apps and function definitions: data attached to plain async functions."""
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from reverb._context import Context
+from reverb._triggers import CronTrigger, EventTrigger, Trigger
+
+Handler = Callable[[Context], Awaitable[Any]]
+HandlerT = TypeVar("HandlerT", bound=Handler)
+
+MAX_RETRIES = 20
+_ATTRIBUTE = "__reverb_function__"
+
+
+@dataclass(frozen=True)
+class FunctionDefinition:
+    """A function as the engine knows it; `handler` is the decorated async function."""
+
+    id: str
+    name: str
+    triggers: tuple[Trigger, ...]
+    retries: int
+    handler: Handler = field(repr=False, compare=False)
+
+    @staticmethod
+    def of(handler: Callable[..., Any]) -> "FunctionDefinition":
+        """The definition `@app.function` attached to `handler`; TypeError if none."""
+        definition = getattr(handler, _ATTRIBUTE, None)
+        if not isinstance(definition, FunctionDefinition):
+            raise TypeError(f"{handler!r} is not decorated with @app.function")
+        return definition
+
+
+class App:
+    """A set of functions that one function host serves."""
+
+    def __init__(self, id: str) -> None:
+        self.id = _identifier(id, "an app id")
+        self._functions: dict[str, FunctionDefinition] = {}
+
+    @property
+    def functions(self) -> Mapping[str, FunctionDefinition]:
+        """The app's functions by id, in declaration order (read-only)."""
+        return MappingProxyType(self._functions)
+
+    def function(
+        self,
+        id: str,
+        *,
+        trigger: Trigger | Sequence[Trigger],
+        retries: int = 4,
+        name: str | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        """Declare an async function `async def f(ctx: Context)` as one of the app's functions.
+
+        `retries` counts retries after the first attempt (0 to 20). The decorated function
+        is returned unchanged, so it stays callable in tests.
+        """
+        function_id = _identifier(id, "a function id")
+        if function_id in self._functions:
+            raise ValueError(f"app {self.id!r} already has a function {function_id!r}")
+        triggers = _triggers(trigger, function_id)
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(f"retries must be an int, not {retries!r}")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, not {retries}")
+        display = function_id if name is None else _identifier(name, "a function name")
+
+        def decorate(handler: HandlerT) -> HandlerT:
+            _require_async(handler, function_id)
+            if hasattr(handler, _ATTRIBUTE):
+                existing = FunctionDefinition.of(handler).id
+                raise ValueError(f"{handler!r} is already declared as function {existing!r}")
+            if function_id in self._functions:
+                raise ValueError(f"app {self.id!r} already has a function {function_id!r}")
+            definition = FunctionDefinition(function_id, display, triggers, retries, handler)
+            setattr(handler, _ATTRIBUTE, definition)
+            self._functions[function_id] = definition
+            return handler
+
+        return decorate
+
+    def __repr__(self) -> str:
+        return f"App({self.id!r}, functions={list(self._functions)})"
+
+
+def _identifier(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, not {value!r}")
+    if value != value.strip():
+        raise ValueError(f"{what} {value!r} has leading or trailing whitespace")
+    return value
+
+
+def _require_async(handler: Callable[..., Any], function_id: str) -> None:
+    if not inspect.iscoroutinefunction(handler):
+        raise TypeError(
+            f"function {function_id!r}: {handler!r} must be an async function "
+            "(async def f(ctx: Context))"
+        )
+
+
+def _triggers(trigger: object, function_id: str) -> tuple[Trigger, ...]:
+    items: list[object] = list(trigger) if isinstance(trigger, list | tuple) else [trigger]
+    if not items:
+        raise ValueError(f"function {function_id!r} needs at least one trigger")
+    triggers: list[Trigger] = []
+    for item in items:
+        if not isinstance(item, EventTrigger | CronTrigger):
+            raise TypeError(
+                f"function {function_id!r}: trigger {item!r} is not event(...) or cron(...)"
+            )
+        triggers.append(item)
+    return tuple(dict.fromkeys(triggers))

@@ -1,0 +1,25 @@
+"""What a function receives: its triggering events, its run's identity, steps and a logger."""
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from reverb._event import Event
+from reverb._step import Step
+
+
+@dataclass(frozen=True)
+class Context:
+    """The one argument of every function.
+
+    `event` is the first triggering event (for a cron run, which has none, an event with
+    an empty id and name); `attempt` counts from 0.
+    """
+
+    event: Event
+    events: tuple[Event, ...]
+    run_id: str
+    function_id: str
+    attempt: int
+    step: Step
+    logger: structlog.typing.FilteringBoundLogger = field(repr=False)

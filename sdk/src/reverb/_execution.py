@@ -1,0 +1,254 @@
+"""One invocation of one function, independent of any wire protocol.
+
+A host builds an `Execution` from an `Invocation`, calls `start()`, sends on whatever
+`messages()` yields, and passes each `Ack` it receives to `acknowledge()`:
+
+    execution = Execution(definition, invocation)
+    execution.start()
+    async for message in execution.messages():   # StepReport..., then one final message
+        send(message)
+    await execution.close()
+
+The function runs as a task. Memoized steps return at once; a new step reports and
+waits for its ack. Once at least one step is pending (a wait, or a step to retry later),
+no step.run is executing or awaiting its ack, and the function has had a few turns of
+the event loop without starting another step, the execution abandons the function (the
+pending steps raise `Interrupt`) and yields `Suspended`.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+
+import structlog
+
+from reverb import _json
+from reverb._app import FunctionDefinition
+from reverb._context import Context
+from reverb._errors import Interrupt
+from reverb._event import Event
+from reverb._failures import run_failure
+from reverb._protocol import (
+    Ack,
+    AckResult,
+    ErrorInfo,
+    FinalMessage,
+    Invocation,
+    MemoizedStep,
+    Message,
+    ProtocolError,
+    RunCompleted,
+    RunFailed,
+    StepReport,
+    Suspended,
+)
+from reverb._step import Step
+from reverb._step_ids import StepIds
+
+StepScope = Callable[[str, str], AbstractContextManager[object]]
+"""Wraps the execution of each new step.run, given its id and name (e.g. a tracing span)."""
+
+# Event-loop turns the function gets to start another step before the run suspends.
+_SETTLE_TURNS = 10
+# Turns an abandoned function gets to unwind from Interrupt before it is cancelled.
+_UNWIND_TURNS = 10
+
+
+class Execution:
+    """Runs one invocation of `definition` (see the module docstring)."""
+
+    def __init__(
+        self,
+        definition: FunctionDefinition,
+        invocation: Invocation,
+        *,
+        step_scope: StepScope | None = None,
+    ) -> None:
+        self._definition = definition
+        self._invocation = invocation
+        self._memo = {memo.step_id: memo for memo in invocation.memo}
+        self._step_scope = step_scope or (lambda step_id, name: nullcontext())
+        self._step_ids = StepIds()
+        self._messages: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._awaiting: dict[str, asyncio.Future[Ack]] = {}
+        self._pending: dict[str, asyncio.Future[Ack]] = {}
+        self._executing = 0
+        self._step_calls = 0
+        self._abandoned = False
+        self._finished = False
+        self._function: asyncio.Task[None] | None = None
+        self._driver: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Start the function (in a task that inherits the caller's context, e.g. a span)."""
+        if self._function is not None:
+            raise RuntimeError("an execution starts once")
+        self._function = asyncio.create_task(self._call_function(self._context()))
+        self._driver = asyncio.create_task(self._drive())
+        self._driver.add_done_callback(self._driver_done)
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Step reports as they happen, then one final message (nothing more after close)."""
+        while True:
+            message = await self._messages.get()
+            if message is None:
+                return
+            yield message
+            if isinstance(message, FinalMessage):
+                return
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final message is queued."""
+        return self._finished
+
+    def acknowledge(self, ack: Ack) -> None:
+        """Resolve the step `ack` answers; ProtocolError if no step awaits it."""
+        future = self._awaiting.pop(ack.step_id, None)
+        if future is None:
+            raise ProtocolError(f"an ack for step {ack.step_id!r}, which awaits no ack")
+        if ack.result in (AckResult.PENDING, AckResult.RETRY_LATER):
+            self._pending[ack.step_id] = future
+        elif not future.done():
+            future.set_result(ack)
+        self._poke()
+
+    async def close(self) -> None:
+        """Abandon the function if it still runs; no message follows."""
+        self._abandoned = True
+        if self._driver is not None and not self._driver.done():
+            self._driver.cancel()
+            await asyncio.wait((self._driver,))
+        await self._stop_function()
+        self._messages.put_nowait(None)
+
+    # The StepChannel that `Step` talks to.
+
+    def claim(self, name: str) -> str:
+        if self._abandoned:
+            raise Interrupt()
+        self._step_calls += 1
+        return self._step_ids.claim(name)
+
+    def memoized(self, step_id: str) -> MemoizedStep | None:
+        return self._memo.get(step_id)
+
+    @contextmanager
+    def running(self, step_id: str, name: str) -> Iterator[None]:
+        self._executing += 1
+        try:
+            with self._step_scope(step_id, name):
+                yield
+        finally:
+            self._executing -= 1
+
+    async def report(self, report: StepReport) -> Ack:
+        if self._abandoned:
+            raise Interrupt()
+        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._awaiting[report.step_id] = future
+        self._messages.put_nowait(report)
+        return await future
+
+    # Internals.
+
+    def _context(self) -> Context:
+        invocation = self._invocation
+        events = invocation.events
+        first = events[0] if events else Event("", "", {}, datetime.now(UTC))
+        logger = structlog.get_logger("reverb").bind(
+            run_id=invocation.run_id, function_id=invocation.function_id
+        )
+        return Context(
+            event=first,
+            events=events,
+            run_id=invocation.run_id,
+            function_id=invocation.function_id,
+            attempt=invocation.attempt,
+            step=Step(self),
+            logger=logger,
+        )
+
+    async def _call_function(self, context: Context) -> None:
+        try:
+            value = await self._definition.handler(context)
+        except Interrupt:
+            return
+        except Exception as error:
+            if not self._abandoned:
+                self._finish(run_failure(error))
+            return
+        if self._abandoned:  # the function swallowed Interrupt; its result is moot
+            return
+        try:
+            output = _json.encode(value)
+        except _json.UnserializableError as error:
+            message = f"function {self._definition.id!r} returned a value that is not JSON: {error}"
+            self._finish(RunFailed(ErrorInfo("OutputUnserializableError", message), False))
+            return
+        self._finish(RunCompleted(output))
+
+    def _finish(self, message: FinalMessage) -> None:
+        """Queue the final message (once); the function may start no step after it."""
+        self._abandoned = True
+        if not self._finished:
+            self._finished = True
+            self._messages.put_nowait(message)
+
+    def _driver_done(self, driver: asyncio.Task[None]) -> None:
+        if not driver.cancelled() and driver.exception() is not None:
+            error = ErrorInfo("EngineError", f"the execution failed: {driver.exception()!r}")
+            self._finish(RunFailed(error, retriable=True))
+
+    async def _drive(self) -> None:
+        function = self._function
+        assert function is not None
+        while not function.done():
+            if self._idle():
+                if await self._settled():
+                    await self._stop_function()
+                    self._finish(Suspended())
+                    return
+                continue
+            self._wake = asyncio.get_running_loop().create_future()
+            await asyncio.wait((function, self._wake), return_when=asyncio.FIRST_COMPLETED)
+
+    def _idle(self) -> bool:
+        return bool(self._pending) and not self._awaiting and self._executing == 0
+
+    async def _settled(self) -> bool:
+        """Whether the function stays idle, starting no step, for a few loop turns."""
+        calls = self._step_calls
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
+            if self._function_done() or not self._idle() or self._step_calls != calls:
+                return False
+        return True
+
+    async def _stop_function(self) -> None:
+        """Raise Interrupt where the function waits on steps; cancel it if it goes on."""
+        self._abandoned = True
+        for future in (*self._awaiting.values(), *self._pending.values()):
+            if not future.done():
+                future.set_exception(Interrupt())
+        self._awaiting.clear()
+        self._pending.clear()
+        function = self._function
+        if function is None:
+            return
+        for _ in range(_UNWIND_TURNS):
+            if function.done():
+                break
+            await asyncio.sleep(0)
+        if not function.done():
+            function.cancel()
+        await asyncio.wait((function,))
+
+    def _function_done(self) -> bool:
+        return self._function is not None and self._function.done()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)

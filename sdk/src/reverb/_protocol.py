@@ -1,0 +1,132 @@
+"""One invocation's conversation with the engine, as plain data (no wire format).
+
+A host turns its wire messages into `Invocation` and `Ack`, runs an `Execution`, and
+sends back what it yields: `StepReport`s, then one final message (`RunCompleted`,
+`RunFailed` or `Suspended`). JSON payloads stay UTF-8 bytes.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from reverb._event import Event
+
+
+class ProtocolError(Exception):
+    """The engine's side broke the protocol, e.g. an ack for a step nobody reported."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+    stack: str = ""
+
+
+@dataclass(frozen=True)
+class MemoizedStep:
+    """A committed step: its JSON output (None means null), or the error it failed with."""
+
+    step_id: str
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    run_id: str
+    function_id: str
+    events: tuple[Event, ...]
+    memo: tuple[MemoizedStep, ...] = ()
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """step.run returned this JSON value."""
+
+    output: bytes
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """step.run raised."""
+
+    error: ErrorInfo
+    retriable: bool
+    retry_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    wake_at: datetime
+
+
+@dataclass(frozen=True)
+class InvokeFunction:
+    function_id: str
+    data: bytes
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class EventInput:
+    name: str
+    data: bytes
+    id: str | None = None
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SendEvents:
+    events: tuple[EventInput, ...]
+
+
+StepOperation = StepOutput | StepFailure | Sleep | InvokeFunction | SendEvents
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """A step reached a point the engine must make durable; an `Ack` answers it."""
+
+    step_id: str
+    name: str
+    started_at: datetime
+    ended_at: datetime
+    operation: StepOperation
+
+
+class AckResult(Enum):
+    CONTINUE = "continue"
+    PENDING = "pending"
+    FAILED = "failed"
+    RETRY_LATER = "retry_later"
+
+
+@dataclass(frozen=True)
+class Ack:
+    step_id: str
+    result: AckResult
+    output: bytes | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class RunCompleted:
+    output: bytes
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    error: ErrorInfo
+    retriable: bool
+    retry_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """Nothing can progress until a wait resolves; every report has been acknowledged."""
+
+
+FinalMessage = RunCompleted | RunFailed | Suspended
+Message = StepReport | FinalMessage

@@ -1,0 +1,205 @@
+"""`ctx.step`: the step API a function calls, turned into reports for the engine."""
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+from reverb import _json
+from reverb._durations import Duration, parse_duration
+from reverb._errors import OutputUnserializableError, StepError
+from reverb._failures import step_failure
+from reverb._protocol import (
+    Ack,
+    AckResult,
+    ErrorInfo,
+    EventInput,
+    InvokeFunction,
+    MemoizedStep,
+    SendEvents,
+    Sleep,
+    StepFailure,
+    StepOperation,
+    StepOutput,
+    StepReport,
+)
+
+
+class StepChannel(Protocol):
+    """What `Step` needs from the execution it belongs to."""
+
+    def claim(self, name: str) -> str:
+        """The step id for the next step called `name` (raises Interrupt once abandoned)."""
+
+    def memoized(self, step_id: str) -> MemoizedStep | None:
+        """The committed result of `step_id`, if any."""
+
+    def running(self, step_id: str, name: str) -> AbstractContextManager[object]:
+        """Held while a step.run's code executes."""
+
+    async def report(self, report: StepReport) -> Ack:
+        """Send `report`; the ack (never returns for a pending or retry-later ack)."""
+
+
+class Step:
+    """The steps of a function: each is durable, and replays return the stored result."""
+
+    def __init__(self, channel: StepChannel) -> None:
+        self._channel = channel
+
+    async def run(self, id: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call `fn(*args, **kwargs)` once (a sync fn in a thread) and store its JSON result."""
+        step_id = self._channel.claim(id)
+        memo = self._channel.memoized(step_id)
+        if memo is not None:
+            return _replay(memo)
+        started_at = _now()
+        operation: StepOperation
+        try:
+            with self._channel.running(step_id, id):
+                value = await _call(fn, args, kwargs)
+            operation = StepOutput(_json.encode(value))
+        except _json.UnserializableError as error:
+            message = f"step {id!r} returned a value that is not JSON: {error}"
+            operation = step_failure(OutputUnserializableError(message))
+        except Exception as error:
+            operation = step_failure(error)
+        return await self._report(step_id, id, started_at, operation)
+
+    async def sleep(self, id: str, duration: Duration) -> None:
+        """Pause the function for `duration` ("30s", "14d", a timedelta, seconds)."""
+        delay = parse_duration(duration)
+        await self._wait(id, lambda: Sleep(_now() + delay))
+
+    async def sleep_until(self, id: str, when: datetime | str) -> None:
+        """Pause the function until `when` (an aware datetime or an ISO 8601 string)."""
+        wake_at = _aware_datetime(when, "sleep_until")
+        await self._wait(id, lambda: Sleep(wake_at))
+
+    async def invoke(
+        self,
+        id: str,
+        function_id: str,
+        data: Mapping[str, Any] | None = None,
+        timeout: Duration | None = None,  # noqa: ASYNC109 (a durable timeout, not asyncio's)
+    ) -> Any:
+        """Run function `function_id` with `data` as its event data; its return value."""
+        if not isinstance(function_id, str) or not function_id:
+            raise ValueError(f"invoke needs a function id, not {function_id!r}")
+        payload = _object_json(data, f"step {id!r}: invoke data")
+        limit = None if timeout is None else parse_duration(timeout)
+        return await self._wait(id, lambda: InvokeFunction(function_id, payload, limit))
+
+    async def send_event(
+        self,
+        id: str,
+        name: str | Sequence[Mapping[str, Any]],
+        data: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Send one event (`name`, `data`) or a list of `{"name", "data", "id"?, "ts"?}`;
+        the new events' ids."""
+        events: tuple[EventInput, ...]
+        if isinstance(name, str):
+            events = (_event_input({"name": name, "data": data}, id),)
+        elif data is not None:
+            raise ValueError("send_event takes `data` only with an event name")
+        elif isinstance(name, Sequence) and name:
+            items: list[object] = list(name)
+            events = tuple(_event_input(event, id) for event in items)
+        else:
+            raise ValueError(f"send_event needs an event name or a non-empty list, not {name!r}")
+        return cast(list[str], await self._wait(id, lambda: SendEvents(events)))
+
+    async def _wait(self, name: str, operation: Callable[[], StepOperation]) -> Any:
+        step_id = self._channel.claim(name)
+        memo = self._channel.memoized(step_id)
+        if memo is not None:
+            return _replay(memo)
+        started_at = _now()
+        return await self._report(step_id, name, started_at, operation())
+
+    async def _report(
+        self, step_id: str, name: str, started_at: datetime, operation: StepOperation
+    ) -> Any:
+        report = StepReport(step_id, name, started_at, _now(), operation)
+        ack = await self._channel.report(report)
+        if ack.result is AckResult.FAILED:
+            error = ack.error or _reported_error(operation)
+            raise StepError(step_id, error.type, error.message, error.stack)
+        if ack.output is not None:
+            return _json.decode(ack.output)
+        if isinstance(operation, StepOutput):
+            return _json.decode(operation.output)
+        return None
+
+
+def _replay(memo: MemoizedStep) -> Any:
+    if memo.error is not None:
+        raise StepError(memo.step_id, memo.error.type, memo.error.message, memo.error.stack)
+    return _json.decode(memo.output or b"")
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kwargs)
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _reported_error(operation: StepOperation) -> ErrorInfo:
+    if isinstance(operation, StepFailure):
+        return operation.error
+    return ErrorInfo("StepFailed", "the engine reported the step as failed")
+
+
+def _event_input(event: object, step_name: str) -> EventInput:
+    if not isinstance(event, Mapping):
+        raise ValueError(f"step {step_name!r}: an event to send is a dict, not {event!r}")
+    unknown = set(event) - {"name", "data", "id", "ts"}
+    if unknown:
+        raise ValueError(f"step {step_name!r}: unknown event fields {sorted(unknown)}")
+    name = event.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"step {step_name!r}: an event needs a non-empty name, not {name!r}")
+    event_id = event.get("id")
+    if event_id is not None and (not isinstance(event_id, str) or not event_id):
+        raise ValueError(f"step {step_name!r}: an event id is a non-empty string")
+    ts = event.get("ts")
+    return EventInput(
+        name=name,
+        data=_object_json(event.get("data"), f"step {step_name!r}: event {name!r} data"),
+        id=event_id,
+        ts=None if ts is None else _aware_datetime(ts, "an event's ts"),
+    )
+
+
+def _object_json(data: Mapping[str, Any] | None, what: str) -> bytes:
+    if data is None:
+        return b"{}"
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a dict, not {type(data).__name__}")
+    try:
+        return _json.encode(dict(data))
+    except _json.UnserializableError as error:
+        raise _json.UnserializableError(f"{what} is not JSON: {error}") from None
+
+
+def _aware_datetime(value: datetime | str, what: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} is not an ISO 8601 date and time") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{what} needs a datetime or an ISO 8601 string, not {value!r}")
+    if value.tzinfo is None:
+        raise ValueError(f"{what}: {value.isoformat()} has no time zone (add +00:00 or Z)")
+    return value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,22 @@
+"""Step ids: the user's strings, with the n-th repeat (n >= 1) in a run suffixed ":n"."""
+
+
+class StepIds:
+    """Hands out the step ids of one run, in call order (which replays repeat exactly)."""
+
+    def __init__(self) -> None:
+        self._repeats: dict[str, int] = {}
+        self._taken: set[str] = set()
+
+    def claim(self, name: str) -> str:
+        """The id of the next step the user called `name`: "send", then "send:1", ..."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a step id must be a non-empty string, not {name!r}")
+        repeat = self._repeats.get(name, 0)
+        step_id = name if repeat == 0 else f"{name}:{repeat}"
+        while step_id in self._taken:  # the user also wrote an id such as "send:1"
+            repeat += 1
+            step_id = f"{name}:{repeat}"
+        self._repeats[name] = repeat + 1
+        self._taken.add(step_id)
+        return step_id
