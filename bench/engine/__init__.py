@@ -1,0 +1,1 @@
+"""Reverb measured as production runs it: separate gateway, worker and host processes."""

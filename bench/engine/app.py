@@ -1,0 +1,55 @@
+"""The functions the benchmark runs, served by `reverb host bench.engine.app:app`.
+
+Steps are async functions, so a step costs the engine's work and not a thread hop.
+Event data chooses the shape: `steps` (steps per run), `payload` (bytes of padding
+in each step's output), `seconds` (how long a sleep lasts).
+"""
+
+from typing import Any
+
+import reverb
+from reverb import Context, event
+
+FANOUT_FUNCTIONS = 50
+
+app = reverb.App("reverb-bench")
+
+
+async def small(index: int, padding: int = 0) -> dict[str, Any]:
+    result: dict[str, Any] = {"index": index, "ok": True}
+    if padding:
+        result["padding"] = "x" * padding
+    return result
+
+
+@app.function("bench-one-step", trigger=event("bench.one"), retries=0)
+async def one_step(ctx: Context) -> dict[str, Any]:
+    result: dict[str, Any] = await ctx.step.run("only", small, 0)
+    return result
+
+
+@app.function("bench-steps", trigger=event("bench.steps"), retries=0)
+async def many_steps(ctx: Context) -> int:
+    steps = int(ctx.event.data.get("steps", 10))
+    padding = int(ctx.event.data.get("payload", 0))
+    for index in range(steps):
+        await ctx.step.run(f"step-{index}", small, index, padding)
+    return steps
+
+
+@app.function("bench-sleep", trigger=event("bench.sleep"), retries=0)
+async def sleeper(ctx: Context) -> None:
+    await ctx.step.run("before", small, 0)
+    await ctx.step.sleep("nap", float(ctx.event.data.get("seconds", 5)))
+    await ctx.step.run("after", small, 1)
+
+
+def _fanout(number: int) -> None:
+    @app.function(f"bench-fanout-{number:02d}", trigger=event("bench.fanout"), retries=0)
+    async def fanout(ctx: Context) -> dict[str, Any]:
+        result: dict[str, Any] = await ctx.step.run("only", small, number)
+        return result
+
+
+for _number in range(FANOUT_FUNCTIONS):
+    _fanout(_number)

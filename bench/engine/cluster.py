@@ -1,0 +1,143 @@
+"""Starting Reverb as production runs it: migrate, then gateway, worker and host processes.
+
+Each is `python -m reverb_cli gateway|worker|host APP` with its settings in
+REVERB_* environment variables, real HTTP and gRPC on 127.0.0.1, and the
+worker→host calls signed. Output goes to bench/results/logs/.
+"""
+
+import asyncio
+import os
+import secrets
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.http import Connection, HttpError
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / "bench" / "results" / "logs"
+APP = "bench.engine.app:app"
+
+
+class ClusterError(Exception):
+    """The engine could not be started; the reason is in the message and the logs."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    http_port: int
+    processes: dict[str, asyncio.subprocess.Process]
+
+    def connection(self) -> Connection:
+        return Connection("127.0.0.1", self.http_port)
+
+    def resident_memory(self, name: str) -> int:
+        """Resident memory (bytes) of one service's process and its children."""
+        process = psutil.Process(self.processes[name].pid)
+        return sum(each.memory_info().rss for each in [process, *process.children(recursive=True)])
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def _environment(database_url: str, ports: dict[str, int]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "REVERB_DATABASE_URL": database_url,
+        "REVERB_DEV": "true",
+        "REVERB_HTTP_ADDRESS": f"127.0.0.1:{ports['http']}",
+        "REVERB_INGRESS_ADDRESS": f"127.0.0.1:{ports['ingress']}",
+        "REVERB_HOST_ADDRESS": f"127.0.0.1:{ports['host']}",
+        "REVERB_SIGNING_KEY": secrets.token_hex(32),
+        "REVERB_LOG_JSON": "true",
+    }
+
+
+async def _spawn(
+    name: str, arguments: list[str], environment: dict[str, str]
+) -> asyncio.subprocess.Process:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (LOGS / f"{name}.log").open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "reverb_cli",
+            *arguments,
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+
+async def _migrate(environment: dict[str, str]) -> None:
+    process = await _spawn("migrate", ["migrate"], environment)
+    if await asyncio.wait_for(process.wait(), 120) != 0:
+        raise ClusterError(f"reverb migrate failed; see {LOGS / 'migrate.log'}")
+
+
+async def _wait_ready(cluster: Cluster, functions: int, within: float) -> None:
+    """Until the gateway answers and lists the app's functions (the host has registered)."""
+    deadline = time.monotonic() + within
+    connection = cluster.connection()
+    try:
+        while time.monotonic() < deadline:
+            for name, process in cluster.processes.items():
+                if process.returncode is not None:
+                    raise ClusterError(
+                        f"{name} exited with {process.returncode}; see {LOGS / (name + '.log')}"
+                    )
+            try:
+                response = await connection.request("GET", "/functions")
+                if response.status == 200 and _count_functions(response.json()) >= functions:
+                    return
+            except (HttpError, OSError):
+                pass
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+    raise ClusterError(f"the engine was not ready after {within:.0f} s; see {LOGS}")
+
+
+def _count_functions(body: object) -> int:
+    if isinstance(body, dict):
+        for key in ("functions", "items", "data"):
+            if isinstance(body.get(key), list):
+                return len(body[key])
+    return len(body) if isinstance(body, list) else 0
+
+
+async def start(database_url: str, functions: int, within: float = 60) -> Cluster:
+    ports = {name: free_port() for name in ("http", "ingress", "host")}
+    environment = _environment(database_url, ports)
+    await _migrate(environment)
+    processes = {"gateway": await _spawn("gateway", ["gateway"], environment)}
+    processes["worker"] = await _spawn("worker", ["worker"], environment)
+    processes["host"] = await _spawn("host", ["host", APP], environment)
+    cluster = Cluster(database_url, ports["http"], processes)
+    try:
+        await _wait_ready(cluster, functions, within)
+    except BaseException:
+        await cluster.stop()
+        raise
+    return cluster

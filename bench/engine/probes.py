@@ -1,0 +1,58 @@
+"""Reverb's measurements as probes for the runner."""
+
+from bench.config import Sizes
+from bench.engine import fanout, ingest, latency, sleep, throughput
+from bench.engine.session import Engine
+from bench.latency import units
+from bench.runner import Probe
+
+SYSTEM = "Reverb"
+
+
+def ingest_probes(engine: Engine, sizes: Sizes) -> list[Probe]:
+    async def single() -> dict[str, float]:
+        return await ingest.single(engine, sizes.ingest_requests, sizes.ingest_clients)
+
+    async def batched() -> dict[str, float]:
+        return await ingest.batched(
+            engine, sizes.batch_requests, sizes.batch_clients, sizes.batch_size
+        )
+
+    return [
+        Probe("Ingest", SYSTEM, single, {"events/s, 1 per request": "events/s"}),
+        Probe("Ingest", SYSTEM, batched, {f"events/s, {sizes.batch_size} per request": "events/s"}),
+    ]
+
+
+def latency_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await latency.measure(engine, sizes.latency_rate, sizes.latency_seconds)
+
+    return Probe("Latency", SYSTEM, measure, units("request→first step", "request→completed"))
+
+
+def throughput_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await throughput.measure(engine, sizes.throughput_runs, sizes.throughput_steps)
+
+    return Probe(
+        "Step throughput",
+        SYSTEM,
+        measure,
+        {"steps/s": "steps/s", "runs/s": "runs/s", "invocations/run": "", "commits/step": ""},
+        timeout=900,
+    )
+
+
+def sleep_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await sleep.measure(engine, sizes.sleep_runs, sizes.sleep_seconds)
+
+    return Probe("Sleep", SYSTEM, measure, sleep.UNITS, timeout=900)
+
+
+def fanout_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await fanout.measure(engine, sizes.fanout_functions)
+
+    return Probe("Fan-out", SYSTEM, measure, {f"all {sizes.fanout_functions} runs completed": "ms"})

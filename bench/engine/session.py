@@ -1,0 +1,43 @@
+"""The engine under test for the whole run: its processes and a database observer."""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bench.engine import cluster
+from bench.engine.app import FANOUT_FUNCTIONS
+from bench.engine.cluster import Cluster
+from bench.engine.observe import STATS_FLUSH_SECONDS, Observer
+
+FUNCTIONS = 3 + FANOUT_FUNCTIONS
+
+
+@dataclass
+class Engine:
+    cluster: Cluster
+    observer: Observer
+    # time.monotonic() of the last load the bench put on the engine.
+    last_load: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    async def start(cls, database_url: str) -> "Engine":
+        started = await cluster.start(database_url, FUNCTIONS)
+        try:
+            observer = await Observer.connect(database_url)
+        except BaseException:
+            await started.stop()
+            raise
+        return cls(started, observer)
+
+    async def stop(self) -> None:
+        await self.observer.close()
+        await self.cluster.stop()
+
+    def touched(self) -> None:
+        self.last_load = time.monotonic()
+
+    async def quiet_statistics(self) -> None:
+        """Wait until the engine's backends have flushed the statistics of earlier load."""
+        remaining = self.last_load + STATS_FLUSH_SECONDS - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)

@@ -1,0 +1,93 @@
+"""Sleep: many runs that each sleep; how late they wake, and what sleeping costs in memory.
+
+The function is step "before", sleep "nap", step "after". Lateness is the "after"
+step's start minus the nap's wake_at (falling back to the nap's start + the
+duration). Resident memory (psutil RSS, with children) of the worker and the host
+is sampled idle before the runs, then every 0.25 s while they run: the sample
+taken when the most runs were sleeping at once is "while sleeping".
+"""
+
+import asyncio
+import time
+
+from bench.engine.events import send_batches
+from bench.engine.session import Engine
+from bench.stats import percentile
+
+MIB = 2**20
+
+_LATENESS = """
+SELECT extract(epoch FROM after.started_at - coalesce(
+    nap.wake_at, nap.started_at + make_interval(secs => $2))) * 1000 AS late_ms
+FROM reverb.runs AS run
+JOIN reverb.steps AS nap ON nap.run_id = run.id AND nap.id = 'nap'
+JOIN reverb.steps AS after ON after.run_id = run.id AND after.id = 'after'
+WHERE run.event_ids[1] = ANY($1::text[])
+"""
+
+
+async def measure(engine: Engine, runs: int, seconds: float) -> dict[str, float]:
+    observer = engine.observer
+    await observer.drain()
+    idle = {name: engine.cluster.resident_memory(name) for name in ("worker", "host")}
+    events = [{"name": "bench.sleep", "data": {"seconds": seconds}} for _ in range(runs)]
+    connection = engine.cluster.connection()
+    try:
+        ids = await send_batches(connection, events)
+    finally:
+        await connection.close()
+    most_sleeping = 0
+    sleeping_memory = dict(idle)
+    deadline = time.monotonic() + max(120.0, runs / 20)
+    while True:
+        row = (
+            await observer.fetch(
+                "SELECT count(*) FILTER (WHERE status = 'sleeping') AS sleeping,"
+                " count(*) FILTER (WHERE status IN ('completed', 'failed')) AS ended"
+                " FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])",
+                ids,
+            )
+        )[0]
+        if row["sleeping"] > most_sleeping:
+            most_sleeping = row["sleeping"]
+            sleeping_memory = {name: engine.cluster.resident_memory(name) for name in idle}
+        if row["ended"] >= runs:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{row['ended']} of {runs} sleeping runs ended in time")
+        await asyncio.sleep(0.25)
+    engine.touched()
+    failed = await observer.failed(ids)
+    if failed:
+        raise RuntimeError(f"{failed} of {runs} sleeping runs did not complete")
+    late = [float(each["late_ms"]) for each in await observer.fetch(_LATENESS, ids, seconds)]
+    invocations = await observer.fetchval(
+        "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
+    )
+    figures = {
+        "wake lateness p50": percentile(late, 0.5),
+        "wake lateness p99": percentile(late, 0.99),
+        "most runs asleep at once": float(most_sleeping),
+        "invocations/run": float(invocations),
+    }
+    for name in ("worker", "host"):
+        figures[f"{name} RSS idle"] = idle[name] / MIB
+        figures[f"{name} RSS while sleeping"] = sleeping_memory[name] / MIB
+        figures[f"{name} RSS per sleeping run"] = (
+            (sleeping_memory[name] - idle[name]) / max(most_sleeping, 1) / 1024
+        )
+    return figures
+
+
+UNITS = {
+    "wake lateness p50": "ms",
+    "wake lateness p99": "ms",
+    "most runs asleep at once": "runs",
+    "invocations/run": "",
+    "worker RSS idle": "MiB",
+    "worker RSS while sleeping": "MiB",
+    "worker RSS per sleeping run": "KiB",
+    "host RSS idle": "MiB",
+    "host RSS while sleeping": "MiB",
+    "host RSS per sleeping run": "KiB",
+}

@@ -1,0 +1,50 @@
+"""Step throughput: runs of an n-step function; steps/s, runs/s, invocations and commits.
+
+The clock runs from the first POST /events to the last run's end (runs.ended_at,
+the same machine clock). Commits are the bench database's xact_commit delta from
+just before the first event until every run has ended, read after the statistics
+are flushed, less the observer's own queries.
+"""
+
+import asyncio
+import time
+
+from bench.engine.events import send_batches
+from bench.engine.observe import STATS_FLUSH_SECONDS
+from bench.engine.session import Engine
+
+FUNCTION = "bench-steps"
+
+
+async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> dict[str, float]:
+    observer = engine.observer
+    await observer.drain()
+    await engine.quiet_statistics()
+    queries_before = observer.queries
+    commits_before = await observer.commits()
+    events = [
+        {"name": "bench.steps", "data": {"steps": steps, "payload": payload}} for _ in range(runs)
+    ]
+    connection = engine.cluster.connection()
+    began = time.time()
+    try:
+        ids = await send_batches(connection, events)
+    finally:
+        await connection.close()
+    last_ended = await observer.wait_finished(ids, runs, within=max(120.0, runs * steps / 50))
+    seconds = last_ended.timestamp() - began
+    failed = await observer.failed(ids)
+    invocations = await observer.fetchval(
+        "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
+    )
+    await asyncio.sleep(STATS_FLUSH_SECONDS)
+    commits = await observer.commits() - commits_before - (observer.queries - queries_before)
+    engine.touched()
+    if failed:
+        raise RuntimeError(f"{failed} of {runs} runs did not complete")
+    return {
+        "steps/s": runs * steps / seconds,
+        "runs/s": runs / seconds,
+        "invocations/run": float(invocations),
+        "commits/step": commits / (runs * steps),
+    }

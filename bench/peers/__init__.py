@@ -1,0 +1,1 @@
+"""Peers measured beside Reverb on the same PostgreSQL: PgQueuer, DBOS, Graphile Worker."""

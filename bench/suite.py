@@ -1,0 +1,150 @@
+"""One benchmark run: databases, peers' installs, the engine, interleaved groups of probes."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from bench import database, floor
+from bench.config import Sizes
+from bench.engine import probes as engine_probes
+from bench.engine.cluster import ClusterError
+from bench.engine.session import Engine
+from bench.peers import probes as peer_probes
+from bench.peers.setup import SetupError, dbos_python, graphile_node
+from bench.results import Results
+from bench.runner import Probe, run_interleaved
+
+log = structlog.get_logger("bench")
+
+SECTIONS = ("ingest", "latency", "throughput", "sleep", "fanout", "jobs", "floor")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    sizes: Sizes
+    sections: frozenset[str] = frozenset(SECTIONS)
+    peers: bool = True
+    engine: bool = True
+    keep_databases: bool = False
+    # Seconds any one group of interleaved probes may start new repetitions for.
+    group_budget: float = 1800.0
+
+
+@dataclass
+class Systems:
+    """What could be started for this run; None (with a note in the results) if not."""
+
+    engine: Engine | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    dbos: Path | None = None
+    node: str | None = None
+
+
+async def _install_peers(found: Systems, results: Results) -> None:
+    async def dbos() -> None:
+        try:
+            found.dbos = await dbos_python()
+        except SetupError as error:
+            results.miss("peers", "DBOS", f"not installed: {error}")
+
+    async def graphile() -> None:
+        try:
+            found.node = await graphile_node()
+        except SetupError as error:
+            results.miss("peers", "Graphile Worker", f"not installed: {error}")
+
+    await asyncio.gather(dbos(), graphile())
+
+
+@asynccontextmanager
+async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
+    server = database.server_url()
+    names = ["reverb", "floor", "pgqueuer", "dbos", "graphile"]
+    found = Systems()
+    for name in names:
+        found.urls[name] = await database.create(server, f"reverb_bench_{name}")
+    try:
+        if options.peers:
+            await _install_peers(found, results)
+        if options.engine:
+            try:
+                found.engine = await Engine.start(found.urls["reverb"])
+            except (ClusterError, OSError, TimeoutError) as error:
+                results.miss("all", "Reverb", f"engine did not start: {error}")
+        yield found
+    finally:
+        if found.engine is not None:
+            await found.engine.stop()
+        if not options.keep_databases:
+            for name in names:
+                await database.drop(server, f"reverb_bench_{name}")
+
+
+def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
+    """The groups of compared probes, in the order they run; each group is interleaved."""
+    sizes, engine, urls = options.sizes, found.engine, found.urls
+    want = options.sections
+    pgqueuer = peer_probes.pgqueuer(urls["pgqueuer"], sizes) if options.peers else None
+    graphile = peer_probes.graphile(found.node, urls["graphile"], sizes) if found.node else None
+    dbos = peer_probes.dbos(found.dbos, urls["dbos"], sizes) if found.dbos else None
+    chosen: list[tuple[str, list[Probe]]] = []
+
+    def add(section: str, *probes: Probe | None) -> None:
+        present = [probe for probe in probes if probe is not None]
+        if section in want and present:
+            chosen.append((section, present))
+
+    add(
+        "throughput",
+        engine_probes.throughput_probe(engine, sizes) if engine else None,
+        dbos[0] if dbos else None,
+        *(floor.probes(urls["floor"], sizes.pgbench_seconds) if "floor" in want else []),
+    )
+    if "throughput" not in want:
+        add("floor", *floor.probes(urls["floor"], sizes.pgbench_seconds))
+    add(
+        "latency",
+        engine_probes.latency_probe(engine, sizes) if engine else None,
+        pgqueuer[1] if pgqueuer else None,
+        dbos[1] if dbos else None,
+        graphile[1] if graphile else None,
+    )
+    add("jobs", pgqueuer[0] if pgqueuer else None, graphile[0] if graphile else None)
+    if engine:
+        add("ingest", *engine_probes.ingest_probes(engine, sizes))
+        add("fanout", engine_probes.fanout_probe(engine, sizes))
+        add("sleep", engine_probes.sleep_probe(engine, sizes))
+    return chosen
+
+
+async def run(options: Options, results: Results) -> None:
+    async with systems(options, results) as found:
+        if "floor" in options.sections:
+            await floor.prepare(found.urls["floor"])
+            if floor.pgbench_path() is None:
+                results.miss(
+                    "PostgreSQL floor",
+                    "pgbench",
+                    "pgbench not found (apt-get install postgresql-client)",
+                )
+        chosen = groups(options, found)
+        for name, probes in chosen:
+            if floor.pgbench_path() is None:
+                probes = [probe for probe in probes if probe.system != "pgbench"]
+            log.info("group", name=name, systems=[probe.system for probe in probes])
+            deadline = time.monotonic() + options.group_budget
+            await run_interleaved(probes, options.sizes.repetitions, results, deadline)
+
+
+def selected(names: Sequence[str] | None) -> frozenset[str]:
+    if not names:
+        return frozenset(SECTIONS)
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    return frozenset(names)

@@ -1,0 +1,88 @@
+"""The issue's targets, judged on medians and shown beside the figures (never asserted)."""
+
+from bench.results import Key, Results
+
+REVERB = "Reverb"
+# Sleeping runs "cost no memory": growth per sleeping run below this is noise
+# (allocator high-water marks), above it the process holds something per run.
+NO_MEMORY_KIB = 0.5
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+
+
+def judge(results: Results) -> None:
+    _throughput(results)
+    _latency(results)
+    _ingest(results)
+    _sleep(results)
+
+
+def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
+    value = results.median(key.section, key.system, key.figure)
+    if value is None:
+        return
+    if other is None:
+        results.judge(key, f"{label} (not measured)", None)
+        return
+    goal = factor * other
+    results.judge(key, f"{label} = {_number(goal)}", value >= goal)
+
+
+def _throughput(results: Results) -> None:
+    key = Key("Step throughput", REVERB, "steps/s")
+    dbos = results.median("Step throughput", "DBOS", "steps/s")
+    floor = results.median("PostgreSQL floor", "pgbench", "commits/s, 16 clients")
+    _relative(results, key, 10, dbos, "≥ 10× DBOS")
+    _relative(results, key, 0.2, floor, "≥ 20% of pgbench at 16 clients")
+    invocations = results.median("Step throughput", REVERB, "invocations/run")
+    if invocations is not None:
+        results.judge(
+            Key("Step throughput", REVERB, "invocations/run"), "= waits + 1 = 1", invocations == 1
+        )
+
+
+def _latency(results: Results) -> None:
+    key = Key("Latency", REVERB, "request→first step p50")
+    pgqueuer = results.median("Latency", "PgQueuer", "enqueue→start p50")
+    _relative_at_most(results, key, 3, pgqueuer, "≤ 3× PgQueuer enqueue→start p50")
+    p99 = results.median("Latency", REVERB, "request→first step p99")
+    if p99 is not None:
+        results.judge(Key("Latency", REVERB, "request→first step p99"), "< 30 ms", p99 < 30)
+
+
+def _relative_at_most(
+    results: Results, key: Key, factor: float, other: float | None, label: str
+) -> None:
+    value = results.median(key.section, key.system, key.figure)
+    if value is None:
+        return
+    if other is None:
+        results.judge(key, f"{label} (not measured)", None)
+        return
+    goal = factor * other
+    results.judge(key, f"{label} = {goal:.1f} ms", value <= goal)
+
+
+def _ingest(results: Results) -> None:
+    for figure, goal, label in (
+        ("events/s, 1 per request", 2_000, "≥ 2,000/s"),
+        ("events/s, 100 per request", 20_000, "≥ 20,000/s"),
+    ):
+        value = results.median("Ingest", REVERB, figure)
+        if value is not None:
+            results.judge(Key("Ingest", REVERB, figure), label, value >= goal)
+
+
+def _sleep(results: Results) -> None:
+    invocations = results.median("Sleep", REVERB, "invocations/run")
+    if invocations is not None:
+        results.judge(Key("Sleep", REVERB, "invocations/run"), "= waits + 1 = 2", invocations == 2)
+    for name in ("worker", "host"):
+        figure = f"{name} RSS per sleeping run"
+        value = results.median("Sleep", REVERB, figure)
+        if value is not None:
+            results.judge(
+                Key("Sleep", REVERB, figure), f"≈ 0 (< {NO_MEMORY_KIB} KiB)", value < NO_MEMORY_KIB
+            )
