@@ -7,6 +7,7 @@ bench/results/latest.json. `--quick` is the CI smoke check (under 2 minutes).
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from bench import database, machine, report, suite, table, targets
+from bench import machine, report, server, suite, table, targets
 from bench.config import FULL, QUICK
 from bench.results import Results
 
@@ -65,11 +66,24 @@ def configure_logging() -> None:
 async def main(argv: list[str]) -> int:
     options = arguments(argv)
     configure_logging()
+    with contextlib.ExitStack() as stack:
+        explicit = server.explicit_url()
+        if explicit:
+            return await measure(options, explicit, [])
+        if await server.reachable(server.LOCAL_URL):
+            return await measure(options, server.LOCAL_URL, [])
+        url = stack.enter_context(server.embedded_url())
+        note = "no PostgreSQL on 127.0.0.1:5432: an embedded server was started for this run"
+        return await measure(options, url, [note])
+
+
+async def measure(options: argparse.Namespace, server_url: str, notes: list[str]) -> int:
     sizes = QUICK if options.quick else FULL
     if options.repetitions:
         sizes = dataclasses.replace(sizes, repetitions=options.repetitions)
     settings = suite.Options(
         sizes=sizes,
+        server=server_url,
         sections=suite.selected(options.only),
         peers=not options.skip_peers,
         engine=not options.skip_engine,
@@ -77,7 +91,7 @@ async def main(argv: list[str]) -> int:
         group_budget=90.0 if options.quick else 1800.0,
     )
     mode = "quick" if options.quick else "full"
-    results = Results()
+    results = Results(notes=notes)
     if options.quick or sizes.repetitions < 5:
         results.notes.append(
             f"{mode} mode: {sizes.repetitions} repetition(s) and reduced sizes "
@@ -86,7 +100,7 @@ async def main(argv: list[str]) -> int:
         )
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.monotonic()
-    described = await machine.describe(database.server_url())
+    described = await machine.describe(server_url)
     await suite.run(settings, results)
     targets.judge(results)
     title = [

@@ -1,16 +1,10 @@
 """Fresh databases on the benchmark's PostgreSQL server, one per system measured."""
 
-import os
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def server_url() -> str:
-    """The maintenance URL of the server: REVERB_BENCH_DATABASE_URL, else the local one."""
-    return os.environ.get("REVERB_BENCH_DATABASE_URL") or LOCAL_URL
 
 
 def with_database(url: str, database: str) -> str:

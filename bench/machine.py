@@ -5,7 +5,8 @@ import platform
 from pathlib import Path
 
 import asyncpg
-import psutil
+
+from bench import memory
 
 
 def cpu_model() -> str:
@@ -30,7 +31,7 @@ async def describe(database_url: str) -> dict[str, str | int | float]:
     return {
         "cpu_model": cpu_model(),
         "cores": os.cpu_count() or 0,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "memory_gib": round(memory.total() / 2**30, 1),
         "postgresql": str(postgres),
         "synchronous_commit": str(synchronous_commit),
         "fsync": str(fsync),

@@ -27,6 +27,8 @@ SECTIONS = ("ingest", "latency", "throughput", "sleep", "fanout", "jobs", "floor
 @dataclass(frozen=True, slots=True)
 class Options:
     sizes: Sizes
+    # The maintenance URL of the PostgreSQL server every system gets a database on.
+    server: str
     sections: frozenset[str] = frozenset(SECTIONS)
     peers: bool = True
     engine: bool = True
@@ -63,7 +65,7 @@ async def _install_peers(found: Systems, results: Results) -> None:
 
 @asynccontextmanager
 async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
-    server = database.server_url()
+    server = options.server
     names = ["reverb", "floor", "pgqueuer", "dbos", "graphile"]
     found = Systems()
     for name in names:

@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
+from bench import memory
 from bench.http import Connection, HttpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +43,7 @@ class Cluster:
 
     def resident_memory(self, name: str) -> int:
         """Resident memory (bytes) of one service's process and its children."""
-        process = psutil.Process(self.processes[name].pid)
-        return sum(each.memory_info().rss for each in [process, *process.children(recursive=True)])
+        return memory.resident(self.processes[name].pid)
 
     async def stop(self) -> None:
         for process in self.processes.values():

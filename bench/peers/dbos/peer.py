@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-not-found,untyped-decorator"
 """DBOS Transact, one process: the 10-step workflow through a queue, and the 1-step latency.
 
     python peer.py workflow RUNS STEPS
