@@ -1,0 +1,113 @@
+"""Making one step report durable, and the Ack that says so."""
+
+from datetime import timedelta
+
+import asyncpg
+
+from reverb_queue_worker import protocol
+from reverb_queue_worker.backoff import backoff
+from reverb_queue_worker.database import acquire
+from reverb_queue_worker.services import Services
+from reverb_store import execution
+from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepState
+
+# How long an invoke waits for its child when the function gives no timeout.
+DEFAULT_INVOKE_TIMEOUT = timedelta(days=365)
+
+
+def ack_for(step_id: str, state: StepState, output: str | None = None) -> protocol.Ack:
+    """The Ack for a committed state; `output` is sent when it differs from the host's."""
+    if state.status == "completed":
+        return protocol.Ack(step_id, protocol.AckResult.CONTINUE, output)
+    if state.status == "failed":
+        error = state.error or ErrorRecord("StepError", "the step failed")
+        return protocol.Ack(step_id, protocol.AckResult.FAILED, error=error)
+    if state.status == "retrying":
+        return protocol.Ack(step_id, protocol.AckResult.RETRY_LATER)
+    return protocol.Ack(step_id, protocol.AckResult.PENDING)
+
+
+async def commit_step(
+    services: Services, claim: ClaimedRun, traceparent: str | None, report: protocol.StepReport
+) -> protocol.Ack:
+    """Commit what the report says happened, then say how the host goes on."""
+    step_id = report.timing.step_id
+    try:
+        if isinstance(report.operation, protocol.Output):
+            commit = await services.checkpoints.commit(
+                StepOutput(claim.run_id, report.timing, report.operation.output)
+            )
+            return ack_for(step_id, commit.state, None if commit.ours else commit.state.output)
+        async with acquire(services.pool) as connection:
+            state = await _commit_direct(connection, services, claim, traceparent, report)
+    except asyncpg.DataError as error:
+        # JSON the database refuses (e.g. a NUL character): the step fails for good.
+        invalid = ErrorRecord("InvalidPayload", f"the step's data cannot be stored: {error}")
+        async with acquire(services.pool) as connection:
+            state = await _fail_step(connection, claim, report, invalid)
+    if isinstance(report.operation, protocol.SendEvents):
+        return ack_for(step_id, state, state.output)
+    return ack_for(step_id, state, state.output if state.status == "completed" else None)
+
+
+async def _fail_step(
+    connection: asyncpg.Connection,
+    claim: ClaimedRun,
+    report: protocol.StepReport,
+    error: ErrorRecord,
+) -> StepState:
+    return await execution.record_failure(
+        connection,
+        claim.run_id,
+        report.timing,
+        error,
+        retriable=False,
+        max_attempts=claim.max_attempts,
+        retry_delay=lambda _: timedelta(0),
+    )
+
+
+async def _commit_direct(
+    connection: asyncpg.Connection,
+    services: Services,
+    claim: ClaimedRun,
+    traceparent: str | None,
+    report: protocol.StepReport,
+) -> StepState:
+    operation, timing = report.operation, report.timing
+    if isinstance(operation, protocol.Failure):
+        retry_after, base = operation.retry_after, services.settings.backoff_base
+        return await execution.record_failure(
+            connection,
+            claim.run_id,
+            timing,
+            operation.error,
+            retriable=operation.retriable,
+            max_attempts=claim.max_attempts,
+            retry_delay=lambda attempt: (
+                retry_after if retry_after is not None else backoff(attempt, base=base)
+            ),
+        )
+    if isinstance(operation, protocol.Sleep):
+        return await execution.record_sleep(connection, claim.run_id, timing, operation.wake_at)
+    if isinstance(operation, protocol.Invoke):
+        return await execution.start_child(
+            connection,
+            claim.run_id,
+            timing,
+            function_id=operation.function_id,
+            data=operation.data,
+            wait_limit=operation.timeout or DEFAULT_INVOKE_TIMEOUT,
+            traceparent=traceparent,
+        )
+    if isinstance(operation, protocol.SendEvents):
+        return await execution.send_events(
+            connection, claim.run_id, timing, operation.events, traceparent
+        )
+    if isinstance(operation, protocol.WaitForEvent):
+        unsupported = ErrorRecord(
+            "NotSupported", "step.wait_for_event is not supported by this worker yet"
+        )
+        return await _fail_step(connection, claim, report, unsupported)
+    # protocol.Output goes through the checkpoint writer.
+    raise AssertionError(f"unexpected step operation {operation!r}")

@@ -1,0 +1,98 @@
+"""The `advance_run` job: claim a run and drive it through one Invoke stream."""
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import structlog
+from opentelemetry import trace
+from pgqueuer.errors import RetryRequested
+
+from reverb_queue_worker.backoff import HOST_CAP, backoff
+from reverb_queue_worker.database import acquire
+from reverb_queue_worker.finals import finish
+from reverb_queue_worker.hosts import HostUnreachable
+from reverb_queue_worker.invocation import Invocation, StreamBroken
+from reverb_queue_worker.services import Services
+from reverb_store import execution
+from reverb_store.execution import ClaimedRun
+from reverb_store.jobs import AdvanceRun
+from reverb_telemetry import context_from_traceparent, current_traceparent
+
+_log = structlog.get_logger("reverb.queue_worker")
+_tracer = trace.get_tracer("reverb.queue_worker")
+
+
+async def advance_run(services: Services, job_id: int, job_attempts: int, job: AdvanceRun) -> None:
+    """Claim the run for this job and drive it as far as it goes.
+
+    A run that cannot be claimed is someone else's (or finished): the job ends.
+    When no host can be reached, or the stream breaks, the run is released and
+    this job retried after a short backoff (no function attempt is counted).
+    Any other error releases the run if it can and retries the job.
+    """
+    parent = context_from_traceparent(job.traceparent)
+    with _tracer.start_as_current_span(
+        "advance_run", context=parent, attributes={"reverb.run_id": job.run_id}
+    ) as span:
+        async with acquire(services.pool) as connection:
+            claim = await execution.claim_run(connection, job.run_id, job_id)
+        if claim is None:
+            _log.debug("run not claimable", run_id=job.run_id, job_id=job_id)
+            return
+        span.set_attribute("reverb.function_id", claim.function_id)
+        span.set_attribute("reverb.invocation", claim.invocations)
+        log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
+        log.info(
+            "run started" if claim.invocations == 1 else "run resumed",
+            attempt=claim.attempt,
+            invocation=claim.invocations,
+        )
+        try:
+            await _drive(services, claim, job_id, log)
+        except (HostUnreachable, StreamBroken) as error:
+            invoked = isinstance(error, StreamBroken) and error.invoked
+            delay = _retry_delay(services, job_attempts)
+            log.warning(
+                "host unreachable, run released",
+                reason=str(error),
+                retry_in_seconds=round(delay.total_seconds(), 3),
+            )
+            async with acquire(services.pool) as connection:
+                await execution.release_run(connection, claim.run_id, job_id, invoked=invoked)
+            raise RetryRequested(delay, reason="function host unreachable") from error
+        except asyncio.CancelledError:
+            # The worker is stopping: hand the run to a new job before this one is dropped.
+            await asyncio.shield(_release(services, claim.run_id, job_id, timedelta(0)))
+            raise
+        except Exception as error:
+            log.exception("advancing the run failed")
+            with contextlib.suppress(Exception):
+                await _release(services, claim.run_id, job_id, None)
+            # If the release failed too, the retried job (same id) takes the run over.
+            delay = _retry_delay(services, job_attempts)
+            raise RetryRequested(delay, reason="advancing the run failed") from error
+
+
+async def _drive(
+    services: Services,
+    claim: ClaimedRun,
+    job_id: int,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    invocation = Invocation(services, claim, current_traceparent() or claim.traceparent)
+    end = await invocation.run()
+    await finish(services, claim, job_id, end, log)
+
+
+def _retry_delay(services: Services, job_attempts: int) -> timedelta:
+    return backoff(job_attempts, base=services.settings.backoff_base, cap=HOST_CAP)
+
+
+async def _release(
+    services: Services, run_id: str, job_id: int, resume_after: timedelta | None
+) -> None:
+    async with acquire(services.pool) as connection:
+        await execution.release_run(
+            connection, run_id, job_id, invoked=True, resume_after=resume_after
+        )

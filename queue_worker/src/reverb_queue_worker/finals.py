@@ -1,0 +1,83 @@
+"""Making an invocation's end durable: completed, failed (maybe retried), or suspended."""
+
+import asyncpg
+import structlog
+
+from reverb_queue_worker import protocol
+from reverb_queue_worker.backoff import backoff
+from reverb_queue_worker.database import acquire
+from reverb_queue_worker.invocation import InvocationEnd
+from reverb_queue_worker.services import Services
+from reverb_store import execution
+from reverb_store.execution import ClaimedRun, ErrorRecord
+
+
+async def finish(
+    services: Services,
+    claim: ClaimedRun,
+    job_id: int,
+    end: InvocationEnd,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    final = end.final
+    async with acquire(services.pool) as connection:
+        if isinstance(final, protocol.Completed):
+            await _complete(connection, services, claim, job_id, final, log)
+        elif isinstance(final, protocol.Failed):
+            await _fail(connection, services, claim, job_id, final, log)
+        else:
+            outcome = await execution.suspend_run(
+                connection, claim.run_id, job_id, sorted(end.known_step_ids)
+            )
+            if outcome is None:
+                log.warning("run taken over before it could suspend")
+            else:
+                log.info("run suspended", until=outcome)
+
+
+async def _complete(
+    connection: asyncpg.Connection,
+    services: Services,
+    claim: ClaimedRun,
+    job_id: int,
+    final: protocol.Completed,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    try:
+        done = await execution.complete_run(connection, claim.run_id, job_id, final.output)
+    except asyncpg.DataError as error:
+        invalid = ErrorRecord("InvalidOutput", f"the function's result cannot be stored: {error}")
+        await _fail(
+            connection, services, claim, job_id, protocol.Failed(invalid, retriable=False), log
+        )
+        return
+    if done:
+        log.info("run completed")
+    else:
+        log.warning("run taken over before it could complete")
+
+
+async def _fail(
+    connection: asyncpg.Connection,
+    services: Services,
+    claim: ClaimedRun,
+    job_id: int,
+    final: protocol.Failed,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    if final.retriable and claim.attempt + 1 < claim.max_attempts:
+        delay = final.retry_after
+        if delay is None:
+            delay = backoff(claim.attempt, base=services.settings.backoff_base)
+        if await execution.retry_run(connection, claim.run_id, job_id, final.error, delay):
+            log.info(
+                "run failed, will retry",
+                attempt=claim.attempt,
+                error_type=final.error.type,
+                delay_seconds=round(delay.total_seconds(), 3),
+            )
+            return
+    elif await execution.fail_run(connection, claim.run_id, job_id, final.error):
+        log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
+        return
+    log.warning("run taken over before its failure was recorded")

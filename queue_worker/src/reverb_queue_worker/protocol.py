@@ -1,0 +1,115 @@
+"""The Invoke conversation in domain terms: what the worker sends and what a host reports.
+
+`wire` converts these to and from protobuf; nothing else sees generated types.
+"""
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reverb_store import NewEvent
+from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
+
+INVOKE_METHOD = "/reverb.v1.FunctionHost/Invoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    run_id: str
+    function_id: str
+    events: tuple[EventRecord, ...]
+    memo: tuple[MemoEntry, ...]
+    attempt: int
+    traceparent: str | None
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """`step.run` returned; JSON text."""
+
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """`step.run` raised."""
+
+    error: ErrorRecord
+    retriable: bool
+    retry_after: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    wake_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    function_id: str
+    # JSON text of an object: the child's event data.
+    data: str
+    timeout: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendEvents:
+    events: tuple[NewEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForEvent:
+    event: str
+    match: str
+    timeout: timedelta | None
+
+
+StepOperation = Output | Failure | Sleep | Invoke | SendEvents | WaitForEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    timing: StepTiming
+    operation: StepOperation
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The function returned; JSON text."""
+
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The function raised (or the engine gave up on this attempt)."""
+
+    error: ErrorRecord
+    retriable: bool
+    retry_after: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """Every reported step is acknowledged and the function waits."""
+
+
+Final = Completed | Failed | Suspended
+HostMessage = StepReport | Final
+
+
+class AckResult(enum.Enum):
+    CONTINUE = "continue"
+    PENDING = "pending"
+    FAILED = "failed"
+    RETRY_LATER = "retry_later"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    step_id: str
+    result: AckResult
+    # The committed JSON output, when the host must use it instead of its own.
+    output: str | None = None
+    error: ErrorRecord | None = None

@@ -1,0 +1,17 @@
+"""What every job handler of a worker shares."""
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_queue_worker.hosts import HostChannels
+from reverb_queue_worker.settings import WorkerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: WorkerSettings
+    pool: asyncpg.Pool
+    checkpoints: CheckpointWriter
+    hosts: HostChannels

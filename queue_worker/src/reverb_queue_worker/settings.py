@@ -1,0 +1,45 @@
+"""The worker's configuration: built once at the entry point, from REVERB_* variables."""
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _seconds(value: object) -> object:
+    """Environment values are strings: read "30" or "0.5" as seconds."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+# A duration given in seconds ("30", 0.5) or ISO 8601 ("PT1H") or as a timedelta.
+Seconds = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
+class WorkerSettings(BaseSettings):
+    """Settings of a queue worker (environment variables prefixed `REVERB_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="REVERB_")
+
+    database_url: str
+    # How many jobs (runs being driven, fan-outs) this worker handles at once.
+    worker_concurrency: int = Field(default=100, ge=2)
+    # pgqueuer re-picks a job whose heartbeat is older than this (a dead worker's job).
+    worker_heartbeat_timeout: Seconds = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    # Shared with the function hosts: calls to them are signed with it.
+    signing_key: SecretStr | None = None
+    # How long one Invoke stream may last before the attempt counts as failed.
+    invocation_timeout: Seconds = Field(default=timedelta(hours=1), gt=timedelta(0))
+    # The first retry delay; later ones double (steps and functions up to 10 min, hosts 30 s).
+    backoff_base: Seconds = Field(default=timedelta(seconds=1), ge=timedelta(0))
+    # Connections for run transactions and step checkpoints (pgqueuer has its own).
+    database_pool_size: int = Field(default=20, ge=2)
+    # On stop, in-flight invocations get this long to end before they are abandoned.
+    worker_shutdown_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    log_json: bool = False
+    log_level: str = "info"

@@ -1,0 +1,245 @@
+"""The one module that touches protobuf: Invoke streams and message conversion.
+
+`open_invoke` wraps a grpc.aio stream in `InvokeStream`, which speaks the
+domain types of `protocol`. gRPC failures surface as `HostStreamError`.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
+from reverb_queue_worker import protocol
+from reverb_store import NewEvent
+from reverb_store.execution import ErrorRecord, MemoEntry, StepTiming
+
+
+class HostStreamError(Exception):
+    """The Invoke stream failed; `code` is the gRPC status name, e.g. "UNAVAILABLE"."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+_ACK_RESULTS = {
+    protocol.AckResult.CONTINUE: function_host_pb2.ACK_RESULT_CONTINUE,
+    protocol.AckResult.PENDING: function_host_pb2.ACK_RESULT_PENDING,
+    protocol.AckResult.FAILED: function_host_pb2.ACK_RESULT_FAILED,
+    protocol.AckResult.RETRY_LATER: function_host_pb2.ACK_RESULT_RETRY_LATER,
+}
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    timestamp = Timestamp()
+    timestamp.FromDatetime(value)
+    return timestamp
+
+
+def _error_to_wire(error: ErrorRecord) -> common_pb2.ErrorInfo:
+    return common_pb2.ErrorInfo(type=error.type, message=error.message, stack=error.stack)
+
+
+def _error_from_wire(error: common_pb2.ErrorInfo) -> ErrorRecord:
+    return ErrorRecord(error.type or "Error", error.message, error.stack)
+
+
+def _json(data: bytes) -> str:
+    """JSON bytes as text; an empty payload means `null`."""
+    return data.decode("utf-8", errors="replace") if data else "null"
+
+
+def _memo_to_wire(entry: MemoEntry) -> function_host_pb2.MemoizedStep:
+    if entry.error is not None:
+        return function_host_pb2.MemoizedStep(
+            step_id=entry.step_id, error=_error_to_wire(entry.error)
+        )
+    output = (entry.output if entry.output is not None else "null").encode()
+    return function_host_pb2.MemoizedStep(step_id=entry.step_id, output=output)
+
+
+def start_request(start: protocol.Start) -> function_host_pb2.InvokeRequest:
+    message = function_host_pb2.Start(
+        run_id=start.run_id,
+        function_id=start.function_id,
+        events=[
+            common_pb2.Event(
+                id=event.id, name=event.name, data=event.data.encode(), ts=_timestamp(event.ts)
+            )
+            for event in start.events
+        ],
+        memo=[_memo_to_wire(entry) for entry in start.memo],
+        attempt=start.attempt,
+        traceparent=start.traceparent or "",
+        deadline=_timestamp(start.deadline),
+    )
+    return function_host_pb2.InvokeRequest(start=message)
+
+
+def ack_request(ack: protocol.Ack) -> function_host_pb2.InvokeRequest:
+    message = function_host_pb2.Ack(step_id=ack.step_id, result=_ACK_RESULTS[ack.result])
+    if ack.output is not None:
+        message.output = ack.output.encode()
+    if ack.error is not None:
+        message.error.CopyFrom(_error_to_wire(ack.error))
+    return function_host_pb2.InvokeRequest(ack=message)
+
+
+def _optional_time(message: function_host_pb2.StepReport, field: str) -> datetime | None:
+    if not message.HasField(field):  # type: ignore[arg-type]
+        return None
+    value: Timestamp = getattr(message, field)
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def _event_input(event: function_host_pb2.EventInput) -> NewEvent:
+    return NewEvent(
+        name=event.name,
+        data=_json(event.data) if event.data else "{}",
+        id=event.id or None,
+        ts=event.ts.ToDatetime(tzinfo=UTC) if event.HasField("ts") else None,
+    )
+
+
+def _operation(report: function_host_pb2.StepReport) -> protocol.StepOperation:
+    kind = report.WhichOneof("op")
+    if kind == "output":
+        return protocol.Output(_json(report.output))
+    if kind == "failure":
+        failure = report.failure
+        return protocol.Failure(
+            _error_from_wire(failure.error),
+            failure.retriable,
+            failure.retry_after.ToTimedelta() if failure.HasField("retry_after") else None,
+        )
+    if kind == "sleep":
+        return protocol.Sleep(report.sleep.wake_at.ToDatetime(tzinfo=UTC))
+    if kind == "invoke":
+        invoke = report.invoke
+        return protocol.Invoke(
+            invoke.function_id,
+            _json(invoke.data) if invoke.data else "{}",
+            invoke.timeout.ToTimedelta() if invoke.HasField("timeout") else None,
+        )
+    if kind == "send_events":
+        return protocol.SendEvents(tuple(_event_input(e) for e in report.send_events.events))
+    if kind == "wait_for_event":
+        wait = report.wait_for_event
+        timeout = wait.timeout.ToTimedelta() if wait.HasField("timeout") else None
+        return protocol.WaitForEvent(wait.event, wait.match, timeout)
+    return protocol.Failure(
+        ErrorRecord("ProtocolError", "the host reported a step without an operation"),
+        retriable=False,
+        retry_after=None,
+    )
+
+
+def host_message(response: function_host_pb2.InvokeResponse) -> protocol.HostMessage:
+    kind = response.WhichOneof("message")
+    if kind == "step":
+        report = response.step
+        timing = StepTiming(
+            report.step_id,
+            report.name or report.step_id,
+            _optional_time(report, "started_at"),
+            _optional_time(report, "ended_at"),
+        )
+        return protocol.StepReport(timing, _operation(report))
+    if kind == "completed":
+        return protocol.Completed(_json(response.completed.output))
+    if kind == "failed":
+        failed = response.failed
+        return protocol.Failed(
+            _error_from_wire(failed.error),
+            failed.retriable,
+            failed.retry_after.ToTimedelta() if failed.HasField("retry_after") else None,
+        )
+    if kind == "suspended":
+        return protocol.Suspended()
+    return protocol.Failed(
+        ErrorRecord("ProtocolError", "the host sent an empty message"), retriable=True
+    )
+
+
+def _raise_if_call_cancelled() -> None:
+    """grpc.aio raises CancelledError in readers and writers of a call cancelled locally.
+
+    When the current task itself is not being cancelled, that is what happened:
+    report it as the stream's end rather than as a cancellation of the task.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() == 0:
+        raise HostStreamError("CANCELLED", "the stream was cancelled") from None
+
+
+class InvokeStream:
+    """One FunctionHost.Invoke call. Acks may be sent from several tasks at once."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[
+            function_host_pb2.InvokeRequest, function_host_pb2.InvokeResponse
+        ],
+    ) -> None:
+        self._call = call
+        self._write_lock = asyncio.Lock()
+
+    async def send_start(self, start: protocol.Start) -> None:
+        await self._write(start_request(start))
+
+    async def send_ack(self, ack: protocol.Ack) -> None:
+        await self._write(ack_request(ack))
+
+    async def _write(self, request: function_host_pb2.InvokeRequest) -> None:
+        async with self._write_lock:
+            try:
+                await self._call.write(request)
+            except grpc.aio.AioRpcError as error:
+                raise HostStreamError(error.code().name, error.details() or "") from error
+            except asyncio.InvalidStateError as error:
+                raise HostStreamError("CANCELLED", "the stream is closed") from error
+            except asyncio.CancelledError:
+                _raise_if_call_cancelled()
+                raise
+
+    async def receive(self) -> protocol.HostMessage | None:
+        """The host's next message; None when the host ended the stream."""
+        try:
+            response = await self._call.read()
+        except grpc.aio.AioRpcError as error:
+            raise HostStreamError(error.code().name, error.details() or "") from error
+        except asyncio.InvalidStateError as error:
+            raise HostStreamError("CANCELLED", "the stream is closed") from error
+        except asyncio.CancelledError:
+            _raise_if_call_cancelled()
+            raise
+        if response is grpc.aio.EOF:
+            return None
+        assert isinstance(response, function_host_pb2.InvokeResponse)
+        return host_message(response)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Half-close, give the host `grace` seconds to end the call, then cancel it."""
+        try:
+            async with self._write_lock:
+                await self._call.done_writing()
+            await asyncio.wait_for(self._call.code(), grace)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+            pass
+        finally:
+            self._call.cancel()
+
+
+def open_invoke(
+    channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]], timeout: float
+) -> InvokeStream:
+    """Start an Invoke call on `channel` (nothing is sent until `send_start`)."""
+    stub = function_host_pb2_grpc.FunctionHostStub(channel)
+    return InvokeStream(stub.Invoke(metadata=tuple(metadata), timeout=timeout))

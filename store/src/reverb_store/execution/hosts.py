@@ -1,0 +1,13 @@
+"""Where an app's function hosts listen."""
+
+import asyncpg
+
+
+async def host_addresses(connection: asyncpg.Connection | asyncpg.Pool, app_id: str) -> list[str]:
+    """The addresses registered for `app_id`, newest registration first."""
+    rows = await connection.fetch(
+        "SELECT address FROM reverb.app_hosts WHERE app_id = $1"
+        " ORDER BY registered_at DESC, address",
+        app_id,
+    )
+    return [row["address"] for row in rows]

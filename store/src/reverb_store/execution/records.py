@@ -1,0 +1,116 @@
+"""The values the run driver reads from and writes to the store: plain dataclasses."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import orjson
+
+StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting"]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """An error as stored in `runs.error` and `steps.error` (jsonb {type, message, stack})."""
+
+    type: str
+    message: str
+    stack: str = ""
+
+    def to_json(self) -> str:
+        body = {"type": self.type, "message": self.message, "stack": self.stack}
+        return orjson.dumps(body).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> "ErrorRecord":
+        body = orjson.loads(text)
+        if not isinstance(body, dict):
+            return cls("Error", str(body))
+        return cls(
+            str(body.get("type") or "Error"),
+            str(body.get("message") or ""),
+            str(body.get("stack") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A stored event, as a run receives it."""
+
+    id: str
+    name: str
+    # JSON text of an object.
+    data: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemoEntry:
+    """A step that is final: its output (JSON text) or its error."""
+
+    step_id: str
+    output: str | None
+    error: ErrorRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run this job now drives, with everything its invocation starts from."""
+
+    run_id: str
+    function_id: str
+    app_id: str
+    # 0-based attempt of the function.
+    attempt: int
+    max_attempts: int
+    invocations: int
+    traceparent: str | None
+    events: tuple[EventRecord, ...]
+    memo: tuple[MemoEntry, ...]
+    # The highest `attempts` among steps being retried by this invocation, if any.
+    retrying_step_attempts: int | None
+
+    @property
+    def start_attempt(self) -> int:
+        """What Start.attempt says: the step's failures so far when retrying one, else the run's."""
+        if self.retrying_step_attempts is not None:
+            return self.retrying_step_attempts
+        return self.attempt
+
+
+@dataclass(frozen=True, slots=True)
+class StepTiming:
+    """Which step a report is about, and when the host says it ran."""
+
+    step_id: str
+    name: str
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    """A step row as committed: what the worker acknowledges."""
+
+    status: StepStatus
+    output: str | None = None
+    error: ErrorRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """A `step.run` result waiting to be checkpointed."""
+
+    run_id: str
+    timing: StepTiming
+    # JSON text.
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCommit:
+    """The outcome of checkpointing one StepOutput."""
+
+    state: StepState
+    # False when another invocation had already committed the step.
+    ours: bool

@@ -1,0 +1,224 @@
+"""A run's transitions: claim, release, suspend, complete, retry and fail.
+
+Every transition after the claim is guarded by `status = 'running' AND job_id`,
+so only the job that drives a run moves it on.
+"""
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Literal
+
+import asyncpg
+
+from reverb_store import jobs
+from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
+from reverb_store.execution.steps import load_memo, resolve_due, retrying_attempts
+
+_CLAIM = """
+UPDATE reverb.runs
+SET status = 'running', job_id = $2, invocations = invocations + 1,
+    started_at = coalesce(started_at, now()), updated_at = now()
+WHERE id = $1
+  AND (status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))
+RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
+"""
+
+_EVENTS = """
+SELECT e.id, e.name, e.data::text AS data, e.ts
+FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
+JOIN reverb.events e ON e.id = t.id
+ORDER BY t.position
+"""
+
+
+async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) -> ClaimedRun | None:
+    """Take the run for this job and read what its invocation starts from; None if not claimable.
+
+    In the same transaction, sleeps that are due complete and invokes past their
+    timeout fail, so the memo includes them.
+    """
+    async with connection.transaction():
+        row = await connection.fetchrow(_CLAIM, run_id, job_id)
+        if row is None:
+            return None
+        await resolve_due(connection, run_id)
+        events = await connection.fetch(_EVENTS, row["event_ids"])
+        return ClaimedRun(
+            run_id=run_id,
+            function_id=row["function_id"],
+            app_id=row["app_id"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            invocations=row["invocations"],
+            traceparent=row["traceparent"],
+            events=tuple(
+                EventRecord(event["id"], event["name"], event["data"], event["ts"])
+                for event in events
+            ),
+            memo=await load_memo(connection, run_id),
+            retrying_step_attempts=await retrying_attempts(connection, run_id),
+        )
+
+
+async def release_run(
+    connection: asyncpg.Connection,
+    run_id: str,
+    job_id: int,
+    *,
+    invoked: bool,
+    resume_after: timedelta | None = None,
+) -> bool:
+    """Give the run back (status queued) without counting a function attempt.
+
+    `invoked=False` (the host was never reached) takes back the claim's
+    invocation. With `resume_after`, a new `advance_run` job is enqueued in the
+    same transaction (for a job that is ending); without it the caller's job is
+    retried by pgqueuer.
+    """
+    async with connection.transaction():
+        traceparent = await connection.fetchval(
+            "UPDATE reverb.runs SET status = 'queued', job_id = NULL,"
+            " invocations = invocations - $3::int, updated_at = now()"
+            " WHERE id = $1 AND status = 'running' AND job_id = $2"
+            " RETURNING coalesce(traceparent, '')",
+            run_id,
+            job_id,
+            0 if invoked else 1,
+        )
+        if traceparent is None:
+            return False
+        if resume_after is not None:
+            await jobs.enqueue(
+                connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after]
+            )
+        return True
+
+
+SuspendOutcome = Literal["resumed", "sleeping", "waiting"]
+
+_LOCK_OWNED = """
+SELECT traceparent FROM reverb.runs
+WHERE id = $1 AND status = 'running' AND job_id = $2 FOR UPDATE
+"""
+
+_PENDING = """
+SELECT
+  coalesce(bool_or(
+      (status IN ('sleeping', 'retrying', 'waiting') AND wake_at <= now())
+      OR (status IN ('completed', 'failed') AND NOT (id = ANY($2::text[])))
+  ), false) AS due,
+  coalesce(bool_or(status IN ('sleeping', 'retrying')), false) AS sleeping,
+  min(wake_at) FILTER (WHERE status IN ('sleeping', 'retrying', 'waiting')) - now() AS delay
+FROM reverb.steps WHERE run_id = $1
+"""
+
+_NOTHING_PENDING_DELAY = timedelta(seconds=1)
+
+
+async def suspend_run(
+    connection: asyncpg.Connection,
+    run_id: str,
+    job_id: int,
+    known_step_ids: Sequence[str],
+) -> SuspendOutcome | None:
+    """End an invocation that must wait; schedule the run's next `advance_run`.
+
+    `known_step_ids` are the final steps the host saw (memo and acks). If a wait
+    became due, or a step was resolved behind the host's back (a child run
+    ended), the run is re-queued at once; otherwise it sleeps or waits until the
+    earliest `wake_at`. None if the job no longer drives the run.
+    """
+    async with connection.transaction():
+        owned = await connection.fetchrow(_LOCK_OWNED, run_id, job_id)
+        if owned is None:
+            return None
+        pending = await connection.fetchrow(_PENDING, run_id, list(known_step_ids))
+        assert pending is not None  # an aggregate always returns a row
+        delay: timedelta | None = pending["delay"]
+        outcome: SuspendOutcome
+        if pending["due"]:
+            outcome, status, delay = "resumed", "queued", None
+        elif delay is None:
+            # The host suspended with nothing to wait for: try again shortly.
+            outcome, status, delay = "resumed", "queued", _NOTHING_PENDING_DELAY
+        elif pending["sleeping"]:
+            outcome, status = "sleeping", "sleeping"
+        else:
+            outcome, status = "waiting", "waiting"
+        await connection.execute(
+            "UPDATE reverb.runs SET status = $2, job_id = NULL, updated_at = now() WHERE id = $1",
+            run_id,
+            status,
+        )
+        await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay])
+        return outcome
+
+
+async def complete_run(
+    connection: asyncpg.Connection, run_id: str, job_id: int, output: str
+) -> bool:
+    """Store the run's result; a parent waiting on it gets it. False if not driven by this job."""
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            "UPDATE reverb.runs SET status = 'completed', output = $3::jsonb, error = NULL,"
+            " job_id = NULL, ended_at = now(), updated_at = now()"
+            " WHERE id = $1 AND status = 'running' AND job_id = $2"
+            " RETURNING parent_run_id, parent_step_id",
+            run_id,
+            job_id,
+            output,
+        )
+        if row is None:
+            return False
+        if row["parent_run_id"] is not None:
+            await resume_parent(
+                connection, row["parent_run_id"], row["parent_step_id"], output=output
+            )
+        return True
+
+
+async def retry_run(
+    connection: asyncpg.Connection,
+    run_id: str,
+    job_id: int,
+    error: ErrorRecord,
+    delay: timedelta,
+) -> bool:
+    """Queue the function's next attempt after `delay`. False if not driven by this job."""
+    async with connection.transaction():
+        traceparent = await connection.fetchval(
+            "UPDATE reverb.runs SET status = 'queued', attempt = attempt + 1, job_id = NULL,"
+            " error = $3::jsonb, updated_at = now()"
+            " WHERE id = $1 AND status = 'running' AND job_id = $2"
+            " RETURNING coalesce(traceparent, '')",
+            run_id,
+            job_id,
+            error.to_json(),
+        )
+        if traceparent is None:
+            return False
+        await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, traceparent or None)], [delay])
+        return True
+
+
+async def fail_run(
+    connection: asyncpg.Connection, run_id: str, job_id: int, error: ErrorRecord
+) -> bool:
+    """Fail the run for good; a parent waiting on it sees the error. False if not ours."""
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            "UPDATE reverb.runs SET status = 'failed', error = $3::jsonb, job_id = NULL,"
+            " ended_at = now(), updated_at = now()"
+            " WHERE id = $1 AND status = 'running' AND job_id = $2"
+            " RETURNING parent_run_id, parent_step_id",
+            run_id,
+            job_id,
+            error.to_json(),
+        )
+        if row is None:
+            return False
+        if row["parent_run_id"] is not None:
+            parent_run_id, parent_step_id = row["parent_run_id"], row["parent_step_id"]
+            await resume_parent(connection, parent_run_id, parent_step_id, error=error)
+        return True

@@ -1,0 +1,228 @@
+"""Step checkpoints: outputs (batched), failures with retries, sleeps, and reading them back."""
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from reverb_store.execution.records import (
+    ErrorRecord,
+    MemoEntry,
+    OutputCommit,
+    StepOutput,
+    StepState,
+    StepStatus,
+    StepTiming,
+)
+
+_FINAL = ("completed", "failed")
+
+_INSERT_OUTPUTS = """
+INSERT INTO reverb.steps AS s
+    (run_id, id, name, kind, status, attempts, output, started_at, ended_at)
+SELECT t.run_id, t.id, t.name, 'run', 'completed', 1, t.output,
+       coalesce(t.started_at, now()), coalesce(t.ended_at, now())
+FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[])
+     AS t(run_id, id, name, output, started_at, ended_at)
+ON CONFLICT (run_id, id) DO UPDATE
+SET status = 'completed', attempts = s.attempts + 1, output = EXCLUDED.output, error = NULL,
+    wake_at = NULL, ended_at = EXCLUDED.ended_at
+WHERE s.status = 'retrying'
+RETURNING s.run_id, s.id
+"""
+
+_SELECT_STATES = """
+SELECT s.run_id, s.id, s.status, s.output::text AS output, s.error::text AS error
+FROM reverb.steps s
+JOIN unnest($1::text[], $2::text[]) AS t(run_id, id) ON s.run_id = t.run_id AND s.id = t.id
+"""
+
+
+def _state(row: asyncpg.Record) -> StepState:
+    status: StepStatus = row["status"]
+    error = ErrorRecord.from_json(row["error"]) if row["error"] is not None else None
+    return StepState(status, row["output"], error)
+
+
+async def commit_outputs(
+    connection: asyncpg.Connection, outputs: Sequence[StepOutput]
+) -> list[OutputCommit]:
+    """Checkpoint `step.run` outputs of any runs in one transaction; one result per input.
+
+    A step already committed keeps its result (exactly-once outputs): the caller
+    gets the committed state back with `ours=False`. A step waiting for a retry
+    is completed with its attempts counted.
+    """
+    first: dict[tuple[str, str], StepOutput] = {}
+    for item in outputs:
+        first.setdefault((item.run_id, item.timing.step_id), item)
+    unique = list(first.values())
+    async with connection.transaction():
+        inserted = await connection.fetch(
+            _INSERT_OUTPUTS,
+            [item.run_id for item in unique],
+            [item.timing.step_id for item in unique],
+            [item.timing.name for item in unique],
+            [item.output for item in unique],
+            [item.timing.started_at for item in unique],
+            [item.timing.ended_at for item in unique],
+        )
+        ours = {(row["run_id"], row["id"]) for row in inserted}
+        others = [key for key in first if key not in ours]
+        states: dict[tuple[str, str], StepState] = {}
+        if others:
+            rows = await connection.fetch(
+                _SELECT_STATES, [key[0] for key in others], [key[1] for key in others]
+            )
+            states = {(row["run_id"], row["id"]): _state(row) for row in rows}
+    results = []
+    for item in outputs:
+        key = (item.run_id, item.timing.step_id)
+        if key in ours and first[key] is item:
+            results.append(OutputCommit(StepState("completed", item.output), ours=True))
+        else:
+            state = states.get(key) or StepState("completed", first[key].output)
+            results.append(OutputCommit(state, ours=False))
+    return results
+
+
+_LOCK_STEP = """
+SELECT status, attempts, output::text AS output, error::text AS error
+FROM reverb.steps WHERE run_id = $1 AND id = $2 FOR UPDATE
+"""
+
+_UPSERT_FAILURE = """
+INSERT INTO reverb.steps AS s
+    (run_id, id, name, kind, status, attempts, error, wake_at, started_at, ended_at)
+VALUES ($1, $2, $3, 'run', $4, $5, $6::jsonb, now() + $7::interval,
+        coalesce($8, now()), coalesce($9, now()))
+ON CONFLICT (run_id, id) DO UPDATE
+SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+    wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at
+WHERE s.status NOT IN ('completed', 'failed')
+RETURNING s.status
+"""
+
+
+async def record_failure(
+    connection: asyncpg.Connection,
+    run_id: str,
+    timing: StepTiming,
+    error: ErrorRecord,
+    *,
+    retriable: bool,
+    max_attempts: int,
+    retry_delay: Callable[[int], timedelta],
+) -> StepState:
+    """Record a failed attempt of a `step.run`: `retrying` while attempts remain, else `failed`.
+
+    `retry_delay(n)` gives the wait before the next attempt after the (n+1)-th
+    failure (n is 0-based, as backoffs are). A step that is already final keeps
+    its committed state, which is returned.
+    """
+    async with connection.transaction():
+        existing = await connection.fetchrow(_LOCK_STEP, run_id, timing.step_id)
+        if existing is not None and existing["status"] in _FINAL:
+            return _state(existing)
+        attempts = (existing["attempts"] if existing is not None else 0) + 1
+        retrying = retriable and attempts < max_attempts
+        status: StepStatus = "retrying" if retrying else "failed"
+        delay = retry_delay(attempts - 1) if retrying else None
+        updated = await connection.fetchrow(
+            _UPSERT_FAILURE,
+            run_id,
+            timing.step_id,
+            timing.name,
+            status,
+            attempts,
+            error.to_json(),
+            delay,
+            timing.started_at,
+            timing.ended_at,
+        )
+        if updated is None:
+            return await step_state(connection, run_id, timing.step_id)
+        return StepState(status, None, error)
+
+
+_INSERT_SLEEP = """
+INSERT INTO reverb.steps (run_id, id, name, kind, status, wake_at, started_at)
+VALUES ($1, $2, $3, 'sleep', 'sleeping', $4, coalesce($5, now()))
+ON CONFLICT (run_id, id) DO NOTHING
+RETURNING id
+"""
+
+
+async def record_sleep(
+    connection: asyncpg.Connection, run_id: str, timing: StepTiming, wake_at: datetime
+) -> StepState:
+    """Record a sleep until `wake_at`; a sleep already recorded keeps its original wake-up."""
+    inserted = await connection.fetchval(
+        _INSERT_SLEEP, run_id, timing.step_id, timing.name, wake_at, timing.started_at
+    )
+    if inserted is None:
+        return await step_state(connection, run_id, timing.step_id)
+    return StepState("sleeping")
+
+
+async def step_state(connection: asyncpg.Connection, run_id: str, step_id: str) -> StepState:
+    row = await connection.fetchrow(
+        "SELECT status, output::text AS output, error::text AS error"
+        " FROM reverb.steps WHERE run_id = $1 AND id = $2",
+        run_id,
+        step_id,
+    )
+    if row is None:
+        raise LookupError(f"step {step_id!r} of run {run_id!r} is not stored")
+    return _state(row)
+
+
+_RESOLVE_SLEEPS = """
+UPDATE reverb.steps
+SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
+WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
+"""
+
+_TIME_OUT_INVOKES = """
+UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, ended_at = now()
+WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
+"""
+
+_INVOKE_TIMEOUT = ErrorRecord("InvokeTimeout", "the invoked function did not finish in time")
+
+
+async def resolve_due(connection: asyncpg.Connection, run_id: str) -> None:
+    """Finish the waits whose time came: sleeps complete, invokes past their timeout fail."""
+    await connection.execute(_RESOLVE_SLEEPS, run_id)
+    await connection.execute(_TIME_OUT_INVOKES, run_id, _INVOKE_TIMEOUT.to_json())
+
+
+_STEP_FAILED = ErrorRecord("StepError", "the step failed")
+
+_MEMO = """
+SELECT id, status, output::text AS output, error::text AS error
+FROM reverb.steps WHERE run_id = $1 AND status IN ('completed', 'failed') ORDER BY seq
+"""
+
+
+async def load_memo(connection: asyncpg.Connection, run_id: str) -> tuple[MemoEntry, ...]:
+    """The run's final steps in commit order."""
+    rows = await connection.fetch(_MEMO, run_id)
+    return tuple(
+        MemoEntry(
+            row["id"],
+            row["output"] if row["status"] == "completed" else None,
+            (ErrorRecord.from_json(row["error"]) if row["error"] is not None else _STEP_FAILED)
+            if row["status"] == "failed"
+            else None,
+        )
+        for row in rows
+    )
+
+
+async def retrying_attempts(connection: asyncpg.Connection, run_id: str) -> int | None:
+    """The highest failure count among the run's steps waiting for a retry, if any."""
+    value: int | None = await connection.fetchval(
+        "SELECT max(attempts) FROM reverb.steps WHERE run_id = $1 AND status = 'retrying'", run_id
+    )
+    return value
