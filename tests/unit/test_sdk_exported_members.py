@@ -1,0 +1,35 @@
+"""The public API of `reverb`, pinned (like httpx's test_exported_members)."""
+
+import reverb
+
+
+def test_exported_members() -> None:
+    assert reverb.__all__ == sorted(reverb.__all__)
+    assert reverb.__all__ == [
+        "App",
+        "Context",
+        "CronTrigger",
+        "Duration",
+        "Event",
+        "EventTrigger",
+        "FunctionDefinition",
+        "NonRetriableError",
+        "OutputUnserializableError",
+        "RetryAfterError",
+        "ReverbError",
+        "Step",
+        "StepError",
+        "Trigger",
+        "cron",
+        "event",
+        "parse_duration",
+    ]
+    for name in reverb.__all__:
+        assert getattr(reverb, name) is not None
+
+
+def test_public_names_are_documented() -> None:
+    for name in reverb.__all__:
+        member = getattr(reverb, name)
+        if callable(member) and hasattr(member, "__module__"):
+            assert member.__doc__, f"reverb.{name} has no docstring"

@@ -1,0 +1,27 @@
+"""Step ids are the user's strings; repeats within a run get ":n" suffixes."""
+
+import pytest
+
+from reverb._step_ids import StepIds
+
+
+def test_repeats_are_suffixed_in_call_order() -> None:
+    ids = StepIds()
+    assert [ids.claim(name) for name in ["send", "fetch", "send", "send", "fetch"]] == [
+        "send",
+        "fetch",
+        "send:1",
+        "send:2",
+        "fetch:1",
+    ]
+
+
+def test_an_id_written_like_a_suffix_never_collides() -> None:
+    ids = StepIds()
+    assert [ids.claim(name) for name in ["send:1", "send", "send"]] == ["send:1", "send", "send:2"]
+
+
+@pytest.mark.parametrize("name", ["", "  ", None, 3])
+def test_an_empty_or_non_string_id_is_refused(name: object) -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        StepIds().claim(name)  # type: ignore[arg-type]
