@@ -1,0 +1,1 @@
+"""The HTTP API: JSON routes translated onto the Ingress servicer."""

@@ -1,0 +1,47 @@
+"""Reading a JSON request body within a size limit, checked while it streams in."""
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from reverb_ingress_gateway.errors import (
+    InvalidArgument,
+    InvalidJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+
+def _check_media_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send application/json, not {media_type or 'nothing'}")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; 415, 413 or 400 errors for what is not a JSON body within `limit`."""
+    _check_media_type(request)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidArgument("content-length must be a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise InvalidJson("the body is empty: send a JSON event or a list of events")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidJson(f"the body is not valid JSON: {error}") from None

@@ -1,0 +1,28 @@
+"""The gateway's configuration, read from REVERB_* environment variables at the entry point."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REVERB_", extra="ignore", frozen=True)
+
+    database_url: str
+    # Where the HTTP API listens, "host:port" (port 0: any free port).
+    http_address: str = "127.0.0.1:8288"
+    # Where the reverb.v1.Ingress gRPC service listens.
+    ingress_address: str = "127.0.0.1:8289"
+    # Dev mode: no API keys, and both servers must bind a loopback address.
+    dev: bool = False
+    # Largest event, as JSON bytes of its data.
+    max_event_bytes: int = Field(default=512 * 1024, gt=0)
+    # Largest request body (HTTP) or message (gRPC).
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_events_per_request: int = Field(default=5000, gt=0)
+    database_pool_size: int = Field(default=20, gt=0)
+    # Seconds to wait for a database connection before answering "unavailable".
+    database_timeout: float = Field(default=5.0, gt=0)
+    # Seconds a verified API key is trusted without asking the database again.
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    log_json: bool = True
+    log_level: str = "info"

@@ -1,0 +1,126 @@
+"""Checks on what clients send: events (SendEvents) and app definitions (RegisterApp)."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from croniter import croniter
+
+from reverb_ingress_gateway.errors import (
+    InvalidArgument,
+    InvalidEvent,
+    PayloadTooLarge,
+    TooManyEvents,
+)
+from reverb_store import NewEvent
+from reverb_store.control import AppDefinition, FunctionDefinition, TriggerDefinition
+
+MAX_RETRIES = 20
+# Printable text without control characters (PostgreSQL text cannot hold NUL).
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+# Function and app ids: no whitespace either.
+_IDENTIFIER = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event as a client sent it, before checks."""
+
+    name: str
+    # JSON; empty means {}.
+    data: bytes
+    # Empty: the gateway assigns a UUIDv7.
+    id: str
+    ts: datetime | None
+
+
+def accept_events(
+    drafts: Sequence[EventDraft], *, max_event_bytes: int, max_events: int
+) -> list[NewEvent]:
+    """The events to store, or InvalidEvent / PayloadTooLarge naming the first bad one."""
+    if not drafts:
+        raise InvalidEvent("no events: send at least one")
+    if len(drafts) > max_events:
+        raise TooManyEvents(f"{len(drafts)} events in one request; the limit is {max_events}")
+    return [
+        _accept(draft, f"events[{index}]", max_event_bytes) for index, draft in enumerate(drafts)
+    ]
+
+
+def _accept(draft: EventDraft, where: str, max_event_bytes: int) -> NewEvent:
+    if not draft.name:
+        raise InvalidEvent(f"{where}: name is required")
+    if not _NAME.fullmatch(draft.name):
+        raise InvalidEvent(f"{where}: name must be 1-256 characters without control characters")
+    if draft.id and not _NAME.fullmatch(draft.id):
+        raise InvalidEvent(f"{where}: id must be 1-256 characters without control characters")
+    if len(draft.data) > max_event_bytes:
+        raise PayloadTooLarge(
+            f"{where}: data is {len(draft.data)} bytes of JSON; the limit is {max_event_bytes}"
+        )
+    data = draft.data or b"{}"
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEvent(f"{where}: data is not valid JSON ({error})") from None
+    if not isinstance(parsed, dict):
+        raise InvalidEvent(f"{where}: data must be a JSON object")
+    if b"\\u0000" in data and _holds_nul(parsed):
+        raise InvalidEvent(f"{where}: data must not contain \\u0000 (PostgreSQL cannot store it)")
+    return NewEvent(name=draft.name, data=data.decode(), id=draft.id or None, ts=draft.ts)
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def check_app(app: AppDefinition, host_address: str) -> None:
+    """Raise InvalidArgument unless the app can be registered as it is."""
+    if not _IDENTIFIER.fullmatch(app.id):
+        raise InvalidArgument(f"app id {app.id!r} must be 1-128 characters without spaces")
+    if not host_address.strip():
+        raise InvalidArgument("host_address is required")
+    seen: set[str] = set()
+    for function in app.functions:
+        if function.id in seen:
+            raise InvalidArgument(f"function id {function.id!r} appears twice")
+        seen.add(function.id)
+        _check_function(function)
+
+
+def _check_function(function: FunctionDefinition) -> None:
+    where = f"function {function.id!r}"
+    if not _IDENTIFIER.fullmatch(function.id):
+        raise InvalidArgument(f"{where}: id must be 1-128 characters without spaces")
+    if not _NAME.fullmatch(function.name):
+        raise InvalidArgument(f"{where}: name must be 1-256 characters")
+    if not 0 <= function.retries <= MAX_RETRIES:
+        raise InvalidArgument(f"{where}: retries must be between 0 and {MAX_RETRIES}")
+    for trigger in function.triggers:
+        _check_trigger(trigger, where)
+
+
+def _check_trigger(trigger: TriggerDefinition, where: str) -> None:
+    if trigger.event is not None:
+        if not _NAME.fullmatch(trigger.event):
+            raise InvalidArgument(f"{where}: trigger event name {trigger.event!r} is not valid")
+        return
+    if trigger.cron is None:
+        raise InvalidArgument(f"{where}: a trigger needs an event or a cron expression")
+    if len(trigger.cron.split()) != 5 or not croniter.is_valid(trigger.cron):
+        raise InvalidArgument(f"{where}: {trigger.cron!r} is not a five-field cron expression")
+    if trigger.timezone:
+        try:
+            ZoneInfo(trigger.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument(f"{where}: unknown time zone {trigger.timezone!r}") from None

@@ -1,0 +1,231 @@
+"""reverb.v1 messages ⇄ the gateway's domain types (reverb_store records and definitions)."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
+from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
+from reverb_ingress_gateway.validation import EventDraft
+from reverb_store.control import (
+    AppDefinition,
+    ErrorDetails,
+    EventRecord,
+    FunctionDefinition,
+    FunctionRecord,
+    RunFilter,
+    RunRecord,
+    StepRecord,
+    TriggerDefinition,
+)
+
+RUN_STATUSES: dict[str, ingress_pb2.RunStatus.ValueType] = {
+    "queued": ingress_pb2.RUN_STATUS_QUEUED,
+    "running": ingress_pb2.RUN_STATUS_RUNNING,
+    "sleeping": ingress_pb2.RUN_STATUS_SLEEPING,
+    "waiting": ingress_pb2.RUN_STATUS_WAITING,
+    "completed": ingress_pb2.RUN_STATUS_COMPLETED,
+    "failed": ingress_pb2.RUN_STATUS_FAILED,
+    "cancelled": ingress_pb2.RUN_STATUS_CANCELLED,
+}
+STEP_KINDS: dict[str, ingress_pb2.StepKind.ValueType] = {
+    "run": ingress_pb2.STEP_KIND_RUN,
+    "sleep": ingress_pb2.STEP_KIND_SLEEP,
+    "invoke": ingress_pb2.STEP_KIND_INVOKE,
+    "send_event": ingress_pb2.STEP_KIND_SEND_EVENT,
+    "wait_for_event": ingress_pb2.STEP_KIND_WAIT_FOR_EVENT,
+}
+STEP_STATUSES: dict[str, ingress_pb2.StepStatus.ValueType] = {
+    "completed": ingress_pb2.STEP_STATUS_COMPLETED,
+    "failed": ingress_pb2.STEP_STATUS_FAILED,
+    "retrying": ingress_pb2.STEP_STATUS_RETRYING,
+    "sleeping": ingress_pb2.STEP_STATUS_SLEEPING,
+    "waiting": ingress_pb2.STEP_STATUS_WAITING,
+}
+_STATUS_NAMES = {value: name for name, value in RUN_STATUSES.items()}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def event_drafts(request: ingress_pb2.SendEventsRequest) -> list[EventDraft]:
+    drafts = []
+    for index, event in enumerate(request.events):
+        ts = None
+        if event.HasField("ts"):
+            try:
+                ts = event.ts.ToDatetime(tzinfo=UTC)
+            except (ValueError, OverflowError):
+                raise InvalidEvent(f"events[{index}]: ts is out of range") from None
+        drafts.append(EventDraft(name=event.name, data=event.data, id=event.id, ts=ts))
+    return drafts
+
+
+def event_input(
+    name: str, data: bytes, event_id: str, ts: datetime | None
+) -> function_host_pb2.EventInput:
+    message = function_host_pb2.EventInput(name=name, data=data, id=event_id)
+    if ts is not None:
+        message.ts.CopyFrom(timestamp(ts))
+    return message
+
+
+def event_record(record: EventRecord) -> ingress_pb2.EventRecord:
+    return ingress_pb2.EventRecord(
+        event=common_pb2.Event(
+            id=record.id, name=record.name, data=record.data.encode(), ts=timestamp(record.ts)
+        ),
+        received_at=timestamp(record.received_at),
+    )
+
+
+def _error(details: ErrorDetails | None) -> common_pb2.ErrorInfo | None:
+    if details is None:
+        return None
+    return common_pb2.ErrorInfo(type=details.type, message=details.message, stack=details.stack)
+
+
+def _optional_timestamp(value: datetime | None) -> Timestamp | None:
+    return timestamp(value) if value is not None else None
+
+
+def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
+    return ingress_pb2.Run(
+        id=record.id,
+        function_id=record.function_id,
+        app_id=record.app_id,
+        status=RUN_STATUSES[record.status],
+        event_ids=record.event_ids,
+        attempt=record.attempt,
+        invocations=record.invocations,
+        output=record.output.encode() if record.output is not None else b"",
+        error=_error(record.error),
+        created_at=timestamp(record.created_at),
+        started_at=_optional_timestamp(record.started_at),
+        ended_at=_optional_timestamp(record.ended_at),
+        parent_run_id=record.parent_run_id or "",
+        steps=[step(item) for item in steps],
+    )
+
+
+def step(record: StepRecord) -> ingress_pb2.Step:
+    return ingress_pb2.Step(
+        id=record.id,
+        name=record.name,
+        kind=STEP_KINDS[record.kind],
+        status=STEP_STATUSES[record.status],
+        attempts=record.attempts,
+        started_at=_optional_timestamp(record.started_at),
+        ended_at=_optional_timestamp(record.ended_at),
+        output=record.output.encode() if record.output is not None else b"",
+        error=_error(record.error),
+        wake_at=_optional_timestamp(record.wake_at),
+        child_run_id=record.child_run_id or "",
+    )
+
+
+def run_filter(request: ingress_pb2.ListRunsRequest) -> RunFilter:
+    statuses = []
+    for status in request.statuses:
+        if status not in _STATUS_NAMES:
+            raise InvalidArgument(f"unknown run status {status}")
+        statuses.append(_STATUS_NAMES[status])
+    return RunFilter(
+        function_id=request.function_id or None,
+        statuses=tuple(statuses),
+        event_id=request.event_id or None,
+    )
+
+
+def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
+    return ingress_pb2.FunctionInfo(
+        app_id=record.app_id,
+        definition=common_pb2.FunctionDefinition(
+            id=record.id,
+            name=record.name,
+            retries=record.retries,
+            triggers=[
+                common_pb2.Trigger(event=trigger.event)
+                if trigger.event is not None
+                else common_pb2.Trigger(
+                    cron=common_pb2.CronTrigger(
+                        expression=trigger.cron or "", timezone=trigger.timezone or ""
+                    )
+                )
+                for trigger in record.triggers
+            ],
+        ),
+    )
+
+
+def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
+    """The domain definition; a function's name defaults to its id."""
+    return AppDefinition(
+        id=message.id,
+        functions=tuple(
+            FunctionDefinition(
+                id=function.id,
+                name=function.name or function.id,
+                retries=function.retries,
+                triggers=tuple(_trigger(trigger) for trigger in function.triggers),
+            )
+            for function in message.functions
+        ),
+    )
+
+
+def _trigger(message: common_pb2.Trigger) -> TriggerDefinition:
+    kind = message.WhichOneof("kind")
+    if kind == "event":
+        return TriggerDefinition(event=message.event)
+    if kind == "cron":
+        return TriggerDefinition(
+            cron=message.cron.expression, timezone=message.cron.timezone or None
+        )
+    return TriggerDefinition()
+
+
+def send_events_response(ids: Sequence[str]) -> ingress_pb2.SendEventsResponse:
+    return ingress_pb2.SendEventsResponse(ids=ids)
+
+
+def get_event_response(
+    record: EventRecord, runs: Sequence[RunRecord]
+) -> ingress_pb2.GetEventResponse:
+    return ingress_pb2.GetEventResponse(
+        event=event_record(record), runs=[run(item) for item in runs]
+    )
+
+
+def list_events_response(
+    records: Sequence[EventRecord], next_page_token: str
+) -> ingress_pb2.ListEventsResponse:
+    return ingress_pb2.ListEventsResponse(
+        events=[event_record(record) for record in records], next_page_token=next_page_token
+    )
+
+
+def get_run_response(record: RunRecord, steps: Sequence[StepRecord]) -> ingress_pb2.GetRunResponse:
+    return ingress_pb2.GetRunResponse(run=run(record, steps))
+
+
+def list_runs_response(
+    records: Sequence[RunRecord], next_page_token: str
+) -> ingress_pb2.ListRunsResponse:
+    return ingress_pb2.ListRunsResponse(
+        runs=[run(record) for record in records], next_page_token=next_page_token
+    )
+
+
+def list_functions_response(
+    records: Sequence[FunctionRecord],
+) -> ingress_pb2.ListFunctionsResponse:
+    return ingress_pb2.ListFunctionsResponse(functions=[function_info(item) for item in records])
+
+
+def register_app_response(changed: bool) -> ingress_pb2.RegisterAppResponse:
+    return ingress_pb2.RegisterAppResponse(changed=changed)

@@ -1,0 +1,275 @@
+"""What the control plane reads: events, runs with their steps, and registered functions.
+
+JSON columns come back as JSON text (asyncpg's default for jsonb), so callers
+can pass them on without parsing. Lists are keyset-paginated: events by
+(received_at, id) descending, runs by id descending (UUIDv7: creation order).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetails:
+    type: str
+    message: str
+    stack: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    name: str
+    # JSON text of an object.
+    data: str
+    ts: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """Where the previous page of events ended."""
+
+    received_at: datetime
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    function_id: str
+    app_id: str
+    status: str
+    event_ids: tuple[str, ...]
+    attempt: int
+    invocations: int
+    # JSON text, or None when the run has not completed.
+    output: str | None
+    error: ErrorDetails | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    parent_run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    id: str
+    name: str
+    kind: str
+    status: str
+    attempts: int
+    output: str | None
+    error: ErrorDetails | None
+    wake_at: datetime | None
+    child_run_id: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    function_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRecord:
+    event: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    id: str
+    app_id: str
+    name: str
+    retries: int
+    triggers: tuple[TriggerRecord, ...]
+
+
+_EVENT_COLUMNS = "id, name, data, ts, received_at"
+_RUN_COLUMNS = (
+    "id, function_id, app_id, status, event_ids, attempt, invocations, output, error,"
+    " created_at, started_at, ended_at, parent_run_id"
+)
+
+
+def _where(conditions: list[str]) -> str:
+    """A WHERE clause joining fixed SQL fragments; the values stay parameters."""
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _error(value: str | None, *, with_stack: bool) -> ErrorDetails | None:
+    if value is None:
+        return None
+    body = orjson.loads(value)
+    if not isinstance(body, dict):
+        return ErrorDetails(type="Error", message=str(body))
+    return ErrorDetails(
+        type=str(body.get("type") or "Error"),
+        message=str(body.get("message") or ""),
+        stack=str(body.get("stack") or "") if with_stack else "",
+    )
+
+
+def _event(row: asyncpg.Record) -> EventRecord:
+    return EventRecord(row["id"], row["name"], row["data"], row["ts"], row["received_at"])
+
+
+def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        function_id=row["function_id"],
+        app_id=row["app_id"],
+        status=row["status"],
+        event_ids=tuple(row["event_ids"]),
+        attempt=row["attempt"],
+        invocations=row["invocations"],
+        output=row["output"],
+        error=_error(row["error"], with_stack=with_stack),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        parent_run_id=row["parent_run_id"],
+    )
+
+
+async def get_event(connection: asyncpg.Connection, event_id: str) -> EventRecord | None:
+    row = await connection.fetchrow(
+        f"SELECT {_EVENT_COLUMNS} FROM reverb.events WHERE id = $1", event_id
+    )
+    return _event(row) if row is not None else None
+
+
+async def list_events(
+    connection: asyncpg.Connection,
+    *,
+    name: str | None,
+    limit: int,
+    after: EventCursor | None = None,
+) -> list[EventRecord]:
+    """The newest events first, at most `limit`, strictly after the cursor."""
+    conditions: list[str] = []
+    arguments: list[object] = []
+    if name is not None:
+        arguments.append(name)
+        conditions.append(f"name = ${len(arguments)}")
+    if after is not None:
+        arguments += [after.received_at, after.id]
+        conditions.append(f"(received_at, id) < (${len(arguments) - 1}, ${len(arguments)})")
+    arguments.append(limit)
+    rows = await connection.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM reverb.events{_where(conditions)}"
+        f" ORDER BY received_at DESC, id DESC LIMIT ${len(arguments)}",
+        *arguments,
+    )
+    return [_event(row) for row in rows]
+
+
+async def get_run(connection: asyncpg.Connection, run_id: str) -> RunRecord | None:
+    """A run with its error's stack (the caller asked for this run)."""
+    row = await connection.fetchrow(f"SELECT {_RUN_COLUMNS} FROM reverb.runs WHERE id = $1", run_id)
+    return _run(row, with_stack=True) if row is not None else None
+
+
+async def list_runs(
+    connection: asyncpg.Connection,
+    run_filter: RunFilter,
+    *,
+    limit: int,
+    before_id: str | None = None,
+) -> list[RunRecord]:
+    """The newest runs first, at most `limit`, with ids below `before_id`; no stacks."""
+    conditions: list[str] = []
+    arguments: list[object] = []
+    if run_filter.function_id is not None:
+        arguments.append(run_filter.function_id)
+        conditions.append(f"function_id = ${len(arguments)}")
+    if run_filter.statuses:
+        arguments.append(list(run_filter.statuses))
+        conditions.append(f"status = ANY(${len(arguments)}::text[])")
+    if run_filter.event_id is not None:
+        arguments.append([run_filter.event_id])
+        conditions.append(f"event_ids @> ${len(arguments)}::text[]")
+    if before_id is not None:
+        arguments.append(before_id)
+        conditions.append(f"id < ${len(arguments)}")
+    arguments.append(limit)
+    rows = await connection.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM reverb.runs{_where(conditions)}"
+        f" ORDER BY id DESC LIMIT ${len(arguments)}",
+        *arguments,
+    )
+    return [_run(row, with_stack=False) for row in rows]
+
+
+async def runs_of_event(connection: asyncpg.Connection, event_id: str) -> list[RunRecord]:
+    """The runs an event triggered, oldest first."""
+    return list(reversed(await list_runs(connection, RunFilter(event_id=event_id), limit=1000)))
+
+
+async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRecord]:
+    """A run's steps in the order they started (commit order among equals)."""
+    rows = await connection.fetch(
+        "SELECT id, name, kind, status, attempts, output, error, wake_at, child_run_id,"
+        " started_at, ended_at FROM reverb.steps WHERE run_id = $1"
+        " ORDER BY started_at NULLS LAST, seq",
+        run_id,
+    )
+    return [
+        StepRecord(
+            id=row["id"],
+            name=row["name"],
+            kind=row["kind"],
+            status=row["status"],
+            attempts=row["attempts"],
+            output=row["output"],
+            error=_error(row["error"], with_stack=True),
+            wake_at=row["wake_at"],
+            child_run_id=row["child_run_id"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+        )
+        for row in rows
+    ]
+
+
+_FUNCTIONS = """
+SELECT f.id, f.app_id, f.name, f.retries,
+    coalesce(array_agg(t.event_name) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS events,
+    coalesce(array_agg(t.cron) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS crons,
+    coalesce(array_agg(t.timezone) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS timezones
+FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
+GROUP BY f.id ORDER BY f.app_id, f.id
+"""
+
+
+async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]:
+    """Every registered function with its triggers, by app then id."""
+    rows = await connection.fetch(_FUNCTIONS)
+    return [
+        FunctionRecord(
+            id=row["id"],
+            app_id=row["app_id"],
+            name=row["name"],
+            retries=row["retries"],
+            triggers=_triggers(row["events"], row["crons"], row["timezones"]),
+        )
+        for row in rows
+    ]
+
+
+def _triggers(
+    events: Sequence[str | None], crons: Sequence[str | None], timezones: Sequence[str | None]
+) -> tuple[TriggerRecord, ...]:
+    return tuple(
+        TriggerRecord(event=event, cron=cron, timezone=timezone)
+        for event, cron, timezone in zip(events, crons, timezones, strict=True)
+    )

@@ -1,0 +1,145 @@
+"""App registration: an app's functions and triggers, replaced whole when its definitions change.
+
+An app's definitions are hashed (sha256 of their canonical JSON). Registering
+the same definitions again only records the host's address; different ones
+replace the app's functions and triggers in one transaction. A function id is
+unique across apps: one owned by another app is refused.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerDefinition:
+    """Exactly one of `event` and `cron` is set; `timezone` goes with `cron` (None: UTC)."""
+
+    event: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDefinition:
+    id: str
+    name: str
+    retries: int
+    triggers: tuple[TriggerDefinition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppDefinition:
+    id: str
+    functions: tuple[FunctionDefinition, ...]
+
+
+class FunctionOwnedByAnotherApp(Exception):
+    """A function id the app registers already belongs to another app."""
+
+    def __init__(self, function_id: str, owner: str) -> None:
+        super().__init__(f"function {function_id!r} is already registered by app {owner!r}")
+        self.function_id = function_id
+        self.owner = owner
+
+
+def canonical_json(app: AppDefinition) -> bytes:
+    """The app's definitions as canonical JSON: sorted keys, functions by id."""
+    document = {
+        "id": app.id,
+        "functions": [
+            {
+                "id": function.id,
+                "name": function.name,
+                "retries": function.retries,
+                "triggers": [
+                    {"event": trigger.event}
+                    if trigger.event is not None
+                    else {"cron": trigger.cron, "timezone": trigger.timezone}
+                    for trigger in function.triggers
+                ],
+            }
+            for function in sorted(app.functions, key=lambda function: function.id)
+        ],
+    }
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def definition_hash(app: AppDefinition) -> str:
+    return hashlib.sha256(canonical_json(app)).hexdigest()
+
+
+_UPSERT_HOST = """
+INSERT INTO reverb.app_hosts (app_id, address) VALUES ($1, $2)
+ON CONFLICT (app_id, address) DO UPDATE SET registered_at = now()
+"""
+
+_UPSERT_FUNCTIONS = """
+INSERT INTO reverb.functions AS f (id, app_id, name, retries)
+SELECT id, $1, name, retries FROM unnest($2::text[], $3::text[], $4::int[]) AS t (id, name, retries)
+ON CONFLICT (id) DO UPDATE
+    SET name = excluded.name, retries = excluded.retries, updated_at = now()
+    WHERE f.app_id = excluded.app_id
+RETURNING id
+"""
+
+
+async def register_app(
+    connection: asyncpg.Connection, app: AppDefinition, host_address: str
+) -> bool:
+    """Store the app's definitions and its host's address; False if they were unchanged."""
+    digest = definition_hash(app)
+    async with connection.transaction():
+        stored = await connection.fetchval(
+            "SELECT definition_hash FROM reverb.apps WHERE id = $1 FOR UPDATE", app.id
+        )
+        if stored == digest:
+            await connection.execute(_UPSERT_HOST, app.id, host_address)
+            return False
+        await connection.execute(
+            "INSERT INTO reverb.apps (id, definition_hash, definition) VALUES ($1, $2, $3::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET definition_hash = excluded.definition_hash,"
+            " definition = excluded.definition, updated_at = now()",
+            app.id,
+            digest,
+            canonical_json(app).decode(),
+        )
+        await _replace_functions(connection, app)
+        await connection.execute(_UPSERT_HOST, app.id, host_address)
+        return True
+
+
+async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition) -> None:
+    ids = [function.id for function in app.functions]
+    await connection.execute(
+        "DELETE FROM reverb.functions WHERE app_id = $1 AND NOT (id = ANY($2::text[]))",
+        app.id,
+        ids,
+    )
+    written = await connection.fetch(
+        _UPSERT_FUNCTIONS,
+        app.id,
+        ids,
+        [function.name for function in app.functions],
+        [function.retries for function in app.functions],
+    )
+    if len(written) != len(ids):
+        mine = {row["id"] for row in written}
+        taken = next(function_id for function_id in ids if function_id not in mine)
+        owner = await connection.fetchval(
+            "SELECT app_id FROM reverb.functions WHERE id = $1", taken
+        )
+        raise FunctionOwnedByAnotherApp(taken, str(owner))
+    await connection.execute("DELETE FROM reverb.triggers WHERE function_id = ANY($1::text[])", ids)
+    triggers = [
+        (function.id, trigger.event, trigger.cron, trigger.timezone)
+        for function in app.functions
+        for trigger in function.triggers
+    ]
+    await connection.execute(
+        "INSERT INTO reverb.triggers (function_id, event_name, cron, timezone)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+        *([list(column) for column in zip(*triggers, strict=True)] if triggers else [[]] * 4),
+    )
