@@ -1,6 +1,7 @@
 """Starting and stopping a function host: the gRPC server, health, reflection, registration."""
 
 import asyncio
+import contextlib
 import signal
 import socket
 
@@ -16,7 +17,7 @@ from reverb_function_host.registration import register
 from reverb_function_host.servicer import FunctionHostService
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
-from reverb_telemetry import configure_logging
+from reverb_telemetry import configure_logging, configure_tracing
 
 log = structlog.get_logger("reverb.function_host")
 
@@ -58,7 +59,14 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
         interceptors.append(SignatureInterceptor(key, f"/{wire.SERVICE_NAME}/"))
     else:
         log.warning("no signing key: this host accepts unsigned calls", app_id=app.id)
-    server = aio.server(interceptors=interceptors)
+    limit = settings.max_message_bytes
+    server = aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
     function_host_pb2_grpc.add_FunctionHostServicer_to_server(FunctionHostService(app), server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
@@ -80,27 +88,35 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
 async def serve(app: reverb.App, settings: HostSettings) -> None:
     """Configure logging, start the host, and run until cancelled, SIGINT or SIGTERM."""
     configure_logging(json=settings.log_json, level=settings.log_level)
+    configure_tracing("reverb-function-host")
     host = await start(app, settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signum, stopping.set)
+            handled.append(signum)
     try:
         await stopping.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in handled:
             loop.remove_signal_handler(signum)
         await host.stop(settings.shutdown_grace)
 
 
 async def _register(app: reverb.App, settings: HostSettings, host: Host) -> None:
-    await register(
-        app,
-        host_address=host.address,
-        ingress_address=settings.ingress_address,
-        api_key=settings.api_key,
-        max_backoff=settings.register_max_backoff,
-    )
+    try:
+        await register(
+            app,
+            host_address=host.address,
+            ingress_address=settings.ingress_address,
+            api_key=settings.api_key,
+            max_backoff=settings.register_max_backoff,
+        )
+    except Exception:
+        log.exception("app registration crashed; the host serves but is not registered")
+        return
     host.registered.set()
 
 

@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 import reverb
 from reverb._execution import Execution
-from reverb._protocol import Message, ProtocolError, RunFailed, Suspended
+from reverb._protocol import Message, ProtocolError, RunFailed, StepReport
 from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc
 from reverb_function_host import wire
 from reverb_telemetry import context_from_metadata, context_from_traceparent
@@ -63,14 +63,16 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
                 "reverb.attempt": invocation.attempt,
             },
         )
+        logger = log.bind(run_id=invocation.run_id, function_id=invocation.function_id)
+        logger.debug("invocation started", attempt=invocation.attempt, memo=len(invocation.memo))
         execution = Execution(definition, invocation, step_scope=_step_span)
         with trace.use_span(span, end_on_exit=False):
             execution.start()
-        reader = asyncio.create_task(_read_acks(requests, execution))
+        reader = asyncio.create_task(_read_acks(requests, execution, logger))
         problem: str | None = None
         try:
             async for message in execution.messages():
-                _record(span, message)
+                _record(span, message, logger)
                 yield wire.response(message)
             if not execution.finished:  # the reader ended the invocation
                 problem = await reader
@@ -83,16 +85,17 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
 
-async def _read_acks(requests: InvokeRequests, execution: Execution) -> str | None:
+async def _read_acks(requests: InvokeRequests, execution: Execution, logger: Any) -> str | None:
     """Feed acks to `execution` until the worker stops sending; why it broke the protocol."""
     try:
         async for request in requests:
             execution.acknowledge(wire.ack(request))
     except (wire.WireError, ProtocolError) as error:
+        logger.warning("the worker broke the Invoke protocol", problem=str(error))
         await execution.close()
         return str(error)
     if not execution.finished:
-        log.warning("the worker closed the Invoke stream before the invocation ended")
+        logger.warning("the worker closed the Invoke stream before the invocation ended")
         await execution.close()
     return None
 
@@ -112,8 +115,11 @@ def _step_span(step_id: str, name: str) -> Iterator[object]:
         yield span
 
 
-def _record(span: trace.Span, message: Message) -> None:
+def _record(span: trace.Span, message: Message, logger: Any) -> None:
+    if isinstance(message, StepReport):
+        return
+    outcome = type(message).__name__
+    span.set_attribute("reverb.outcome", outcome)
     if isinstance(message, RunFailed):
         span.set_status(trace.StatusCode.ERROR, f"{message.error.type}: {message.error.message}")
-    elif isinstance(message, Suspended):
-        span.set_attribute("reverb.suspended", True)
+    logger.debug("invocation ended", outcome=outcome)

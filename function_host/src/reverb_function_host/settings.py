@@ -21,6 +21,8 @@ class HostSettings(BaseSettings):
     signing_key: SecretStr | None = None
     # Longest pause between two registration attempts, in seconds.
     register_max_backoff: float = Field(default=5.0, gt=0)
+    # Largest gRPC message the host sends or accepts (a Start carries the run's whole memo).
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     # Seconds in-flight invocations get to finish when the host stops.
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_json: bool = True

@@ -216,7 +216,8 @@ class Execution:
             await asyncio.wait((function, self._wake), return_when=asyncio.FIRST_COMPLETED)
 
     def _idle(self) -> bool:
-        return bool(self._pending) and not self._awaiting and self._executing == 0
+        waiting = any(not future.done() for future in self._pending.values())
+        return waiting and not self._awaiting and self._executing == 0
 
     async def _settled(self) -> bool:
         """Whether the function stays idle, starting no step, for a few loop turns."""

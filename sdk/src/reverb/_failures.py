@@ -1,7 +1,11 @@
 """The one converter from exceptions to what the engine stores about a failure."""
 
+import asyncio
+import concurrent.futures
+import os
 import traceback
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from reverb._errors import RetryAfterError, ReverbError
 from reverb._protocol import ErrorInfo, RunFailed, StepFailure
@@ -34,5 +38,16 @@ def _retry_after(error: Exception) -> timedelta | None:
     return max(error.delay - datetime.now(UTC), timedelta(0))
 
 
+# Frames from these folders are the engine's, not the user's: stacks leave them out.
+_ENGINE_FOLDERS = tuple(
+    str(Path(path).parent) + os.sep
+    for path in (asyncio.__file__, concurrent.futures.__file__, __file__)
+    if path is not None
+)
+
+
 def _stack(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error))
+    summary = traceback.TracebackException.from_exception(error)
+    frames = [frame for frame in summary.stack if not frame.filename.startswith(_ENGINE_FOLDERS)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format())

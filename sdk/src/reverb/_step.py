@@ -51,6 +51,8 @@ class Step:
 
     async def run(self, id: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call `fn(*args, **kwargs)` once (a sync fn in a thread) and store its JSON result."""
+        if not callable(fn):
+            raise TypeError(f"step {id!r}: {fn!r} is not callable")
         step_id = self._channel.claim(id)
         memo = self._channel.memoized(step_id)
         if memo is not None:
