@@ -34,13 +34,18 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "--only",
         nargs="+",
         metavar="SECTION",
-        help=f"only these sections: {', '.join(suite.SECTIONS)}",
+        help=f"only these sections: {', '.join(suite.SECTIONS)} (scaling only when named)",
     )
     parser.add_argument(
         "--skip-peers", action="store_true", help="measure no peer (PgQueuer, DBOS, Graphile)"
     )
     parser.add_argument(
         "--skip-engine", action="store_true", help="measure only the peers and the floor"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the figures, one step-throughput run under py-spy (bench/results/profiles/)",
     )
     parser.add_argument(
         "--keep-databases", action="store_true", help="leave the bench databases in place"
@@ -88,6 +93,7 @@ async def measure(options: argparse.Namespace, server_url: str, notes: list[str]
         peers=not options.skip_peers,
         engine=not options.skip_engine,
         keep_databases=options.keep_databases,
+        profile=options.profile,
         group_budget=90.0 if options.quick else 1800.0,
     )
     mode = "quick" if options.quick else "full"

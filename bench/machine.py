@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import memory
+from bench import usage
 
 
 def cpu_model() -> str:
@@ -31,7 +31,7 @@ async def describe(database_url: str) -> dict[str, str | int | float]:
     return {
         "cpu_model": cpu_model(),
         "cores": os.cpu_count() or 0,
-        "memory_gib": round(memory.total() / 2**30, 1),
+        "memory_gib": round(usage.total_memory() / 2**30, 1),
         "postgresql": str(postgres),
         "synchronous_commit": str(synchronous_commit),
         "fsync": str(fsync),

@@ -12,6 +12,7 @@ import structlog
 from bench import database, floor
 from bench.config import Sizes
 from bench.engine import probes as engine_probes
+from bench.engine import profile, scaling
 from bench.engine.cluster import ClusterError
 from bench.engine.session import Engine
 from bench.peers import probes as peer_probes
@@ -21,7 +22,9 @@ from bench.runner import Probe, run_interleaved
 
 log = structlog.get_logger("bench")
 
-SECTIONS = ("ingest", "latency", "throughput", "sleep", "fanout", "jobs", "floor")
+SECTIONS = ("ingest", "latency", "throughput", "sleep", "fanout", "jobs", "floor", "scaling")
+# Sections measured unless --only names others; scaling is opt-in (it takes long).
+DEFAULT_SECTIONS = SECTIONS[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +32,12 @@ class Options:
     sizes: Sizes
     # The maintenance URL of the PostgreSQL server every system gets a database on.
     server: str
-    sections: frozenset[str] = frozenset(SECTIONS)
+    sections: frozenset[str] = frozenset(DEFAULT_SECTIONS)
     peers: bool = True
     engine: bool = True
     keep_databases: bool = False
+    # One extra step-throughput run under py-spy (bench/results/profiles/).
+    profile: bool = False
     # Seconds any one group of interleaved probes may start new repetitions for.
     group_budget: float = 1800.0
 
@@ -121,6 +126,7 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         add("ingest", *engine_probes.ingest_probes(engine, sizes))
         add("fanout", engine_probes.fanout_probe(engine, sizes))
         add("sleep", engine_probes.sleep_probe(engine, sizes))
+        add("scaling", *scaling.probes(engine, sizes))
     return chosen
 
 
@@ -141,11 +147,21 @@ async def run(options: Options, results: Results) -> None:
             log.info("group", name=name, systems=[probe.system for probe in probes])
             deadline = time.monotonic() + options.group_budget
             await run_interleaved(probes, options.sizes.repetitions, results, deadline)
+        if options.profile and found.engine is not None:
+            sizes = options.sizes
+            try:
+                written = await profile.run(
+                    found.engine, sizes.throughput_runs, sizes.throughput_steps
+                )
+            except (RuntimeError, OSError, TimeoutError) as error:
+                results.notes.append(f"profile: not recorded ({error})")
+            else:
+                results.notes.extend(f"profile: {path}" for path in written)
 
 
 def selected(names: Sequence[str] | None) -> frozenset[str]:
     if not names:
-        return frozenset(SECTIONS)
+        return frozenset(DEFAULT_SECTIONS)
     unknown = set(names) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")

@@ -12,6 +12,7 @@ SECTIONS = (
     "Fan-out",
     "No-op jobs",
     "PostgreSQL floor",
+    "Scaling",
 )
 HEADER = ("Section", "System", "Figure", "Median", "Min", "Max", "Unit", "Target", "")
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import memory
+from bench import usage
 from bench.http import Connection, HttpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ class Cluster:
 
     def resident_memory(self, name: str) -> int:
         """Resident memory (bytes) of one service's process and its children."""
-        return memory.resident(self.processes[name].pid)
+        return usage.resident(self.processes[name].pid)
 
     async def stop(self) -> None:
         for process in self.processes.values():

@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import fanout, ingest, latency, sleep, throughput
+from bench.engine import cost, fanout, ingest, latency, sleep, throughput
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -39,7 +39,13 @@ def throughput_probe(engine: Engine, sizes: Sizes) -> Probe:
         "Step throughput",
         SYSTEM,
         measure,
-        {"steps/s": "steps/s", "runs/s": "runs/s", "invocations/run": "", "commits/step": ""},
+        {
+            "steps/s": "steps/s",
+            "runs/s": "runs/s",
+            "invocations/run": "",
+            "commits/step": "",
+            **cost.UNITS,
+        },
         timeout=900,
     )
 

@@ -9,6 +9,7 @@ are flushed, less the observer's own queries.
 import asyncio
 import time
 
+from bench.engine import cost
 from bench.engine.events import send_batches
 from bench.engine.observe import STATS_FLUSH_SECONDS
 from bench.engine.session import Engine
@@ -22,6 +23,7 @@ async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> di
     await engine.quiet_statistics()
     queries_before = observer.queries
     commits_before = await observer.commits()
+    cpu_before = await cost.snapshot(engine)
     events = [
         {"name": "bench.steps", "data": {"steps": steps, "payload": payload}} for _ in range(runs)
     ]
@@ -33,6 +35,7 @@ async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> di
         await connection.close()
     last_ended = await observer.wait_finished(ids, runs, within=max(120.0, runs * steps / 50))
     seconds = last_ended.timestamp() - began
+    cpu = await cost.per_step(engine, cpu_before, runs * steps)
     failed = await observer.failed(ids)
     invocations = await observer.fetchval(
         "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
@@ -47,4 +50,5 @@ async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> di
         "runs/s": runs / seconds,
         "invocations/run": float(invocations),
         "commits/step": commits / (runs * steps),
+        **cpu,
     }
