@@ -1,6 +1,7 @@
 """The queue worker drives real runs: a real function host (gRPC on port 0) serving an SDK app,
 a real worker, and PostgreSQL. Registration rows are written directly (the gateway's job)."""
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -123,6 +124,26 @@ async def retries_run(ctx: Context) -> int:
     if ctx.attempt == 0:
         raise RuntimeError("first attempt fails")
     return ctx.attempt
+
+
+@app.function("parallel", trigger=event("test.parallel"))
+async def parallel(ctx: Context) -> list[int]:
+    steps = (ctx.step.run(f"add-{n}", add_one, n) for n in range(3))
+    return list(await asyncio.gather(*steps))
+
+
+@app.function("failing-child", trigger=event("test.never"), retries=0)
+async def failing_child(ctx: Context) -> None:
+    raise ValueError(f"cannot handle {ctx.event.data['n']}")
+
+
+@app.function("careful-parent", trigger=event("test.careful-parent"))
+async def careful_parent(ctx: Context) -> dict[str, str]:
+    try:
+        await ctx.step.invoke("call-child", "failing-child", {"n": 3})
+    except StepError as error:
+        return {"type": error.error_type, "message": error.message}
+    return {}
 
 
 @dataclass
@@ -361,3 +382,36 @@ async def test_a_repeated_fan_out_job_creates_no_duplicate_runs(mesh: Mesh) -> N
         event_id,
     )
     assert [run["function_id"] for run in runs] == ["fan-a", "fan-b"]
+
+
+async def test_parallel_steps_report_and_commit_independently(mesh: Mesh) -> None:
+    event_id = await mesh.send("test.parallel", {})
+
+    run = await mesh.finished(event_id, "parallel")
+
+    assert (run["status"], orjson.loads(run["output"])) == ("completed", [1, 2, 3])
+    assert sorted(step["id"] for step in await mesh.steps(run["id"])) == ["add-0", "add-1", "add-2"]
+    assert run["invocations"] == 1
+
+
+async def test_a_failed_child_fails_the_invoke_step_with_its_error(mesh: Mesh) -> None:
+    event_id = await mesh.send("test.careful-parent", {})
+
+    run = await mesh.finished(event_id, "careful-parent")
+
+    assert run["status"] == "completed"
+    assert orjson.loads(run["output"]) == {"type": "ValueError", "message": "cannot handle 3"}
+
+
+async def test_concurrent_runs_share_checkpoint_transactions(mesh: Mesh) -> None:
+    before = mesh.worker.services.checkpoints.transactions
+    async with mesh.connection.transaction():
+        events = [NewEvent("test.three", orjson.dumps({"n": n}).decode()) for n in range(40)]
+        event_ids = await insert_events(mesh.connection, events)
+
+    runs = [await mesh.finished(event_id, "three-steps", within=30) for event_id in event_ids]
+
+    assert [orjson.loads(run["output"]) for run in runs] == [(2 * n + 1) * 2 for n in range(40)]
+    assert all(run["invocations"] == 1 for run in runs)
+    committed = mesh.worker.services.checkpoints.transactions - before
+    assert committed < 40 * 3

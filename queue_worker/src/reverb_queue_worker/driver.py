@@ -1,7 +1,6 @@
 """The `advance_run` job: claim a run and drive it through one Invoke stream."""
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import structlog
@@ -23,13 +22,12 @@ _log = structlog.get_logger("reverb.queue_worker")
 _tracer = trace.get_tracer("reverb.queue_worker")
 
 
-async def advance_run(services: Services, job_id: int, job_attempts: int, job: AdvanceRun) -> None:
+async def advance_run(services: Services, job_id: int, job: AdvanceRun) -> None:
     """Claim the run for this job and drive it as far as it goes.
 
     A run that cannot be claimed is someone else's (or finished): the job ends.
-    When no host can be reached, or the stream breaks, the run is released and
-    this job retried after a short backoff (no function attempt is counted).
-    Any other error releases the run if it can and retries the job.
+    When no host can be reached, or the stream breaks, the run is released with
+    a new `advance_run` job after a growing delay (no function attempt counted).
     """
     parent = context_from_traceparent(job.traceparent)
     with _tracer.start_as_current_span(
@@ -52,26 +50,29 @@ async def advance_run(services: Services, job_id: int, job_attempts: int, job: A
             await _drive(services, claim, job_id, log)
         except (HostUnreachable, StreamBroken) as error:
             invoked = isinstance(error, StreamBroken) and error.invoked
-            delay = _retry_delay(services, job_attempts)
+            delay = _retry_delay(services, claim.run_id)
             log.warning(
                 "host unreachable, run released",
                 reason=str(error),
                 retry_in_seconds=round(delay.total_seconds(), 3),
             )
-            async with acquire(services.pool) as connection:
-                await execution.release_run(connection, claim.run_id, job_id, invoked=invoked)
-            raise RetryRequested(delay, reason="function host unreachable") from error
+            await _release(services, claim.run_id, job_id, delay, invoked=invoked)
         except asyncio.CancelledError:
             # The worker is stopping: hand the run to a new job before this one is dropped.
+            log.info("worker stopping, run released")
             await asyncio.shield(_release(services, claim.run_id, job_id, timedelta(0)))
             raise
         except Exception as error:
             log.exception("advancing the run failed")
-            with contextlib.suppress(Exception):
-                await _release(services, claim.run_id, job_id, None)
-            # If the release failed too, the retried job (same id) takes the run over.
-            delay = _retry_delay(services, job_attempts)
-            raise RetryRequested(delay, reason="advancing the run failed") from error
+            delay = _retry_delay(services, claim.run_id)
+            try:
+                await _release(services, claim.run_id, job_id, delay)
+            except Exception:
+                # The database is unreachable too: pgqueuer retries this job (same id),
+                # which may take the still-running run over.
+                raise RetryRequested(delay, reason="advancing the run failed") from error
+        else:
+            services.host_retries.reached(claim.run_id)
 
 
 async def _drive(
@@ -85,14 +86,20 @@ async def _drive(
     await finish(services, claim, job_id, end, log)
 
 
-def _retry_delay(services: Services, job_attempts: int) -> timedelta:
-    return backoff(job_attempts, base=services.settings.backoff_base, cap=HOST_CAP)
+def _retry_delay(services: Services, run_id: str) -> timedelta:
+    failures = services.host_retries.failed(run_id)
+    return backoff(failures, base=services.settings.backoff_base, cap=HOST_CAP)
 
 
 async def _release(
-    services: Services, run_id: str, job_id: int, resume_after: timedelta | None
+    services: Services,
+    run_id: str,
+    job_id: int,
+    resume_after: timedelta,
+    *,
+    invoked: bool = True,
 ) -> None:
     async with acquire(services.pool) as connection:
         await execution.release_run(
-            connection, run_id, job_id, invoked=True, resume_after=resume_after
+            connection, run_id, job_id, invoked=invoked, resume_after=resume_after
         )

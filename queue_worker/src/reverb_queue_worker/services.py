@@ -6,6 +6,7 @@ import asyncpg
 
 from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_queue_worker.hosts import HostChannels
+from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.settings import WorkerSettings
 
 
@@ -15,3 +16,4 @@ class Services:
     pool: asyncpg.Pool
     checkpoints: CheckpointWriter
     hosts: HostChannels
+    host_retries: HostRetries

@@ -17,6 +17,7 @@ from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_queue_worker.driver import advance_run
 from reverb_queue_worker.fanout import process_event
 from reverb_queue_worker.hosts import HostChannels
+from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
@@ -44,6 +45,9 @@ class Worker:
         batch_size = max(1, min(10, settings.worker_concurrency // 2))
         self._task = asyncio.create_task(
             self._queue_manager.run(
+                # pgqueuer is woken by inserts; a dead worker's job becomes pickable again
+                # silently (an update), so poll at least once per heartbeat timeout.
+                dequeue_timeout=settings.worker_heartbeat_timeout,
                 batch_size=batch_size,
                 max_concurrent_tasks=settings.worker_concurrency,
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
@@ -86,7 +90,7 @@ def _register(queue_manager: QueueManager, services: Services) -> None:
     async def advance_run_job(job: Job) -> None:
         try:
             payload = jobs.AdvanceRun.decode(job.payload or b"{}")
-            await advance_run(services, int(job.id), job.attempts, payload)
+            await advance_run(services, int(job.id), payload)
         except RetryRequested:
             raise
         except Exception as error:
@@ -105,7 +109,7 @@ async def start(settings: WorkerSettings) -> Worker:
         raise
     key = settings.signing_key.get_secret_value() if settings.signing_key else None
     checkpoints = CheckpointWriter(pool)
-    services = Services(settings, pool, checkpoints, HostChannels(pool, key))
+    services = Services(settings, pool, checkpoints, HostChannels(pool, key), HostRetries())
     queue_manager = QueueManager(Queries(AsyncpgDriver(queue_connection)))
     _register(queue_manager, services)
     try:

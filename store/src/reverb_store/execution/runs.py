@@ -67,14 +67,13 @@ async def release_run(
     job_id: int,
     *,
     invoked: bool,
-    resume_after: timedelta | None = None,
+    resume_after: timedelta,
 ) -> bool:
     """Give the run back (status queued) without counting a function attempt.
 
-    `invoked=False` (the host was never reached) takes back the claim's
-    invocation. With `resume_after`, a new `advance_run` job is enqueued in the
-    same transaction (for a job that is ending); without it the caller's job is
-    retried by pgqueuer.
+    A new `advance_run` job, due after `resume_after`, is enqueued in the same
+    transaction. `invoked=False` (the host never got the Start) takes back the
+    claim's invocation. False if this job no longer drives the run.
     """
     async with connection.transaction():
         traceparent = await connection.fetchval(
@@ -88,10 +87,9 @@ async def release_run(
         )
         if traceparent is None:
             return False
-        if resume_after is not None:
-            await jobs.enqueue(
-                connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after]
-            )
+        await jobs.enqueue(
+            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after]
+        )
         return True
 
 

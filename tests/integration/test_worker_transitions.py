@@ -1,0 +1,311 @@
+"""The run transitions the worker commits, against real PostgreSQL: claims, due waits,
+suspensions, child runs waking their parent, and group-committed step checkpoints."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+import pytest
+
+from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_store import execution
+from reverb_store.execution import ErrorRecord, StepOutput, StepTiming
+from reverb_store.ids import new_id
+
+
+async def new_run(
+    connection: asyncpg.Connection, status: str = "queued", parent: str | None = None
+) -> str:
+    run_id = new_id()
+    await connection.execute(
+        "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts,"
+        " parent_run_id, parent_step_id) VALUES ($1, 'f', 'a', $2, 3, $3, $4)",
+        run_id,
+        status,
+        parent,
+        "call" if parent else None,
+    )
+    return run_id
+
+
+async def add_step(
+    connection: asyncpg.Connection,
+    run_id: str,
+    step_id: str,
+    *,
+    kind: str = "run",
+    status: str = "completed",
+    wake_in: timedelta | None = None,
+    output: str | None = None,
+) -> None:
+    wake_at = datetime.now(UTC) + wake_in if wake_in is not None else None
+    await connection.execute(
+        "INSERT INTO reverb.steps (run_id, id, name, kind, status, wake_at, output)"
+        " VALUES ($1, $2, $2, $3, $4, $5, $6::jsonb)",
+        run_id,
+        step_id,
+        kind,
+        status,
+        wake_at,
+        output,
+    )
+
+
+async def advance_jobs(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await connection.fetch(
+        "SELECT payload, execute_after - now() AS delay FROM pgqueuer"
+        " WHERE entrypoint = 'advance_run' ORDER BY id"
+    )
+
+
+def timing(step_id: str) -> StepTiming:
+    return StepTiming(step_id, step_id, None, None)
+
+
+async def status_of(connection: asyncpg.Connection, run_id: str) -> str:
+    status: str = await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", run_id)
+    return status
+
+
+async def test_a_run_is_claimed_by_one_job_and_taken_over_only_by_the_same_job(
+    connection: asyncpg.Connection,
+) -> None:
+    run_id = await new_run(connection)
+
+    first = await execution.claim_run(connection, run_id, job_id=7)
+    assert first is not None and first.invocations == 1
+    assert await execution.claim_run(connection, run_id, job_id=8) is None
+    again = await execution.claim_run(connection, run_id, job_id=7)
+    assert again is not None and again.invocations == 2
+
+    assert await execution.complete_run(connection, run_id, 8, '"no"') is False
+    assert await execution.complete_run(connection, run_id, 7, '"yes"') is True
+    assert await execution.claim_run(connection, run_id, job_id=7) is None
+
+
+async def test_a_claim_resolves_what_became_due_and_memoizes_in_commit_order(
+    connection: asyncpg.Connection,
+) -> None:
+    run_id = await new_run(connection, "sleeping")
+    await add_step(connection, run_id, "first", output='"one"')
+    await add_step(
+        connection, run_id, "nap", kind="sleep", status="sleeping", wake_in=-timedelta(1)
+    )
+    await add_step(
+        connection, run_id, "later", kind="sleep", status="sleeping", wake_in=timedelta(hours=1)
+    )
+    await add_step(
+        connection, run_id, "call", kind="invoke", status="waiting", wake_in=-timedelta(seconds=1)
+    )
+
+    claim = await execution.claim_run(connection, run_id, job_id=1)
+
+    assert claim is not None
+    assert [(m.step_id, m.output, m.error and m.error.type) for m in claim.memo] == [
+        ("first", '"one"', None),
+        ("nap", "null", None),
+        ("call", None, "InvokeTimeout"),
+    ]
+
+
+async def test_a_resume_that_retries_a_step_starts_with_the_step_attempt(
+    connection: asyncpg.Connection,
+) -> None:
+    run_id = await new_run(connection, "sleeping")
+    await connection.execute(
+        "INSERT INTO reverb.steps (run_id, id, name, kind, status, attempts, wake_at)"
+        " VALUES ($1, 'flaky', 'flaky', 'run', 'retrying', 2, now())",
+        run_id,
+    )
+    claim = await execution.claim_run(connection, run_id, job_id=1)
+    assert claim is not None and claim.start_attempt == 2
+
+
+async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
+    connection: asyncpg.Connection,
+) -> None:
+    run_id = await new_run(connection)
+    await execution.claim_run(connection, run_id, job_id=1)
+    await add_step(
+        connection, run_id, "nap", kind="sleep", status="sleeping", wake_in=timedelta(hours=1)
+    )
+    await add_step(
+        connection, run_id, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
+    )
+
+    assert await execution.suspend_run(connection, run_id, 1, []) == "sleeping"
+
+    assert await status_of(connection, run_id) == "sleeping"
+    (job,) = await advance_jobs(connection)
+    assert timedelta(minutes=59) < job["delay"] <= timedelta(hours=1)
+
+
+async def test_a_run_waiting_only_on_a_child_is_waiting(connection: asyncpg.Connection) -> None:
+    run_id = await new_run(connection)
+    await execution.claim_run(connection, run_id, job_id=1)
+    await add_step(
+        connection, run_id, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
+    )
+
+    assert await execution.suspend_run(connection, run_id, 1, []) == "waiting"
+    assert await status_of(connection, run_id) == "waiting"
+
+
+async def test_a_child_that_ends_before_its_parent_suspends_resumes_it_at_once(
+    connection: asyncpg.Connection,
+) -> None:
+    parent = await new_run(connection)
+    await execution.claim_run(connection, parent, job_id=1)
+    await add_step(
+        connection, parent, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
+    )
+    child = await new_run(connection, parent=parent)
+    await execution.claim_run(connection, child, job_id=2)
+
+    # The child completes while the parent's invocation is still running...
+    assert await execution.complete_run(connection, child, 2, '{"done": true}')
+    assert await advance_jobs(connection) == []
+    # ...so the parent's suspension sees the resolved step and queues it right away.
+    assert await execution.suspend_run(connection, parent, 1, []) == "resumed"
+
+    assert await status_of(connection, parent) == "queued"
+    (job,) = await advance_jobs(connection)
+    assert job["delay"] <= timedelta(0)
+    claim = await execution.claim_run(connection, parent, job_id=3)
+    assert claim is not None
+    assert [(m.step_id, m.output) for m in claim.memo] == [("call", '{"done": true}')]
+
+
+async def test_a_child_failure_fails_the_waiting_parent_step_and_wakes_the_parent(
+    connection: asyncpg.Connection,
+) -> None:
+    parent = await new_run(connection)
+    await execution.claim_run(connection, parent, job_id=1)
+    await add_step(
+        connection, parent, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
+    )
+    assert await execution.suspend_run(connection, parent, 1, []) == "waiting"
+    child = await new_run(connection, parent=parent)
+    await execution.claim_run(connection, child, job_id=2)
+
+    assert await execution.fail_run(connection, child, 2, ErrorRecord("ValueError", "bad input"))
+
+    assert await status_of(connection, parent) == "queued"
+    assert len(await advance_jobs(connection)) == 2  # the timeout wake-up, and now
+    step = await execution.step_state(connection, parent, "call")
+    assert (step.status, step.error) == ("failed", ErrorRecord("ValueError", "bad input"))
+
+
+async def test_a_failing_step_retries_while_attempts_remain_then_fails(
+    connection: asyncpg.Connection,
+) -> None:
+    run_id = await new_run(connection)
+    error = ErrorRecord("ConnectionError", "down")
+    delays: list[int] = []
+
+    def delay(attempt: int) -> timedelta:
+        delays.append(attempt)
+        return timedelta(seconds=30)
+
+    states = [
+        await execution.record_failure(
+            connection,
+            run_id,
+            timing("call"),
+            error,
+            retriable=True,
+            max_attempts=3,
+            retry_delay=delay,
+        )
+        for _ in range(3)
+    ]
+
+    assert [state.status for state in states] == ["retrying", "retrying", "failed"]
+    assert delays == [0, 1]
+    row = await connection.fetchrow("SELECT attempts, error FROM reverb.steps WHERE id = 'call'")
+    assert row is not None and row["attempts"] == 3
+    assert orjson.loads(row["error"])["type"] == "ConnectionError"
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[CheckpointWriter]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    checkpoints = CheckpointWriter(pool)
+    checkpoints.start()
+    yield checkpoints
+    await checkpoints.close()
+    await pool.close()
+
+
+async def test_concurrent_checkpoints_share_transactions(
+    connection: asyncpg.Connection, writer: CheckpointWriter
+) -> None:
+    runs = [await new_run(connection) for _ in range(20)]
+    outputs = [
+        StepOutput(run_id, timing(f"step-{n}"), orjson.dumps([run_id, n]).decode())
+        for run_id in runs
+        for n in range(5)
+    ]
+
+    commits = await asyncio.gather(*(writer.commit(output) for output in outputs))
+
+    assert all(commit.ours and commit.state.status == "completed" for commit in commits)
+    assert await connection.fetchval("SELECT count(*) FROM reverb.steps") == 100
+    assert writer.transactions < 100
+
+
+async def test_the_first_committed_output_wins(
+    connection: asyncpg.Connection, writer: CheckpointWriter
+) -> None:
+    run_id = await new_run(connection)
+    first = await writer.commit(StepOutput(run_id, timing("pick"), '"first"'))
+    again, same_batch = await asyncio.gather(
+        writer.commit(StepOutput(run_id, timing("pick"), '"second"')),
+        writer.commit(StepOutput(run_id, timing("pick"), '"third"')),
+    )
+
+    assert (first.ours, first.state.output) == (True, '"first"')
+    assert (again.ours, again.state.output) == (False, '"first"')
+    assert (same_batch.ours, same_batch.state.output) == (False, '"first"')
+
+
+async def test_a_step_waiting_for_a_retry_completes_with_its_attempts_counted(
+    connection: asyncpg.Connection, writer: CheckpointWriter
+) -> None:
+    run_id = await new_run(connection)
+    await execution.record_failure(
+        connection,
+        run_id,
+        timing("call"),
+        ErrorRecord("E", "x"),
+        retriable=True,
+        max_attempts=3,
+        retry_delay=lambda _: timedelta(0),
+    )
+
+    commit = await writer.commit(StepOutput(run_id, timing("call"), '"ok"'))
+
+    assert commit.ours
+    row = await connection.fetchrow("SELECT status, attempts, error FROM reverb.steps")
+    assert row is not None and (row["status"], row["attempts"], row["error"]) == (
+        "completed",
+        2,
+        None,
+    )
+
+
+async def test_an_unstorable_output_fails_alone(
+    connection: asyncpg.Connection, writer: CheckpointWriter
+) -> None:
+    run_id = await new_run(connection)
+    good, bad = await asyncio.gather(
+        writer.commit(StepOutput(run_id, timing("good"), '"fine"')),
+        writer.commit(StepOutput(run_id, timing("bad"), '"nul \\u0000"')),
+        return_exceptions=True,
+    )
+
+    assert not isinstance(good, BaseException) and good.ours
+    assert isinstance(bad, asyncpg.DataError)
+    assert await connection.fetchval("SELECT array_agg(id) FROM reverb.steps") == ["good"]
