@@ -30,7 +30,8 @@ sync: uv  ## Install the workspace and its dev tools into .venv.
 	$(UV) sync
 
 dev: sync  ## Run Reverb with the example app on an embedded PostgreSQL.
-	$(UV) run reverb dev $(APP)
+	@# The venv's script, not `uv run`: uv forwards the terminal's Ctrl-C a second time.
+	.venv/bin/reverb dev $(APP)
 
 test: sync  ## Run the whole test suite (starts an embedded PostgreSQL if none is on 127.0.0.1:5432).
 	$(UV) run pytest

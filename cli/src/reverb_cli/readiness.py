@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import click
 import httpx
 
 from reverb_cli.errors import CliError
@@ -15,6 +16,7 @@ from reverb_cli.supervisor import Child, Supervisor
 T = TypeVar("T")
 STARTUP_SECONDS = 60.0
 _POLL_SECONDS = 0.1
+_DUPLICATE_SIGNAL_SECONDS = 1.0
 
 
 class Stopped(Exception):
@@ -36,13 +38,20 @@ class Watch:
         self.supervisor = supervisor
         self.forced = False
         self._stop = asyncio.Event()
+        self._first_signal: float | None = None
 
     def signalled(self) -> None:
-        """The first signal stops cleanly; the next one kills every child at once."""
-        if self._stop.is_set():
+        """The first signal stops cleanly; another one, a second or more later, kills every
+        child at once. (Wrappers such as `uv run` forward the terminal's Ctrl-C that the
+        whole process group already got: that duplicate arrives within milliseconds.)"""
+        now = time.monotonic()
+        if self._first_signal is None:
+            self._first_signal = now
+            self._stop.set()
+        elif now - self._first_signal > _DUPLICATE_SIGNAL_SECONDS and not self.forced:
+            click.echo("interrupted again: killing everything", err=True)
             self.forced = True
             self.supervisor.kill_all()
-        self._stop.set()
 
     async def until(self, condition: Awaitable[T], what: str) -> T:
         """Await `condition` (at most STARTUP_SECONDS), unless a child exits or we are stopped."""

@@ -102,7 +102,7 @@ def _step_row(step: Mapping[str, Any]) -> list[str]:
     result = ""
     if step.get("error"):
         result = error_text(step["error"])
-    elif status == "completed":
+    elif status == "completed" and step.get("kind") != "sleep":
         result = truncate(compact_json(step.get("output")), OUTPUT_WIDTH)
     elif step.get("wake_at"):
         result = f"until {short_time(step['wake_at'])}"

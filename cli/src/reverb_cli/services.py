@@ -1,8 +1,9 @@
 """Commands that run Reverb's parts: `migrate`, `gateway`, `worker`, `host APP`.
 
 Each builds its service's settings from the environment here, at the entry
-point, and hands them to the service's `serve`/`run`. Service packages are
-imported inside the commands so that client commands start fast.
+point, and hands them to the service's `serve`/`run` (which set up logging and
+stop cleanly on SIGINT/SIGTERM). Service packages are imported inside the
+commands so that the client commands start fast.
 """
 
 import asyncio
@@ -14,7 +15,6 @@ from reverb_cli.database import apply_migrations
 from reverb_cli.errors import CliError
 from reverb_cli.running import run_until_signalled
 from reverb_cli.settings import DatabaseSettings, build
-from reverb_telemetry import configure_logging
 
 
 @click.command()
@@ -31,11 +31,13 @@ def migrate() -> None:
 @click.command()
 def gateway() -> None:
     """Run the gateway: the HTTP API and the Ingress gRPC service."""
-    from reverb_ingress_gateway import GatewaySettings, serve
+    from reverb_ingress_gateway import GatewaySettings, UnsafeDevMode, serve
 
     settings = build(GatewaySettings)
-    configure_logging(json=settings.log_json, level=settings.log_level)
-    run_until_signalled("gateway", lambda: serve(settings))
+    try:
+        run_until_signalled("gateway", lambda: serve(settings))
+    except (UnsafeDevMode, ValueError) as error:
+        raise CliError(f"gateway: {error}") from None
 
 
 @click.command()
@@ -44,7 +46,6 @@ def worker() -> None:
     from reverb_queue_worker import WorkerSettings, run
 
     settings = build(WorkerSettings)
-    configure_logging(json=settings.log_json, level=settings.log_level)
     run_until_signalled("worker", lambda: run(settings))
 
 
@@ -52,17 +53,11 @@ def worker() -> None:
 @click.argument("app_spec", metavar="APP")
 def host(app_spec: str) -> None:
     """Serve the functions of APP: path/to/file.py or module:attribute."""
-    import grpc
-
     from reverb_function_host import HostSettings, serve
 
     settings = build(HostSettings)
-    configure_logging(json=settings.log_json, level=settings.log_level)
     try:
         app = load_app(app_spec)
     except AppLoadError as error:
         raise CliError(str(error)) from None
-    try:
-        run_until_signalled("host", lambda: serve(app, settings))
-    except grpc.RpcError as error:
-        raise CliError(f"host stopped: the gateway's Ingress service failed: {error}") from None
+    run_until_signalled("host", lambda: serve(app, settings))

@@ -1,0 +1,215 @@
+"""`reverb send`, `runs`, `run`, `functions`, `events` against a real gateway, worker and
+host (in this process, on free ports), with the CLI as a subprocess the way a user runs it."""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import SecretStr
+
+import reverb
+from reverb import Context, event
+from reverb_function_host import HostSettings
+from reverb_function_host import start as start_host
+from reverb_ingress_gateway import GatewaySettings
+from reverb_ingress_gateway import start as start_gateway
+from reverb_queue_worker import WorkerSettings
+from reverb_queue_worker import start as start_worker
+from reverb_store.control.api_keys import create_api_key
+from tests.e2e.processes import eventually
+from tests.integration.test_cli import Result, assert_user_error, run_cli
+
+app = reverb.App("cli-test")
+
+
+def greeting(name: str) -> dict[str, str]:
+    return {"greeting": f"hello {name}"}
+
+
+def decline() -> None:
+    raise reverb.NonRetriableError("card declined")
+
+
+@app.function("greet", trigger=event("cli.greet"), retries=0)
+async def greet(ctx: Context) -> Any:
+    return await ctx.step.run("say-hello", greeting, ctx.event.data["name"])
+
+
+@app.function("charge", trigger=event("cli.charge"), retries=0)
+async def charge(ctx: Context) -> None:
+    await ctx.step.run("charge-card", decline)
+
+
+@dataclass
+class Engine:
+    url: str
+    http: httpx.AsyncClient
+
+    async def cli(self, *args: str) -> Result:
+        return await run_cli(*args, env={"REVERB_URL": self.url})
+
+    async def finished_run(self, event_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        async def finished() -> bool:
+            runs = (await self.http.get("/runs", params={"event": event_id})).json()["runs"]
+            if runs and runs[0]["status"] in ("completed", "failed"):
+                found.update(runs[0])
+            return bool(found)
+
+        await eventually(finished, what=f"the run of event {event_id}")
+        return found
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[Engine]:
+    gateway = await start_gateway(
+        GatewaySettings(
+            database_url=database_url,
+            http_address="127.0.0.1:0",
+            ingress_address="127.0.0.1:0",
+            dev=True,
+        )
+    )
+    ingress = f"127.0.0.1:{gateway.grpc_port}"
+    host = await start_host(
+        app,
+        HostSettings(
+            host_address="127.0.0.1:0", ingress_address=ingress, signing_key=SecretStr("k")
+        ),
+    )
+    worker = await start_worker(
+        WorkerSettings(database_url=database_url, signing_key=SecretStr("k"))
+    )
+    url = f"http://127.0.0.1:{gateway.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            yield Engine(url, http)
+    finally:
+        await worker.stop()
+        await host.stop()
+        await gateway.stop()
+
+
+async def test_send_prints_the_event_id_and_is_idempotent_with_an_id(engine: Engine) -> None:
+    sent = await engine.cli("send", "cli.greet", "--data", '{"name": "Ada"}', "--id", "greet-1")
+    assert sent.code == 0, sent
+    assert sent.stdout.split() == ["greet-1"]
+    again = await engine.cli("send", "cli.greet", "--data", '{"name": "Ada"}', "--id", "greet-1")
+    assert again.stdout.split() == ["greet-1"]
+
+    run = await engine.finished_run("greet-1")
+    runs = (await engine.http.get("/runs", params={"event": "greet-1"})).json()["runs"]
+    assert len(runs) == 1, "the same event id was accepted once"
+    assert run["output"] == {"greeting": "hello Ada"}
+
+
+async def test_runs_lists_runs_as_a_table_with_filters(engine: Engine) -> None:
+    (greet_id,) = (await engine.cli("send", "cli.greet", "--data", '{"name": "Bo"}')).stdout.split()
+    (charge_id,) = (await engine.cli("send", "cli.charge")).stdout.split()
+    greet_run = await engine.finished_run(greet_id)
+    charge_run = await engine.finished_run(charge_id)
+
+    listed = await engine.cli("runs")
+    assert listed.code == 0, listed
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["RUN", "FUNCTION", "STATUS", "CREATED", "DURATION"]
+    by_id = {row.split()[0]: row.split() for row in rows}
+    assert by_id[greet_run["id"]][1:3] == ["greet", "completed"]
+    assert by_id[charge_run["id"]][1:3] == ["charge", "failed"]
+
+    failed = await engine.cli("runs", "--status", "failed")
+    assert greet_run["id"] not in failed.stdout
+    assert charge_run["id"] in failed.stdout
+    of_greet = await engine.cli("runs", "--function", "greet", "--limit", "1")
+    assert len(of_greet.stdout.splitlines()) == 2
+    assert "charge" not in of_greet.stdout
+    raw = await engine.cli("runs", "--json")
+    assert {item["id"] for item in json.loads(raw.stdout)["runs"]} >= {
+        greet_run["id"],
+        charge_run["id"],
+    }
+
+
+async def test_run_shows_a_timeline_of_steps(engine: Engine) -> None:
+    (greet_id,) = (await engine.cli("send", "cli.greet", "--data", '{"name": "Cy"}')).stdout.split()
+    run_id = (await engine.finished_run(greet_id))["id"]
+
+    shown = await engine.cli("run", run_id)
+    assert shown.code == 0, shown
+    lines = shown.stdout.splitlines()
+    assert f"run       {run_id}" in lines
+    assert "status    completed" in lines
+    assert 'output    {"greeting":"hello Cy"}' in lines
+    step = next(line for line in lines if line.startswith("say-hello"))
+    assert step.split()[:3] == ["say-hello", "run", "completed"]
+    assert step.endswith('{"greeting":"hello Cy"}')
+
+    raw = await engine.cli("run", run_id, "--json")
+    body = json.loads(raw.stdout)
+    assert body["id"] == run_id
+    assert [step["id"] for step in body["steps"]] == ["say-hello"]
+
+
+async def test_run_shows_the_error_of_a_failed_step(engine: Engine) -> None:
+    (charge_id,) = (await engine.cli("send", "cli.charge")).stdout.split()
+    run_id = (await engine.finished_run(charge_id))["id"]
+    shown = await engine.cli("run", run_id)
+    assert "status    failed" in shown.stdout
+    step = next(line for line in shown.stdout.splitlines() if line.startswith("charge-card"))
+    assert "failed" in step.split()
+    assert "NonRetriableError: card declined" in step
+
+
+async def test_an_unknown_run_is_an_api_error(engine: Engine) -> None:
+    assert_user_error(await engine.cli("run", "no-such-run"), "error: not_found: ")
+
+
+async def test_functions_and_events(engine: Engine) -> None:
+    listed = await engine.cli("functions")
+    assert listed.code == 0, listed
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert set(rows) == {"greet", "charge"}
+    assert "event cli.greet" in rows["greet"]
+    assert rows["greet"].split()[1] == "cli-test"
+
+    await engine.cli("send", "cli.greet", "--data", '{"name": "Di"}', "--id", "listed-event")
+    events = await engine.cli("events", "--name", "cli.greet")
+    assert events.code == 0, events
+    row = next(line for line in events.stdout.splitlines() if line.startswith("listed-event"))
+    assert row.split()[1] == "cli.greet"
+    assert row.endswith('{"name":"Di"}')
+
+
+@pytest.fixture
+async def secured_gateway(database_url: str) -> AsyncIterator[tuple[str, str]]:
+    """A gateway outside dev mode, and a valid API key for it."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        _, key = await create_api_key(connection, "cli-test")
+    finally:
+        await connection.close()
+    gateway = await start_gateway(
+        GatewaySettings(
+            database_url=database_url, http_address="127.0.0.1:0", ingress_address="127.0.0.1:0"
+        )
+    )
+    try:
+        yield f"http://127.0.0.1:{gateway.http_port}", key
+    finally:
+        await gateway.stop()
+
+
+async def test_the_api_key_is_sent_as_a_bearer_token(secured_gateway: tuple[str, str]) -> None:
+    url, key = secured_gateway
+    refused = await run_cli("functions", env={"REVERB_URL": url})
+    assert_user_error(refused, "error: unauthenticated: ")
+    wrong = await run_cli("functions", env={"REVERB_URL": url, "REVERB_API_KEY": "rvb_wrong"})
+    assert_user_error(wrong, "error: unauthenticated: ")
+    accepted = await run_cli("functions", env={"REVERB_URL": url, "REVERB_API_KEY": key})
+    assert accepted.code == 0, accepted
+    assert accepted.stdout.strip() == "no functions registered"

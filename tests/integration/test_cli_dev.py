@@ -1,0 +1,180 @@
+"""`reverb dev examples/shop.py`: one command starts the gateway, a worker and a host for the
+example app (and an embedded PostgreSQL when no database is given); the example's flows run
+end to end; Ctrl-C stops everything; a crashed service stops the rest with status 1."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from tests.e2e.processes import eventually, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop.py"
+
+
+class Dev:
+    """A `reverb dev` subprocess with its output collected line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process, http_port: int) -> None:
+        self.process = process
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}")
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        assert process.stdout is not None and process.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._collect(process.stdout, self.stdout)),
+            asyncio.create_task(self._collect(process.stderr, self.stderr)),
+        ]
+
+    @staticmethod
+    async def _collect(stream: asyncio.StreamReader, lines: list[str]) -> None:
+        async for line in stream:
+            lines.append(line.decode(errors="replace").rstrip())
+
+    def output(self) -> str:
+        return "\n".join(["--- stdout", *self.stdout, "--- stderr", *self.stderr])
+
+    async def wait_for(self, predicate: Callable[[], bool], what: str, within: float = 60) -> None:
+        async def check() -> bool:
+            if self.process.returncode is not None:
+                raise AssertionError(f"reverb dev exited while waiting for {what}\n{self.output()}")
+            return predicate()
+
+        await eventually(check, within=within, what=what)
+
+    async def started(self) -> None:
+        await self.wait_for(
+            lambda: any("Reverb is running" in line for line in self.stdout), "the banner"
+        )
+
+    def children(self) -> list[psutil.Process]:
+        found: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return found
+
+    async def exit_code(self, within: float = 30) -> int:
+        code = await asyncio.wait_for(self.process.wait(), within)
+        await asyncio.gather(*self._readers)
+        return code
+
+    async def finished_run(self, event_id: str, function_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        async def finished() -> bool:
+            response = await self.http.get("/runs", params={"event": event_id})
+            for run in response.json()["runs"]:
+                if run["function_id"] == function_id and run["status"] in ("completed", "failed"):
+                    found.update(run)
+            return bool(found)
+
+        await eventually(finished, within=60, what=f"{function_id} to finish")
+        return found
+
+
+@contextlib.asynccontextmanager
+async def reverb_dev(cwd: Path, database_url: str | None) -> AsyncIterator[Dev]:
+    http_port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
+    env.update(
+        REVERB_HTTP_ADDRESS=f"127.0.0.1:{http_port}",
+        REVERB_INGRESS_ADDRESS=f"127.0.0.1:{free_port()}",
+        REVERB_HOST_ADDRESS=f"127.0.0.1:{free_port()}",
+    )
+    if database_url is not None:
+        env["REVERB_DATABASE_URL"] = database_url
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reverb_cli",
+        "dev",
+        str(SHOP),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    dev = Dev(process, http_port)
+    try:
+        yield dev
+    finally:
+        if process.returncode is None:
+            for child in dev.children():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            process.kill()
+            await process.wait()
+        await dev.http.aclose()
+
+
+async def test_the_order_flow_runs_end_to_end_and_ctrl_c_stops_everything(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with reverb_dev(tmp_path, database_url) as dev:
+        await dev.started()
+        banner = "\n".join(dev.stdout)
+        assert "place-order  (event order.placed)" in banner
+        assert "handle-sign-up  (event user.signed_up)" in banner
+        children = dev.children()
+        assert len(children) >= 3
+
+        order = {"id": "o-1", "items": [{"sku": "mug", "quantity": 2}], "email": "a@b.c"}
+        response = await dev.http.post("/events", json={"name": "order.placed", "data": order})
+        assert response.status_code == 202, response.text
+        (event_id,) = response.json()["ids"]
+        placed = await dev.finished_run(event_id, "place-order")
+        assert placed["status"] == "completed", placed
+        assert placed["output"]["total"] == 2400
+        assert placed["output"]["reservation"].startswith("res-")
+
+        run = (await dev.http.get(f"/runs/{placed['id']}")).json()
+        steps = [(step["id"], step["kind"], step["status"]) for step in run["steps"]]
+        assert steps == [
+            ("price-order", "run", "completed"),
+            ("reserve-stock", "invoke", "completed"),
+            ("announce", "send_event", "completed"),
+        ]
+        (confirmed_id,) = next(s for s in run["steps"] if s["id"] == "announce")["output"]
+        receipt = await dev.finished_run(confirmed_id, "send-receipt")
+        assert receipt["output"]["subject"] == "Order o-1: 24.00 EUR"
+
+        dev.process.send_signal(signal.SIGINT)
+        assert await dev.exit_code() == 0, dev.output()
+        assert not [child for child in children if child.is_running()], "a child outlived dev"
+
+
+async def test_a_crashed_service_stops_the_others_with_status_1(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with reverb_dev(tmp_path, database_url) as dev:
+        await dev.started()
+        children = dev.children()
+        (worker,) = [child for child in children if child.cmdline()[-1:] == ["worker"]]
+        worker.kill()
+        assert await dev.exit_code() == 1, dev.output()
+        assert any("the worker exited unexpectedly" in line for line in dev.stderr), dev.output()
+        assert not [child for child in children if child.is_running()], "a child outlived dev"
+
+
+async def test_without_a_database_url_it_runs_an_embedded_postgresql(tmp_path: Path) -> None:
+    async with reverb_dev(tmp_path, None) as dev:
+        await dev.started()
+        assert any("embedded PostgreSQL" in line for line in dev.stdout), dev.output()
+        assert (tmp_path / ".reverb" / "pgdata" / "PG_VERSION").exists()
+        functions = (await dev.http.get("/functions")).json()["functions"]
+        assert {function["id"] for function in functions} >= {"place-order", "handle-sign-up"}
+        dev.process.send_signal(signal.SIGTERM)
+        assert await dev.exit_code() == 0, dev.output()
+    # The server ran only while `reverb dev` did.
+    pgdata = str(tmp_path / ".reverb" / "pgdata")
+    servers = [p for p in psutil.process_iter(["cmdline"]) if pgdata in (p.info["cmdline"] or [])]
+    assert not servers
