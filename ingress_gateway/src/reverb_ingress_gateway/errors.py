@@ -137,6 +137,9 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # connection refused or reset; includes TimeoutError (connect, pool acquire)
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # A connection the server closed while it sat in the pool (e.g. terminated by an
+    # administrator) can fail its next query with "cannot switch to state ...".
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.exceptions.OperatorInterventionError,  # 57: admin/crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
