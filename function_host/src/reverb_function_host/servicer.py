@@ -12,8 +12,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import reverb
-from reverb._execution import Execution
-from reverb._protocol import Message, ProtocolError, RunFailed, StepReport
+from reverb.execution import Execution, Message, ProtocolError, RunFailed, StepReport
 from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc
 from reverb_function_host import wire
 from reverb_telemetry import context_from_metadata, context_from_traceparent

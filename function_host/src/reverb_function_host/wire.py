@@ -8,7 +8,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import reverb
-from reverb._protocol import (
+from reverb.execution import (
     Ack,
     AckResult,
     ErrorInfo,
