@@ -174,3 +174,26 @@ async def test_a_run_in_flight_when_the_worker_stops_continues_on_the_next_worke
         await second.stop()
     assert orjson.loads(run["output"]) == "unblocked"
     assert run["invocations"] == 2
+
+
+async def test_the_worker_reconnects_after_losing_its_database_connections(
+    database_url: str, connection: asyncpg.Connection, host: Host
+) -> None:
+    await register(connection, app, f"127.0.0.1:{host.port}")
+    worker = await start_worker(worker_settings(database_url))
+    try:
+        first = await send(connection, "test.greet", {"name": "before"})
+        await wait_status(connection, first, "completed")
+
+        # What a database restart does to the worker: every connection is cut.
+        cut = await connection.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cut >= 2
+
+        second = await send(connection, "test.greet", {"name": "after"})
+        run = await wait_status(connection, second, "completed", within=20)
+    finally:
+        await worker.stop()
+    assert orjson.loads(run["output"]) == "hello after"

@@ -1,100 +1,124 @@
-"""A queue worker: pgqueuer consumers for `process_event` and `advance_run`."""
+"""A queue worker: pgqueuer consumers for `process_event` and `advance_run`.
+
+pgqueuer listens and dequeues on a dedicated connection; runs and
+checkpoints use a pool. If the dedicated connection is lost (a database
+restart), the worker reconnects with backoff until it is stopped.
+"""
 
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 import asyncpg
 import structlog
 from pgqueuer.db import AsyncpgDriver
-from pgqueuer.errors import RetryRequested
-from pgqueuer.models import Job
 from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.checkpoints import CheckpointWriter
-from reverb_queue_worker.driver import advance_run
-from reverb_queue_worker.fanout import process_event
+from reverb_queue_worker.entrypoints import register
 from reverb_queue_worker.hosts import HostChannels
 from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
-from reverb_store import jobs
 from reverb_telemetry import configure_logging, configure_tracing
 
 _log = structlog.get_logger("reverb.queue_worker")
+
+QUEUE_APPLICATION_NAME = "reverb-queue-worker"
 
 
 class Worker:
     """A running worker. `await stop()` drains it: in-flight jobs get the shutdown timeout."""
 
-    def __init__(
-        self,
-        services: Services,
-        queue_connection: asyncpg.Connection,
-        queue_manager: QueueManager,
-    ) -> None:
+    def __init__(self, services: Services, queue_connection: asyncpg.Connection) -> None:
         self.services = services
-        self._queue_connection = queue_connection
-        self._queue_manager = queue_manager
-        self._task: asyncio.Task[None] | None = None
-
-    def _run_queue(self) -> None:
-        settings = self.services.settings
-        batch_size = max(1, min(10, settings.worker_concurrency // 2))
-        self._task = asyncio.create_task(
-            self._queue_manager.run(
-                # pgqueuer is woken by inserts; a dead worker's job becomes pickable again
-                # silently (an update), so poll at least once per heartbeat timeout.
-                dequeue_timeout=settings.worker_heartbeat_timeout,
-                batch_size=batch_size,
-                max_concurrent_tasks=settings.worker_concurrency,
-                heartbeat_timeout=settings.worker_heartbeat_timeout,
-            ),
-            name="reverb-queue-worker",
-        )
+        self._stopping = asyncio.Event()
+        self._queue_manager: QueueManager | None = None
+        self._task = asyncio.create_task(self._consume(queue_connection), name="reverb-worker")
 
     async def stop(self) -> None:
         """Stop taking jobs, let in-flight ones finish (or release their runs), close."""
-        self._queue_manager.shutdown.set()
-        if self._task is not None:
-            timeout = self.services.settings.worker_shutdown_timeout.total_seconds()
-            done, _ = await asyncio.wait({self._task}, timeout=timeout)
-            if not done:
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping.set()
+        if self._queue_manager is not None:
+            self._queue_manager.shutdown.set()
+        timeout = self.services.settings.worker_shutdown_timeout.total_seconds()
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        if not done:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         await self.services.checkpoints.close()
         await self.services.hosts.close()
-        await self._queue_connection.close()
         await self.services.pool.close()
         _log.info("worker stopped")
 
+    async def _consume(self, connection: asyncpg.Connection | None) -> None:
+        settings = self.services.settings
+        while connection is not None:
+            queue_manager = QueueManager(Queries(AsyncpgDriver(connection)))
+            register(queue_manager, self.services)
+            self._queue_manager = queue_manager
+            if self._stopping.is_set():
+                queue_manager.shutdown.set()
+            # A lost connection would leave pgqueuer waiting for notifications that
+            # cannot come: stop it (in-flight jobs finish) and reconnect.
+            connection.add_termination_listener(_stopper(queue_manager))
+            try:
+                await queue_manager.run(
+                    # pgqueuer wakes on inserts; a dead worker's job becomes pickable again
+                    # silently (an update), so poll at least once per heartbeat timeout.
+                    dequeue_timeout=settings.worker_heartbeat_timeout,
+                    batch_size=max(1, min(10, settings.worker_concurrency // 2)),
+                    max_concurrent_tasks=settings.worker_concurrency,
+                    heartbeat_timeout=settings.worker_heartbeat_timeout,
+                )
+            except asyncio.CancelledError:
+                connection.terminate()
+                raise
+            except Exception as error:
+                _log.warning("queue connection lost", error=f"{type(error).__name__}: {error}")
+                connection.terminate()
+            else:
+                if self._stopping.is_set():
+                    await connection.close()
+                    return
+                _log.warning("queue connection lost")
+                connection.terminate()
+            connection = await self._reconnect()
 
-def _register(queue_manager: QueueManager, services: Services) -> None:
-    base = services.settings.backoff_base
+    async def _reconnect(self) -> asyncpg.Connection | None:
+        """A new queue connection, retried with backoff; None once the worker is stopping."""
+        failures = 0
+        while not self._stopping.is_set():
+            delay = backoff(failures, base=self.services.settings.backoff_base, cap=HOST_CAP)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay.total_seconds())
+                return None
+            try:
+                connection = await _connect(self.services.settings)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                failures += 1
+                _log.warning("reconnecting to the queue failed", error=type(error).__name__)
+                continue
+            _log.info("queue connection restored")
+            return connection
+        return None
 
-    def retry_later(job: Job, error: Exception) -> RetryRequested:
-        _log.exception("job failed", entrypoint=job.entrypoint, job_id=job.id, exc_info=error)
-        return RetryRequested(backoff(job.attempts, base=base, cap=HOST_CAP), reason=str(error))
 
-    @queue_manager.entrypoint(jobs.PROCESS_EVENT)
-    async def process_event_job(job: Job) -> None:
-        try:
-            await process_event(services, jobs.ProcessEvent.decode(job.payload or b"{}"))
-        except Exception as error:
-            raise retry_later(job, error) from error
+def _stopper(queue_manager: QueueManager) -> Callable[[object], None]:
+    def stop(_: object) -> None:
+        queue_manager.shutdown.set()
 
-    @queue_manager.entrypoint(jobs.ADVANCE_RUN)
-    async def advance_run_job(job: Job) -> None:
-        try:
-            payload = jobs.AdvanceRun.decode(job.payload or b"{}")
-            await advance_run(services, int(job.id), payload)
-        except RetryRequested:
-            raise
-        except Exception as error:
-            raise retry_later(job, error) from error
+    return stop
+
+
+async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        settings.database_url, server_settings={"application_name": QUEUE_APPLICATION_NAME}
+    )
 
 
 async def start(settings: WorkerSettings) -> Worker:
@@ -103,24 +127,20 @@ async def start(settings: WorkerSettings) -> Worker:
         settings.database_url, min_size=1, max_size=settings.database_pool_size
     )
     try:
-        queue_connection = await asyncpg.connect(settings.database_url)
+        queue_connection = await _connect(settings)
+        try:
+            await QueueManager(Queries(AsyncpgDriver(queue_connection))).verify_structure()
+        except BaseException:
+            await queue_connection.close()
+            raise
     except BaseException:
         await pool.close()
         raise
     key = settings.signing_key.get_secret_value() if settings.signing_key else None
     checkpoints = CheckpointWriter(pool)
-    services = Services(settings, pool, checkpoints, HostChannels(pool, key), HostRetries())
-    queue_manager = QueueManager(Queries(AsyncpgDriver(queue_connection)))
-    _register(queue_manager, services)
-    try:
-        await queue_manager.verify_structure()
-    except BaseException:
-        await queue_connection.close()
-        await pool.close()
-        raise
     checkpoints.start()
-    worker = Worker(services, queue_connection, queue_manager)
-    worker._run_queue()
+    services = Services(settings, pool, checkpoints, HostChannels(pool, key), HostRetries())
+    worker = Worker(services, queue_connection)
     _log.info("worker started", concurrency=settings.worker_concurrency)
     return worker
 
