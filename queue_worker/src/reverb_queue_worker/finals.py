@@ -30,7 +30,9 @@ async def finish(
                 connection, claim.run_id, job_id, sorted(end.known_step_ids)
             )
             if outcome is None:
-                log.warning("run taken over before it could suspend")
+                log.warning(
+                    "run no longer driven by this job (cancelled or taken over)", ending="suspended"
+                )
             else:
                 log.info("run suspended", until=outcome)
 
@@ -54,7 +56,9 @@ async def _complete(
     if done:
         log.info("run completed")
     else:
-        log.warning("run taken over before it could complete")
+        log.warning(
+            "run no longer driven by this job (cancelled or taken over)", ending="completed"
+        )
 
 
 async def _fail(
@@ -80,4 +84,4 @@ async def _fail(
     elif await execution.fail_run(connection, claim.run_id, job_id, final.error):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         return
-    log.warning("run taken over before its failure was recorded")
+    log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")

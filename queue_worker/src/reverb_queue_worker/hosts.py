@@ -64,7 +64,7 @@ class HostChannels:
                 stream.cancel()
                 if error.code != "UNAVAILABLE":
                     raise
-                _log.warning("host unavailable", app_id=app_id, address=address)
+                _log.info("host unavailable, trying the next", app_id=app_id, address=address)
                 continue
             return stream, first
         if not addresses:
