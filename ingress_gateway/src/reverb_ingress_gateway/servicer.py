@@ -9,11 +9,11 @@ import asyncpg
 from reverb_contracts.v1 import ingress_pb2
 from reverb_ingress_gateway import paging, validation
 from reverb_ingress_gateway.calls import CallContext, rpc
-from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, InvalidEvent, NotFound
+from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound
+from reverb_ingress_gateway.intake import EventIntake
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.wire import messages
 from reverb_store import control as store
-from reverb_store import insert_events
 from reverb_store.control import EventCursor
 from reverb_telemetry import current_traceparent
 
@@ -25,6 +25,7 @@ class IngressService:
     def __init__(self, pool: asyncpg.Pool, settings: GatewaySettings) -> None:
         self._pool = pool
         self._settings = settings
+        self._intake = EventIntake(pool, acquire_timeout=settings.database_timeout)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -45,12 +46,7 @@ class IngressService:
             max_event_bytes=self._settings.max_event_bytes,
             max_events=self._settings.max_events_per_request,
         )
-        traceparent = current_traceparent()
-        try:
-            async with self._connection() as connection, connection.transaction():
-                ids = await insert_events(connection, events, traceparent)
-        except asyncpg.exceptions.DataError as error:
-            raise InvalidEvent(f"an event cannot be stored: {error}") from None
+        ids = await self._intake.accept(events, current_traceparent())
         return messages.send_events_response(ids)
 
     @rpc

@@ -1,4 +1,4 @@
-"""Control-plane queries: reading events, runs and functions; app registration; API keys."""
+"""Control-plane queries: accepting and reading events, runs and functions; apps; API keys."""
 
 from reverb_store.control.api_keys import (
     KEY_PREFIX,
@@ -7,6 +7,7 @@ from reverb_store.control.api_keys import (
     revoke_api_key,
     verify,
 )
+from reverb_store.control.intake import EventGroup, insert_event_groups
 from reverb_store.control.reads import (
     ErrorDetails,
     EventCursor,
@@ -38,6 +39,7 @@ __all__ = [
     "KEY_PREFIX",
     "AppDefinition",
     "ErrorDetails",
+    "EventGroup",
     "EventCursor",
     "EventRecord",
     "FunctionDefinition",
@@ -54,6 +56,7 @@ __all__ = [
     "get_event",
     "get_run",
     "hash_key",
+    "insert_event_groups",
     "list_events",
     "list_functions",
     "list_runs",

@@ -1,0 +1,63 @@
+"""Accepting the events of several requests at once: one statement, one fan-out job per request.
+
+The gateway group-commits concurrent SendEvents calls: their events share one
+INSERT and one transaction, and each request still gets its own process_event
+job carrying its own traceparent. Same rules as `reverb_store.insert_events`:
+an id already stored is accepted once (its id is returned again and it
+triggers nothing new); an id repeated across requests of one group belongs to
+the first of them.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from reverb_store import jobs
+from reverb_store.events import NewEvent
+from reverb_store.ids import new_id
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """The events of one request, and the trace context they were sent in."""
+
+    events: Sequence[NewEvent]
+    traceparent: str | None = None
+
+
+_INSERT = """
+INSERT INTO reverb.events (id, name, data, ts)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+async def insert_event_groups(
+    connection: asyncpg.Connection, groups: Sequence[EventGroup]
+) -> list[list[str]]:
+    """Store every group's events and enqueue their fan-out jobs; return each group's ids.
+
+    Call it inside a transaction: the events are accepted exactly when it commits.
+    """
+    now = datetime.now(UTC)
+    ids = [[event.id or new_id() for event in group.events] for group in groups]
+    events = [event for group in groups for event in group.events]
+    inserted = await connection.fetch(
+        _INSERT,
+        [event_id for group_ids in ids for event_id in group_ids],
+        [event.name for event in events],
+        [event.data for event in events],
+        [event.ts or now for event in events],
+    )
+    unclaimed = {row["id"] for row in inserted}
+    fan_outs = []
+    for group, group_ids in zip(groups, ids, strict=True):
+        fresh = tuple(dict.fromkeys(event_id for event_id in group_ids if event_id in unclaimed))
+        unclaimed.difference_update(fresh)
+        if fresh:
+            fan_outs.append(jobs.ProcessEvent(fresh, group.traceparent))
+    await jobs.enqueue(connection, fan_outs)
+    return ids
