@@ -152,6 +152,7 @@ async def start(settings: GatewaySettings) -> Gateway:
             access_log=False,
             log_config=None,
             server_header=False,
+            proxy_headers=False,
             ws="none",
             timeout_graceful_shutdown=int(_GRACE_SECONDS),
         )

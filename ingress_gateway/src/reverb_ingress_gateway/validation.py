@@ -26,7 +26,7 @@ _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _IDENTIFIER = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventDraft:
     """An event as a client sent it, before checks."""
 
@@ -46,12 +46,11 @@ def accept_events(
         raise InvalidEvent("no events: send at least one")
     if len(drafts) > max_events:
         raise TooManyEvents(f"{len(drafts)} events in one request; the limit is {max_events}")
-    return [
-        _accept(draft, f"events[{index}]", max_event_bytes) for index, draft in enumerate(drafts)
-    ]
+    return [_accept(draft, index, max_event_bytes) for index, draft in enumerate(drafts)]
 
 
-def _accept(draft: EventDraft, where: str, max_event_bytes: int) -> NewEvent:
+def _accept(draft: EventDraft, index: int, max_event_bytes: int) -> NewEvent:
+    where = f"events[{index}]"
     if not draft.name:
         raise InvalidEvent(f"{where}: name is required")
     if not _NAME.fullmatch(draft.name):

@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
+from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.paging import MAX_PAGE_SIZE
 from reverb_ingress_gateway.wire.messages import (
     RUN_STATUSES,
     STEP_KINDS,
     STEP_STATUSES,
-    event_input,
+    add_event,
 )
 
 Query = Mapping[str, Sequence[str]]
@@ -35,16 +35,18 @@ _MAX_TS_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 def send_events_request(body: Any) -> ingress_pb2.SendEventsRequest:
     """One event object or a list of them; InvalidEvent names the bad one."""
+    request = ingress_pb2.SendEventsRequest()
     if isinstance(body, dict):
-        return ingress_pb2.SendEventsRequest(events=[_event_input(body, "event")])
-    if isinstance(body, list):
-        return ingress_pb2.SendEventsRequest(
-            events=[_event_input(item, f"events[{index}]") for index, item in enumerate(body)]
-        )
-    raise InvalidEvent("the body must be an event object or a list of event objects")
+        _add_event(request, body, "event")
+    elif isinstance(body, list):
+        for index, item in enumerate(body):
+            _add_event(request, item, f"events[{index}]")
+    else:
+        raise InvalidEvent("the body must be an event object or a list of event objects")
+    return request
 
 
-def _event_input(item: Any, where: str) -> function_host_pb2.EventInput:
+def _add_event(request: ingress_pb2.SendEventsRequest, item: Any, where: str) -> None:
     if not isinstance(item, dict):
         raise InvalidEvent(f"{where} must be an object")
     name = item.get("name")
@@ -58,7 +60,8 @@ def _event_input(item: Any, where: str) -> function_host_pb2.EventInput:
     event_id = item.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id):
         raise InvalidEvent(f"{where}.id must be a non-empty string")
-    return event_input(
+    add_event(
+        request,
         name,
         orjson.dumps(data) if data is not None else b"",
         event_id or "",

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
+from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_store.control import (
@@ -65,13 +65,17 @@ def event_drafts(request: ingress_pb2.SendEventsRequest) -> list[EventDraft]:
     return drafts
 
 
-def event_input(
-    name: str, data: bytes, event_id: str, ts: datetime | None
-) -> function_host_pb2.EventInput:
-    message = function_host_pb2.EventInput(name=name, data=data, id=event_id)
+def add_event(
+    request: ingress_pb2.SendEventsRequest,
+    name: str,
+    data: bytes,
+    event_id: str,
+    ts: datetime | None,
+) -> None:
+    """Append an EventInput to the request (in place: cheaper than building and copying one)."""
+    event = request.events.add(name=name, data=data, id=event_id)
     if ts is not None:
-        message.ts.CopyFrom(timestamp(ts))
-    return message
+        event.ts.FromDatetime(ts)
 
 
 def event_record(record: EventRecord) -> ingress_pb2.EventRecord:
