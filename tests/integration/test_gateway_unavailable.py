@@ -184,3 +184,19 @@ async def test_a_database_that_is_down_at_start_is_503_not_a_crash(
             assert (await client.get("/healthz")).status_code == 503
     finally:
         await gateway.stop()
+
+
+async def test_an_unexpected_failure_is_500_without_details(
+    gateway: Gateway, client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    # Not a client mistake and not an outage: a schema the gateway does not expect.
+    await connection.execute("ALTER TABLE reverb.runs RENAME COLUMN app_id TO application")
+    response = await client.get("/runs")
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "internal", "message": "internal error"}}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        ingress: ingress_pb2_grpc.IngressAsyncStub = ingress_pb2_grpc.IngressStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingress.ListRuns(ingress_pb2.ListRunsRequest())
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert raised.value.details() == "internal error"

@@ -16,7 +16,7 @@ from reverb_ingress_gateway.grpc_server import GrpcServer, start_grpc_server
 from reverb_ingress_gateway.http.app import build_app
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
-from reverb_telemetry import configure_logging
+from reverb_telemetry import configure_logging, configure_tracing
 
 logger = structlog.get_logger("reverb.ingress_gateway")
 
@@ -185,6 +185,7 @@ async def start(settings: GatewaySettings) -> Gateway:
 async def serve(settings: GatewaySettings) -> None:
     """Run the gateway until cancelled or sent SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(json=settings.log_json, level=settings.log_level)
+    configure_tracing("reverb-ingress-gateway")
     gateway = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

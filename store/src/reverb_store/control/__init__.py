@@ -36,15 +36,15 @@ from reverb_store.control.registry import (
 )
 
 __all__ = [
-    "KEY_PREFIX",
     "AppDefinition",
     "ErrorDetails",
-    "EventGroup",
     "EventCursor",
+    "EventGroup",
     "EventRecord",
     "FunctionDefinition",
     "FunctionOwnedByAnotherApp",
     "FunctionRecord",
+    "KEY_PREFIX",
     "RunFilter",
     "RunRecord",
     "StepRecord",
