@@ -1,6 +1,5 @@
 """The `advance_run` job: claim a run and drive it through one Invoke stream."""
 
-import asyncio
 from datetime import timedelta
 
 import structlog
@@ -57,11 +56,6 @@ async def advance_run(services: Services, job_id: int, job: AdvanceRun) -> None:
                 retry_in_seconds=round(delay.total_seconds(), 3),
             )
             await _release(services, claim.run_id, job_id, delay, invoked=invoked)
-        except asyncio.CancelledError:
-            # The worker is stopping: hand the run to a new job before this one is dropped.
-            log.info("worker stopping, run released")
-            await asyncio.shield(_release(services, claim.run_id, job_id, timedelta(0)))
-            raise
         except Exception as error:
             log.exception("advancing the run failed")
             delay = _retry_delay(services, claim.run_id)

@@ -1,5 +1,8 @@
 """The pgqueuer entrypoints, with what happens when a job's handler fails."""
 
+import asyncio
+from datetime import timedelta
+
 import structlog
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job
@@ -10,7 +13,7 @@ from reverb_queue_worker.database import acquire
 from reverb_queue_worker.driver import advance_run
 from reverb_queue_worker.fanout import process_event
 from reverb_queue_worker.services import Services
-from reverb_store import jobs
+from reverb_store import execution, jobs
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -27,6 +30,9 @@ def register(queue_manager: QueueManager, services: Services) -> None:
             return
         try:
             await process_event(services, payload)
+        except asyncio.CancelledError:
+            await asyncio.shield(_hand_over(services, int(job.id), payload))
+            raise
         except Exception as error:
             await _enqueue_again(services, job, payload, error)
 
@@ -39,10 +45,32 @@ def register(queue_manager: QueueManager, services: Services) -> None:
             return
         try:
             await advance_run(services, int(job.id), payload)
+        except asyncio.CancelledError:
+            await asyncio.shield(_hand_over(services, int(job.id), payload))
+            raise
         except RetryRequested:
             raise
         except Exception as error:
             await _enqueue_again(services, job, payload, error)
+
+
+async def _hand_over(
+    services: Services, job_id: int, payload: jobs.ProcessEvent | jobs.AdvanceRun
+) -> None:
+    """The worker is stopping mid-job and pgqueuer drops cancelled jobs: leave the work
+    to a new job. A run this job drives is released (status queued) first."""
+    try:
+        async with acquire(services.pool) as connection:
+            if isinstance(payload, jobs.AdvanceRun):
+                released = await execution.release_run(
+                    connection, payload.run_id, job_id, invoked=True, resume_after=timedelta(0)
+                )
+                if released:
+                    _log.info("worker stopping, run released", run_id=payload.run_id)
+                    return
+            await jobs.enqueue(connection, [payload])
+    except Exception as error:
+        _log.error("could not hand a cancelled job over", job_id=job_id, error=str(error))
 
 
 async def _enqueue_again(
