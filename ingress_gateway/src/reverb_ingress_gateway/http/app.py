@@ -47,10 +47,12 @@ class HttpApi:
         """The handler in a span (joining the caller's traceparent), behind the API key check,
         with every failure rendered as a JSON error."""
 
+        span_route = route.replace(":path}", "}")
+
         async def endpoint(request: Request) -> Response:
             parent = context_from_traceparent(request.headers.get("traceparent"))
             with tracer.start_as_current_span(
-                f"{request.method} {route}",
+                f"{request.method} {span_route}",
                 context=parent,
                 kind=SpanKind.SERVER,
                 record_exception=False,
@@ -104,7 +106,7 @@ class HttpApi:
         try:
             await self._service.ping()
         except Exception as raised:
-            as_gateway_error(raised, "healthz")
+            as_gateway_error(raised, "healthz")  # logs why
             return error_response(Unavailable("the database is unreachable"))
         return json_response({"status": "ok"})
 
