@@ -15,6 +15,16 @@ from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepStat
 DEFAULT_INVOKE_TIMEOUT = timedelta(days=365)
 
 
+_KINDS: dict[type, str] = {
+    protocol.Output: "run",
+    protocol.Failure: "run",
+    protocol.Sleep: "sleep",
+    protocol.Invoke: "invoke",
+    protocol.SendEvents: "send_event",
+    protocol.WaitForEvent: "wait_for_event",
+}
+
+
 def ack_for(step_id: str, state: StepState, output: str | None = None) -> protocol.Ack:
     """The Ack for a committed state; `output` is sent when it differs from the host's."""
     if state.status == "completed":
@@ -64,6 +74,7 @@ async def _fail_step(
         retriable=False,
         max_attempts=claim.max_attempts,
         retry_delay=lambda _: timedelta(0),
+        kind=_KINDS[type(report.operation)],
     )
 
 

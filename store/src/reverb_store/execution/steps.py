@@ -94,7 +94,7 @@ FROM reverb.steps WHERE run_id = $1 AND id = $2 FOR UPDATE
 _UPSERT_FAILURE = """
 INSERT INTO reverb.steps AS s
     (run_id, id, name, kind, status, attempts, error, wake_at, started_at, ended_at)
-VALUES ($1, $2, $3, 'run', $4, $5, $6::jsonb, now() + $7::interval,
+VALUES ($1, $2, $3, $10, $4, $5, $6::jsonb, now() + $7::interval,
         coalesce($8, now()), coalesce($9, now()))
 ON CONFLICT (run_id, id) DO UPDATE
 SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
@@ -113,8 +113,9 @@ async def record_failure(
     retriable: bool,
     max_attempts: int,
     retry_delay: Callable[[int], timedelta],
+    kind: str = "run",
 ) -> StepState:
-    """Record a failed attempt of a `step.run`: `retrying` while attempts remain, else `failed`.
+    """Record a failed attempt of a step: `retrying` while attempts remain, else `failed`.
 
     `retry_delay(n)` gives the wait before the next attempt after the (n+1)-th
     failure (n is 0-based, as backoffs are). A step that is already final keeps
@@ -139,6 +140,7 @@ async def record_failure(
             delay,
             timing.started_at,
             timing.ended_at,
+            kind,
         )
         if updated is None:
             return await step_state(connection, run_id, timing.step_id)
