@@ -1,6 +1,7 @@
 """One benchmark run: databases, peers' installs, the engine, interleaved groups of probes."""
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -71,10 +72,14 @@ async def _install_peers(found: Systems, results: Results) -> None:
 @asynccontextmanager
 async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
     server = options.server
-    names = ["reverb", "floor", "pgqueuer", "dbos", "graphile"]
+    # The process id keeps two runs on one server (a developer's and CI's) apart.
+    names = {
+        system: f"reverb_bench_{os.getpid()}_{system}"
+        for system in ("reverb", "floor", "pgqueuer", "dbos", "graphile")
+    }
     found = Systems()
-    for name in names:
-        found.urls[name] = await database.create(server, f"reverb_bench_{name}")
+    for system, name in names.items():
+        found.urls[system] = await database.create(server, name)
     try:
         if options.peers:
             await _install_peers(found, results)
@@ -88,8 +93,8 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
         if found.engine is not None:
             await found.engine.stop()
         if not options.keep_databases:
-            for name in names:
-                await database.drop(server, f"reverb_bench_{name}")
+            for name in names.values():
+                await database.drop(server, name)
 
 
 def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:

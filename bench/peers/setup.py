@@ -35,6 +35,20 @@ async def _run(*command: str, cwd: Path, within: float = 300) -> None:
         raise SetupError(f"{' '.join(command)}: {output.decode().strip()[-400:]}")
 
 
+async def _uv() -> list[str] | None:
+    """uv on PATH, else `python3 -m uv` (how CI installs it), else None (venv + pip)."""
+    if found := shutil.which("uv"):
+        return [found]
+    python3 = shutil.which("python3")
+    if python3 is None:
+        return None
+    try:
+        await _run(python3, "-m", "uv", "--version", cwd=DBOS, within=30)
+    except SetupError:
+        return None
+    return [python3, "-m", "uv"]
+
+
 async def dbos_python() -> Path:
     """The interpreter of DBOS's own environment, installing it if needed."""
     venv = DBOS / ".venv"
@@ -44,10 +58,10 @@ async def dbos_python() -> Path:
     wanted = requirements.read_text(encoding="utf-8")
     if python.exists() and marker.exists() and marker.read_text(encoding="utf-8") == wanted:
         return python
-    uv = shutil.which("uv")
+    uv = await _uv()
     if uv:
         await _run(
-            uv,
+            *uv,
             "venv",
             "--quiet",
             "--allow-existing",
@@ -57,7 +71,7 @@ async def dbos_python() -> Path:
             cwd=DBOS,
         )
         await _run(
-            uv,
+            *uv,
             "pip",
             "install",
             "--quiet",
