@@ -35,22 +35,20 @@ async def snapshot(engine: Engine, known: frozenset[int] = frozenset()) -> Snaps
     return Snapshot(seconds, backends)
 
 
-async def per_step(engine: Engine, before: Snapshot, steps: int) -> dict[str, float]:
-    """Microseconds of CPU per step in each process since `before`."""
+async def per(engine: Engine, before: Snapshot, count: int, unit: str) -> dict[str, float]:
+    """Microseconds of CPU per `unit` ("step", "event") in each process since `before`."""
     after = await snapshot(engine, before.backends)
     # Backends that connected during the measurement started from zero.
     started = after.seconds["postgres"] - before.seconds["postgres"]
     figures = {
-        f"{name} CPU/step": (after.seconds[name] - before.seconds[name]) / steps * 1e6
+        f"{name} CPU/{unit}": (after.seconds[name] - before.seconds[name]) / count * 1e6
         for name in SERVICES
     }
-    figures["PostgreSQL CPU/step"] = started / steps * 1e6
-    figures["total CPU/step"] = sum(figures.values())
+    figures[f"PostgreSQL CPU/{unit}"] = started / count * 1e6
+    figures[f"total CPU/{unit}"] = sum(figures.values())
     return figures
 
 
-UNITS = {
-    **{f"{name} CPU/step": "µs" for name in SERVICES},
-    "PostgreSQL CPU/step": "µs",
-    "total CPU/step": "µs",
-}
+def units(unit: str) -> dict[str, str]:
+    names = [*SERVICES, "PostgreSQL", "total"]
+    return {f"{name} CPU/{unit}": "µs" for name in names}

@@ -9,6 +9,7 @@ each request still commits its fan-out job, which the worker then processes.
 import asyncio
 import time
 
+from bench.engine import cost
 from bench.engine.events import Event, post
 from bench.engine.session import Engine
 
@@ -40,10 +41,16 @@ async def _send(engine: Engine, requests: int, clients: int, per_request: int) -
 
 
 async def single(engine: Engine, requests: int, clients: int) -> dict[str, float]:
+    """Also the CPU per event by process, the fan-out jobs' processing included."""
     await engine.observer.drain()
+    before = await cost.snapshot(engine)
     seconds = await _send(engine, requests, clients, 1)
+    await engine.observer.drain()
     engine.touched()
-    return {"events/s, 1 per request": requests / seconds}
+    return {
+        "events/s, 1 per request": requests / seconds,
+        **await cost.per(engine, before, requests, "event"),
+    }
 
 
 async def batched(engine: Engine, requests: int, clients: int, size: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from bench.engine.events import first_step_started, get_run, post, run_ended
 from bench.engine.session import Engine
 from bench.http import Connection
 from bench.latency import percentiles
+from bench.stats import percentile
 
 CONNECTIONS = 8
 
@@ -63,4 +64,38 @@ async def measure(engine: Engine, rate: float, seconds: float) -> dict[str, floa
     return {
         **percentiles("request→first step", to_start),
         **percentiles("request→completed", to_end),
+        **await breakdown(engine, sent),
     }
+
+
+_HOPS = """
+SELECT event.id AS event_id,
+       extract(epoch FROM event.received_at) AS received,
+       extract(epoch FROM run.created_at) AS created,
+       extract(epoch FROM run.started_at) AS claimed,
+       extract(epoch FROM step.started_at) AS stepped
+FROM reverb.events AS event
+JOIN reverb.runs AS run ON run.event_ids[1] = event.id
+JOIN reverb.steps AS step ON step.run_id = run.id
+WHERE event.id = ANY($1::text[])
+"""
+HOPS = (
+    "p50 hop: send→event stored",
+    "p50 hop: event→run created (fan-out job)",
+    "p50 hop: run created→claimed (advance job)",
+    "p50 hop: claimed→step started (Invoke)",
+)
+
+
+async def breakdown(engine: Engine, sent: dict[str, float]) -> dict[str, float]:
+    """Where the time to the first step goes, from the timestamps the engine stores."""
+    rows = await engine.observer.fetch(_HOPS, list(sent))
+    hops: list[list[float]] = [[], [], [], []]
+    for row in rows:
+        marks = [sent[row["event_id"]], *(float(row[name]) for name in _MARKS)]
+        for index in range(4):
+            hops[index].append((marks[index + 1] - marks[index]) * 1000)
+    return {name: percentile(values, 0.5) for name, values in zip(HOPS, hops, strict=True)}
+
+
+_MARKS = ("received", "created", "claimed", "stepped")

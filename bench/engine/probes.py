@@ -19,7 +19,12 @@ def ingest_probes(engine: Engine, sizes: Sizes) -> list[Probe]:
         )
 
     return [
-        Probe("Ingest", SYSTEM, single, {"events/s, 1 per request": "events/s"}),
+        Probe(
+            "Ingest",
+            SYSTEM,
+            single,
+            {"events/s, 1 per request": "events/s", **cost.units("event")},
+        ),
         Probe("Ingest", SYSTEM, batched, {f"events/s, {sizes.batch_size} per request": "events/s"}),
     ]
 
@@ -28,7 +33,11 @@ def latency_probe(engine: Engine, sizes: Sizes) -> Probe:
     async def measure() -> dict[str, float]:
         return await latency.measure(engine, sizes.latency_rate, sizes.latency_seconds)
 
-    return Probe("Latency", SYSTEM, measure, units("request→first step", "request→completed"))
+    figures = {
+        **units("request→first step", "request→completed"),
+        **dict.fromkeys(latency.HOPS, "ms"),
+    }
+    return Probe("Latency", SYSTEM, measure, figures)
 
 
 def throughput_probe(engine: Engine, sizes: Sizes) -> Probe:
@@ -44,7 +53,7 @@ def throughput_probe(engine: Engine, sizes: Sizes) -> Probe:
             "runs/s": "runs/s",
             "invocations/run": "",
             "commits/step": "",
-            **cost.UNITS,
+            **cost.units("step"),
         },
         timeout=900,
     )

@@ -35,7 +35,7 @@ async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> di
         await connection.close()
     last_ended = await observer.wait_finished(ids, runs, within=max(120.0, runs * steps / 50))
     seconds = last_ended.timestamp() - began
-    cpu = await cost.per_step(engine, cpu_before, runs * steps)
+    cpu = await cost.per(engine, cpu_before, runs * steps, "step")
     failed = await observer.failed(ids)
     invocations = await observer.fetchval(
         "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
