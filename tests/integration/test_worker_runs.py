@@ -146,6 +146,26 @@ async def careful_parent(ctx: Context) -> dict[str, str]:
     return {}
 
 
+attempt_times: dict[str, list[float]] = {}
+
+
+def slow_to_recover(run_id: str) -> str:
+    attempt_times.setdefault(run_id, []).append(time.monotonic())
+    if len(attempt_times[run_id]) == 1:
+        raise reverb.RetryAfterError("2s", "the service asked us to come back later")
+    return "recovered"
+
+
+@app.function("backs-off-beside-a-nap", trigger=event("test.backs-off"))
+async def backs_off_beside_a_nap(ctx: Context) -> list[object]:
+    return list(
+        await asyncio.gather(
+            ctx.step.run("call", slow_to_recover, ctx.run_id),
+            ctx.step.sleep("nap", "200ms"),
+        )
+    )
+
+
 @dataclass
 class Mesh:
     connection: asyncpg.Connection
@@ -415,3 +435,17 @@ async def test_concurrent_runs_share_checkpoint_transactions(mesh: Mesh) -> None
     assert all(run["invocations"] == 1 for run in runs)
     committed = mesh.worker.services.checkpoints.transactions - before
     assert committed < 40 * 3
+
+
+async def test_a_step_backing_off_is_not_run_early_when_another_wait_resumes_the_run(
+    mesh: Mesh,
+) -> None:
+    event_id = await mesh.send("test.backs-off", {})
+
+    run = await mesh.finished(event_id, "backs-off-beside-a-nap")
+
+    assert (run["status"], orjson.loads(run["output"])) == ("completed", ["recovered", None])
+    first, second = attempt_times[run["id"]]
+    assert second - first >= 2, "the retry ran before its Retry-After delay"
+    # Start; the nap's wake-up (the call stays pending); the retry.
+    assert run["invocations"] == 3

@@ -103,10 +103,11 @@ async def test_a_claim_resolves_what_became_due_and_memoizes_in_commit_order(
     claim = await execution.claim_run(connection, run_id, job_id=1)
 
     assert claim is not None
-    assert [(m.step_id, m.output, m.error and m.error.type) for m in claim.memo] == [
-        ("first", '"one"', None),
-        ("nap", "null", None),
-        ("call", None, "InvokeTimeout"),
+    assert [(m.step_id, m.output, m.error and m.error.type, m.pending) for m in claim.memo] == [
+        ("first", '"one"', None, False),
+        ("nap", "null", None, False),
+        ("later", None, None, True),
+        ("call", None, "InvokeTimeout", False),
     ]
 
 

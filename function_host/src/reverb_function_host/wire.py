@@ -128,8 +128,11 @@ def _event(event: common_pb2.Event) -> reverb.Event:
 
 
 def _memoized(step: function_host_pb2.MemoizedStep) -> MemoizedStep:
-    if step.WhichOneof("result") == "error":
+    result = step.WhichOneof("result")
+    if result == "error":
         return MemoizedStep(step.step_id, error=_error_info(step.error))
+    if result == "pending":
+        return MemoizedStep(step.step_id, pending=True)
     return MemoizedStep(step.step_id, output=step.output or None)
 
 

@@ -54,6 +54,10 @@ def _json(data: bytes) -> str:
 
 
 def _memo_to_wire(entry: MemoEntry) -> function_host_pb2.MemoizedStep:
+    if entry.pending:
+        return function_host_pb2.MemoizedStep(
+            step_id=entry.step_id, pending=function_host_pb2.Pending()
+        )
     if entry.error is not None:
         return function_host_pb2.MemoizedStep(
             step_id=entry.step_id, error=_error_to_wire(entry.error)

@@ -152,6 +152,14 @@ class Execution:
         self._messages.put_nowait(report)
         return await future
 
+    async def pend(self, step_id: str) -> None:
+        if self._abandoned:
+            raise Interrupt()
+        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._pending[step_id] = future
+        self._poke()
+        await future
+
     # Internals.
 
     def _context(self) -> Context:

@@ -25,11 +25,14 @@ class ErrorInfo:
 
 @dataclass(frozen=True)
 class MemoizedStep:
-    """A committed step: its JSON output (None means null), or the error it failed with."""
+    """A committed step: its JSON output (None means null), the error it failed with, or
+    `pending`: it waits (a sleep or a retry not yet due, an unfinished invoke) and must be
+    neither run nor reported again in this invocation."""
 
     step_id: str
     output: bytes | None = None
     error: ErrorInfo | None = None
+    pending: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ class StepChannel(Protocol):
     async def report(self, report: StepReport) -> Ack:
         """Send `report`; the ack (never returns for a pending or retry-later ack)."""
 
+    async def pend(self, step_id: str) -> None:
+        """Wait on a step the engine still holds pending: never returns in this invocation."""
+
 
 class Step:
     """The steps of a function: each is durable, and replays return the stored result."""
@@ -56,7 +59,7 @@ class Step:
         step_id = self._channel.claim(id)
         memo = self._channel.memoized(step_id)
         if memo is not None:
-            return _replay(memo)
+            return await self._replay(memo)
         started_at = _now()
         operation: StepOperation
         try:
@@ -118,7 +121,7 @@ class Step:
         step_id = self._channel.claim(name)
         memo = self._channel.memoized(step_id)
         if memo is not None:
-            return _replay(memo)
+            return await self._replay(memo)
         started_at = _now()
         return await self._report(step_id, name, started_at, operation())
 
@@ -135,6 +138,11 @@ class Step:
         if isinstance(operation, StepOutput):
             return _json.decode(operation.output)
         return None
+
+    async def _replay(self, memo: MemoizedStep) -> Any:
+        if memo.pending:
+            await self._channel.pend(memo.step_id)
+        return _replay(memo)
 
 
 def _replay(memo: MemoizedStep) -> Any:

@@ -202,13 +202,14 @@ Global___Start: _TypeAlias = Start  # noqa: Y015
 
 @_typing.final
 class MemoizedStep(_message.Message):
-    """A committed step result."""
+    """A committed step: its result, or that it is still pending."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     STEP_ID_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The step id as reported in StepReport.step_id (with its occurrence suffix)."""
     output: _builtins.bytes
@@ -217,22 +218,45 @@ class MemoizedStep(_message.Message):
     def error(self) -> _common_pb2.ErrorInfo:
         """The step failed for good; the function sees StepError."""
 
+    @_builtins.property
+    def pending(self) -> Global___Pending:
+        """The step is waiting (a sleep or a retry not yet due, an invoke whose
+        child has not finished): the host neither runs nor reports it again, and
+        the function's call stays pending in this invocation.
+        """
+
     def __init__(
         self,
         *,
         step_id: _builtins.str = ...,
         output: _builtins.bytes = ...,
         error: _common_pb2.ErrorInfo | None = ...,
+        pending: Global___Pending | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "pending", b"pending", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "result", b"result", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "output", b"output", "pending", b"pending", "result", b"result", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["output", "error"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["output", "error", "pending"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 
 Global___MemoizedStep: _TypeAlias = MemoizedStep  # noqa: Y015
+
+@_typing.final
+class Pending(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pending: _TypeAlias = Pending  # noqa: Y015
 
 @_typing.final
 class StepReport(_message.Message):

@@ -46,11 +46,13 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class MemoEntry:
-    """A step that is final: its output (JSON text) or its error."""
+    """A step of the memo: its output (JSON text) or its error, or `pending` while it still
+    waits (so the host neither runs nor reports it again)."""
 
     step_id: str
     output: str | None
     error: ErrorRecord | None
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

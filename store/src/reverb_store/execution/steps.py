@@ -201,25 +201,29 @@ async def resolve_due(connection: asyncpg.Connection, run_id: str) -> None:
 
 _STEP_FAILED = ErrorRecord("StepError", "the step failed")
 
+# A retrying step whose time has come is left out: the host runs it again.
 _MEMO = """
 SELECT id, status, output::text AS output, error::text AS error
-FROM reverb.steps WHERE run_id = $1 AND status IN ('completed', 'failed') ORDER BY seq
+FROM reverb.steps
+WHERE run_id = $1
+  AND (status IN ('completed', 'failed', 'sleeping', 'waiting')
+       OR (status = 'retrying' AND wake_at > now()))
+ORDER BY seq
 """
 
 
 async def load_memo(connection: asyncpg.Connection, run_id: str) -> tuple[MemoEntry, ...]:
-    """The run's final steps in commit order."""
+    """The run's steps in commit order: final ones with their result, waiting ones pending."""
     rows = await connection.fetch(_MEMO, run_id)
-    return tuple(
-        MemoEntry(
-            row["id"],
-            row["output"] if row["status"] == "completed" else None,
-            (ErrorRecord.from_json(row["error"]) if row["error"] is not None else _STEP_FAILED)
-            if row["status"] == "failed"
-            else None,
-        )
-        for row in rows
-    )
+    return tuple(_memo_entry(row["id"], row["status"], row["output"], row["error"]) for row in rows)
+
+
+def _memo_entry(step_id: str, status: str, output: str | None, error: str | None) -> MemoEntry:
+    if status == "completed":
+        return MemoEntry(step_id, output, None)
+    if status == "failed":
+        return MemoEntry(step_id, None, ErrorRecord.from_json(error) if error else _STEP_FAILED)
+    return MemoEntry(step_id, None, None, pending=True)
 
 
 async def retrying_attempts(connection: asyncpg.Connection, run_id: str) -> int | None:
