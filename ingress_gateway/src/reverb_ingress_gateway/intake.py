@@ -19,8 +19,7 @@ from typing import cast
 import asyncpg
 
 from reverb_ingress_gateway.errors import InvalidEvent, Unavailable
-from reverb_store import NewEvent
-from reverb_store.control import EventGroup, insert_event_groups
+from reverb_store import EventGroup, NewEvent, insert_event_groups
 
 
 @dataclass(frozen=True, slots=True)

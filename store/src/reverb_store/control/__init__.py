@@ -7,7 +7,6 @@ from reverb_store.control.api_keys import (
     revoke_api_key,
     verify,
 )
-from reverb_store.control.intake import EventGroup, insert_event_groups
 from reverb_store.control.reads import (
     ErrorDetails,
     EventCursor,
@@ -39,7 +38,6 @@ __all__ = [
     "AppDefinition",
     "ErrorDetails",
     "EventCursor",
-    "EventGroup",
     "EventRecord",
     "FunctionDefinition",
     "FunctionOwnedByAnotherApp",
@@ -56,7 +54,6 @@ __all__ = [
     "get_event",
     "get_run",
     "hash_key",
-    "insert_event_groups",
     "list_events",
     "list_functions",
     "list_runs",
