@@ -100,12 +100,14 @@ async def measure(options: argparse.Namespace, server_url: str, notes: list[str]
     )
     mode = "quick" if options.quick else "full"
     results = Results(notes=notes)
-    if options.quick or sizes.repetitions < 5:
+    if options.quick:
         results.notes.append(
-            f"{mode} mode: {sizes.repetitions} repetition(s) and reduced sizes "
+            f"quick mode: {sizes.repetitions} repetition(s) and reduced sizes "
             f"({sizes.throughput_runs} runs, {sizes.sleep_runs} sleepers, "
             f"{sizes.latency_seconds:.0f} s of latency): a smoke check, not the figures of record"
         )
+    elif sizes.repetitions < 5:
+        results.notes.append(f"{sizes.repetitions} repetition(s) only: not the figures of record")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.monotonic()
     described = await machine.describe(server_url)

@@ -153,11 +153,8 @@ async def run(options: Options, results: Results) -> None:
             deadline = time.monotonic() + options.group_budget
             await run_interleaved(probes, options.sizes.repetitions, results, deadline)
         if options.profile and found.engine is not None:
-            sizes = options.sizes
             try:
-                written = await profile.run(
-                    found.engine, sizes.throughput_runs, sizes.throughput_steps
-                )
+                written = await profile.run(found.engine, options.sizes)
             except (RuntimeError, OSError, TimeoutError) as error:
                 results.notes.append(f"profile: not recorded ({error})")
             else:

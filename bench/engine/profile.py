@@ -1,8 +1,10 @@
-"""`--profile`: one extra step-throughput run with py-spy sampling the gateway, worker and host.
+"""`--profile`: extra runs (step throughput, single-event ingest) with py-spy sampling the
+gateway, worker and host.
 
 py-spy comes from PyPI through `uvx` (or a py-spy already on PATH); it is not a
 project dependency. Raw stacks go to bench/results/profiles/NAME.txt, and a
-summary (self and inclusive time of the top frames) to NAME-summary.txt. The
+summary (self and inclusive time of the top frames) to NAME-summary.txt, in one
+folder per workload. The
 figures of this run are not reported: sampling slows the processes down.
 """
 
@@ -11,9 +13,11 @@ import collections
 import re
 import shutil
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.engine import throughput
+from bench.config import Sizes
+from bench.engine import ingest, throughput
 from bench.engine.cost import SERVICES
 from bench.engine.session import Engine
 
@@ -49,13 +53,28 @@ def summarize(raw: Path, top: int = 30) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run(engine: Engine, runs: int, steps: int) -> list[Path]:
-    FOLDER.mkdir(parents=True, exist_ok=True)
+async def run(engine: Engine, sizes: Sizes) -> list[Path]:
+    async def steps() -> object:
+        return await throughput.measure(engine, sizes.throughput_runs, sizes.throughput_steps)
+
+    async def events() -> object:
+        return await ingest.single(engine, sizes.ingest_requests, sizes.ingest_clients)
+
+    return [
+        *await record(engine, FOLDER / "throughput", steps),
+        *await record(engine, FOLDER / "ingest", events),
+    ]
+
+
+async def record(
+    engine: Engine, folder: Path, workload: Callable[[], Awaitable[object]]
+) -> list[Path]:
+    _prepare(folder)
     command = py_spy()
     recorders = {}
     for name in SERVICES:
         pid = engine.cluster.processes[name].pid
-        output = FOLDER / f"{name}.txt"
+        output = folder / f"{name}.txt"
         recorders[name] = await asyncio.create_subprocess_exec(
             *command, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
             "--output", str(output), "--nonblocking", "--subprocesses",
@@ -63,17 +82,25 @@ async def run(engine: Engine, runs: int, steps: int) -> list[Path]:
         )  # fmt: skip
     await asyncio.sleep(2)  # uvx may need a moment to start py-spy
     try:
-        await throughput.measure(engine, runs, steps)
+        await workload()
     finally:
         for recorder in recorders.values():
             recorder.send_signal(signal.SIGINT)
         for recorder in recorders.values():
             await asyncio.wait_for(recorder.wait(), 60)
+    return _summaries(folder)
+
+
+def _prepare(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _summaries(folder: Path) -> list[Path]:
     written = []
     for name in SERVICES:
-        raw = FOLDER / f"{name}.txt"
+        raw = folder / f"{name}.txt"
         if raw.exists():
-            summary = FOLDER / f"{name}-summary.txt"
+            summary = folder / f"{name}-summary.txt"
             summary.write_text(summarize(raw), encoding="utf-8")
             written.append(summary)
     return written

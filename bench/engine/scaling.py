@@ -15,7 +15,10 @@ from bench.runner import Probe
 SECTION = "Scaling"
 STEPS_PER_RUN = (1, 10, 50)
 PAYLOAD_BYTES = (1_024, 16_384, 131_072)
-SLEEPERS = (1_000, 10_000)
+# With the Sleep section's 10,000 sleepers, a third point.
+SLEEPERS = (1_000, 3_000)
+# Steps per variant (the full run's step-throughput test does 20,000).
+TOTAL_STEPS = 5_000
 _KEPT = ("steps/s", "commits/step", "total CPU/step")
 
 
@@ -32,7 +35,7 @@ def _probe(
 
 
 def probes(engine: Engine, sizes: Sizes) -> list[Probe]:
-    total_steps = sizes.throughput_runs * sizes.throughput_steps
+    total_steps = min(TOTAL_STEPS, sizes.throughput_runs * sizes.throughput_steps)
     units = {"steps/s": "steps/s", "commits/step": "", "total CPU/step": "µs"}
     found = []
     for steps in STEPS_PER_RUN:
