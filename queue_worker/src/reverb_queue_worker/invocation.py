@@ -16,7 +16,11 @@ from reverb_queue_worker.wire import HostStreamError, InvokeStream
 from reverb_store.execution import ClaimedRun, ErrorRecord
 
 # gRPC statuses that say nothing about the function: the run is released and retried
-# later without counting an attempt. Other statuses fail the attempt.
+# later without counting an attempt. A function's own errors never travel as gRPC
+# statuses (the host reports them as RunFailed), and INTERNAL is what the transport
+# says when an HTTP/2 stream is reset (e.g. a host refusing a call while the Start is
+# still being written). Other statuses (UNKNOWN: the host itself crashed on the call)
+# fail the attempt, so a run that breaks its host cannot loop forever.
 _INFRASTRUCTURE = frozenset(
     {
         "UNAVAILABLE",
@@ -25,6 +29,7 @@ _INFRASTRUCTURE = frozenset(
         "PERMISSION_DENIED",
         "RESOURCE_EXHAUSTED",
         "ABORTED",
+        "INTERNAL",
     }
 )
 
