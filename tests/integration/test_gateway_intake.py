@@ -13,22 +13,8 @@ import asyncpg
 import httpx
 import pytest
 
-from reverb_ingress_gateway import Gateway, GatewaySettings, start
+from reverb_ingress_gateway import Gateway
 from reverb_store.jobs import ProcessEvent
-
-
-@pytest.fixture
-async def gateway(database_url: str) -> AsyncIterator[Gateway]:
-    gateway = await start(
-        GatewaySettings(
-            database_url=database_url,
-            http_address="127.0.0.1:0",
-            ingress_address="127.0.0.1:0",
-            dev=True,
-        )
-    )
-    yield gateway
-    await gateway.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from reverb_ingress_gateway import Gateway, GatewaySettings, start
+from reverb_ingress_gateway import Gateway
 from reverb_store import new_id
 from reverb_store.control import (
     AppDefinition,
@@ -18,20 +18,6 @@ from reverb_store.control import (
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def gateway(database_url: str) -> AsyncIterator[Gateway]:
-    gateway = await start(
-        GatewaySettings(
-            database_url=database_url,
-            http_address="127.0.0.1:0",
-            ingress_address="127.0.0.1:0",
-            dev=True,
-        )
-    )
-    yield gateway
-    await gateway.stop()
 
 
 @pytest.fixture

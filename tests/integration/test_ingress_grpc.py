@@ -11,22 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2, ingress_pb2_grpc
-from reverb_ingress_gateway import Gateway, GatewaySettings, start
+from reverb_ingress_gateway import Gateway
 from reverb_store.jobs import ProcessEvent
-
-
-@pytest.fixture
-async def gateway(database_url: str) -> AsyncIterator[Gateway]:
-    gateway = await start(
-        GatewaySettings(
-            database_url=database_url,
-            http_address="127.0.0.1:0",
-            ingress_address="127.0.0.1:0",
-            dev=True,
-        )
-    )
-    yield gateway
-    await gateway.stop()
 
 
 @pytest.fixture
