@@ -15,7 +15,7 @@ import reverb
 from reverb.execution import Execution, Message, ProtocolError, RunFailed, StepReport
 from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc
 from reverb_function_host import wire
-from reverb_telemetry import context_from_metadata, context_from_traceparent
+from reverb_telemetry import context_from_metadata, context_from_traceparent, spans_exported
 
 tracer = trace.get_tracer("reverb.function_host")
 log = structlog.get_logger("reverb.function_host")
@@ -64,7 +64,11 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
         )
         logger = log.bind(run_id=invocation.run_id, function_id=invocation.function_id)
         logger.debug("invocation started", attempt=invocation.attempt, memo=len(invocation.memo))
-        execution = Execution(definition, invocation, step_scope=_step_span)
+        # A span per step only when spans are exported: without an exporter it would cost
+        # more than the rest of the step's engine work, and the invocation's span already
+        # carries the trace context into the function.
+        step_scope = _step_span if spans_exported() else None
+        execution = Execution(definition, invocation, step_scope=step_scope)
         with trace.use_span(span, end_on_exit=False):
             execution.start()
         reader = asyncio.create_task(_read_acks(requests, execution, logger))

@@ -17,9 +17,12 @@ pending steps raise `Interrupt`) and yields `Suspended`.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -56,7 +59,12 @@ _UNWIND_TURNS = 10
 
 
 class Execution:
-    """Runs one invocation of `definition` (see the module docstring)."""
+    """Runs one invocation of `definition` (see the module docstring).
+
+    The hot path (a step reported, then acknowledged) costs one future for the ack and
+    one wake-up of the reader of `messages()`; a task that watches for suspension runs
+    only while a wait is pending and nothing else is in flight.
+    """
 
     def __init__(
         self,
@@ -68,31 +76,35 @@ class Execution:
         self._definition = definition
         self._invocation = invocation
         self._memo = {memo.step_id: memo for memo in invocation.memo}
-        self._step_scope = step_scope or (lambda step_id, name: nullcontext())
+        self._step_scope = step_scope
         self._step_ids = StepIds()
-        self._messages: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._outbox: deque[Message | None] = deque()
+        self._reader: asyncio.Future[None] | None = None
         self._awaiting: dict[str, asyncio.Future[Ack]] = {}
         self._pending: dict[str, asyncio.Future[Ack]] = {}
         self._executing = 0
         self._step_calls = 0
         self._abandoned = False
         self._finished = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._function: asyncio.Task[None] | None = None
-        self._driver: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None
+        self._settler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the function (in a task that inherits the caller's context, e.g. a span)."""
         if self._function is not None:
             raise RuntimeError("an execution starts once")
-        self._function = asyncio.create_task(self._call_function(self._context()))
-        self._driver = asyncio.create_task(self._drive())
-        self._driver.add_done_callback(self._driver_done)
+        self._loop = asyncio.get_running_loop()
+        self._function = self._loop.create_task(self._call_function(self._context()))
 
     async def messages(self) -> AsyncIterator[Message]:
         """Step reports as they happen, then one final message (nothing more after close)."""
+        outbox = self._outbox
         while True:
-            message = await self._messages.get()
+            while not outbox:
+                self._reader = self._future()
+                await self._reader
+            message = outbox.popleft()
             if message is None:
                 return
             yield message
@@ -109,20 +121,22 @@ class Execution:
         future = self._awaiting.pop(ack.step_id, None)
         if future is None:
             raise ProtocolError(f"an ack for step {ack.step_id!r}, which awaits no ack")
-        if ack.result in (AckResult.PENDING, AckResult.RETRY_LATER):
+        if ack.result is AckResult.PENDING or ack.result is AckResult.RETRY_LATER:
             self._pending[ack.step_id] = future
         elif not future.done():
             future.set_result(ack)
-        self._poke()
+        if self._pending:
+            self._watch()
 
     async def close(self) -> None:
         """Abandon the function if it still runs; no message follows."""
         self._abandoned = True
-        if self._driver is not None and not self._driver.done():
-            self._driver.cancel()
-            await asyncio.wait((self._driver,))
+        settler = self._settler
+        if settler is not None and not settler.done():
+            settler.cancel()
+            await asyncio.wait((settler,))
         await self._stop_function()
-        self._messages.put_nowait(None)
+        self._send(None)
 
     # The StepChannel that `Step` talks to.
 
@@ -135,29 +149,24 @@ class Execution:
     def memoized(self, step_id: str) -> MemoizedStep | None:
         return self._memo.get(step_id)
 
-    @contextmanager
-    def running(self, step_id: str, name: str) -> Iterator[None]:
-        self._executing += 1
-        try:
-            with self._step_scope(step_id, name):
-                yield
-        finally:
-            self._executing -= 1
+    def running(self, step_id: str, name: str) -> AbstractContextManager[object]:
+        scope = None if self._step_scope is None else self._step_scope(step_id, name)
+        return _Running(self, scope)
 
     async def report(self, report: StepReport) -> Ack:
         if self._abandoned:
             raise Interrupt()
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Ack] = self._future()
         self._awaiting[report.step_id] = future
-        self._messages.put_nowait(report)
+        self._send(report)
         return await future
 
     async def pend(self, step_id: str) -> None:
         if self._abandoned:
             raise Interrupt()
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Ack] = self._future()
         self._pending[step_id] = future
-        self._poke()
+        self._watch()
         await future
 
     # Internals.
@@ -203,29 +212,45 @@ class Execution:
         self._abandoned = True
         if not self._finished:
             self._finished = True
-            self._messages.put_nowait(message)
+            self._send(message)
 
-    def _driver_done(self, driver: asyncio.Task[None]) -> None:
-        if not driver.cancelled() and driver.exception() is not None:
-            error = ErrorInfo("EngineError", f"the execution failed: {driver.exception()!r}")
+    def _send(self, message: Message | None) -> None:
+        self._outbox.append(message)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _future(self) -> "asyncio.Future[Any]":
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.create_future()
+
+    def _watch(self) -> None:
+        """Start watching for suspension once the function may have nothing left to do."""
+        if self._settler is None and not self._abandoned and self._idle():
+            loop = self._loop or asyncio.get_running_loop()
+            self._settler = loop.create_task(self._settle())
+            self._settler.add_done_callback(self._settler_done)
+
+    def _settler_done(self, settler: "asyncio.Task[None]") -> None:
+        self._settler = None
+        if not settler.cancelled() and settler.exception() is not None:
+            error = ErrorInfo("EngineError", f"the execution failed: {settler.exception()!r}")
             self._finish(RunFailed(error, retriable=True))
 
-    async def _drive(self) -> None:
-        function = self._function
-        assert function is not None
-        while not function.done():
-            if self._idle():
-                if await self._settled():
-                    await self._stop_function()
-                    self._finish(Suspended())
-                    return
-                continue
-            self._wake = asyncio.get_running_loop().create_future()
-            await asyncio.wait((function, self._wake), return_when=asyncio.FIRST_COMPLETED)
+    async def _settle(self) -> None:
+        """Suspend once the function stays idle for a few loop turns, starting no step."""
+        while not self._function_done() and self._idle():
+            if await self._settled():
+                await self._stop_function()
+                self._finish(Suspended())
+                return
 
     def _idle(self) -> bool:
-        waiting = any(not future.done() for future in self._pending.values())
-        return waiting and not self._awaiting and self._executing == 0
+        if not self._pending or self._awaiting or self._executing:
+            return False
+        return any(not future.done() for future in self._pending.values())
 
     async def _settled(self) -> bool:
         """Whether the function stays idle, starting no step, for a few loop turns."""
@@ -258,6 +283,34 @@ class Execution:
     def _function_done(self) -> bool:
         return self._function is not None and self._function.done()
 
-    def _poke(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+
+class _Running:
+    """Held while a step.run's code executes: counted, and inside the step's scope."""
+
+    __slots__ = ("_execution", "_scope")
+
+    def __init__(self, execution: Execution, scope: AbstractContextManager[object] | None) -> None:
+        self._execution = execution
+        self._scope = scope
+
+    def __enter__(self) -> None:
+        self._execution._executing += 1
+        if self._scope is not None:
+            try:
+                self._scope.__enter__()
+            except BaseException:
+                self._execution._executing -= 1
+                raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        try:
+            if self._scope is not None:
+                return self._scope.__exit__(kind, error, traceback)
+            return None
+        finally:
+            self._execution._executing -= 1

@@ -7,6 +7,7 @@ from reverb_telemetry.tracing import (
     context_from_traceparent,
     current_traceparent,
     grpc_metadata,
+    spans_exported,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "context_from_traceparent",
     "current_traceparent",
     "grpc_metadata",
+    "spans_exported",
 ]

@@ -23,6 +23,18 @@ def configure_tracing(service_name: str) -> TracerProvider:
     return provider
 
 
+def spans_exported(provider: trace.TracerProvider | None = None) -> bool:
+    """Whether finished spans go anywhere: False when the SDK tracer provider (by default the
+    installed one) has no span processor (no exporter was added), so that fine-grained
+    spans (one per step) can be skipped. Coarse spans still carry the trace context."""
+    if provider is None:
+        provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        return True
+    processor = getattr(provider, "_active_span_processor", None)
+    return bool(getattr(processor, "_span_processors", True))
+
+
 def current_traceparent() -> str | None:
     """The traceparent of the current span, or None outside any span."""
     carrier: dict[str, str] = {}

@@ -57,24 +57,25 @@ async def commit_outputs(
     for item in outputs:
         first.setdefault((item.run_id, item.timing.step_id), item)
     unique = list(first.values())
-    async with connection.transaction():
-        inserted = await connection.fetch(
-            _INSERT_OUTPUTS,
-            [item.run_id for item in unique],
-            [item.timing.step_id for item in unique],
-            [item.timing.name for item in unique],
-            [item.output for item in unique],
-            [item.timing.started_at for item in unique],
-            [item.timing.ended_at for item in unique],
-        )
-        ours = {(row["run_id"], row["id"]) for row in inserted}
+    # One statement, so one implicit transaction and one round trip: no BEGIN and COMMIT.
+    inserted = await connection.fetch(
+        _INSERT_OUTPUTS,
+        [item.run_id for item in unique],
+        [item.timing.step_id for item in unique],
+        [item.timing.name for item in unique],
+        [item.output for item in unique],
+        [item.timing.started_at for item in unique],
+        [item.timing.ended_at for item in unique],
+    )
+    ours = {(row["run_id"], row["id"]) for row in inserted}
+    states: dict[tuple[str, str], StepState] = {}
+    if len(ours) < len(first):
+        # Steps another invocation committed first: their committed state wins.
         others = [key for key in first if key not in ours]
-        states: dict[tuple[str, str], StepState] = {}
-        if others:
-            rows = await connection.fetch(
-                _SELECT_STATES, [key[0] for key in others], [key[1] for key in others]
-            )
-            states = {(row["run_id"], row["id"]): _state(row) for row in rows}
+        rows = await connection.fetch(
+            _SELECT_STATES, [key[0] for key in others], [key[1] for key in others]
+        )
+        states = {(row["run_id"], row["id"]): _state(row) for row in rows}
     results = []
     for item in outputs:
         key = (item.run_id, item.timing.step_id)
