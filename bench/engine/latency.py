@@ -10,12 +10,14 @@ import asyncio
 import time
 
 from bench.engine.events import first_step_started, get_run, post, run_ended
+from bench.engine.observe import Scope
 from bench.engine.session import Engine
 from bench.http import Connection
 from bench.latency import percentiles
 from bench.stats import percentile
 
 CONNECTIONS = 8
+FUNCTION = "bench-one-step"
 
 
 async def measure(engine: Engine, rate: float, seconds: float) -> dict[str, float]:
@@ -36,6 +38,7 @@ async def measure(engine: Engine, rate: float, seconds: float) -> dict[str, floa
             pool.put_nowait(connection)
 
     tasks = []
+    scope = Scope.starting_now(FUNCTION)
     origin = time.monotonic()
     for index in range(count):
         pause = origin + index / rate - time.monotonic()
@@ -44,10 +47,11 @@ async def measure(engine: Engine, rate: float, seconds: float) -> dict[str, floa
         tasks.append(asyncio.create_task(send(index)))
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
     observer = engine.observer
-    await observer.wait_finished(list(sent), count, within=120)
+    await observer.wait_finished(scope, count, within=120)
     rows = await observer.fetch(
-        "SELECT id, event_ids[1] AS event_id FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])",
-        list(sent),
+        "SELECT id, event_ids[1] AS event_id FROM reverb.runs"
+        " WHERE function_id = ANY($1::text[]) AND id >= $2",
+        *scope.arguments,
     )
     to_start: list[float] = []
     to_end: list[float] = []
@@ -64,7 +68,7 @@ async def measure(engine: Engine, rate: float, seconds: float) -> dict[str, floa
     return {
         **percentiles("request→first step", to_start),
         **percentiles("request→completed", to_end),
-        **await breakdown(engine, sent),
+        **await breakdown(engine, scope, sent),
     }
 
 
@@ -74,10 +78,10 @@ SELECT event.id AS event_id,
        extract(epoch FROM run.created_at) AS created,
        extract(epoch FROM run.started_at) AS claimed,
        extract(epoch FROM step.started_at) AS stepped
-FROM reverb.events AS event
-JOIN reverb.runs AS run ON run.event_ids[1] = event.id
+FROM reverb.runs AS run
+JOIN reverb.events AS event ON event.id = run.event_ids[1]
 JOIN reverb.steps AS step ON step.run_id = run.id
-WHERE event.id = ANY($1::text[])
+WHERE run.function_id = ANY($1::text[]) AND run.id >= $2
 """
 HOPS = (
     "p50 hop: send→event stored",
@@ -87,9 +91,9 @@ HOPS = (
 )
 
 
-async def breakdown(engine: Engine, sent: dict[str, float]) -> dict[str, float]:
+async def breakdown(engine: Engine, scope: Scope, sent: dict[str, float]) -> dict[str, float]:
     """Where the time to the first step goes, from the timestamps the engine stores."""
-    rows = await engine.observer.fetch(_HOPS, list(sent))
+    rows = await engine.observer.fetch(_HOPS, *scope.arguments)
     hops: list[list[float]] = [[], [], [], []]
     for row in rows:
         marks = [sent[row["event_id"]], *(float(row[name]) for name in _MARKS)]

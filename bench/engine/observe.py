@@ -6,7 +6,7 @@ deltas can leave them out.
 
 import asyncio
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +16,36 @@ import asyncpg
 # (PGSTAT_IDLE_INTERVAL); waiting this long makes a snapshot complete.
 STATS_FLUSH_SECONDS = 11.0
 
+# Runs are found by function and by id (UUIDv7: ordered by creation time), which
+# the runs_function index answers; matching thousands of event ids with = ANY($1)
+# instead makes PostgreSQL compare every row with the whole array once the plan
+# is generic (seconds per poll at 50,000 runs), which slows the engine down.
 _FINISHED = """
 SELECT count(*) AS finished, max(ended_at) AS last_ended
 FROM reverb.runs
-WHERE event_ids[1] = ANY($1::text[]) AND status IN ('completed', 'failed', 'cancelled')
+WHERE function_id = ANY($1::text[]) AND id >= $2
+  AND status IN ('completed', 'failed', 'cancelled')
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The runs of some functions created from a moment on (one measurement's runs)."""
+
+    function_ids: tuple[str, ...]
+    # The smallest run id of that moment: UUIDv7 begins with the Unix milliseconds.
+    since: str
+
+    @classmethod
+    def starting_now(cls, *function_ids: str) -> "Scope":
+        # A second of margin: the previous measurement's runs were created long before.
+        milliseconds = time.time_ns() // 1_000_000 - 1_000
+        return cls(function_ids, f"{milliseconds >> 16:08x}-{milliseconds & 0xFFFF:04x}")
+
+    @property
+    def arguments(self) -> tuple[list[str], str]:
+        """The $1 (function ids) and $2 (smallest id) of a query that selects these runs."""
+        return list(self.function_ids), self.since
 
 
 class Observer:
@@ -44,24 +69,34 @@ class Observer:
         return await self.connection.fetchval(query, *arguments)
 
     async def wait_finished(
-        self, event_ids: Sequence[str], expected: int, within: float, interval: float = 0.1
+        self, scope: Scope, expected: int, within: float, interval: float = 0.1
     ) -> datetime:
-        """Until `expected` runs triggered by `event_ids` have ended; the last one's end."""
+        """Until `expected` runs in `scope` have ended; the last one's end."""
         deadline = time.monotonic() + within
         while True:
-            row = (await self.fetch(_FINISHED, list(event_ids)))[0]
+            row = (await self.fetch(_FINISHED, *scope.arguments))[0]
             if row["finished"] >= expected:
                 return row["last_ended"]  # type: ignore[no-any-return]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{row['finished']} of {expected} runs ended in {within:.0f} s")
             await asyncio.sleep(interval)
 
-    async def failed(self, event_ids: Sequence[str]) -> int:
+    async def failed(self, scope: Scope) -> int:
         return int(
             await self.fetchval(
-                "SELECT count(*) FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])"
-                " AND status <> 'completed'",
-                list(event_ids),
+                "SELECT count(*) FROM reverb.runs WHERE function_id = ANY($1::text[])"
+                " AND id >= $2 AND status <> 'completed'",
+                *scope.arguments,
+            )
+        )
+
+    async def invocations(self, scope: Scope) -> float:
+        """Invocations per run, on average, in `scope`."""
+        return float(
+            await self.fetchval(
+                "SELECT avg(invocations)::float8 FROM reverb.runs"
+                " WHERE function_id = ANY($1::text[]) AND id >= $2",
+                *scope.arguments,
             )
         )
 

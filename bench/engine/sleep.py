@@ -11,18 +11,20 @@ import asyncio
 import time
 
 from bench.engine.events import send_batches
+from bench.engine.observe import Scope
 from bench.engine.session import Engine
 from bench.stats import percentile
 
 MIB = 2**20
+FUNCTION = "bench-sleep"
 
 _LATENESS = """
 SELECT extract(epoch FROM after.started_at - coalesce(
-    nap.wake_at, nap.started_at + make_interval(secs => $2))) * 1000 AS late_ms
+    nap.wake_at, nap.started_at + make_interval(secs => $3))) * 1000 AS late_ms
 FROM reverb.runs AS run
 JOIN reverb.steps AS nap ON nap.run_id = run.id AND nap.id = 'nap'
 JOIN reverb.steps AS after ON after.run_id = run.id AND after.id = 'after'
-WHERE run.event_ids[1] = ANY($1::text[])
+WHERE run.function_id = ANY($1::text[]) AND run.id >= $2
 """
 
 
@@ -32,8 +34,9 @@ async def measure(engine: Engine, runs: int, seconds: float) -> dict[str, float]
     idle = {name: engine.cluster.resident_memory(name) for name in ("worker", "host")}
     events = [{"name": "bench.sleep", "data": {"seconds": seconds}} for _ in range(runs)]
     connection = engine.cluster.connection()
+    scope = Scope.starting_now(FUNCTION)
     try:
-        ids = await send_batches(connection, events)
+        await send_batches(connection, events)
     finally:
         await connection.close()
     most_sleeping = 0
@@ -44,8 +47,8 @@ async def measure(engine: Engine, runs: int, seconds: float) -> dict[str, float]
             await observer.fetch(
                 "SELECT count(*) FILTER (WHERE status = 'sleeping') AS sleeping,"
                 " count(*) FILTER (WHERE status IN ('completed', 'failed')) AS ended"
-                " FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])",
-                ids,
+                " FROM reverb.runs WHERE function_id = ANY($1::text[]) AND id >= $2",
+                *scope.arguments,
             )
         )[0]
         if row["sleeping"] > most_sleeping:
@@ -57,13 +60,14 @@ async def measure(engine: Engine, runs: int, seconds: float) -> dict[str, float]
             raise TimeoutError(f"{row['ended']} of {runs} sleeping runs ended in time")
         await asyncio.sleep(0.25)
     engine.touched()
-    failed = await observer.failed(ids)
+    failed = await observer.failed(scope)
     if failed:
         raise RuntimeError(f"{failed} of {runs} sleeping runs did not complete")
-    late = [float(each["late_ms"]) for each in await observer.fetch(_LATENESS, ids, seconds)]
-    invocations = await observer.fetchval(
-        "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
-    )
+    late = [
+        float(each["late_ms"])
+        for each in await observer.fetch(_LATENESS, *scope.arguments, seconds)
+    ]
+    invocations = await observer.invocations(scope)
     figures = {
         "wake lateness p50": percentile(late, 0.5),
         "wake lateness p99": percentile(late, 0.99),

@@ -11,7 +11,7 @@ import time
 
 from bench.engine import cost
 from bench.engine.events import send_batches
-from bench.engine.observe import STATS_FLUSH_SECONDS
+from bench.engine.observe import STATS_FLUSH_SECONDS, Scope
 from bench.engine.session import Engine
 
 FUNCTION = "bench-steps"
@@ -28,18 +28,17 @@ async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> di
         {"name": "bench.steps", "data": {"steps": steps, "payload": payload}} for _ in range(runs)
     ]
     connection = engine.cluster.connection()
+    scope = Scope.starting_now(FUNCTION)
     began = time.time()
     try:
-        ids = await send_batches(connection, events)
+        await send_batches(connection, events)
     finally:
         await connection.close()
-    last_ended = await observer.wait_finished(ids, runs, within=max(120.0, runs * steps / 50))
+    last_ended = await observer.wait_finished(scope, runs, within=max(120.0, runs * steps / 50))
     seconds = last_ended.timestamp() - began
     cpu = await cost.per(engine, cpu_before, runs * steps, "step")
-    failed = await observer.failed(ids)
-    invocations = await observer.fetchval(
-        "SELECT avg(invocations)::float8 FROM reverb.runs WHERE event_ids[1] = ANY($1::text[])", ids
-    )
+    failed = await observer.failed(scope)
+    invocations = await observer.invocations(scope)
     await asyncio.sleep(STATS_FLUSH_SECONDS)
     commits = await observer.commits() - commits_before - (observer.queries - queries_before)
     engine.touched()
