@@ -1,5 +1,6 @@
-"""FunctionHost.Invoke over a real gRPC connection, with the test playing the queue worker:
-it sends Start, reads each StepReport, and answers with the Ack the worker would send."""
+"""FunctionHost.Session over a real gRPC connection, with the test playing the queue worker:
+it sends Start frames, reads each StepReport, and answers with the Ack the worker would
+send; several invocations share one session."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import grpc
 import orjson
 import pytest
 from grpc import aio
@@ -17,7 +17,8 @@ from grpc import aio
 import reverb
 from reverb import Context, NonRetriableError, RetryAfterError, StepError, event
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
-from reverb_function_host import Host, HostSettings, start
+from reverb_function_host import Host, HostSettings
+from reverb_function_host import start as start_host
 
 if TYPE_CHECKING:
     from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostAsyncStub as Stub
@@ -121,9 +122,14 @@ async def blocks(ctx: Context) -> None:
         abandoned.set()
 
 
+@app.function("big-output", trigger=event("test.big"))
+async def big_output(ctx: Context) -> object:
+    return await ctx.step.run("big", lambda: "x" * 10_000)
+
+
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
-    running = await start(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
     yield running
     await running.stop(0)
 
@@ -135,66 +141,90 @@ async def stub(host: Host) -> AsyncIterator[Stub]:
         yield function_host_pb2_grpc.FunctionHostStub(channel)
 
 
-def start_request(
+def start(
     function_id: str,
     data: dict[str, object] | None = None,
     memo: Sequence[pb.MemoizedStep] = (),
-) -> pb.InvokeRequest:
+) -> pb.Start:
     trigger = common_pb2.Event(id="event-1", name="test", data=orjson.dumps(data or {}))
     trigger.ts.FromDatetime(datetime.now(UTC))
-    start = pb.Start(run_id="run-1", function_id=function_id, events=[trigger], memo=memo)
-    return pb.InvokeRequest(start=start)
+    return pb.Start(run_id="run-1", function_id=function_id, events=[trigger], memo=memo)
 
 
-def ack(step_id: str, result: int, output: bytes = b"", **error: str) -> pb.InvokeRequest:
+def ack(step_id: str, result: int, output: bytes = b"", **error: str) -> pb.Ack:
     message = pb.Ack(step_id=step_id, result=result, output=output)  # type: ignore[arg-type]
     if error:
         message.error.CopyFrom(common_pb2.ErrorInfo(**error))
-    return pb.InvokeRequest(ack=message)
+    return message
 
 
-AckPolicy = Callable[[pb.StepReport], pb.InvokeRequest]
-InvokeCall = aio.StreamStreamCall[pb.InvokeRequest, pb.InvokeResponse]
+AckPolicy = Callable[[pb.StepReport], pb.Ack]
+SessionCall = aio.StreamStreamCall[pb.SessionRequest, pb.SessionResponse]
 
 
-def continue_all(report: pb.StepReport) -> pb.InvokeRequest:
+def continue_all(report: pb.StepReport) -> pb.Ack:
     return ack(report.step_id, CONTINUE)
 
 
-async def invoke(
-    stub: Stub,
-    request: pb.InvokeRequest,
-    policy: AckPolicy = continue_all,
-) -> tuple[list[pb.StepReport], pb.InvokeResponse]:
-    """Run one invocation to its final message, acking every report with `policy`."""
-    async with asyncio.timeout(10):
-        call = stub.Invoke()
-        await call.write(request)
+class Session:
+    """The test's end of one Session call: frames out, frames in (kept per invocation)."""
+
+    def __init__(self, call: SessionCall) -> None:
+        self.call = call
+        self.received: dict[int, list[pb.HostFrame]] = {}
+
+    async def send(self, *frames: pb.WorkerFrame) -> None:
+        await self.call.write(pb.SessionRequest(frames=frames))
+
+    async def start(self, invocation_id: int, message: pb.Start) -> None:
+        await self.send(pb.WorkerFrame(invocation_id=invocation_id, start=message))
+
+    async def ack(self, invocation_id: int, message: pb.Ack) -> None:
+        await self.send(pb.WorkerFrame(invocation_id=invocation_id, ack=message))
+
+    async def next(self, invocation_id: int) -> pb.HostFrame:
+        """The next frame about `invocation_id`, reading the stream as needed."""
+        while not self.received.get(invocation_id):
+            response = await self.call.read()
+            assert isinstance(response, pb.SessionResponse), response
+            for frame in response.frames:
+                self.received.setdefault(frame.invocation_id, []).append(frame)
+        return self.received[invocation_id].pop(0)
+
+    async def run(
+        self, invocation_id: int, message: pb.Start, policy: AckPolicy = continue_all
+    ) -> tuple[list[pb.StepReport], pb.HostFrame]:
+        """Run one invocation to its final frame, acking every report with `policy`."""
+        await self.start(invocation_id, message)
         reports: list[pb.StepReport] = []
         while True:
-            response = await read(call)
-            if response.WhichOneof("message") != "step":
-                await call.done_writing()
-                return reports, response
-            reports.append(response.step)
-            await call.write(policy(response.step))
+            frame = await self.next(invocation_id)
+            if frame.WhichOneof("message") != "step":
+                return reports, frame
+            reports.append(frame.step)
+            await self.ack(invocation_id, policy(frame.step))
 
 
-async def read(call: InvokeCall) -> pb.InvokeResponse:
-    response = await call.read()
-    assert isinstance(response, pb.InvokeResponse), response
-    return response
+async def invoke(
+    stub: Stub, message: pb.Start, policy: AckPolicy = continue_all
+) -> tuple[list[pb.StepReport], pb.HostFrame]:
+    """Run one invocation on a session of its own."""
+    async with asyncio.timeout(10):
+        session = Session(stub.Session())
+        result = await session.run(1, message, policy)
+        await session.call.done_writing()
+        return result
 
 
-def output(response: pb.InvokeResponse) -> object:
-    assert response.WhichOneof("message") == "completed", response
-    return orjson.loads(response.completed.output)
+def output(frame: pb.HostFrame) -> object:
+    assert frame.WhichOneof("message") == "completed", frame
+    return orjson.loads(frame.completed.output)
 
 
 async def test_three_steps_complete_in_one_invocation(
     stub: Stub,
 ) -> None:
-    reports, final = await invoke(stub, start_request("three-steps", {"n": 5}))
+    reports, final = await invoke(stub, start("three-steps", {"n": 5}))
 
     assert [(r.step_id, r.name, orjson.loads(r.output)) for r in reports] == [
         ("double", "double", 10),
@@ -207,14 +237,14 @@ async def test_three_steps_complete_in_one_invocation(
 async def test_code_after_a_step_waits_for_its_ack(
     stub: Stub,
 ) -> None:
-    call = stub.Invoke()
-    await call.write(start_request("three-steps", {"n": 1}))
-    first = await read(call)
+    session = Session(stub.Session())
+    await session.start(1, start("three-steps", {"n": 1}))
+    first = await session.next(1)
     assert first.step.step_id == "double"
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(call.read(), 0.2)
+        await asyncio.wait_for(session.call.read(), 0.2)
     assert calls == {"double": 1}
-    call.cancel()
+    session.call.cancel()
 
 
 async def test_memoized_steps_are_not_run_again(
@@ -224,7 +254,7 @@ async def test_memoized_steps_are_not_run_again(
         pb.MemoizedStep(step_id="double", output=b"10"),
         pb.MemoizedStep(step_id="add-one", output=b"11"),
     ]
-    reports, final = await invoke(stub, start_request("three-steps", {"n": 5}, memo))
+    reports, final = await invoke(stub, start("three-steps", {"n": 5}, memo))
 
     assert [r.step_id for r in reports] == ["double:1"]
     assert calls == {"double": 1}
@@ -234,11 +264,11 @@ async def test_memoized_steps_are_not_run_again(
 async def test_a_failed_step_raises_step_error_that_the_function_can_catch(
     stub: Stub,
 ) -> None:
-    def fail_for_good(report: pb.StepReport) -> pb.InvokeRequest:
+    def fail_for_good(report: pb.StepReport) -> pb.Ack:
         error = report.failure.error
         return ack(report.step_id, FAILED, type=error.type, message=error.message)
 
-    reports, final = await invoke(stub, start_request("catches"), fail_for_good)
+    reports, final = await invoke(stub, start("catches"), fail_for_good)
 
     (report,) = reports
     assert report.failure.retriable
@@ -251,7 +281,7 @@ async def test_retry_later_suspends_without_running_later_code(
     stub: Stub,
 ) -> None:
     reports, final = await invoke(
-        stub, start_request("catches"), lambda report: ack(report.step_id, RETRY_LATER)
+        stub, start("catches"), lambda report: ack(report.step_id, RETRY_LATER)
     )
 
     assert [r.step_id for r in reports] == ["flaky"]
@@ -264,7 +294,7 @@ async def test_a_sleep_is_reported_and_suspends_until_replayed(
 ) -> None:
     before = datetime.now(UTC)
     reports, final = await invoke(
-        stub, start_request("sleeps"), lambda report: ack(report.step_id, PENDING)
+        stub, start("sleeps"), lambda report: ack(report.step_id, PENDING)
     )
 
     (report,) = reports
@@ -274,7 +304,7 @@ async def test_a_sleep_is_reported_and_suspends_until_replayed(
     assert calls["after-sleep"] == 0
 
     memo = [pb.MemoizedStep(step_id="nap", output=b"null")]
-    reports, final = await invoke(stub, start_request("sleeps", memo=memo))
+    reports, final = await invoke(stub, start("sleeps", memo=memo))
     assert reports == []
     assert output(final) == "awake"
 
@@ -283,7 +313,7 @@ async def test_invoke_reports_the_child_and_returns_its_result(
     stub: Stub,
 ) -> None:
     reports, final = await invoke(
-        stub, start_request("invokes"), lambda report: ack(report.step_id, PENDING)
+        stub, start("invokes"), lambda report: ack(report.step_id, PENDING)
     )
 
     (report,) = reports
@@ -293,7 +323,7 @@ async def test_invoke_reports_the_child_and_returns_its_result(
     assert final.WhichOneof("message") == "suspended"
 
     memo = [pb.MemoizedStep(step_id="child", output=b'{"result": 6}')]
-    _, final = await invoke(stub, start_request("invokes", memo=memo))
+    _, final = await invoke(stub, start("invokes", memo=memo))
     assert output(final) == {"result": 6}
 
 
@@ -302,7 +332,7 @@ async def test_send_event_returns_the_ids_from_the_ack(
 ) -> None:
     reports, final = await invoke(
         stub,
-        start_request("sends"),
+        start("sends"),
         lambda report: ack(report.step_id, CONTINUE, output=b'["event-9"]'),
     )
 
@@ -316,20 +346,20 @@ async def test_parallel_steps_report_before_either_is_acked(
     stub: Stub,
 ) -> None:
     async with asyncio.timeout(10):
-        call = stub.Invoke()
-        await call.write(start_request("parallel"))
-        first, second = await read(call), await read(call)
+        session = Session(stub.Session())
+        await session.start(1, start("parallel"))
+        first, second = await session.next(1), await session.next(1)
         assert {first.step.step_id, second.step.step_id} == {"a", "b"}
-        for response in (second, first):
-            await call.write(ack(response.step.step_id, CONTINUE))
-        final = await read(call)
+        for frame in (second, first):
+            await session.ack(1, ack(frame.step.step_id, CONTINUE))
+        final = await session.next(1)
     assert output(final) == [2, 3]
 
 
 async def test_an_uncaught_exception_fails_the_run_retriably(
     stub: Stub,
 ) -> None:
-    _, final = await invoke(stub, start_request("raises"))
+    _, final = await invoke(stub, start("raises"))
 
     failed = final.failed
     assert (failed.error.type, failed.error.message) == ("KeyError", "'missing-thing'")
@@ -340,7 +370,7 @@ async def test_an_uncaught_exception_fails_the_run_retriably(
 async def test_non_retriable_error_fails_the_run_for_good(
     stub: Stub,
 ) -> None:
-    _, final = await invoke(stub, start_request("gives-up"))
+    _, final = await invoke(stub, start("gives-up"))
 
     assert final.failed.error.type == "NonRetriableError"
     assert not final.failed.retriable
@@ -349,7 +379,7 @@ async def test_non_retriable_error_fails_the_run_for_good(
 async def test_retry_after_error_carries_its_delay(
     stub: Stub,
 ) -> None:
-    _, final = await invoke(stub, start_request("later"))
+    _, final = await invoke(stub, start("later"))
 
     assert final.failed.retriable
     assert final.failed.retry_after.ToTimedelta() == timedelta(seconds=90)
@@ -358,11 +388,11 @@ async def test_retry_after_error_carries_its_delay(
 async def test_a_step_output_that_is_not_json_fails_the_step_for_good(
     stub: Stub,
 ) -> None:
-    def fail_for_good(report: pb.StepReport) -> pb.InvokeRequest:
+    def fail_for_good(report: pb.StepReport) -> pb.Ack:
         error = report.failure.error
         return ack(report.step_id, FAILED, type=error.type, message=error.message)
 
-    reports, final = await invoke(stub, start_request("returns-a-set"), fail_for_good)
+    reports, final = await invoke(stub, start("returns-a-set"), fail_for_good)
 
     (report,) = reports
     assert not report.failure.retriable
@@ -373,30 +403,107 @@ async def test_a_step_output_that_is_not_json_fails_the_step_for_good(
     assert not final.failed.retriable
 
 
-async def test_an_unknown_function_is_not_found(
+async def test_an_unknown_function_fails_the_invocation_as_a_host_error(
     stub: Stub,
 ) -> None:
-    with pytest.raises(aio.AioRpcError) as raised:
-        await invoke(stub, start_request("no-such-function"))
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    assert "no-such-function" in (raised.value.details() or "")
+    _, final = await invoke(stub, start("no-such-function"))
+
+    assert final.failed.error.type == "HostError"
+    assert "no-such-function" in final.failed.error.message
+    assert final.failed.retriable
 
 
-async def test_an_ack_for_no_reported_step_is_refused(
+async def test_an_ack_for_no_reported_step_fails_the_invocation_as_a_host_error(
     stub: Stub,
 ) -> None:
-    with pytest.raises(aio.AioRpcError) as raised:
-        await invoke(stub, start_request("three-steps", {"n": 1}), lambda _: ack("x", CONTINUE))
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, final = await invoke(stub, start("three-steps", {"n": 1}), lambda _: ack("x", CONTINUE))
+
+    assert final.failed.error.type == "HostError"
+    assert "'x'" in final.failed.error.message
+
+
+async def test_invocations_share_a_session_and_its_messages(stub: Stub) -> None:
+    async with asyncio.timeout(10):
+        session = Session(stub.Session())
+        await session.send(
+            *(pb.WorkerFrame(invocation_id=n, start=start("three-steps", {"n": n})) for n in (1, 2))
+        )
+        finals: dict[int, object] = {}
+        while len(finals) < 2:
+            response = await session.call.read()
+            assert isinstance(response, pb.SessionResponse)
+            acks = []
+            for frame in response.frames:
+                if frame.WhichOneof("message") == "step":
+                    acks.append(
+                        pb.WorkerFrame(
+                            invocation_id=frame.invocation_id,
+                            ack=ack(frame.step.step_id, CONTINUE),
+                        )
+                    )
+                else:
+                    finals[frame.invocation_id] = output(frame)
+            if acks:
+                await session.send(*acks)  # the acks of both runs in one message
+        await session.call.done_writing()
+    assert finals == {
+        1: {"result": 6, "run_id": "run-1", "attempt": 0},
+        2: {"result": 10, "run_id": "run-1", "attempt": 0},
+    }
+
+
+async def test_a_cancelled_invocation_is_abandoned_and_the_session_goes_on(
+    stub: Stub,
+) -> None:
+    started.clear()
+    abandoned.clear()
+    async with asyncio.timeout(10):
+        session = Session(stub.Session())
+        await session.start(1, start("blocks"))
+        await started.wait()
+        await session.send(pb.WorkerFrame(invocation_id=1, cancel=pb.Cancel()))
+        await abandoned.wait()
+        reports, final = await session.run(2, start("three-steps", {"n": 2}))
+        await session.call.done_writing()
+    assert len(reports) == 3
+    assert output(final) == {"result": 10, "run_id": "run-1", "attempt": 0}
+    assert not released.is_set()
+    assert not session.received.get(1)  # nothing more about the cancelled invocation
 
 
 async def test_a_disconnected_worker_abandons_the_function(
     stub: Stub,
 ) -> None:
-    call = stub.Invoke()
-    await call.write(start_request("blocks"))
+    started.clear()
+    abandoned.clear()
+    session = Session(stub.Session())
+    await session.start(1, start("blocks"))
     async with asyncio.timeout(5):
         await started.wait()
-        call.cancel()
+        session.call.cancel()
         await abandoned.wait()
     assert not released.is_set()
+
+
+async def test_an_output_too_large_for_a_message_fails_the_step_for_good() -> None:
+    host = await start_host(
+        app, HostSettings(host_address="127.0.0.1:0", max_message_bytes=4096), register_app=False
+    )
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            reports, _ = await invoke(
+                function_host_pb2_grpc.FunctionHostStub(channel),
+                start("big-output"),
+                lambda report: ack(
+                    report.step_id,
+                    FAILED,
+                    type=report.failure.error.type,
+                    message=report.failure.error.message,
+                ),
+            )
+    finally:
+        await host.stop(0)
+    (report,) = reports
+    assert report.WhichOneof("op") == "failure"
+    assert report.failure.error.type == "OutputTooLarge"
+    assert not report.failure.retriable

@@ -67,7 +67,8 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
             ("grpc.max_send_message_length", limit),
         ],
     )
-    function_host_pb2_grpc.add_FunctionHostServicer_to_server(FunctionHostService(app), server)
+    servicer = FunctionHostService(app, limit)
+    function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(

@@ -1,5 +1,7 @@
 """The only module that touches protobuf types: reverb.v1 messages <-> SDK dataclasses."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,11 +35,43 @@ class WireError(ValueError):
     """A message the worker sent does not fit the protocol."""
 
 
-def start(request: function_host_pb2.InvokeRequest) -> tuple[Invocation, str]:
-    """The invocation an Invoke stream's first message asks for, and its traceparent."""
-    if request.WhichOneof("message") != "start":
-        raise WireError("the first message of Invoke must be a Start")
-    message = request.start
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A Start frame: the invocation to run, and the W3C traceparent of its parent span."""
+
+    invocation: Invocation
+    traceparent: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The worker abandons the invocation."""
+
+
+# What one worker frame says about its invocation (a WireError when it makes no sense).
+WorkerMessage = Begin | Ack | Cancel | WireError
+
+
+def worker_frames(request: function_host_pb2.SessionRequest) -> list[tuple[int, WorkerMessage]]:
+    """The (invocation id, message) pairs a SessionRequest carries, in order."""
+    return [(frame.invocation_id, _worker_message(frame)) for frame in request.frames]
+
+
+def _worker_message(frame: function_host_pb2.WorkerFrame) -> WorkerMessage:
+    kind = frame.WhichOneof("message")
+    try:
+        if kind == "ack":
+            return _ack(frame.ack)
+        if kind == "start":
+            return _begin(frame.start)
+        if kind == "cancel":
+            return Cancel()
+    except WireError as error:
+        return error
+    return WireError("a frame without a message")
+
+
+def _begin(message: function_host_pb2.Start) -> Begin:
     if not message.function_id:
         raise WireError("Start.function_id is empty")
     invocation = Invocation(
@@ -47,14 +81,10 @@ def start(request: function_host_pb2.InvokeRequest) -> tuple[Invocation, str]:
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
     )
-    return invocation, message.traceparent
+    return Begin(invocation, message.traceparent)
 
 
-def ack(request: function_host_pb2.InvokeRequest) -> Ack:
-    """The ack an Invoke stream's later message carries."""
-    if request.WhichOneof("message") != "ack":
-        raise WireError("after Start, Invoke accepts only Ack messages")
-    message = request.ack
+def _ack(message: function_host_pb2.Ack) -> Ack:
     try:
         result = _ACK_RESULTS[message.result]
     except KeyError:
@@ -67,23 +97,74 @@ def ack(request: function_host_pb2.InvokeRequest) -> Ack:
     )
 
 
-def response(message: Message) -> function_host_pb2.InvokeResponse:
-    """The InvokeResponse for an execution's message."""
-    response = function_host_pb2.InvokeResponse()
+def session_responses(
+    frames: Sequence[tuple[int, Message]], limit: int, max_frame: int
+) -> list[function_host_pb2.SessionResponse]:
+    """`frames` in as few responses as fit in about `limit` bytes each (a bigger frame goes
+    alone). A JSON payload larger than `max_frame` bytes, which the worker could not take,
+    is sent as a non-retriable failure instead."""
+    responses = [function_host_pb2.SessionResponse()]
+    size = 0
+    for invocation_id, message in frames:
+        payload = _payload_size(message)
+        if payload > max_frame:
+            message = _too_large(message, payload, max_frame)
+            payload = 0
+        frame_size = payload + 96
+        if size and size + frame_size > limit:
+            responses.append(function_host_pb2.SessionResponse())
+            size = 0
+        size += frame_size
+        frame = responses[-1].frames.add()
+        frame.invocation_id = invocation_id
+        _fill_frame(frame, message)
+    return responses
+
+
+def _payload_size(message: Message) -> int:
+    if isinstance(message, StepReport):
+        operation = message.operation
+        if isinstance(operation, StepOutput):
+            return len(operation.output)
+        if isinstance(operation, InvokeFunction):
+            return len(operation.data)
+        if isinstance(operation, SendEvents):
+            return sum(len(event.data) + 64 for event in operation.events)
+        return 256
+    if isinstance(message, RunCompleted):
+        return len(message.output)
+    return 256
+
+
+def _too_large(message: Message, size: int, limit: int) -> Message:
+    problem = f"{size} bytes of JSON, more than the {limit} a message may carry"
+    if isinstance(message, StepReport):
+        error = ErrorInfo("OutputTooLarge", f"step {message.name!r}: {problem}")
+        return StepReport(
+            message.step_id,
+            message.name,
+            message.started_at,
+            message.ended_at,
+            StepFailure(error, retriable=False),
+        )
+    return RunFailed(ErrorInfo("OutputTooLarge", f"the function's result: {problem}"), False)
+
+
+def _fill_frame(frame: function_host_pb2.HostFrame, message: Message) -> None:
+    """Fill `frame` (in place: no intermediate messages to copy) from `message`."""
     match message:
         case StepReport():
-            _step_report(message, response.step)
+            _step_report(message, frame.step)
         case RunCompleted(output=output):
-            response.completed.output = output
+            frame.completed.output = output
         case RunFailed(error=error, retriable=retriable, retry_after=retry_after):
-            failed = response.failed
+            failed = frame.failed
             _set_error(failed.error, error)
             failed.retriable = retriable
             if retry_after is not None:
                 failed.retry_after.FromTimedelta(retry_after)
         case Suspended():
-            response.suspended.SetInParent()
-    return response
+            frame.suspended.SetInParent()
 
 
 def describe_response(app: reverb.App) -> function_host_pb2.DescribeResponse:
@@ -137,7 +218,6 @@ def _memoized(step: function_host_pb2.MemoizedStep) -> MemoizedStep:
 
 
 def _step_report(report: StepReport, message: function_host_pb2.StepReport) -> None:
-    """Fill `message` (in place: no intermediate messages to copy) from `report`."""
     message.step_id = report.step_id
     message.name = report.name
     _set_timestamp(message.started_at, report.started_at)

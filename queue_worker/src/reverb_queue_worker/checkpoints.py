@@ -33,25 +33,35 @@ class CheckpointWriter:
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: PoolConnectionProxy | None = None
         # Transactions written so far (observability and tests).
         self.transactions = 0
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._write_loop(), name="reverb-checkpoints")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._write_loop(), name="reverb-checkpoints")
 
     async def commit(self, output: StepOutput) -> OutputCommit:
         """Make the output durable; return the committed state (another run's if it won).
 
         Raises asyncpg.DataError if the output is not storable JSON.
         """
-        if self._task is None or self._task.done():
+        return await self.submit(output)
+
+    def submit(self, output: StepOutput) -> "asyncio.Future[OutputCommit]":
+        """Queue the output for the next batch; the future resolves once it is durable.
+
+        RuntimeError when the writer is not running.
+        """
+        if self._task is None or self._loop is None or self._task.done():
             raise RuntimeError("the checkpoint writer is not running")
-        future: asyncio.Future[OutputCommit] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[OutputCommit] = self._loop.create_future()
         self._pending.append((output, future))
-        self._ready.set()
-        return await future
+        if not self._ready.is_set():
+            self._ready.set()
+        return future
 
     async def close(self) -> None:
         if self._task is not None:

@@ -1,4 +1,4 @@
-"""Reaching an app's function hosts: one cached channel per address, newest host first."""
+"""Reaching an app's function hosts: one channel and one Session per address, newest first."""
 
 import asyncio
 import time
@@ -8,13 +8,14 @@ import grpc
 import structlog
 
 from reverb_queue_worker import protocol, wire
+from reverb_queue_worker.sessions import HostSession, InvocationChannel, ReportListener
 from reverb_queue_worker.signing import signature_metadata
 from reverb_store.execution import host_addresses
-from reverb_telemetry import grpc_metadata
 
 _log = structlog.get_logger("reverb.queue_worker")
 
-_MESSAGE_LIMIT = 16 * 1024 * 1024
+# As large as a host accepts by default (REVERB_MAX_MESSAGE_BYTES on the host).
+_MESSAGE_LIMIT = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
     ("grpc.max_send_message_length", _MESSAGE_LIMIT),
@@ -41,6 +42,7 @@ class HostChannels:
         self._pool = pool
         self._signing_key = signing_key
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._sessions: dict[str, HostSession] = {}
         # app id -> (time.monotonic() when read, addresses newest first)
         self._addresses: dict[str, tuple[float, list[str]]] = {}
 
@@ -51,13 +53,27 @@ class HostChannels:
             self._channels[address] = channel
         return channel
 
-    async def open(
-        self, app_id: str, start: protocol.Start, deadline_seconds: float
-    ) -> tuple[wire.InvokeStream, protocol.HostMessage | None]:
-        """Open Invoke on the app's newest reachable host; return it with its first message.
+    def session(self, address: str) -> HostSession:
+        """The session with the host at `address`, opened anew if there is none or it broke."""
+        session = self._sessions.get(address)
+        if session is None or session.broken is not None:
+            metadata = signature_metadata(self._signing_key, protocol.SESSION_METHOD)
+            stream = wire.open_session(self.channel(address), metadata)
+            session = self._sessions[address] = HostSession(stream, _MESSAGE_LIMIT)
+        return session
 
-        A host answering UNAVAILABLE is skipped for the next one. Other gRPC
-        errors are raised (`wire.HostStreamError`).
+    async def open(
+        self,
+        app_id: str,
+        start: protocol.Start,
+        timeout_seconds: float,
+        listener: ReportListener,
+    ) -> InvocationChannel:
+        """Start the invocation on the app's newest reachable host, once the host answered.
+
+        Step reports go to `listener` from the first one on. A host answering
+        UNAVAILABLE is skipped for the next one. Other gRPC errors are raised
+        (`wire.HostStreamError`).
         """
         addresses, cached = await self._addresses_of(app_id)
         tried: set[str] = set()
@@ -66,10 +82,15 @@ class HostChannels:
                 if address in tried:
                     continue
                 tried.add(address)
-                opened = await self._open(address, start, deadline_seconds)
-                if opened is not None:
-                    return opened
-                _log.info("host unavailable, trying the next", app_id=app_id, address=address)
+                channel = self.session(address).start(start, timeout_seconds, listener)
+                try:
+                    await channel.started()
+                except wire.HostStreamError as error:
+                    if error.code != "UNAVAILABLE":
+                        raise
+                    _log.info("host unavailable, trying the next", app_id=app_id, address=address)
+                    continue
+                return channel
             if not cached:
                 break
             # Every host we knew of failed: another may have registered meanwhile.
@@ -77,22 +98,6 @@ class HostChannels:
         if not addresses:
             raise HostUnreachable(f"no host is registered for app {app_id!r}")
         raise HostUnreachable(f"no host of app {app_id!r} is reachable")
-
-    async def _open(
-        self, address: str, start: protocol.Start, deadline_seconds: float
-    ) -> tuple[wire.InvokeStream, protocol.HostMessage | None] | None:
-        """The stream and its first message; None when the host is UNAVAILABLE."""
-        metadata = grpc_metadata() + signature_metadata(self._signing_key, protocol.INVOKE_METHOD)
-        stream = wire.open_invoke(self.channel(address), metadata, deadline_seconds)
-        try:
-            await stream.send_start(start)
-            first = await stream.receive()
-        except wire.HostStreamError as error:
-            stream.cancel()
-            if error.code != "UNAVAILABLE":
-                raise
-            return None
-        return stream, first
 
     async def _addresses_of(self, app_id: str, *, fresh: bool = False) -> tuple[list[str], bool]:
         """The app's addresses, newest first, and whether they came from the cache."""
@@ -105,5 +110,7 @@ class HostChannels:
         return addresses, False
 
     async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(session.close() for session in sessions))
         channels, self._channels = list(self._channels.values()), {}
         await asyncio.gather(*(channel.close() for channel in channels))

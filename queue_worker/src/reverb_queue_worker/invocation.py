@@ -1,26 +1,31 @@
-"""One Invoke stream of a claimed run: every step report is committed, then acknowledged.
+"""One invocation of a claimed run: every step report is committed, then acknowledged.
 
-Reports are handled concurrently (parallel steps share checkpoint batches);
-acks go back as each commit lands. The conversation ends with the host's
-final message, which the caller makes durable (`finals`).
+Reports are handled as they arrive, without a task of their own for a
+`step.run` output: it joins the worker's next checkpoint batch, and its ack is
+queued on the host session the moment the batch commits (so the acks of one
+batch share a message). Other reports (failures, waits) each get a task. The
+invocation ends with the host's final message, which the caller makes durable
+(`finals`).
 """
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reverb_queue_worker import protocol
-from reverb_queue_worker.commits import commit_step
+from reverb_queue_worker.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
-from reverb_queue_worker.wire import HostStreamError, InvokeStream
-from reverb_store.execution import ClaimedRun, ErrorRecord
+from reverb_queue_worker.sessions import InvocationChannel
+from reverb_queue_worker.wire import HostStreamError
+from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
 
 # gRPC statuses that say nothing about the function: the run is released and retried
 # later without counting an attempt. A function's own errors never travel as gRPC
 # statuses (the host reports them as RunFailed), and INTERNAL is what the transport
-# says when an HTTP/2 stream is reset (e.g. a host refusing a call while the Start is
-# still being written). Other statuses (UNKNOWN: the host itself crashed on the call)
-# fail the attempt, so a run that breaks its host cannot loop forever.
+# says when an HTTP/2 stream is reset. Other statuses (UNKNOWN: the host's session
+# handler itself crashed) fail the attempt, so a run that breaks its host cannot loop
+# forever.
 _INFRASTRUCTURE = frozenset(
     {
         "UNAVAILABLE",
@@ -67,10 +72,13 @@ class Invocation:
         self._traceparent = traceparent
         self._known = {entry.step_id for entry in claim.memo}
         self._handlers: set[asyncio.Task[None]] = set()
+        # Outputs handed to the checkpoint writer whose ack is not sent yet.
+        self._committing = 0
+        self._drained: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
 
     async def run(self) -> InvocationEnd:
-        """Drive the stream to its final message. Raises StreamBroken or HostUnreachable."""
+        """Drive the invocation to its final message. Raises StreamBroken or HostUnreachable."""
         claim, timeout = self._claim, self._services.settings.invocation_timeout
         start = protocol.Start(
             run_id=claim.run_id,
@@ -82,8 +90,8 @@ class Invocation:
             deadline=datetime.now(UTC) + timeout,
         )
         try:
-            stream, first = await self._services.hosts.open(
-                claim.app_id, start, timeout.total_seconds()
+            channel = await self._services.hosts.open(
+                claim.app_id, start, timeout.total_seconds(), self._report
             )
         except HostStreamError as error:
             failed = final_for_error(error)
@@ -91,19 +99,15 @@ class Invocation:
                 raise StreamBroken(str(error), invoked=False) from error
             return InvocationEnd(failed, frozenset(self._known))
         try:
-            final = await self._converse(stream, first)
+            final = await self._final(channel)
         finally:
             await self._stop_handlers()
-            await stream.close()
+            channel.close()
         return InvocationEnd(final, frozenset(self._known))
 
-    async def _converse(
-        self, stream: InvokeStream, message: protocol.HostMessage | None
-    ) -> protocol.Final:
+    async def _final(self, channel: InvocationChannel) -> protocol.Final:
         try:
-            while isinstance(message, protocol.StepReport):
-                self._spawn(stream, message)
-                message = await stream.receive()
+            final = await channel.final()
         except HostStreamError as error:
             if self._failure is not None:
                 raise self._failure from error
@@ -111,31 +115,76 @@ class Invocation:
             if failed is None:
                 raise StreamBroken(str(error), invoked=True) from error
             return failed
-        if message is None:
-            raise StreamBroken("the host ended the stream without a result", invoked=True)
         # Finals come after every ack, but make sure no commit is still in flight.
-        await asyncio.gather(*self._handlers)
+        await self._settled()
         if self._failure is not None:
             raise self._failure
-        return message
+        return final
 
-    def _spawn(self, stream: InvokeStream, report: protocol.StepReport) -> None:
-        task = asyncio.create_task(self._acknowledge(stream, report))
+    def _report(self, channel: InvocationChannel, report: protocol.StepReport) -> None:
+        """A step report arrived: commit it, then ack it (see the module docstring)."""
+        operation = report.operation
+        if not isinstance(operation, protocol.Output):
+            self._spawn(channel, report)
+            return
+        output = StepOutput(self._claim.run_id, report.timing, operation.output)
+        try:
+            future = self._services.checkpoints.submit(output)
+        except RuntimeError:
+            self._spawn(channel, report)  # reports the writer's state as the failure
+            return
+        self._committing += 1
+        future.add_done_callback(functools.partial(self._output_committed, channel, report))
+
+    def _output_committed(
+        self,
+        channel: InvocationChannel,
+        report: protocol.StepReport,
+        future: "asyncio.Future[OutputCommit]",
+    ) -> None:
+        self._committing -= 1
+        failed = future.cancelled() or future.exception() is not None
+        if channel.ended:
+            pass  # the invocation is over (its host went away): nobody awaits this ack
+        elif failed:
+            # The full path handles unstorable JSON and reports other failures.
+            self._spawn(channel, report)
+        else:
+            commit = future.result()
+            state = commit.state
+            ack = ack_for(report.timing.step_id, state, None if commit.ours else state.output)
+            self._acknowledge(channel, ack)
+        if self._committing == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _acknowledge(self, channel: InvocationChannel, ack: protocol.Ack) -> None:
+        if ack.result in (protocol.AckResult.CONTINUE, protocol.AckResult.FAILED):
+            self._known.add(ack.step_id)
+        channel.send_ack(ack)
+
+    def _spawn(self, channel: InvocationChannel, report: protocol.StepReport) -> None:
+        task = asyncio.create_task(self._commit(channel, report))
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
-    async def _acknowledge(self, stream: InvokeStream, report: protocol.StepReport) -> None:
+    async def _commit(self, channel: InvocationChannel, report: protocol.StepReport) -> None:
         try:
             ack = await commit_step(self._services, self._claim, self._traceparent, report)
-            if ack.result in (protocol.AckResult.CONTINUE, protocol.AckResult.FAILED):
-                self._known.add(report.timing.step_id)
-            await stream.send_ack(ack)
-        except HostStreamError:
-            return  # the reading side sees the same error
         except Exception as error:
             if self._failure is None:
                 self._failure = error
-            stream.cancel()
+            channel.cancel()
+            return
+        self._acknowledge(channel, ack)
+
+    async def _settled(self) -> None:
+        """Until every report received so far has been committed and acknowledged."""
+        while self._committing or self._handlers:
+            if self._committing:
+                self._drained = asyncio.get_running_loop().create_future()
+                await self._drained
+            if self._handlers:
+                await asyncio.gather(*self._handlers)
 
     async def _stop_handlers(self) -> None:
         handlers = list(self._handlers)

@@ -1,4 +1,4 @@
-"""The Invoke conversation in domain terms: what the worker sends and what a host reports.
+"""A host session in domain terms: what the worker sends and what a host reports.
 
 `wire` converts these to and from protobuf; nothing else sees generated types.
 """
@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
 
-INVOKE_METHOD = "/reverb.v1.FunctionHost/Invoke"
+SESSION_METHOD = "/reverb.v1.FunctionHost/Session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,11 @@ class Start:
     attempt: int
     traceparent: str | None
     deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The worker gives up on an invocation: the host abandons it and reports no more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +118,7 @@ class Ack:
     # The committed JSON output, when the host must use it instead of its own.
     output: str | None = None
     error: ErrorRecord | None = None
+
+
+# What the worker sends about one invocation.
+WorkerMessage = Start | Ack | Cancel

@@ -1,7 +1,8 @@
-"""The one module that touches protobuf: Invoke streams and message conversion.
+"""The one module that touches protobuf: Session streams and message conversion.
 
-`open_invoke` wraps a grpc.aio stream in `InvokeStream`, which speaks the
-domain types of `protocol`. gRPC failures surface as `HostStreamError`.
+`open_session` wraps a grpc.aio stream in `SessionStream`, which speaks the
+domain types of `protocol`: batches of (invocation id, message). gRPC failures
+surface as `HostStreamError`.
 """
 
 import asyncio
@@ -75,9 +76,7 @@ def _memo_to_wire(entry: MemoEntry) -> function_host_pb2.MemoizedStep:
     return function_host_pb2.MemoizedStep(step_id=entry.step_id, output=output)
 
 
-def start_request(start: protocol.Start) -> function_host_pb2.InvokeRequest:
-    request = function_host_pb2.InvokeRequest()
-    message = request.start
+def _fill_start(message: function_host_pb2.Start, start: protocol.Start) -> None:
     message.run_id = start.run_id
     message.function_id = start.function_id
     for event in start.events:
@@ -87,19 +86,59 @@ def start_request(start: protocol.Start) -> function_host_pb2.InvokeRequest:
     message.attempt = start.attempt
     message.traceparent = start.traceparent or ""
     _set_timestamp(message.deadline, start.deadline)
-    return request
 
 
-def ack_request(ack: protocol.Ack) -> function_host_pb2.InvokeRequest:
-    request = function_host_pb2.InvokeRequest()
-    message = request.ack
+def _fill_ack(message: function_host_pb2.Ack, ack: protocol.Ack) -> None:
     message.step_id = ack.step_id
     message.result = _ACK_RESULTS[ack.result]
     if ack.output is not None:
         message.output = ack.output.encode()
     if ack.error is not None:
         message.error.CopyFrom(_error_to_wire(ack.error))
-    return request
+
+
+def start_size(start: protocol.Start) -> int:
+    """About the encoded size of a Start frame (a memo can be large); exact when large."""
+    estimate = 256 + sum(len(event.data) + 64 for event in start.events)
+    estimate += sum(len(entry.output or "") + len(entry.step_id) + 16 for entry in start.memo)
+    if estimate < 1024 * 1024:
+        return estimate
+    frame = function_host_pb2.WorkerFrame(invocation_id=1)
+    _fill_start(frame.start, start)
+    return frame.ByteSize()
+
+
+def _size(message: protocol.WorkerMessage) -> int:
+    """About a frame's encoded size, for splitting batches."""
+    if isinstance(message, protocol.Ack):
+        return 64 + len(message.step_id) + len(message.output or "")
+    if isinstance(message, protocol.Start):
+        return start_size(message)
+    return 16
+
+
+def session_requests(
+    frames: Sequence[tuple[int, protocol.WorkerMessage]], limit: int
+) -> list[function_host_pb2.SessionRequest]:
+    """`frames` in as few requests as fit in about `limit` bytes each (a bigger frame goes
+    alone)."""
+    requests = [function_host_pb2.SessionRequest()]
+    size = 0
+    for invocation_id, message in frames:
+        frame_size = _size(message)
+        if size and size + frame_size > limit:
+            requests.append(function_host_pb2.SessionRequest())
+            size = 0
+        size += frame_size
+        frame = requests[-1].frames.add()
+        frame.invocation_id = invocation_id
+        if isinstance(message, protocol.Ack):
+            _fill_ack(frame.ack, message)
+        elif isinstance(message, protocol.Start):
+            _fill_start(frame.start, message)
+        else:
+            frame.cancel.SetInParent()
+    return requests
 
 
 def _optional_time(message: function_host_pb2.StepReport, field: str) -> datetime | None:
@@ -151,10 +190,17 @@ def _operation(report: function_host_pb2.StepReport) -> protocol.StepOperation:
     )
 
 
-def host_message(response: function_host_pb2.InvokeResponse) -> protocol.HostMessage:
-    kind = response.WhichOneof("message")
+def host_frames(
+    response: function_host_pb2.SessionResponse,
+) -> list[tuple[int, protocol.HostMessage]]:
+    """The (invocation id, message) pairs a SessionResponse carries, in order."""
+    return [(frame.invocation_id, _host_message(frame)) for frame in response.frames]
+
+
+def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
+    kind = frame.WhichOneof("message")
     if kind == "step":
-        report = response.step
+        report = frame.step
         timing = StepTiming(
             report.step_id,
             report.name or report.step_id,
@@ -163,9 +209,9 @@ def host_message(response: function_host_pb2.InvokeResponse) -> protocol.HostMes
         )
         return protocol.StepReport(timing, _operation(report))
     if kind == "completed":
-        return protocol.Completed(_json(response.completed.output))
+        return protocol.Completed(_json(frame.completed.output))
     if kind == "failed":
-        failed = response.failed
+        failed = frame.failed
         return protocol.Failed(
             _error_from_wire(failed.error),
             failed.retriable,
@@ -174,7 +220,7 @@ def host_message(response: function_host_pb2.InvokeResponse) -> protocol.HostMes
     if kind == "suspended":
         return protocol.Suspended()
     return protocol.Failed(
-        ErrorRecord("ProtocolError", "the host sent an empty message"), retriable=True
+        ErrorRecord("ProtocolError", "the host sent an empty frame"), retriable=True
     )
 
 
@@ -189,38 +235,30 @@ def _raise_if_call_cancelled() -> None:
         raise HostStreamError("CANCELLED", "the stream was cancelled") from None
 
 
-class InvokeStream:
-    """One FunctionHost.Invoke call. Acks may be sent from several tasks at once."""
+class SessionStream:
+    """One FunctionHost.Session call: one writer and one reader at a time."""
 
     def __init__(
         self,
         call: grpc.aio.StreamStreamCall[
-            function_host_pb2.InvokeRequest, function_host_pb2.InvokeResponse
+            function_host_pb2.SessionRequest, function_host_pb2.SessionResponse
         ],
     ) -> None:
         self._call = call
-        self._write_lock = asyncio.Lock()
 
-    async def send_start(self, start: protocol.Start) -> None:
-        await self._write(start_request(start))
+    async def write(self, request: function_host_pb2.SessionRequest) -> None:
+        try:
+            await self._call.write(request)
+        except grpc.aio.AioRpcError as error:
+            raise HostStreamError(error.code().name, error.details() or "") from error
+        except asyncio.InvalidStateError as error:
+            raise HostStreamError("CANCELLED", "the stream is closed") from error
+        except asyncio.CancelledError:
+            _raise_if_call_cancelled()
+            raise
 
-    async def send_ack(self, ack: protocol.Ack) -> None:
-        await self._write(ack_request(ack))
-
-    async def _write(self, request: function_host_pb2.InvokeRequest) -> None:
-        async with self._write_lock:
-            try:
-                await self._call.write(request)
-            except grpc.aio.AioRpcError as error:
-                raise HostStreamError(error.code().name, error.details() or "") from error
-            except asyncio.InvalidStateError as error:
-                raise HostStreamError("CANCELLED", "the stream is closed") from error
-            except asyncio.CancelledError:
-                _raise_if_call_cancelled()
-                raise
-
-    async def receive(self) -> protocol.HostMessage | None:
-        """The host's next message; None when the host ended the stream."""
+    async def read(self) -> list[tuple[int, protocol.HostMessage]] | None:
+        """The host's next batch of frames; None when the host ended the session."""
         try:
             response = await self._call.read()
         except grpc.aio.AioRpcError as error:
@@ -232,8 +270,8 @@ class InvokeStream:
             raise
         if response is grpc.aio.EOF:
             return None
-        assert isinstance(response, function_host_pb2.InvokeResponse)
-        return host_message(response)
+        assert isinstance(response, function_host_pb2.SessionResponse)
+        return host_frames(response)
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -241,8 +279,7 @@ class InvokeStream:
     async def close(self, grace: float = 5.0) -> None:
         """Half-close, give the host `grace` seconds to end the call, then cancel it."""
         try:
-            async with self._write_lock:
-                await self._call.done_writing()
+            await self._call.done_writing()
             await asyncio.wait_for(self._call.code(), grace)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
             pass
@@ -250,9 +287,7 @@ class InvokeStream:
             self._call.cancel()
 
 
-def open_invoke(
-    channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]], timeout: float
-) -> InvokeStream:
-    """Start an Invoke call on `channel` (nothing is sent until `send_start`)."""
+def open_session(channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> SessionStream:
+    """Start a Session call on `channel` (nothing is sent until the first write)."""
     stub = function_host_pb2_grpc.FunctionHostStub(channel)
-    return InvokeStream(stub.Invoke(metadata=tuple(metadata), timeout=timeout))
+    return SessionStream(stub.Session(metadata=tuple(metadata)))

@@ -9,6 +9,9 @@ A host builds an `Execution` from an `Invocation`, calls `start()`, sends on wha
         send(message)
     await execution.close()
 
+Or, with `sink=send`, each message is handed to `send` the moment it exists (no task
+of the host's wakes per message); the final message is the last call.
+
 The function runs as a task. Memoized steps return at once; a new step reports and
 waits for its ack. Once at least one step is pending (a wait, or a step to retry later),
 no step.run is executing or awaiting its ack, and the function has had a few turns of
@@ -52,6 +55,9 @@ from reverb._step_ids import StepIds
 StepScope = Callable[[str, str], AbstractContextManager[object]]
 """Wraps the execution of each new step.run, given its id and name (e.g. a tracing span)."""
 
+Sink = Callable[[Message], None]
+"""Takes each message as it is produced; must not raise (it runs inside the function)."""
+
 # Event-loop turns the function gets to start another step before the run suspends.
 _SETTLE_TURNS = 10
 # Turns an abandoned function gets to unwind from Interrupt before it is cancelled.
@@ -72,8 +78,10 @@ class Execution:
         invocation: Invocation,
         *,
         step_scope: StepScope | None = None,
+        sink: Sink | None = None,
     ) -> None:
         self._definition = definition
+        self._sink = sink
         self._invocation = invocation
         self._memo = {memo.step_id: memo for memo in invocation.memo}
         self._step_scope = step_scope
@@ -98,7 +106,11 @@ class Execution:
         self._function = self._loop.create_task(self._call_function(self._context()))
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Step reports as they happen, then one final message (nothing more after close)."""
+        """Step reports as they happen, then one final message (nothing more after close).
+
+        Nothing for an execution with a sink."""
+        if self._sink is not None:
+            return
         outbox = self._outbox
         while True:
             while not outbox:
@@ -215,6 +227,10 @@ class Execution:
             self._send(message)
 
     def _send(self, message: Message | None) -> None:
+        if self._sink is not None:
+            if message is not None:
+                self._sink(message)
+            return
         self._outbox.append(message)
         reader = self._reader
         if reader is not None and not reader.done():

@@ -27,51 +27,57 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from reverb_contracts.v1 import common_pb2 as reverb__contracts_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'reverb_contracts/v1/function_host.proto\x12\treverb.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"9\n\x10\x44\x65scribeResponse\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\"\\\n\rInvokeRequest\x12!\n\x05start\x18\x01 \x01(\x0b\x32\x10.reverb.v1.StartH\x00\x12\x1d\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0e.reverb.v1.AckH\x00\x42\t\n\x07message\"\xc3\x01\n\x0eInvokeResponse\x12%\n\x04step\x18\x01 \x01(\x0b\x32\x15.reverb.v1.StepReportH\x00\x12,\n\tcompleted\x18\x02 \x01(\x0b\x32\x17.reverb.v1.RunCompletedH\x00\x12&\n\x06\x66\x61iled\x18\x03 \x01(\x0b\x32\x14.reverb.v1.RunFailedH\x00\x12)\n\tsuspended\x18\x04 \x01(\x0b\x32\x14.reverb.v1.SuspendedH\x00\x42\t\n\x07message\"\xc9\x01\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.reverb.v1.Event\x12%\n\x04memo\x18\x04 \x03(\x0b\x32\x17.reverb.v1.MemoizedStep\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0btraceparent\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.reverb.v1.ErrorInfoH\x00\x12%\n\x07pending\x18\x04 \x01(\x0b\x32\x12.reverb.v1.PendingH\x00\x42\x08\n\x06result\"\t\n\x07Pending\"\xfd\x02\n\nStepReport\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x06output\x18\n \x01(\x0cH\x00\x12)\n\x07\x66\x61ilure\x18\x0b \x01(\x0b\x32\x16.reverb.v1.StepFailureH\x00\x12!\n\x05sleep\x18\x0c \x01(\x0b\x32\x10.reverb.v1.SleepH\x00\x12+\n\x06invoke\x18\r \x01(\x0b\x32\x19.reverb.v1.InvokeFunctionH\x00\x12,\n\x0bsend_events\x18\x0e \x01(\x0b\x32\x15.reverb.v1.SendEventsH\x00\x12\x31\n\x0ewait_for_event\x18\x0f \x01(\x0b\x32\x17.reverb.v1.WaitForEventH\x00\x42\x04\n\x02op\"u\n\x0bStepFailure\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x05Sleep\x12+\n\x07wake_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eInvokeFunction\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\nSendEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInput\"\\\n\nEventInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\n\n\x02id\x18\x03 \x01(\t\x12&\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"q\n\x03\x41\x63k\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.reverb.v1.AckResult\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"s\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0b\n\tSuspended*\x8b\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_RESULT_CONTINUE\x10\x01\x12\x16\n\x12\x41\x43K_RESULT_PENDING\x10\x02\x12\x15\n\x11\x41\x43K_RESULT_FAILED\x10\x03\x12\x1a\n\x16\x41\x43K_RESULT_RETRY_LATER\x10\x04\x32\x96\x01\n\x0c\x46unctionHost\x12\x43\n\x08\x44\x65scribe\x12\x1a.reverb.v1.DescribeRequest\x1a\x1b.reverb.v1.DescribeResponse\x12\x41\n\x06Invoke\x12\x18.reverb.v1.InvokeRequest\x1a\x19.reverb.v1.InvokeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'reverb_contracts/v1/function_host.proto\x12\treverb.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"9\n\x10\x44\x65scribeResponse\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\"8\n\x0eSessionRequest\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.reverb.v1.WorkerFrame\"\x96\x01\n\x0bWorkerFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12!\n\x05start\x18\x02 \x01(\x0b\x32\x10.reverb.v1.StartH\x00\x12\x1d\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x0e.reverb.v1.AckH\x00\x12#\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x11.reverb.v1.CancelH\x00\x42\t\n\x07message\"\x08\n\x06\x43\x61ncel\"7\n\x0fSessionResponse\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.reverb.v1.HostFrame\"\xd5\x01\n\tHostFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12%\n\x04step\x18\x02 \x01(\x0b\x32\x15.reverb.v1.StepReportH\x00\x12,\n\tcompleted\x18\x03 \x01(\x0b\x32\x17.reverb.v1.RunCompletedH\x00\x12&\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x14.reverb.v1.RunFailedH\x00\x12)\n\tsuspended\x18\x05 \x01(\x0b\x32\x14.reverb.v1.SuspendedH\x00\x42\t\n\x07message\"\xc9\x01\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.reverb.v1.Event\x12%\n\x04memo\x18\x04 \x03(\x0b\x32\x17.reverb.v1.MemoizedStep\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0btraceparent\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.reverb.v1.ErrorInfoH\x00\x12%\n\x07pending\x18\x04 \x01(\x0b\x32\x12.reverb.v1.PendingH\x00\x42\x08\n\x06result\"\t\n\x07Pending\"\xfd\x02\n\nStepReport\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x06output\x18\n \x01(\x0cH\x00\x12)\n\x07\x66\x61ilure\x18\x0b \x01(\x0b\x32\x16.reverb.v1.StepFailureH\x00\x12!\n\x05sleep\x18\x0c \x01(\x0b\x32\x10.reverb.v1.SleepH\x00\x12+\n\x06invoke\x18\r \x01(\x0b\x32\x19.reverb.v1.InvokeFunctionH\x00\x12,\n\x0bsend_events\x18\x0e \x01(\x0b\x32\x15.reverb.v1.SendEventsH\x00\x12\x31\n\x0ewait_for_event\x18\x0f \x01(\x0b\x32\x17.reverb.v1.WaitForEventH\x00\x42\x04\n\x02op\"u\n\x0bStepFailure\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x05Sleep\x12+\n\x07wake_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eInvokeFunction\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\nSendEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInput\"\\\n\nEventInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\n\n\x02id\x18\x03 \x01(\t\x12&\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"q\n\x03\x41\x63k\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.reverb.v1.AckResult\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"s\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0b\n\tSuspended*\x8b\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_RESULT_CONTINUE\x10\x01\x12\x16\n\x12\x41\x43K_RESULT_PENDING\x10\x02\x12\x15\n\x11\x41\x43K_RESULT_FAILED\x10\x03\x12\x1a\n\x16\x41\x43K_RESULT_RETRY_LATER\x10\x04\x32\x99\x01\n\x0c\x46unctionHost\x12\x43\n\x08\x44\x65scribe\x12\x1a.reverb.v1.DescribeRequest\x1a\x1b.reverb.v1.DescribeResponse\x12\x44\n\x07Session\x12\x19.reverb.v1.SessionRequest\x1a\x1a.reverb.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reverb_contracts.v1.function_host_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACKRESULT']._serialized_start=2047
-  _globals['_ACKRESULT']._serialized_end=2186
+  _globals['_ACKRESULT']._serialized_start=2249
+  _globals['_ACKRESULT']._serialized_end=2388
   _globals['_DESCRIBEREQUEST']._serialized_start=153
   _globals['_DESCRIBEREQUEST']._serialized_end=170
   _globals['_DESCRIBERESPONSE']._serialized_start=172
   _globals['_DESCRIBERESPONSE']._serialized_end=229
-  _globals['_INVOKEREQUEST']._serialized_start=231
-  _globals['_INVOKEREQUEST']._serialized_end=323
-  _globals['_INVOKERESPONSE']._serialized_start=326
-  _globals['_INVOKERESPONSE']._serialized_end=521
-  _globals['_START']._serialized_start=524
-  _globals['_START']._serialized_end=725
-  _globals['_MEMOIZEDSTEP']._serialized_start=728
-  _globals['_MEMOIZEDSTEP']._serialized_end=865
-  _globals['_PENDING']._serialized_start=867
-  _globals['_PENDING']._serialized_end=876
-  _globals['_STEPREPORT']._serialized_start=879
-  _globals['_STEPREPORT']._serialized_end=1260
-  _globals['_STEPFAILURE']._serialized_start=1262
-  _globals['_STEPFAILURE']._serialized_end=1379
-  _globals['_SLEEP']._serialized_start=1381
-  _globals['_SLEEP']._serialized_end=1433
-  _globals['_INVOKEFUNCTION']._serialized_start=1435
-  _globals['_INVOKEFUNCTION']._serialized_end=1530
-  _globals['_SENDEVENTS']._serialized_start=1532
-  _globals['_SENDEVENTS']._serialized_end=1583
-  _globals['_EVENTINPUT']._serialized_start=1585
-  _globals['_EVENTINPUT']._serialized_end=1677
-  _globals['_WAITFOREVENT']._serialized_start=1679
-  _globals['_WAITFOREVENT']._serialized_end=1767
-  _globals['_ACK']._serialized_start=1769
-  _globals['_ACK']._serialized_end=1882
-  _globals['_RUNCOMPLETED']._serialized_start=1884
-  _globals['_RUNCOMPLETED']._serialized_end=1914
-  _globals['_RUNFAILED']._serialized_start=1916
-  _globals['_RUNFAILED']._serialized_end=2031
-  _globals['_SUSPENDED']._serialized_start=2033
-  _globals['_SUSPENDED']._serialized_end=2044
-  _globals['_FUNCTIONHOST']._serialized_start=2189
-  _globals['_FUNCTIONHOST']._serialized_end=2339
+  _globals['_SESSIONREQUEST']._serialized_start=231
+  _globals['_SESSIONREQUEST']._serialized_end=287
+  _globals['_WORKERFRAME']._serialized_start=290
+  _globals['_WORKERFRAME']._serialized_end=440
+  _globals['_CANCEL']._serialized_start=442
+  _globals['_CANCEL']._serialized_end=450
+  _globals['_SESSIONRESPONSE']._serialized_start=452
+  _globals['_SESSIONRESPONSE']._serialized_end=507
+  _globals['_HOSTFRAME']._serialized_start=510
+  _globals['_HOSTFRAME']._serialized_end=723
+  _globals['_START']._serialized_start=726
+  _globals['_START']._serialized_end=927
+  _globals['_MEMOIZEDSTEP']._serialized_start=930
+  _globals['_MEMOIZEDSTEP']._serialized_end=1067
+  _globals['_PENDING']._serialized_start=1069
+  _globals['_PENDING']._serialized_end=1078
+  _globals['_STEPREPORT']._serialized_start=1081
+  _globals['_STEPREPORT']._serialized_end=1462
+  _globals['_STEPFAILURE']._serialized_start=1464
+  _globals['_STEPFAILURE']._serialized_end=1581
+  _globals['_SLEEP']._serialized_start=1583
+  _globals['_SLEEP']._serialized_end=1635
+  _globals['_INVOKEFUNCTION']._serialized_start=1637
+  _globals['_INVOKEFUNCTION']._serialized_end=1732
+  _globals['_SENDEVENTS']._serialized_start=1734
+  _globals['_SENDEVENTS']._serialized_end=1785
+  _globals['_EVENTINPUT']._serialized_start=1787
+  _globals['_EVENTINPUT']._serialized_end=1879
+  _globals['_WAITFOREVENT']._serialized_start=1881
+  _globals['_WAITFOREVENT']._serialized_end=1969
+  _globals['_ACK']._serialized_start=1971
+  _globals['_ACK']._serialized_end=2084
+  _globals['_RUNCOMPLETED']._serialized_start=2086
+  _globals['_RUNCOMPLETED']._serialized_end=2116
+  _globals['_RUNFAILED']._serialized_start=2118
+  _globals['_RUNFAILED']._serialized_end=2233
+  _globals['_SUSPENDED']._serialized_start=2235
+  _globals['_SUSPENDED']._serialized_end=2246
+  _globals['_FUNCTIONHOST']._serialized_start=2391
+  _globals['_FUNCTIONHOST']._serialized_end=2544
 # @@protoc_insertion_point(module_scope)

@@ -39,10 +39,10 @@ class FunctionHostStub:
                 request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeResponse.FromString,
                 _registered_method=True)
-        self.Invoke = channel.stream_stream(
-                '/reverb.v1.FunctionHost/Invoke',
-                request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.SerializeToString,
-                response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.FromString,
+        self.Session = channel.stream_stream(
+                '/reverb.v1.FunctionHost/Session',
+                request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.FromString,
                 _registered_method=True)
 
 
@@ -56,19 +56,24 @@ class FunctionHostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Invoke(self, request_iterator, context):
-        """Invoke runs one function invocation as a conversation:
+    def Session(self, request_iterator, context):
+        """Session carries every invocation a worker runs on this host, many at once, over
+        one long-lived stream. Each message is a batch of frames; each frame is about one
+        invocation, named by an id the worker chose (unique within the session):
 
-        worker → host   InvokeRequest{start}
-        host → worker   InvokeResponse{step}      (a step finished or must wait)
-        worker → host   InvokeRequest{ack}         (the step is durable; go on)
+        worker → host   WorkerFrame{start}        (run a function: the invocation begins)
+        host → worker   HostFrame{step}           (a step finished or must wait)
+        worker → host   WorkerFrame{ack}          (the step is durable; go on)
         ...
-        host → worker   InvokeResponse{completed | failed | suspended}   (final)
+        host → worker   HostFrame{completed | failed | suspended}   (final: it ends)
 
-        The host must not run code that follows a step before that step's Ack
-        arrives. Several steps may be outstanding at once (parallel steps); each
-        gets its own Ack. Closing the stream abandons the invocation; the worker
-        replays it later from the committed memo.
+        The host must not run code that follows a step before that step's Ack arrives.
+        Several steps of one invocation may be outstanding at once (parallel steps); each
+        gets its own Ack. Frames of one invocation keep their order; frames of different
+        invocations share messages, so one message may carry the acks of many runs.
+        A `cancel` frame abandons one invocation (the host sends nothing more for it); the
+        end of the session abandons all of its invocations. The worker replays an
+        abandoned invocation later from the committed memo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,10 +87,10 @@ def add_FunctionHostServicer_to_server(servicer, server):
                     request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeResponse.SerializeToString,
             ),
-            'Invoke': grpc.stream_stream_rpc_method_handler(
-                    servicer.Invoke,
-                    request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.FromString,
-                    response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.SerializeToString,
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -126,7 +131,7 @@ class FunctionHost:
             _registered_method=True)
 
     @staticmethod
-    def Invoke(request_iterator,
+    def Session(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -139,9 +144,9 @@ class FunctionHost:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/reverb.v1.FunctionHost/Invoke',
-            reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.SerializeToString,
-            reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.FromString,
+            '/reverb.v1.FunctionHost/Session',
+            reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,182 @@
+"""One worker's Session: its invocations, each an SDK `Execution`, and their frames.
+
+Incoming frames are handled as they are read: a Start begins an execution, an Ack
+resolves a step, a Cancel abandons an invocation. Each execution hands its
+messages to the session (its sink) the moment they exist; one writer task sends
+everything queued since its last write in one message, so the reports of many
+runs resumed by one batch of acks travel together. When the worker ends the
+session (or goes away), every invocation still running is abandoned.
+"""
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import structlog
+from opentelemetry import trace
+
+import reverb
+from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
+from reverb.execution import StepReport as Report
+from reverb_contracts.v1 import function_host_pb2
+from reverb_function_host import wire
+from reverb_telemetry import context_from_traceparent, spans_exported
+
+tracer = trace.get_tracer("reverb.function_host")
+log = structlog.get_logger("reverb.function_host")
+
+# A batch is split into messages of about this size; one larger frame goes alone.
+BATCH_BYTES = 1024 * 1024
+
+Write = Callable[[function_host_pb2.SessionResponse], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Running:
+    execution: Execution
+    span: trace.Span
+
+
+class Session:
+    """Runs the invocations of one FunctionHost.Session call."""
+
+    def __init__(self, app: reverb.App, write: Write, max_message_bytes: int) -> None:
+        self._app = app
+        self._write = write
+        self._max_frame = max_message_bytes - 1024
+        self._running: dict[int, _Running] = {}
+        self._outbox: list[tuple[int, Message]] = []
+        self._wake: asyncio.Future[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def serve(self, requests: AsyncIterator[function_host_pb2.SessionRequest]) -> None:
+        """Handle the worker's frames until it ends the session; then abandon what is left."""
+        writer = asyncio.create_task(self._write_loop(), name="reverb-session-writer")
+        try:
+            async for request in requests:
+                for invocation_id, message in wire.worker_frames(request):
+                    self._handle(invocation_id, message)
+                if writer.done():
+                    break  # the worker stopped reading
+        finally:
+            running, self._running = self._running, {}
+            for invocation in running.values():
+                self._abandon(invocation)
+            if self._closing:
+                await asyncio.wait(self._closing)
+            writer.cancel()
+            await asyncio.wait((writer,))
+
+    def _handle(self, invocation_id: int, message: wire.WorkerMessage) -> None:
+        if isinstance(message, Ack):
+            running = self._running.get(invocation_id)
+            if running is None:
+                return  # the invocation ended (or was refused) meanwhile
+            try:
+                running.execution.acknowledge(message)
+            except ProtocolError as error:
+                self._refuse(invocation_id, str(error))
+        elif isinstance(message, wire.Begin):
+            self._begin(invocation_id, message)
+        elif isinstance(message, wire.Cancel):
+            cancelled = self._running.pop(invocation_id, None)
+            if cancelled is not None:
+                self._abandon(cancelled)
+        else:
+            self._refuse(invocation_id, str(message))
+
+    def _begin(self, invocation_id: int, begin: wire.Begin) -> None:
+        invocation = begin.invocation
+        if invocation_id in self._running:
+            self._refuse(invocation_id, f"invocation {invocation_id} is already running")
+            return
+        definition = self._app.functions.get(invocation.function_id)
+        if definition is None:
+            problem = f"app {self._app.id!r} has no function {invocation.function_id!r}"
+            self._emit(invocation_id, _host_error(problem))
+            return
+        span = tracer.start_span(
+            f"invoke {invocation.function_id}",
+            context=context_from_traceparent(begin.traceparent),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "reverb.run_id": invocation.run_id,
+                "reverb.function_id": invocation.function_id,
+                "reverb.attempt": invocation.attempt,
+            },
+        )
+        # A span per step only when spans are exported: without an exporter it would cost
+        # more than the rest of the step's engine work, and the invocation's span already
+        # carries the trace context into the function.
+        execution = Execution(
+            definition,
+            invocation,
+            step_scope=_step_span if spans_exported() else None,
+            sink=functools.partial(self._emit, invocation_id),
+        )
+        self._running[invocation_id] = _Running(execution, span)
+        with trace.use_span(span, end_on_exit=False):
+            execution.start()
+
+    def _emit(self, invocation_id: int, message: Message) -> None:
+        """Queue a frame for the writer; a final message ends its invocation."""
+        self._outbox.append((invocation_id, message))
+        if not isinstance(message, Report):
+            ended = self._running.pop(invocation_id, None)
+            if ended is not None:
+                _record_end(ended.span, message)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _refuse(self, invocation_id: int, problem: str) -> None:
+        """The worker broke the protocol for this invocation: it ends as a HostError."""
+        log.warning("the worker broke the Session protocol", problem=problem)
+        refused = self._running.pop(invocation_id, None)
+        if refused is not None:
+            self._abandon(refused)
+        self._emit(invocation_id, _host_error(problem))
+
+    def _abandon(self, running: _Running) -> None:
+        task = asyncio.create_task(running.execution.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        running.span.set_attribute("reverb.outcome", "Abandoned")
+        running.span.end()
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._outbox:
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            frames, self._outbox = self._outbox, []
+            for response in wire.session_responses(frames, BATCH_BYTES, self._max_frame):
+                try:
+                    await self._write(response)
+                except Exception as error:  # the worker went away: the session is over
+                    log.info("a session's worker is gone", error=repr(error))
+                    return
+
+
+def _host_error(problem: str) -> RunFailed:
+    return RunFailed(ErrorInfo("HostError", problem), retriable=True)
+
+
+def _record_end(span: trace.Span, message: Message) -> None:
+    outcome = type(message).__name__
+    span.set_attribute("reverb.outcome", outcome)
+    if isinstance(message, RunFailed):
+        span.set_status(trace.StatusCode.ERROR, f"{message.error.type}: {message.error.message}")
+    span.end()
+
+
+@contextmanager
+def _step_span(step_id: str, name: str) -> Iterator[object]:
+    with tracer.start_as_current_span(
+        f"step {name}", attributes={"reverb.step_id": step_id}
+    ) as span:
+        yield span

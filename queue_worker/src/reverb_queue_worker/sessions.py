@@ -1,0 +1,206 @@
+"""One Session stream per host: many invocations multiplexed, their frames batched.
+
+A `HostSession` owns one FunctionHost.Session call. Its writer sends every frame
+queued since its last write in one message (so the acks of a whole checkpoint
+batch travel together); its reader hands each frame to the invocation it names.
+An `InvocationChannel` is one invocation's view of its session: step reports go to
+a callback as they arrive (no task wakes per step), the final message to `final()`.
+When the session breaks, every invocation on it fails with the same error.
+"""
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from reverb_queue_worker import protocol
+from reverb_queue_worker.wire import HostStreamError, SessionStream, session_requests, start_size
+
+# A batch is split into messages of about this size; one larger frame goes alone.
+BATCH_BYTES = 1024 * 1024
+
+# Called with each step report of an invocation, as it arrives.
+ReportListener = Callable[["InvocationChannel", protocol.StepReport], None]
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark a future's exception as seen (nobody may await a failed invocation's start)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class InvocationChannel:
+    """One invocation on a session: reports to `listener`, then one final message."""
+
+    def __init__(
+        self, session: "HostSession", invocation_id: int, listener: ReportListener
+    ) -> None:
+        self._session = session
+        self._id = invocation_id
+        self._listener = listener
+        loop = asyncio.get_running_loop()
+        self._started: asyncio.Future[None] = loop.create_future()
+        self._final: asyncio.Future[protocol.Final] = loop.create_future()
+        self._started.add_done_callback(_retrieve)
+        self._final.add_done_callback(_retrieve)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def expire_after(self, seconds: float) -> None:
+        """Give up on the invocation after `seconds` (DEADLINE_EXCEEDED, the host is told)."""
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    async def started(self) -> None:
+        """Until the host answered this invocation (raises HostStreamError if it cannot)."""
+        await asyncio.shield(self._started)
+
+    async def final(self) -> protocol.Final:
+        """The invocation's final message (raises HostStreamError if the session broke)."""
+        return await asyncio.shield(self._final)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the invocation is over (its final message came, or it failed)."""
+        return self._final.done()
+
+    def send_ack(self, ack: protocol.Ack) -> None:
+        if not self._final.done():
+            self._session.send(self._id, ack)
+
+    def cancel(self) -> None:
+        """Abandon the invocation: the host stops it; `final()` raises CANCELLED."""
+        self._end(HostStreamError("CANCELLED", "the invocation was cancelled"))
+
+    def close(self) -> None:
+        """Forget the invocation; the host is told to abandon it if it had not ended."""
+        self._end(HostStreamError("CANCELLED", "the invocation was closed"))
+
+    # Called by the session.
+
+    def deliver(self, message: protocol.HostMessage) -> None:
+        if not self._started.done():
+            self._started.set_result(None)
+        if isinstance(message, protocol.StepReport):
+            if not self._final.done():
+                self._listener(self, message)
+            return
+        if not self._final.done():
+            self._final.set_result(message)
+        self._forget()
+
+    def fail(self, error: HostStreamError) -> None:
+        for future in (self._started, self._final):
+            if not future.done():
+                future.set_exception(error)
+        self._forget()
+
+    def _expire(self) -> None:
+        message = "the invocation ran past the worker's invocation timeout"
+        self._end(HostStreamError("DEADLINE_EXCEEDED", message))
+
+    def _end(self, error: HostStreamError) -> None:
+        if not self._final.done():
+            self._session.send(self._id, protocol.Cancel())
+        self.fail(error)
+
+    def _forget(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._session.forget(self._id)
+
+
+class HostSession:
+    """The worker's Session with one host address."""
+
+    def __init__(self, stream: SessionStream, max_message_bytes: int) -> None:
+        self._stream = stream
+        self._max_message_bytes = max_message_bytes
+        self._invocations: dict[int, InvocationChannel] = {}
+        self._ids = itertools.count(1)
+        self._outbox: list[tuple[int, protocol.WorkerMessage]] = []
+        self._wake: asyncio.Future[None] | None = None
+        self.broken: HostStreamError | None = None
+        self._writer = asyncio.create_task(self._write_loop(), name="reverb-session-writer")
+        self._reader = asyncio.create_task(self._read_loop(), name="reverb-session-reader")
+
+    def start(
+        self, start: protocol.Start, timeout_seconds: float, listener: ReportListener
+    ) -> InvocationChannel:
+        """Begin an invocation; its frames go to `listener` and `final()`."""
+        invocation_id = next(self._ids)
+        channel = InvocationChannel(self, invocation_id, listener)
+        if self.broken is not None:
+            channel.fail(self.broken)
+            return channel
+        if start_size(start) > self._max_message_bytes:
+            channel.fail(HostStreamError("RESOURCE_EXHAUSTED", "the Start message is too large"))
+            return channel
+        self._invocations[invocation_id] = channel
+        channel.expire_after(timeout_seconds)
+        self.send(invocation_id, start)
+        return channel
+
+    def send(self, invocation_id: int, message: protocol.WorkerMessage) -> None:
+        if self.broken is not None:
+            return
+        self._outbox.append((invocation_id, message))
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def forget(self, invocation_id: int) -> None:
+        self._invocations.pop(invocation_id, None)
+
+    @property
+    def invocations(self) -> int:
+        return len(self._invocations)
+
+    async def close(self) -> None:
+        """End the session: its invocations fail (CANCELLED), the host abandons them."""
+        self._break(HostStreamError("CANCELLED", "the worker closed the session"))
+        for task in (self._writer, self._reader):
+            with contextlib.suppress(asyncio.CancelledError, HostStreamError):
+                await task
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.broken is None:
+                if not self._outbox:
+                    self._wake = loop.create_future()
+                    await self._wake
+                    continue
+                frames, self._outbox = self._outbox, []
+                for request in session_requests(frames, BATCH_BYTES):
+                    await self._stream.write(request)
+        except HostStreamError as error:
+            self._break(error)
+
+    async def _read_loop(self) -> None:
+        try:
+            while self.broken is None:
+                frames = await self._stream.read()
+                if frames is None:
+                    self._break(HostStreamError("UNAVAILABLE", "the host ended the session"))
+                    return
+                invocations = self._invocations
+                for invocation_id, message in frames:
+                    channel = invocations.get(invocation_id)
+                    if channel is not None:
+                        channel.deliver(message)
+        except HostStreamError as error:
+            self._break(error)
+
+    def _break(self, error: HostStreamError) -> None:
+        if self.broken is not None:
+            return
+        self.broken = error
+        self._outbox.clear()
+        invocations, self._invocations = self._invocations, {}
+        for channel in invocations.values():
+            channel.fail(error)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        self._stream.cancel()
