@@ -9,6 +9,7 @@ import pytest
 
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
 from reverb_store.jobs import ProcessEvent
+from tests.integration.listeners import listen
 
 
 def _settings(database_url: str, **overrides: object) -> GatewaySettings:
@@ -35,6 +36,13 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.fixture(autouse=True)
+async def listening(connection: asyncpg.Connection) -> None:
+    """A function listens to the names these tests send (others get no fan-out job)."""
+    names = ["user.signed_up", "a", "b", "c", "paid", "traced", "good", "big", "small", "e"]
+    await listen(connection, *names, "fits")
+
+
 async def _stored(connection: asyncpg.Connection) -> tuple[int, int]:
     events = await connection.fetchval("SELECT count(*) FROM reverb.events")
     jobs = await connection.fetchval("SELECT count(*) FROM pgqueuer")
@@ -58,6 +66,14 @@ async def test_an_event_is_stored_with_its_fan_out_job(
     assert row is not None
     assert (row["name"], orjson.loads(row["data"])) == ("user.signed_up", {"n": 1})
     assert [job.event_ids for job in await _fan_out_jobs(connection)] == [(event_id,)]
+
+
+async def test_an_event_no_function_listens_to_gets_no_fan_out_job(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    response = await client.post("/events", json={"name": "nobody.listens"})
+    assert response.status_code == 202
+    assert await _stored(connection) == (1, 0)
 
 
 async def test_a_batch_keeps_its_order_ids_and_times(

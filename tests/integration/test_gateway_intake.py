@@ -15,6 +15,7 @@ import pytest
 
 from reverb_ingress_gateway import Gateway
 from reverb_store.jobs import ProcessEvent
+from tests.integration.listeners import listen
 
 
 @pytest.fixture
@@ -24,6 +25,12 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
         base_url=f"http://127.0.0.1:{gateway.http_port}", limits=limits
     ) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+async def listening(connection: asyncpg.Connection) -> None:
+    """A function listens to the names these tests send (others get no fan-out job)."""
+    await listen(connection, "paid", *(f"e{index}" for index in range(30)))
 
 
 async def _with_events_locked(

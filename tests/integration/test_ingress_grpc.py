@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2, ingress_pb2_grpc
 from reverb_ingress_gateway import Gateway
 from reverb_store.jobs import ProcessEvent
+from tests.integration.listeners import listen
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ async def test_reflection_lists_the_ingress_service(channel: grpc.aio.Channel) -
 async def test_send_events_stores_them_and_answers_with_ids(
     ingress: ingress_pb2_grpc.IngressAsyncStub, connection: asyncpg.Connection
 ) -> None:
+    await listen(connection, "a", "b")
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     response = await ingress.SendEvents(
         ingress_pb2.SendEventsRequest(

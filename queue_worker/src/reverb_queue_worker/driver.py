@@ -21,9 +21,12 @@ _log = structlog.get_logger("reverb.queue_worker")
 _tracer = trace.get_tracer("reverb.queue_worker")
 
 
-async def advance_run(services: Services, job_id: int, job: AdvanceRun) -> None:
+async def advance_run(
+    services: Services, job_id: int, job: AdvanceRun, claim: ClaimedRun | None = None
+) -> None:
     """Claim the run for this job and drive it as far as it goes.
 
+    `claim`: the run was created claimed for this job (a fan-out this worker did).
     A run that cannot be claimed is someone else's (or finished): the job ends.
     When no host can be reached, or the stream breaks, the run is released with
     a new `advance_run` job after a growing delay (no function attempt counted).
@@ -32,8 +35,9 @@ async def advance_run(services: Services, job_id: int, job: AdvanceRun) -> None:
     with _tracer.start_as_current_span(
         "advance_run", context=parent, attributes={"reverb.run_id": job.run_id}
     ) as span:
-        async with acquire(services.pool) as connection:
-            claim = await execution.claim_run(connection, job.run_id, job_id)
+        if claim is None:
+            async with acquire(services.pool) as connection:
+                claim = await execution.claim_run(connection, job.run_id, job_id)
         if claim is None:
             _log.debug("run not claimable", run_id=job.run_id, job_id=job_id)
             return

@@ -1,12 +1,19 @@
-"""The `process_event` job: create the runs an event triggers."""
+"""The `process_event` job: create the runs an event triggers, and drive what fits here.
+
+The runs this worker has room for are created claimed for it and driven at once
+(no trip through the queue); the others are queued for any worker.
+"""
 
 import structlog
 from opentelemetry import trace
 
 from reverb_queue_worker.database import acquire
+from reverb_queue_worker.driver import advance_run
+from reverb_queue_worker.handling import guarded
 from reverb_queue_worker.services import Services
 from reverb_store import execution
-from reverb_store.jobs import ProcessEvent
+from reverb_store.execution import ClaimedRun, Driver
+from reverb_store.jobs import AdvanceRun, ProcessEvent
 from reverb_telemetry import context_from_traceparent, current_traceparent
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -15,17 +22,55 @@ _tracer = trace.get_tracer("reverb.queue_worker")
 
 async def process_event(services: Services, job: ProcessEvent) -> None:
     """One run per (function, event), each with its `advance_run` job, in one transaction."""
+    own_jobs = services.own_jobs
+    booked = 0
+
+    def book(runs: int) -> int:
+        nonlocal booked
+        booked = own_jobs.reserve(runs)
+        return booked
+
     with _tracer.start_as_current_span(
         "process_event",
         context=context_from_traceparent(job.traceparent),
         attributes={"reverb.event_ids": list(job.event_ids)},
     ):
         traceparent = current_traceparent() or job.traceparent
-        async with acquire(services.pool) as connection:
-            runs = await execution.create_runs(connection, job.event_ids, traceparent)
+        queue_manager_id = own_jobs.queue_manager_id
+        driver = Driver(queue_manager_id, book) if queue_manager_id is not None else None
+        try:
+            async with acquire(services.pool) as connection:
+                runs = await execution.create_runs(connection, job.event_ids, traceparent, driver)
+        except BaseException:
+            own_jobs.unreserve(booked)
+            raise
+        driven = 0
+        for run in runs:
+            if run.job_id is not None and run.claim is not None:
+                driven += 1
+                _drive(services, run.job_id, run.claim)
+        own_jobs.unreserve(booked - driven)
     if not runs:
         _log.debug("events trigger no new run", event_ids=list(job.event_ids))
     for run in runs:
         _log.info(
-            "run queued", run_id=run.run_id, function_id=run.function_id, event_id=run.event_id
+            "run queued" if run.claim is None else "run created",
+            run_id=run.run_id,
+            function_id=run.function_id,
+            event_id=run.event_id,
         )
+
+
+def _drive(services: Services, job_id: int, claim: ClaimedRun) -> None:
+    payload = AdvanceRun(claim.run_id, claim.traceparent)
+
+    async def work() -> None:
+        await guarded(
+            services,
+            job_id,
+            0,
+            payload,
+            lambda: advance_run(services, job_id, payload, claim),
+        )
+
+    services.own_jobs.run(job_id, work, reserved=True)

@@ -6,6 +6,7 @@ import asyncpg
 
 from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_queue_worker.hosts import HostChannels
+from reverb_queue_worker.own_jobs import OwnJobs
 from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.settings import WorkerSettings
 
@@ -17,3 +18,4 @@ class Services:
     checkpoints: CheckpointWriter
     hosts: HostChannels
     host_retries: HostRetries
+    own_jobs: OwnJobs

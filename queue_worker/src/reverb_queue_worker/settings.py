@@ -31,6 +31,10 @@ class WorkerSettings(BaseSettings):
     worker_concurrency: int = Field(default=100, ge=2)
     # pgqueuer re-picks a job whose heartbeat is older than this (a dead worker's job).
     worker_heartbeat_timeout: Seconds = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    # Workers are notified of jobs due at once, and run the wake-ups they schedule
+    # themselves; they look for anything else this often (a dead worker's wake-ups and,
+    # once past the heartbeat timeout, its jobs).
+    worker_poll_interval: Seconds = Field(default=timedelta(seconds=5), gt=timedelta(0))
     # Shared with the function hosts: calls to them are signed with it.
     signing_key: SecretStr | None = None
     # How long one Invoke stream may last before the attempt counts as failed.

@@ -2,7 +2,8 @@
 
 pgqueuer listens and dequeues on a dedicated connection; runs and
 checkpoints use a pool. If the dedicated connection is lost (a database
-restart), the worker reconnects with backoff until it is stopped.
+restart), the worker reconnects with backoff until it is stopped. Runs its
+fan-outs create and wake-ups it scheduled are run here directly (`own_jobs`).
 """
 
 import asyncio
@@ -18,8 +19,9 @@ from pgqueuer.queries import Queries
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.checkpoints import CheckpointWriter
-from reverb_queue_worker.entrypoints import register
+from reverb_queue_worker.entrypoints import handle, register
 from reverb_queue_worker.hosts import HostChannels
+from reverb_queue_worker.own_jobs import OwnJobs
 from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
@@ -45,11 +47,13 @@ class Worker:
         if self._queue_manager is not None:
             self._queue_manager.shutdown.set()
         timeout = self.services.settings.worker_shutdown_timeout.total_seconds()
+        own_jobs = asyncio.create_task(self.services.own_jobs.stop(timeout))
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
         if not done:
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        await own_jobs
         await self.services.checkpoints.close()
         await self.services.hosts.close()
         await self.services.pool.close()
@@ -61,6 +65,9 @@ class Worker:
             queue_manager = QueueManager(Queries(AsyncpgDriver(connection)))
             register(queue_manager, self.services)
             self._queue_manager = queue_manager
+            own_jobs = self.services.own_jobs
+            own_jobs.queue_manager_id = queue_manager.queue_manager_id
+            own_jobs.dequeued = _counter(queue_manager)
             if self._stopping.is_set():
                 queue_manager.shutdown.set()
             # A lost connection would leave pgqueuer waiting for notifications that
@@ -68,20 +75,24 @@ class Worker:
             connection.add_termination_listener(_stopper(queue_manager))
             try:
                 await queue_manager.run(
-                    # pgqueuer wakes on inserts; a dead worker's job becomes pickable again
-                    # silently (an update), so poll at least once per heartbeat timeout.
-                    dequeue_timeout=settings.worker_heartbeat_timeout,
+                    # Notified only of jobs due at once (migration 0002): poll for the rest.
+                    dequeue_timeout=min(
+                        settings.worker_poll_interval, settings.worker_heartbeat_timeout
+                    ),
                     batch_size=max(1, min(10, settings.worker_concurrency // 2)),
                     max_concurrent_tasks=settings.worker_concurrency,
                     heartbeat_timeout=settings.worker_heartbeat_timeout,
                 )
             except asyncio.CancelledError:
+                own_jobs.queue_manager_id = None
                 connection.terminate()
                 raise
             except Exception as error:
+                own_jobs.queue_manager_id = None
                 _log.warning("queue connection lost", error=f"{type(error).__name__}: {error}")
                 connection.terminate()
             else:
+                own_jobs.queue_manager_id = None
                 if self._stopping.is_set():
                     await connection.close()
                     return
@@ -106,6 +117,13 @@ class Worker:
             _log.info("queue connection restored")
             return connection
         return None
+
+
+def _counter(queue_manager: QueueManager) -> Callable[[], int]:
+    def dequeued() -> int:
+        return len(queue_manager.job_context)
+
+    return dequeued
 
 
 def _stopper(queue_manager: QueueManager) -> Callable[[object], None]:
@@ -139,7 +157,19 @@ async def start(settings: WorkerSettings) -> Worker:
     key = settings.signing_key.get_secret_value() if settings.signing_key else None
     checkpoints = CheckpointWriter(pool)
     checkpoints.start()
-    services = Services(settings, pool, checkpoints, HostChannels(pool, key), HostRetries())
+    own_jobs = OwnJobs(
+        pool,
+        settings.worker_concurrency,
+        heartbeat_seconds=settings.worker_heartbeat_timeout.total_seconds() / 4,
+    )
+    services = Services(
+        settings, pool, checkpoints, HostChannels(pool, key), HostRetries(), own_jobs
+    )
+
+    async def handle_own(job_id: int, entrypoint: str, payload: bytes) -> None:
+        await handle(services, job_id, entrypoint, payload)
+
+    own_jobs.start(handle_own)
     worker = Worker(services, queue_connection)
     _log.info("worker started", concurrency=settings.worker_concurrency)
     return worker

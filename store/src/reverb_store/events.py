@@ -4,7 +4,8 @@ Several requests' events can be accepted at once (the gateway group-commits): th
 share one INSERT, and each group still gets its own process_event job carrying its
 own traceparent. An id already stored is accepted once (its id is returned again and
 it triggers nothing new); an id repeated across groups of one call belongs to the
-first of them.
+first of them. An event triggers the functions listening to its name when it is
+accepted: one that no function listens to gets no fan-out job.
 """
 
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ _INSERT = """
 INSERT INTO reverb.events (id, name, data, ts)
 SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
 ON CONFLICT (id) DO NOTHING
-RETURNING id
+RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS triggers
 """
 
 
@@ -59,7 +60,7 @@ async def insert_event_groups(
         [event.data for event in events],
         [event.ts or now for event in events],
     )
-    unclaimed = {row["id"] for row in inserted}
+    unclaimed = {row["id"] for row in inserted if row["triggers"]}
     fan_outs = []
     for group, group_ids in zip(groups, ids, strict=True):
         fresh = tuple(dict.fromkeys(event_id for event_id in group_ids if event_id in unclaimed))

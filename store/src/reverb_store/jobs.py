@@ -3,11 +3,19 @@
 The gateway and the worker agree on these; nothing else crosses the queue.
 Jobs are hints that work is due: the state they act on lives in Reverb's own
 tables, so a job that finds nothing to do simply ends.
+
+A worker may also run jobs itself, without pgqueuer's dequeue: jobs it inserts
+already picked (the runs a fan-out creates) or picks by id when they come due
+(its own wake-ups). It keeps their heartbeats fresh; if it dies, pgqueuer hands
+them to another worker exactly as it does a dequeued job.
 """
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -16,6 +24,11 @@ from pgqueuer.queries import Queries
 
 PROCESS_EVENT = "process_event"
 ADVANCE_RUN = "advance_run"
+
+# pgqueuer's queue table (no prefix) and its notification channel; migration 0002
+# notifies the channel only for inserted jobs that are due at once.
+QUEUE_TABLE = "pgqueuer"
+CHANNEL = "ch_pgqueuer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +63,93 @@ class AdvanceRun:
         return cls(body["run_id"], body.get("traceparent"))
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A delayed job, as enqueued: due `delay` after its transaction's start."""
+
+    job_id: int
+    delay: timedelta
+
+
+_scheduled: ContextVar[list[Scheduled] | None] = ContextVar("reverb_scheduled", default=None)
+
+
+@contextlib.contextmanager
+def collect_scheduled() -> Iterator[list[Scheduled]]:
+    """Collect the delayed jobs enqueued by the current task (and tasks it starts) meanwhile.
+
+    A worker uses it around a job's handler, to run the wake-ups it scheduled
+    when they come due (the queue does not notify delayed jobs).
+    """
+    collected: list[Scheduled] = []
+    token = _scheduled.set(collected)
+    try:
+        yield collected
+    finally:
+        _scheduled.reset(token)
+
+
+def _report(job_ids: Sequence[int], delays: Sequence[timedelta | None]) -> None:
+    collected = _scheduled.get()
+    if collected is None:
+        return
+    for job_id, delay in zip(job_ids, delays, strict=True):
+        if delay is not None and delay > timedelta(0):
+            collected.append(Scheduled(job_id, delay))
+
+
 async def enqueue(
     connection: asyncpg.Connection,
     jobs: Sequence[ProcessEvent | AdvanceRun],
     delays: Sequence[timedelta | None] | None = None,
-) -> None:
+) -> list[int]:
     """Enqueue jobs on `connection`, so they commit with the caller's transaction."""
     if not jobs:
-        return
+        return []
     entrypoints = [PROCESS_EVENT if isinstance(job, ProcessEvent) else ADVANCE_RUN for job in jobs]
-    await Queries(AsyncpgDriver(connection)).enqueue(
+    ids = await Queries(AsyncpgDriver(connection)).enqueue(
         entrypoints,
         [job.encode() for job in jobs],
         [0] * len(jobs),
         list(delays) if delays is not None else None,
     )
+    job_ids = [int(job_id) for job_id in ids]
+    if delays is not None:
+        _report(job_ids, delays)
+    return job_ids
+
+
+_TAKE = f"""
+UPDATE {QUEUE_TABLE}
+SET status = 'picked', queue_manager_id = $2, heartbeat = now(), updated = now()
+WHERE id = ANY($1::bigint[]) AND status = 'queued' AND execute_after <= now()
+RETURNING id, entrypoint, payload
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TakenJob:
+    job_id: int
+    entrypoint: str
+    payload: bytes
+
+
+async def take(
+    connection: asyncpg.Connection, job_ids: Sequence[int], queue_manager_id: UUID
+) -> list[TakenJob]:
+    """Pick these jobs for a worker's own use, those still queued and due."""
+    rows = await connection.fetch(_TAKE, list(job_ids), queue_manager_id)
+    return [TakenJob(row["id"], row["entrypoint"], bytes(row["payload"])) for row in rows]
+
+
+_KEEP = f"""
+WITH finished AS (DELETE FROM {QUEUE_TABLE} WHERE id = ANY($2::bigint[]))
+UPDATE {QUEUE_TABLE} SET heartbeat = now() WHERE id = ANY($1::bigint[]) AND status = 'picked'
+"""
+
+
+async def keep(
+    connection: asyncpg.Connection, running: Sequence[int], finished: Sequence[int]
+) -> None:
+    """Refresh the heartbeats of jobs a worker runs itself; delete those it finished."""
+    await connection.execute(_KEEP, list(running), list(finished))

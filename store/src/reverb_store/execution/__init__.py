@@ -1,6 +1,6 @@
 """The queries that drive runs: fan-out, claims, step checkpoints, invokes, finals."""
 
-from reverb_store.execution.fanout import TriggeredRun, create_runs
+from reverb_store.execution.fanout import Driver, TriggeredRun, create_runs
 from reverb_store.execution.hosts import host_addresses
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
 from reverb_store.execution.records import (
@@ -36,6 +36,7 @@ from reverb_store.execution.steps import (
 __all__ = [
     "INVOKED_EVENT",
     "ClaimedRun",
+    "Driver",
     "ErrorRecord",
     "EventRecord",
     "MemoEntry",

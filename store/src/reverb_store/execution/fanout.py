@@ -1,12 +1,31 @@
-"""Fan-out: the runs an event triggers, created once per (function, event)."""
+"""Fan-out: the runs an event triggers, created once per (function, event).
 
-from collections.abc import Sequence
+The worker fanning out may drive some of the new runs itself: those are created
+already claimed (`running`, first invocation) with their `advance_run` job
+inserted as picked by the worker's queue manager, in the same transaction. If
+the worker dies, pgqueuer hands the job on once its heartbeat is stale, and the
+job takes the run over (`runs.job_id` is that job), as with any dequeued job.
+"""
+
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
 from reverb_store import jobs
+from reverb_store.execution.records import ClaimedRun, EventRecord
 from reverb_store.ids import new_id
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """A worker that drives new runs at once, in the name of its queue manager."""
+
+    queue_manager_id: UUID
+    # Told how many runs are about to be created, returns how many of them it drives
+    # (it books room for them; they are the first ones).
+    take: Callable[[int], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +33,14 @@ class TriggeredRun:
     run_id: str
     function_id: str
     event_id: str
+    # Set when the run was created claimed for the driver: its job and its claim.
+    job_id: int | None = None
+    claim: ClaimedRun | None = None
 
 
 _MATCHES = """
-SELECT DISTINCT t.position, e.id AS event_id, f.id AS function_id, f.app_id, f.retries
+SELECT DISTINCT t.position, e.id AS event_id, e.name, e.data::text AS data, e.ts,
+       f.id AS function_id, f.app_id, f.retries
 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
 JOIN reverb.events e ON e.id = t.id
 JOIN reverb.triggers tr ON tr.event_name = e.name
@@ -25,39 +48,87 @@ JOIN reverb.functions f ON f.id = tr.function_id
 ORDER BY t.position, f.id
 """
 
-_INSERT_RUNS = """
-INSERT INTO reverb.runs (id, function_id, app_id, status, event_ids, max_attempts, traceparent)
-SELECT t.id, t.function_id, t.app_id, 'queued', ARRAY[t.event_id], t.max_attempts, $6
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
-     AS t(id, function_id, app_id, event_id, max_attempts)
-ON CONFLICT (function_id, (event_ids[1])) WHERE parent_run_id IS NULL AND cardinality(event_ids) > 0
-DO NOTHING
-RETURNING id, function_id, event_ids[1] AS event_id
+# One statement: the runs (claimed ones `running` with their job's id), then one
+# `advance_run` job per run created (picked for claimed runs, queued for the others).
+_CREATE = f"""
+WITH input AS (
+    SELECT t.*, CASE WHEN t.claimed THEN nextval(pg_get_serial_sequence($9, 'id')) END AS job_id
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[])
+         AS t(id, function_id, app_id, event_id, max_attempts, claimed)
+), created AS (
+    INSERT INTO reverb.runs (id, function_id, app_id, status, event_ids, max_attempts,
+                             traceparent, job_id, invocations, started_at)
+    SELECT id, function_id, app_id, CASE WHEN claimed THEN 'running' ELSE 'queued' END,
+           ARRAY[event_id], max_attempts, $7, job_id, CASE WHEN claimed THEN 1 ELSE 0 END,
+           CASE WHEN claimed THEN now() END
+    FROM input
+    ON CONFLICT (function_id, (event_ids[1]))
+        WHERE parent_run_id IS NULL AND cardinality(event_ids) > 0
+    DO NOTHING
+    RETURNING id, function_id, event_ids[1] AS event_id, job_id
+), queued AS (
+    INSERT INTO {jobs.QUEUE_TABLE}
+        (id, priority, entrypoint, payload, status, queue_manager_id, execute_after, heartbeat)
+    SELECT coalesce(job_id, nextval(pg_get_serial_sequence($9, 'id'))), 0, '{jobs.ADVANCE_RUN}',
+           convert_to(json_build_object('run_id', id, 'traceparent', $7::text)::text, 'UTF8'),
+           CASE WHEN job_id IS NULL THEN 'queued' ELSE 'picked' END::pgqueuer_status,
+           CASE WHEN job_id IS NULL THEN NULL ELSE $8::uuid END, now(), now()
+    FROM created
+)
+SELECT id, function_id, event_id, job_id FROM created
 """
 
 
 async def create_runs(
-    connection: asyncpg.Connection, event_ids: Sequence[str], traceparent: str | None
+    connection: asyncpg.Connection,
+    event_ids: Sequence[str],
+    traceparent: str | None,
+    driver: Driver | None = None,
 ) -> list[TriggeredRun]:
-    """Create one queued run per function listening to each event, and its `advance_run` job.
+    """Create one run per function listening to each event, each with its `advance_run` job.
 
     One transaction. A (function, event) pair that already has a run gets no
-    new one, so a retried fan-out job adds nothing. Returns the runs created.
+    new one, so a retried fan-out job adds nothing. With a `driver`, the runs it
+    takes are created claimed for it (see the module).
+    Returns the runs created.
     """
     async with connection.transaction():
         matches = await connection.fetch(_MATCHES, list(event_ids))
         if not matches:
             return []
+        limit = driver.take(len(matches)) if driver is not None else 0
+        run_ids = [new_id() for _ in matches]
         rows = await connection.fetch(
-            _INSERT_RUNS,
-            [new_id() for _ in matches],
+            _CREATE,
+            run_ids,
             [match["function_id"] for match in matches],
             [match["app_id"] for match in matches],
             [match["event_id"] for match in matches],
             [match["retries"] + 1 for match in matches],
+            [index < limit for index in range(len(matches))],
             traceparent,
+            driver.queue_manager_id if driver is not None else None,
+            jobs.QUEUE_TABLE,
         )
-        created = [TriggeredRun(row["id"], row["function_id"], row["event_id"]) for row in rows]
-        advance = [jobs.AdvanceRun(run.run_id, traceparent) for run in created]
-        await jobs.enqueue(connection, advance)
-        return created
+    by_run = dict(zip(run_ids, matches, strict=True))
+    return [_triggered(row, by_run[row["id"]], traceparent) for row in rows]
+
+
+def _triggered(row: asyncpg.Record, match: asyncpg.Record, traceparent: str | None) -> TriggeredRun:
+    job_id: int | None = row["job_id"]
+    claim = None
+    if job_id is not None:
+        event = EventRecord(match["event_id"], match["name"], match["data"], match["ts"])
+        claim = ClaimedRun(
+            run_id=row["id"],
+            function_id=match["function_id"],
+            app_id=match["app_id"],
+            attempt=0,
+            max_attempts=match["retries"] + 1,
+            invocations=1,
+            traceparent=traceparent,
+            events=(event,),
+            memo=(),
+            retrying_step_attempts=None,
+        )
+    return TriggeredRun(row["id"], row["function_id"], row["event_id"], job_id, claim)

@@ -1,7 +1,10 @@
 """A run's transitions: claim, release, suspend, complete, retry and fail.
 
 Every transition after the claim is guarded by `status = 'running' AND job_id`,
-so only the job that drives a run moves it on.
+so only the job that drives a run moves it on. The transition that ends a job's
+work deletes the job's row in the same statement: the job is done once it
+commits (a worker running jobs itself needs no other step; pgqueuer's own
+completion of a dequeued job then finds nothing left to do).
 """
 
 from collections.abc import Sequence
@@ -14,6 +17,10 @@ from reverb_store import jobs
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
 from reverb_store.execution.steps import load_memo, resolve_due, retrying_attempts
+from reverb_store.jobs import QUEUE_TABLE
+
+# Prefixed to a transition's UPDATE ($2 is the job): the job's row goes with it.
+_ENDING = f"WITH ended AS (DELETE FROM {QUEUE_TABLE} WHERE id = $2) "
 
 _CLAIM = """
 UPDATE reverb.runs
@@ -77,7 +84,7 @@ async def release_run(
     """
     async with connection.transaction():
         traceparent = await connection.fetchval(
-            "UPDATE reverb.runs SET status = 'queued', job_id = NULL,"
+            _ENDING + "UPDATE reverb.runs SET status = 'queued', job_id = NULL,"
             " invocations = invocations - $3::int, updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
             " RETURNING coalesce(traceparent, '')",
@@ -145,8 +152,10 @@ async def suspend_run(
         else:
             outcome, status = "waiting", "waiting"
         await connection.execute(
-            "UPDATE reverb.runs SET status = $2, job_id = NULL, updated_at = now() WHERE id = $1",
+            _ENDING + "UPDATE reverb.runs SET status = $3, job_id = NULL, updated_at = now()"
+            " WHERE id = $1",
             run_id,
+            job_id,
             status,
         )
         await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay])
@@ -159,7 +168,8 @@ async def complete_run(
     """Store the run's result; a parent waiting on it gets it. False if not driven by this job."""
     async with connection.transaction():
         row = await connection.fetchrow(
-            "UPDATE reverb.runs SET status = 'completed', output = $3::jsonb, error = NULL,"
+            _ENDING
+            + "UPDATE reverb.runs SET status = 'completed', output = $3::jsonb, error = NULL,"
             " job_id = NULL, ended_at = now(), updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
             " RETURNING parent_run_id, parent_step_id",
@@ -186,7 +196,8 @@ async def retry_run(
     """Queue the function's next attempt after `delay`. False if not driven by this job."""
     async with connection.transaction():
         traceparent = await connection.fetchval(
-            "UPDATE reverb.runs SET status = 'queued', attempt = attempt + 1, job_id = NULL,"
+            _ENDING
+            + "UPDATE reverb.runs SET status = 'queued', attempt = attempt + 1, job_id = NULL,"
             " error = $3::jsonb, updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
             " RETURNING coalesce(traceparent, '')",
@@ -206,7 +217,7 @@ async def fail_run(
     """Fail the run for good; a parent waiting on it sees the error. False if not ours."""
     async with connection.transaction():
         row = await connection.fetchrow(
-            "UPDATE reverb.runs SET status = 'failed', error = $3::jsonb, job_id = NULL,"
+            _ENDING + "UPDATE reverb.runs SET status = 'failed', error = $3::jsonb, job_id = NULL,"
             " ended_at = now(), updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
             " RETURNING parent_run_id, parent_step_id",

@@ -1,0 +1,87 @@
+"""How runs reach a worker: a fan-out drives the runs it has room for itself, and a worker
+wakes the runs it put to sleep without polling. A real host, worker and PostgreSQL."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import orjson
+import pytest
+
+from reverb_function_host import Host, HostSettings
+from reverb_function_host import start as start_host
+from reverb_queue_worker import start as start_worker
+from tests.e2e.processes import eventually
+from tests.integration.test_worker_runs import Mesh, app, register, worker_settings
+
+
+@pytest.fixture(scope="module")
+async def host() -> AsyncIterator[Host]:
+    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture
+async def registered(connection: asyncpg.Connection, host: Host) -> asyncpg.Connection:
+    await register(connection, app, f"127.0.0.1:{host.port}")
+    return connection
+
+
+async def test_a_fan_out_starts_the_runs_it_creates_in_the_same_transaction(
+    database_url: str, registered: asyncpg.Connection, host: Host
+) -> None:
+    worker = await start_worker(worker_settings(database_url))
+    mesh = Mesh(registered, worker, host)
+
+    async def queue_empty() -> bool:
+        left: int = await registered.fetchval("SELECT count(*) FROM pgqueuer")
+        return left == 0
+
+    try:
+        event_id = await mesh.send("test.three", {"n": 1})
+        run = await mesh.finished(event_id, "three-steps")
+        await eventually(queue_empty, what="the jobs to be gone")
+    finally:
+        await worker.stop()
+    assert (run["status"], orjson.loads(run["output"])) == ("completed", 6)
+    # Claimed in the transaction that created it: no trip through the queue.
+    assert run["started_at"] == run["created_at"]
+    assert run["invocations"] == 1
+
+
+async def test_a_fan_out_wider_than_the_worker_runs_the_rest_through_the_queue(
+    database_url: str, registered: asyncpg.Connection, host: Host
+) -> None:
+    # Room for two jobs: the fan-out job itself and one run; the other run is queued.
+    settings = worker_settings(database_url).model_copy(update={"worker_concurrency": 2})
+    worker = await start_worker(settings)
+    mesh = Mesh(registered, worker, host)
+    try:
+        event_id = await mesh.send("test.fan-out", {"n": 4})
+        a = await mesh.finished(event_id, "fan-a")
+        b = await mesh.finished(event_id, "fan-b")
+    finally:
+        await worker.stop()
+    assert [orjson.loads(run["output"]) for run in (a, b)] == ["a got 4", "b got 4"]
+    started_at_creation = [run["started_at"] == run["created_at"] for run in (a, b)]
+    assert sorted(started_at_creation) == [False, True]
+
+
+async def test_a_worker_wakes_the_runs_it_put_to_sleep_without_polling(
+    database_url: str, registered: asyncpg.Connection, host: Host
+) -> None:
+    # No poll would come within the test's time: only the worker's own timer can wake the run.
+    hour = timedelta(hours=1)
+    settings = worker_settings(database_url).model_copy(
+        update={"worker_poll_interval": hour, "worker_heartbeat_timeout": hour}
+    )
+    worker = await start_worker(settings)
+    mesh = Mesh(registered, worker, host)
+    try:
+        event_id = await mesh.send("test.naps", {})
+        run = await mesh.finished(event_id, "naps", within=20)
+    finally:
+        await worker.stop()
+    assert (run["status"], orjson.loads(run["output"])) == ("completed", "before-after")
+    assert run["invocations"] == 2
