@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import reverb
@@ -36,7 +37,8 @@ Write = Callable[[function_host_pb2.SessionResponse], Awaitable[None]]
 @dataclass(slots=True)
 class _Running:
     execution: Execution
-    span: trace.Span
+    # The invocation's span, when spans are exported.
+    span: trace.Span | None
 
 
 class Session:
@@ -97,35 +99,43 @@ class Session:
             problem = f"app {self._app.id!r} has no function {invocation.function_id!r}"
             self._emit(invocation_id, _host_error(problem))
             return
-        span = tracer.start_span(
-            f"invoke {invocation.function_id}",
-            context=context_from_traceparent(begin.traceparent),
-            kind=trace.SpanKind.SERVER,
-            attributes={
-                "reverb.run_id": invocation.run_id,
-                "reverb.function_id": invocation.function_id,
-                "reverb.attempt": invocation.attempt,
-            },
-        )
-        # A span per step only when spans are exported: without an exporter it would cost
-        # more than the rest of the step's engine work, and the invocation's span already
-        # carries the trace context into the function.
+        parent = context_from_traceparent(begin.traceparent)
+        span: trace.Span | None = None
+        step_scope = None
+        if spans_exported():
+            span = tracer.start_span(
+                f"invoke {invocation.function_id}",
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes={
+                    "reverb.run_id": invocation.run_id,
+                    "reverb.function_id": invocation.function_id,
+                    "reverb.attempt": invocation.attempt,
+                },
+            )
+            parent = trace.set_span_in_context(span, parent)
+            step_scope = _step_span
+        # Without an exporter no span is made (one per step would cost more than the rest
+        # of the step's engine work); the function still runs in the caller's trace.
         execution = Execution(
             definition,
             invocation,
-            step_scope=_step_span if spans_exported() else None,
+            step_scope=step_scope,
             sink=functools.partial(self._emit, invocation_id),
         )
         self._running[invocation_id] = _Running(execution, span)
-        with trace.use_span(span, end_on_exit=False):
+        token = otel_context.attach(parent)
+        try:
             execution.start()
+        finally:
+            otel_context.detach(token)
 
     def _emit(self, invocation_id: int, message: Message) -> None:
         """Queue a frame for the writer; a final message ends its invocation."""
         self._outbox.append((invocation_id, message))
         if not isinstance(message, Report):
             ended = self._running.pop(invocation_id, None)
-            if ended is not None:
+            if ended is not None and ended.span is not None:
                 _record_end(ended.span, message)
         wake = self._wake
         if wake is not None and not wake.done():
@@ -143,8 +153,9 @@ class Session:
         task = asyncio.create_task(running.execution.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        running.span.set_attribute("reverb.outcome", "Abandoned")
-        running.span.end()
+        if running.span is not None:
+            running.span.set_attribute("reverb.outcome", "Abandoned")
+            running.span.end()
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from types import FunctionType
 from typing import Any, Protocol, cast
 
 from reverb import _json
@@ -152,12 +153,20 @@ def _replay(memo: MemoizedStep) -> Any:
 
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         return await fn(*args, **kwargs)
     result = await asyncio.to_thread(fn, *args, **kwargs)
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    # A plain `async def` is recognised from its code flags (several times cheaper than
+    # inspect, which also unwraps methods and partials: the fallback).
+    if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
 
 
 def _reported_error(operation: StepOperation) -> ErrorInfo:

@@ -46,7 +46,32 @@ def context_from_traceparent(traceparent: str | None) -> context.Context:
     """A context whose parent span is the one `traceparent` names (empty when None)."""
     if not traceparent:
         return context.Context()
-    return _propagator.extract({"traceparent": traceparent})
+    span_context = _version_00(traceparent)
+    if span_context is None:
+        return _propagator.extract({"traceparent": traceparent})
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _version_00(traceparent: str) -> trace.SpanContext | None:
+    """The span context of a well-formed version-00 traceparent, parsed without the
+    propagator's regular expression (a host reads one per invocation); None otherwise."""
+    if len(traceparent) != 55 or not traceparent.startswith("00-"):
+        return None
+    version, trace_id, span_id, flags = traceparent.split("-", 3)
+    if len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
+        return None
+    if not _HEX.issuperset(trace_id + span_id + flags):
+        return None
+    span_context = trace.SpanContext(
+        trace_id=int(trace_id, 16),
+        span_id=int(span_id, 16),
+        is_remote=True,
+        trace_flags=trace.TraceFlags(int(flags, 16)),
+    )
+    return span_context if span_context.is_valid else None
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def grpc_metadata() -> tuple[tuple[str, str], ...]:

@@ -180,24 +180,25 @@ async def step_state(connection: asyncpg.Connection, run_id: str, step_id: str) 
     return _state(row)
 
 
-_RESOLVE_SLEEPS = """
-UPDATE reverb.steps
-SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
-WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
-"""
-
-_TIME_OUT_INVOKES = """
+# One statement (one round trip): sleeps that are due complete, invokes past their
+# timeout fail. The two touch disjoint rows (status sleeping vs waiting).
+_RESOLVE_DUE = """
+WITH slept AS (
+    UPDATE reverb.steps
+    SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
+    WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
+)
 UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, ended_at = now()
 WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
 """
 
 _INVOKE_TIMEOUT = ErrorRecord("InvokeTimeout", "the invoked function did not finish in time")
+_INVOKE_TIMEOUT_JSON = _INVOKE_TIMEOUT.to_json()
 
 
 async def resolve_due(connection: asyncpg.Connection, run_id: str) -> None:
     """Finish the waits whose time came: sleeps complete, invokes past their timeout fail."""
-    await connection.execute(_RESOLVE_SLEEPS, run_id)
-    await connection.execute(_TIME_OUT_INVOKES, run_id, _INVOKE_TIMEOUT.to_json())
+    await connection.execute(_RESOLVE_DUE, run_id, _INVOKE_TIMEOUT_JSON)
 
 
 _STEP_FAILED = ErrorRecord("StepError", "the step failed")
