@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 pb = function_host_pb2
 KEY = "test-signing-key"
 DESCRIBE = "/reverb.v1.FunctionHost/Describe"
-SESSION = "/reverb.v1.FunctionHost/Session"
+SESSION = "/reverb.v1.FunctionHost/Invoke"
 
 app = reverb.App("server-tests")
 
@@ -104,10 +104,10 @@ async def test_a_call_without_a_valid_signature_is_unauthenticated(
 
 
 async def test_an_unsigned_session_is_unauthenticated(channel: aio.Channel) -> None:
-    call = function_host(channel).Session()
+    call = function_host(channel).Invoke()
     start = pb.WorkerFrame(invocation_id=1, start=pb.Start(run_id="r", function_id="greet"))
     with pytest.raises(aio.AioRpcError) as raised:
-        await call.write(pb.SessionRequest(frames=[start]))
+        await call.write(pb.InvokeRequest(frames=[start]))
         await call.read()
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -189,20 +189,20 @@ async def test_an_invocation_and_its_steps_join_the_callers_trace(
 ) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
-    call = function_host(channel).Session(metadata=signed(SESSION))
+    call = function_host(channel).Invoke(metadata=signed(SESSION))
     start = pb.Start(
         run_id="run-7",
         function_id="greet",
         events=[common_pb2.Event(id="e", name="user.created", data=b'{"name": "Ada"}')],
         traceparent=traceparent,
     )
-    await call.write(pb.SessionRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
+    await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
     report = await call.read()
-    assert isinstance(report, pb.SessionResponse)
+    assert isinstance(report, pb.InvokeResponse)
     ack = pb.Ack(step_id="say-hello", result=pb.ACK_RESULT_CONTINUE)
-    await call.write(pb.SessionRequest(frames=[pb.WorkerFrame(invocation_id=1, ack=ack)]))
+    await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, ack=ack)]))
     final = await call.read()
-    assert isinstance(final, pb.SessionResponse)
+    assert isinstance(final, pb.InvokeResponse)
     assert final.frames[0].completed.output == b'"hello Ada"'
     await call.done_writing()
     async with asyncio.timeout(5):

@@ -158,11 +158,11 @@ def ack(step_id: str, result: int, output: bytes = b"", **error: str) -> pb.Ack:
     return message
 
 
-AckPolicy = Callable[[pb.StepReport], pb.Ack]
-SessionCall = aio.StreamStreamCall[pb.SessionRequest, pb.SessionResponse]
+AckPolicy = Callable[[pb.StepResult], pb.Ack]
+SessionCall = aio.StreamStreamCall[pb.InvokeRequest, pb.InvokeResponse]
 
 
-def continue_all(report: pb.StepReport) -> pb.Ack:
+def continue_all(report: pb.StepResult) -> pb.Ack:
     return ack(report.step_id, CONTINUE)
 
 
@@ -174,7 +174,7 @@ class Session:
         self.received: dict[int, list[pb.HostFrame]] = {}
 
     async def send(self, *frames: pb.WorkerFrame) -> None:
-        await self.call.write(pb.SessionRequest(frames=frames))
+        await self.call.write(pb.InvokeRequest(frames=frames))
 
     async def start(self, invocation_id: int, message: pb.Start) -> None:
         await self.send(pb.WorkerFrame(invocation_id=invocation_id, start=message))
@@ -186,17 +186,17 @@ class Session:
         """The next frame about `invocation_id`, reading the stream as needed."""
         while not self.received.get(invocation_id):
             response = await self.call.read()
-            assert isinstance(response, pb.SessionResponse), response
+            assert isinstance(response, pb.InvokeResponse), response
             for frame in response.frames:
                 self.received.setdefault(frame.invocation_id, []).append(frame)
         return self.received[invocation_id].pop(0)
 
     async def run(
         self, invocation_id: int, message: pb.Start, policy: AckPolicy = continue_all
-    ) -> tuple[list[pb.StepReport], pb.HostFrame]:
+    ) -> tuple[list[pb.StepResult], pb.HostFrame]:
         """Run one invocation to its final frame, acking every report with `policy`."""
         await self.start(invocation_id, message)
-        reports: list[pb.StepReport] = []
+        reports: list[pb.StepResult] = []
         while True:
             frame = await self.next(invocation_id)
             if frame.WhichOneof("message") != "step":
@@ -207,10 +207,10 @@ class Session:
 
 async def invoke(
     stub: Stub, message: pb.Start, policy: AckPolicy = continue_all
-) -> tuple[list[pb.StepReport], pb.HostFrame]:
+) -> tuple[list[pb.StepResult], pb.HostFrame]:
     """Run one invocation on a session of its own."""
     async with asyncio.timeout(10):
-        session = Session(stub.Session())
+        session = Session(stub.Invoke())
         result = await session.run(1, message, policy)
         await session.call.done_writing()
         return result
@@ -237,7 +237,7 @@ async def test_three_steps_complete_in_one_invocation(
 async def test_code_after_a_step_waits_for_its_ack(
     stub: Stub,
 ) -> None:
-    session = Session(stub.Session())
+    session = Session(stub.Invoke())
     await session.start(1, start("three-steps", {"n": 1}))
     first = await session.next(1)
     assert first.step.step_id == "double"
@@ -264,7 +264,7 @@ async def test_memoized_steps_are_not_run_again(
 async def test_a_failed_step_raises_step_error_that_the_function_can_catch(
     stub: Stub,
 ) -> None:
-    def fail_for_good(report: pb.StepReport) -> pb.Ack:
+    def fail_for_good(report: pb.StepResult) -> pb.Ack:
         error = report.failure.error
         return ack(report.step_id, FAILED, type=error.type, message=error.message)
 
@@ -346,7 +346,7 @@ async def test_parallel_steps_report_before_either_is_acked(
     stub: Stub,
 ) -> None:
     async with asyncio.timeout(10):
-        session = Session(stub.Session())
+        session = Session(stub.Invoke())
         await session.start(1, start("parallel"))
         first, second = await session.next(1), await session.next(1)
         assert {first.step.step_id, second.step.step_id} == {"a", "b"}
@@ -388,7 +388,7 @@ async def test_retry_after_error_carries_its_delay(
 async def test_a_step_output_that_is_not_json_fails_the_step_for_good(
     stub: Stub,
 ) -> None:
-    def fail_for_good(report: pb.StepReport) -> pb.Ack:
+    def fail_for_good(report: pb.StepResult) -> pb.Ack:
         error = report.failure.error
         return ack(report.step_id, FAILED, type=error.type, message=error.message)
 
@@ -424,14 +424,14 @@ async def test_an_ack_for_no_reported_step_fails_the_invocation_as_a_host_error(
 
 async def test_invocations_share_a_session_and_its_messages(stub: Stub) -> None:
     async with asyncio.timeout(10):
-        session = Session(stub.Session())
+        session = Session(stub.Invoke())
         await session.send(
             *(pb.WorkerFrame(invocation_id=n, start=start("three-steps", {"n": n})) for n in (1, 2))
         )
         finals: dict[int, object] = {}
         while len(finals) < 2:
             response = await session.call.read()
-            assert isinstance(response, pb.SessionResponse)
+            assert isinstance(response, pb.InvokeResponse)
             acks = []
             for frame in response.frames:
                 if frame.WhichOneof("message") == "step":
@@ -458,7 +458,7 @@ async def test_a_cancelled_invocation_is_abandoned_and_the_session_goes_on(
     started.clear()
     abandoned.clear()
     async with asyncio.timeout(10):
-        session = Session(stub.Session())
+        session = Session(stub.Invoke())
         await session.start(1, start("blocks"))
         await started.wait()
         await session.send(pb.WorkerFrame(invocation_id=1, cancel=pb.Cancel()))
@@ -476,7 +476,7 @@ async def test_a_disconnected_worker_abandons_the_function(
 ) -> None:
     started.clear()
     abandoned.clear()
-    session = Session(stub.Session())
+    session = Session(stub.Invoke())
     await session.start(1, start("blocks"))
     async with asyncio.timeout(5):
         await started.wait()

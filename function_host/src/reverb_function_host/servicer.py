@@ -25,9 +25,9 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     ) -> function_host_pb2.DescribeResponse:
         return wire.describe_response(self._app)
 
-    async def Session(  # type: ignore[override]
+    async def Invoke(  # type: ignore[override]
         self, request_iterator: Any, context: Context
     ) -> None:
-        requests: AsyncIterator[function_host_pb2.SessionRequest] = aiter(request_iterator)
+        requests: AsyncIterator[function_host_pb2.InvokeRequest] = aiter(request_iterator)
         session = Session(self._app, context.write, self._max_message_bytes)
         await session.serve(requests)

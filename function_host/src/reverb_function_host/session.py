@@ -31,7 +31,7 @@ log = structlog.get_logger("reverb.function_host")
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
 
-Write = Callable[[function_host_pb2.SessionResponse], Awaitable[None]]
+Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -53,7 +53,7 @@ class Session:
         self._wake: asyncio.Future[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def serve(self, requests: AsyncIterator[function_host_pb2.SessionRequest]) -> None:
+    async def serve(self, requests: AsyncIterator[function_host_pb2.InvokeRequest]) -> None:
         """Handle the worker's frames until it ends the session; then abandon what is left."""
         writer = asyncio.create_task(self._write_loop(), name="reverb-session-writer")
         try:

@@ -52,8 +52,8 @@ class Cancel:
 WorkerMessage = Begin | Ack | Cancel | WireError
 
 
-def worker_frames(request: function_host_pb2.SessionRequest) -> list[tuple[int, WorkerMessage]]:
-    """The (invocation id, message) pairs a SessionRequest carries, in order."""
+def worker_frames(request: function_host_pb2.InvokeRequest) -> list[tuple[int, WorkerMessage]]:
+    """The (invocation id, message) pairs a InvokeRequest carries, in order."""
     return [(frame.invocation_id, _worker_message(frame)) for frame in request.frames]
 
 
@@ -99,11 +99,11 @@ def _ack(message: function_host_pb2.Ack) -> Ack:
 
 def session_responses(
     frames: Sequence[tuple[int, Message]], limit: int, max_frame: int
-) -> list[function_host_pb2.SessionResponse]:
+) -> list[function_host_pb2.InvokeResponse]:
     """`frames` in as few responses as fit in about `limit` bytes each (a bigger frame goes
     alone). A JSON payload larger than `max_frame` bytes, which the worker could not take,
     is sent as a non-retriable failure instead."""
-    responses = [function_host_pb2.SessionResponse()]
+    responses = [function_host_pb2.InvokeResponse()]
     size = 0
     for invocation_id, message in frames:
         payload = _payload_size(message)
@@ -112,7 +112,7 @@ def session_responses(
             payload = 0
         frame_size = payload + 96
         if size and size + frame_size > limit:
-            responses.append(function_host_pb2.SessionResponse())
+            responses.append(function_host_pb2.InvokeResponse())
             size = 0
         size += frame_size
         frame = responses[-1].frames.add()
@@ -217,7 +217,7 @@ def _memoized(step: function_host_pb2.MemoizedStep) -> MemoizedStep:
     return MemoizedStep(step.step_id, output=step.output or None)
 
 
-def _step_report(report: StepReport, message: function_host_pb2.StepReport) -> None:
+def _step_report(report: StepReport, message: function_host_pb2.StepResult) -> None:
     message.step_id = report.step_id
     message.name = report.name
     _set_timestamp(message.started_at, report.started_at)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
 
-SESSION_METHOD = "/reverb.v1.FunctionHost/Session"
+SESSION_METHOD = "/reverb.v1.FunctionHost/Invoke"
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,15 +119,15 @@ def _size(message: protocol.WorkerMessage) -> int:
 
 def session_requests(
     frames: Sequence[tuple[int, protocol.WorkerMessage]], limit: int
-) -> list[function_host_pb2.SessionRequest]:
+) -> list[function_host_pb2.InvokeRequest]:
     """`frames` in as few requests as fit in about `limit` bytes each (a bigger frame goes
     alone)."""
-    requests = [function_host_pb2.SessionRequest()]
+    requests = [function_host_pb2.InvokeRequest()]
     size = 0
     for invocation_id, message in frames:
         frame_size = _size(message)
         if size and size + frame_size > limit:
-            requests.append(function_host_pb2.SessionRequest())
+            requests.append(function_host_pb2.InvokeRequest())
             size = 0
         size += frame_size
         frame = requests[-1].frames.add()
@@ -141,7 +141,7 @@ def session_requests(
     return requests
 
 
-def _optional_time(message: function_host_pb2.StepReport, field: str) -> datetime | None:
+def _optional_time(message: function_host_pb2.StepResult, field: str) -> datetime | None:
     if not message.HasField(field):  # type: ignore[arg-type]
         return None
     value: Timestamp = getattr(message, field)
@@ -157,7 +157,7 @@ def _event_input(event: function_host_pb2.EventInput) -> NewEvent:
     )
 
 
-def _operation(report: function_host_pb2.StepReport) -> protocol.StepOperation:
+def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
     kind = report.WhichOneof("op")
     if kind == "output":
         return protocol.Output(_json(report.output))
@@ -191,9 +191,9 @@ def _operation(report: function_host_pb2.StepReport) -> protocol.StepOperation:
 
 
 def host_frames(
-    response: function_host_pb2.SessionResponse,
+    response: function_host_pb2.InvokeResponse,
 ) -> list[tuple[int, protocol.HostMessage]]:
-    """The (invocation id, message) pairs a SessionResponse carries, in order."""
+    """The (invocation id, message) pairs a InvokeResponse carries, in order."""
     return [(frame.invocation_id, _host_message(frame)) for frame in response.frames]
 
 
@@ -241,12 +241,12 @@ class SessionStream:
     def __init__(
         self,
         call: grpc.aio.StreamStreamCall[
-            function_host_pb2.SessionRequest, function_host_pb2.SessionResponse
+            function_host_pb2.InvokeRequest, function_host_pb2.InvokeResponse
         ],
     ) -> None:
         self._call = call
 
-    async def write(self, request: function_host_pb2.SessionRequest) -> None:
+    async def write(self, request: function_host_pb2.InvokeRequest) -> None:
         try:
             await self._call.write(request)
         except grpc.aio.AioRpcError as error:
@@ -270,7 +270,7 @@ class SessionStream:
             raise
         if response is grpc.aio.EOF:
             return None
-        assert isinstance(response, function_host_pb2.SessionResponse)
+        assert isinstance(response, function_host_pb2.InvokeResponse)
         return host_frames(response)
 
     def cancel(self) -> None:
@@ -290,4 +290,4 @@ class SessionStream:
 def open_session(channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> SessionStream:
     """Start a Session call on `channel` (nothing is sent until the first write)."""
     stub = function_host_pb2_grpc.FunctionHostStub(channel)
-    return SessionStream(stub.Session(metadata=tuple(metadata)))
+    return SessionStream(stub.Invoke(metadata=tuple(metadata)))

@@ -39,10 +39,10 @@ class FunctionHostStub:
                 request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeResponse.FromString,
                 _registered_method=True)
-        self.Session = channel.stream_stream(
-                '/reverb.v1.FunctionHost/Session',
-                request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.SerializeToString,
-                response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.FromString,
+        self.Invoke = channel.stream_stream(
+                '/reverb.v1.FunctionHost/Invoke',
+                request_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.FromString,
                 _registered_method=True)
 
 
@@ -56,10 +56,11 @@ class FunctionHostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Session(self, request_iterator, context):
-        """Session carries every invocation a worker runs on this host, many at once, over
-        one long-lived stream. Each message is a batch of frames; each frame is about one
-        invocation, named by an id the worker chose (unique within the session):
+    def Invoke(self, request_iterator, context):
+        """Invoke carries every invocation a worker runs on this host, many at once, over
+        one long-lived stream (a host may also see one stream per invocation: each
+        stream is independent). Each message is a batch of frames; each frame is about one
+        invocation, named by an id the worker chose (unique within the stream):
 
         worker → host   WorkerFrame{start}        (run a function: the invocation begins)
         host → worker   HostFrame{step}           (a step finished or must wait)
@@ -72,7 +73,7 @@ class FunctionHostServicer:
         gets its own Ack. Frames of one invocation keep their order; frames of different
         invocations share messages, so one message may carry the acks of many runs.
         A `cancel` frame abandons one invocation (the host sends nothing more for it); the
-        end of the session abandons all of its invocations. The worker replays an
+        end of the stream abandons all of its invocations. The worker replays an
         abandoned invocation later from the committed memo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -87,10 +88,10 @@ def add_FunctionHostServicer_to_server(servicer, server):
                     request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.DescribeResponse.SerializeToString,
             ),
-            'Session': grpc.stream_stream_rpc_method_handler(
-                    servicer.Session,
-                    request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.FromString,
-                    response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.SerializeToString,
+            'Invoke': grpc.stream_stream_rpc_method_handler(
+                    servicer.Invoke,
+                    request_deserializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,7 +132,7 @@ class FunctionHost:
             _registered_method=True)
 
     @staticmethod
-    def Session(request_iterator,
+    def Invoke(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -144,9 +145,9 @@ class FunctionHost:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/reverb.v1.FunctionHost/Session',
-            reverb__contracts_dot_v1_dot_function__host__pb2.SessionRequest.SerializeToString,
-            reverb__contracts_dot_v1_dot_function__host__pb2.SessionResponse.FromString,
+            '/reverb.v1.FunctionHost/Invoke',
+            reverb__contracts_dot_v1_dot_function__host__pb2.InvokeRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_function__host__pb2.InvokeResponse.FromString,
             options,
             channel_credentials,
             insecure,
