@@ -90,7 +90,7 @@ Global___DescribeResponse: _TypeAlias = DescribeResponse  # noqa: Y015
 
 @_typing.final
 class InvokeRequest(_message.Message):
-    """Worker → host: frames for any of the session's invocations, in order."""
+    """Worker → host: frames for any of the stream's invocations, in order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -166,7 +166,7 @@ Global___Cancel: _TypeAlias = Cancel  # noqa: Y015
 
 @_typing.final
 class InvokeResponse(_message.Message):
-    """Host → worker: frames for any of the session's invocations, in order."""
+    """Host → worker: frames for any of the stream's invocations, in order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
