@@ -86,7 +86,7 @@ WHERE run.function_id = ANY($1::text[]) AND run.id >= $2
 HOPS = (
     "p50 hop: send→event stored",
     "p50 hop: event→run created (fan-out job)",
-    "p50 hop: run created→claimed (advance job)",
+    "p50 hop: run created→claimed",
     "p50 hop: claimed→step started (Invoke)",
 )
 
