@@ -1,10 +1,26 @@
-"""Connections from the worker's pool, typed as the store's queries expect them."""
+"""The worker's connection pool, and connections from it typed as the store's queries expect."""
 
 import contextlib
 from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncpg
+
+
+async def open_pool(database_url: str, size: int) -> asyncpg.Pool:
+    """A pool with all its connections open: none is opened (TLS negotiation, type
+    introspection) while a run waits for it."""
+    return await asyncpg.create_pool(
+        database_url, min_size=size, max_size=size, reset=_release_as_is
+    )
+
+
+async def _release_as_is(connection: asyncpg.Connection) -> None:
+    """Release a connection without asyncpg's reset query (a round trip per release): the
+    worker leaves no session state on pooled connections (no LISTEN, SET, advisory lock or
+    cursor). A transaction a cancelled task left open is rolled back."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 @contextlib.asynccontextmanager

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import structlog
-from opentelemetry import trace
 from pgqueuer.errors import RetryRequested
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
@@ -12,13 +11,12 @@ from reverb_queue_worker.finals import finish
 from reverb_queue_worker.hosts import HostUnreachable
 from reverb_queue_worker.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
+from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun
 from reverb_store.jobs import AdvanceRun
-from reverb_telemetry import context_from_traceparent, current_traceparent
 
 _log = structlog.get_logger("reverb.queue_worker")
-_tracer = trace.get_tracer("reverb.queue_worker")
 
 
 async def advance_run(
@@ -31,10 +29,7 @@ async def advance_run(
     When no host can be reached, or the stream breaks, the run is released with
     a new `advance_run` job after a growing delay (no function attempt counted).
     """
-    parent = context_from_traceparent(job.traceparent)
-    with _tracer.start_as_current_span(
-        "advance_run", context=parent, attributes={"reverb.run_id": job.run_id}
-    ) as span:
+    with job_span("advance_run", job.traceparent, {"reverb.run_id": job.run_id}) as span:
         if claim is None:
             async with acquire(services.pool) as connection:
                 claim = await execution.claim_run(connection, job.run_id, job_id)
@@ -79,7 +74,7 @@ async def _drive(
     job_id: int,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
-    invocation = Invocation(services, claim, current_traceparent() or claim.traceparent)
+    invocation = Invocation(services, claim, traceparent_within(claim.traceparent))
     end = await invocation.run()
     await finish(services, claim, job_id, end, log)
 

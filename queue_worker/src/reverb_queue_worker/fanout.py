@@ -5,19 +5,17 @@ The runs this worker has room for are created claimed for it and driven at once
 """
 
 import structlog
-from opentelemetry import trace
 
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.driver import advance_run
 from reverb_queue_worker.handling import guarded
 from reverb_queue_worker.services import Services
+from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, Driver
 from reverb_store.jobs import AdvanceRun, ProcessEvent
-from reverb_telemetry import context_from_traceparent, current_traceparent
 
 _log = structlog.get_logger("reverb.queue_worker")
-_tracer = trace.get_tracer("reverb.queue_worker")
 
 
 async def process_event(services: Services, job: ProcessEvent) -> None:
@@ -30,12 +28,8 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
         booked = own_jobs.reserve(runs)
         return booked
 
-    with _tracer.start_as_current_span(
-        "process_event",
-        context=context_from_traceparent(job.traceparent),
-        attributes={"reverb.event_ids": list(job.event_ids)},
-    ):
-        traceparent = current_traceparent() or job.traceparent
+    with job_span("process_event", job.traceparent, {"reverb.event_ids": list(job.event_ids)}):
+        traceparent = traceparent_within(job.traceparent)
         queue_manager_id = own_jobs.queue_manager_id
         driver = Driver(queue_manager_id, book) if queue_manager_id is not None else None
         try:

@@ -8,6 +8,7 @@ fan-outs create and wake-ups it scheduled are run here directly (`own_jobs`).
 
 import asyncio
 import contextlib
+import importlib
 import signal
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from pgqueuer.queries import Queries
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_queue_worker.database import open_pool
 from reverb_queue_worker.entrypoints import handle, register
 from reverb_queue_worker.hosts import HostChannels
 from reverb_queue_worker.own_jobs import OwnJobs
@@ -141,9 +143,9 @@ async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
 
 async def start(settings: WorkerSettings) -> Worker:
     """Connect, check the queue's schema, and start consuming jobs."""
-    pool = await asyncpg.create_pool(
-        settings.database_url, min_size=1, max_size=settings.database_pool_size
-    )
+    # pgqueuer's first job would import anyio's asyncio backend (tens of ms): do it now.
+    importlib.import_module("anyio._backends._asyncio")
+    pool = await open_pool(settings.database_url, settings.database_pool_size)
     try:
         queue_connection = await _connect(settings)
         try:

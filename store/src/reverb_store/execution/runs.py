@@ -23,18 +23,19 @@ from reverb_store.jobs import QUEUE_TABLE
 _ENDING = f"WITH ended AS (DELETE FROM {QUEUE_TABLE} WHERE id = $2) "
 
 _CLAIM = """
-UPDATE reverb.runs
-SET status = 'running', job_id = $2, invocations = invocations + 1,
-    started_at = coalesce(started_at, now()), updated_at = now()
-WHERE id = $1
-  AND (status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))
-RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
-"""
-
-_EVENTS = """
-SELECT e.id, e.name, e.data::text AS data, e.ts
-FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
-JOIN reverb.events e ON e.id = t.id
+WITH claimed AS (
+    UPDATE reverb.runs
+    SET status = 'running', job_id = $2, invocations = invocations + 1,
+        started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE id = $1
+      AND (status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))
+    RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
+)
+SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
+       e.id AS event_id, e.name, e.data::text AS data, e.ts
+FROM claimed c
+LEFT JOIN LATERAL unnest(c.event_ids) WITH ORDINALITY AS t(id, position) ON true
+LEFT JOIN reverb.events e ON e.id = t.id
 ORDER BY t.position
 """
 
@@ -42,30 +43,32 @@ ORDER BY t.position
 async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) -> ClaimedRun | None:
     """Take the run for this job and read what its invocation starts from; None if not claimable.
 
-    In the same transaction, sleeps that are due complete and invokes past their
-    timeout fail, so the memo includes them.
+    Then sleeps that are due complete and invokes past their timeout fail, so the
+    memo includes them. No transaction spans these statements: should the worker
+    die after the claim, the job that takes the run over (the same job) claims it
+    again and resolves what is due then.
     """
-    async with connection.transaction():
-        row = await connection.fetchrow(_CLAIM, run_id, job_id)
-        if row is None:
-            return None
-        await resolve_due(connection, run_id)
-        events = await connection.fetch(_EVENTS, row["event_ids"])
-        return ClaimedRun(
-            run_id=run_id,
-            function_id=row["function_id"],
-            app_id=row["app_id"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            invocations=row["invocations"],
-            traceparent=row["traceparent"],
-            events=tuple(
-                EventRecord(event["id"], event["name"], event["data"], event["ts"])
-                for event in events
-            ),
-            memo=await load_memo(connection, run_id),
-            retrying_step_attempts=await retrying_attempts(connection, run_id),
-        )
+    rows = await connection.fetch(_CLAIM, run_id, job_id)
+    if not rows:
+        return None
+    await resolve_due(connection, run_id)
+    first = rows[0]
+    return ClaimedRun(
+        run_id=run_id,
+        function_id=first["function_id"],
+        app_id=first["app_id"],
+        attempt=first["attempt"],
+        max_attempts=first["max_attempts"],
+        invocations=first["invocations"],
+        traceparent=first["traceparent"],
+        events=tuple(
+            EventRecord(row["event_id"], row["name"], row["data"], row["ts"])
+            for row in rows
+            if row["event_id"] is not None
+        ),
+        memo=await load_memo(connection, run_id),
+        retrying_step_attempts=await retrying_attempts(connection, run_id),
+    )
 
 
 async def release_run(
