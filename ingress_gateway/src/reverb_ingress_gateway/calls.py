@@ -13,9 +13,8 @@ from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 import structlog
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from reverb_ingress_gateway.errors import (
     ERROR_CODE_METADATA,
@@ -24,11 +23,11 @@ from reverb_ingress_gateway.errors import (
     Unavailable,
     is_database_unavailable,
 )
+from reverb_ingress_gateway.spans import server_span
 from reverb_telemetry import context_from_metadata
 
 Metadata = grpc.aio.Metadata | Sequence[tuple[str, str | bytes]]
 
-tracer = trace.get_tracer("reverb.ingress_gateway")
 logger = structlog.get_logger("reverb.ingress_gateway")
 
 
@@ -73,13 +72,7 @@ def rpc(method: Method[Service, Request, Response]) -> Method[Service, Request, 
 
     @functools.wraps(method)
     async def call(service: Service, request: Request, context: CallContext) -> Response:
-        with tracer.start_as_current_span(
-            name,
-            context=_parent(context),
-            kind=SpanKind.SERVER,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with server_span(name, _parent(context)) as span:
             try:
                 return await method(service, request, context)
             except Exception as raised:  # every failure becomes a status, never UNKNOWN

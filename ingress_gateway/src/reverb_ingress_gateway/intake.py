@@ -2,8 +2,8 @@
 
 A request's events wait in a queue; a few committers (at most `max_in_flight`)
 each take everything queued (up to `max_batch_events`), store it with one
-INSERT and one enqueue in one transaction, and answer every request in it once
-it commits. When idle, a request is committed at once, alone; under load, each
+statement (the events and their fan-out jobs), and answer every request in it
+once it commits. When idle, a request is committed at once, alone; under load, each
 commit carries many requests, so PostgreSQL sees far fewer transactions and
 the gateway far fewer round trips. A request is answered only after its
 events committed; if a group fails because of one request's data, each request
@@ -76,8 +76,8 @@ class EventIntake:
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as proxy:
                 connection = cast(asyncpg.Connection, proxy)
-                async with connection.transaction():
-                    ids = await insert_event_groups(connection, [item.group for item in batch])
+                # One statement, one round trip: atomic without BEGIN/COMMIT around it.
+                ids = await insert_event_groups(connection, [item.group for item in batch])
         except asyncpg.exceptions.DataError as error:
             if len(batch) > 1:
                 for request in batch:

@@ -35,11 +35,33 @@ class EventGroup:
     traceparent: str | None = None
 
 
-_INSERT = """
-INSERT INTO reverb.events (id, name, data, ts)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
-ON CONFLICT (id) DO NOTHING
-RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS triggers
+# One statement, so atomic on its own: the events, then one process_event job per group
+# for its new events that a function listens to (an id repeated in the call belongs to
+# its first occurrence's group).
+_INSERT = f"""
+WITH input AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::int[])
+        WITH ORDINALITY AS t(id, name, data, ts, request, position)
+), inserted AS (
+    INSERT INTO reverb.events (id, name, data, ts)
+    SELECT id, name, data, ts FROM input ORDER BY position
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS heard
+), fanned AS (
+    SELECT DISTINCT ON (input.id) input.id, input.request, input.position
+    FROM input JOIN inserted ON inserted.id = input.id AND inserted.heard
+    ORDER BY input.id, input.position
+), fan_outs AS (
+    SELECT request, array_agg(id ORDER BY position) AS event_ids FROM fanned GROUP BY request
+), queued AS (
+    INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
+    SELECT 0, '{jobs.PROCESS_EVENT}',
+           {jobs.process_event_payload("event_ids", "($6::text[])[request]")},
+           'queued', now()
+    FROM fan_outs ORDER BY request
+    RETURNING id
+)
+SELECT count(*) FROM queued
 """
 
 
@@ -48,26 +70,21 @@ async def insert_event_groups(
 ) -> list[list[str]]:
     """Store every group's events and enqueue their fan-out jobs; return each group's ids.
 
-    Call it inside a transaction: the events are accepted exactly when it commits.
+    One statement: the events are accepted exactly when it commits (by itself, or
+    with the caller's transaction).
     """
     now = datetime.now(UTC)
     ids = [[event.id or new_id() for event in group.events] for group in groups]
     events = [event for group in groups for event in group.events]
-    inserted = await connection.fetch(
+    await connection.fetchval(
         _INSERT,
         [event_id for group_ids in ids for event_id in group_ids],
         [event.name for event in events],
         [event.data for event in events],
         [event.ts or now for event in events],
+        [index for index, group in enumerate(groups, 1) for _ in group.events],
+        [group.traceparent for group in groups],
     )
-    unclaimed = {row["id"] for row in inserted if row["triggers"]}
-    fan_outs = []
-    for group, group_ids in zip(groups, ids, strict=True):
-        fresh = tuple(dict.fromkeys(event_id for event_id in group_ids if event_id in unclaimed))
-        unclaimed.difference_update(fresh)
-        if fresh:
-            fan_outs.append(jobs.ProcessEvent(fresh, group.traceparent))
-    await jobs.enqueue(connection, fan_outs)
     return ids
 
 

@@ -63,6 +63,22 @@ class AdvanceRun:
         return cls(body["run_id"], body.get("traceparent"))
 
 
+def process_event_payload(event_ids: str, traceparent: str) -> str:
+    """SQL for a ProcessEvent payload (bytea), from SQL expressions of its fields."""
+    return (
+        f"convert_to(json_build_object('event_ids', {event_ids}, 'traceparent', {traceparent})"
+        "::text, 'UTF8')"
+    )
+
+
+def advance_run_payload(run_id: str, traceparent: str) -> str:
+    """SQL for an AdvanceRun payload (bytea), from SQL expressions of its fields."""
+    return (
+        f"convert_to(json_build_object('run_id', {run_id}, 'traceparent', {traceparent})"
+        "::text, 'UTF8')"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Scheduled:
     """A delayed job, as enqueued: due `delay` after its transaction's start."""

@@ -3,7 +3,7 @@ Ingress servicer in-process, and renders the answer as JSON."""
 
 from collections.abc import Awaitable, Callable
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reverb_ingress_gateway.auth import ApiKeys
-from reverb_ingress_gateway.calls import as_gateway_error, tracer
+from reverb_ingress_gateway.calls import as_gateway_error
 from reverb_ingress_gateway.errors import (
     Internal,
     MethodNotAllowed,
@@ -25,6 +25,7 @@ from reverb_ingress_gateway.http.body import read_json
 from reverb_ingress_gateway.http.responses import error_response, json_response
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
+from reverb_ingress_gateway.spans import server_span
 from reverb_ingress_gateway.wire import json_api
 from reverb_telemetry import context_from_traceparent
 
@@ -51,13 +52,7 @@ class HttpApi:
 
         async def endpoint(request: Request) -> Response:
             parent = context_from_traceparent(request.headers.get("traceparent"))
-            with tracer.start_as_current_span(
-                f"{request.method} {span_route}",
-                context=parent,
-                kind=SpanKind.SERVER,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
+            with server_span(f"{request.method} {span_route}", parent) as span:
                 try:
                     if not public:
                         await self._authenticate(request)
