@@ -1,47 +1,50 @@
-"""Group commit of step outputs: one writer per worker, one transaction per batch.
+"""Group commit of step outputs and run completions: one writer per kind, per worker.
 
-Every run driven by this worker hands its `step.run` outputs to the writer.
-While a batch's transaction is in flight, new outputs accumulate; the next
-batch starts the moment the previous one commits. Idle, a lone output is
-written at once (no timer); busy, many runs share each commit.
+Every run driven by this worker hands its `step.run` outputs, and its result
+when it completes, to the writer. While a batch's statement is in flight, new
+items accumulate; the next batch starts the moment the previous one commits.
+Idle, a lone item is written at once (no timer); busy, many runs share each
+commit.
 
-The writer keeps one pooled connection for itself, so a batch costs one
+Each kind keeps one pooled connection for itself, so a batch costs one
 statement (one round trip, one implicit transaction): no acquire, no reset.
 """
 
 import asyncio
 import contextlib
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar, cast
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from reverb_store.execution import OutputCommit, StepOutput, commit_outputs
+from reverb_store.execution.completions import RunCompletion, complete_runs
 
 _log = structlog.get_logger("reverb.queue_worker")
 
-_Pending = tuple[StepOutput, "asyncio.Future[OutputCommit]"]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class CheckpointWriter:
-    """Batches step outputs of all concurrent runs into shared transactions."""
+    """Batches the step outputs, and the completions, of all concurrent runs."""
 
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 1000) -> None:
-        self._pool = pool
-        self._max_batch = max_batch
-        self._pending: list[_Pending] = []
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connection: PoolConnectionProxy | None = None
-        # Transactions written so far (observability and tests).
-        self.transactions = 0
+        # A batch that did commit before its connection died conflicts with itself when
+        # written again, and returns the same outputs: outputs are retried once.
+        self._outputs = _Batcher(pool, commit_outputs, "outputs", max_batch, retry=True)
+        self._completions = _Batcher(pool, complete_runs, "completions", max_batch, retry=False)
+
+    @property
+    def transactions(self) -> int:
+        """Output batches written so far (observability and tests)."""
+        return self._outputs.transactions
 
     def start(self) -> None:
-        if self._task is None:
-            self._loop = asyncio.get_running_loop()
-            self._task = self._loop.create_task(self._write_loop(), name="reverb-checkpoints")
+        self._outputs.start()
+        self._completions.start()
 
     async def commit(self, output: StepOutput) -> OutputCommit:
         """Make the output durable; return the committed state (another run's if it won).
@@ -55,10 +58,55 @@ class CheckpointWriter:
 
         RuntimeError when the writer is not running.
         """
+        return self._outputs.submit(output)
+
+    async def complete(self, completion: RunCompletion) -> bool:
+        """Complete a parentless run its job drives; False if left to `complete_run`.
+
+        Raises asyncpg.DataError if the output is not storable JSON, RuntimeError
+        when the writer is not running, and the database's error if the batch failed.
+        """
+        return await self._completions.submit(completion)
+
+    async def close(self) -> None:
+        await self._outputs.close()
+        await self._completions.close()
+
+
+class _Batcher(Generic[Item, Result]):
+    """One writer task committing queued items with `write(connection, items)`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        write: Callable[[asyncpg.Connection, list[Item]], Awaitable[list[Result]]],
+        name: str,
+        max_batch: int,
+        *,
+        retry: bool,
+    ) -> None:
+        self._pool = pool
+        self._write_items = write
+        self._name = name
+        self._max_batch = max_batch
+        self._retry = retry
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: PoolConnectionProxy | None = None
+        self.transactions = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._write_loop(), name=f"reverb-{self._name}")
+
+    def submit(self, item: Item) -> "asyncio.Future[Result]":
         if self._task is None or self._loop is None or self._task.done():
             raise RuntimeError("the checkpoint writer is not running")
-        future: asyncio.Future[OutputCommit] = self._loop.create_future()
-        self._pending.append((output, future))
+        future: asyncio.Future[Result] = self._loop.create_future()
+        self._pending.append((item, future))
         if not self._ready.is_set():
             self._ready.set()
         return future
@@ -81,32 +129,32 @@ class CheckpointWriter:
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._write([item for item in batch if not item[1].done()])
+                await self._write([entry for entry in batch if not entry[1].done()])
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[tuple[Item, "asyncio.Future[Result]"]]) -> None:
         if not batch:
             return
-        outputs = [output for output, _ in batch]
+        items = [item for item, _ in batch]
         try:
             try:
-                results = await commit_outputs(await self._held(), outputs)
+                results = await self._write_items(await self._held(), items)
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-                # The held connection died (e.g. a database restart): once more on a new
-                # one. Safe: a batch that did commit conflicts with itself and returns
-                # the same outputs.
+                # The held connection died (e.g. a database restart).
                 await self._let_go()
-                results = await commit_outputs(await self._held(), outputs)
+                if not self._retry:
+                    raise
+                results = await self._write_items(await self._held(), items)
             self.transactions += 1
         except asyncpg.DataError as error:
-            # One output the database refuses must not fail the others.
+            # One item the database refuses must not fail the others.
             if len(batch) > 1:
-                for item in batch:
-                    await self._write([item])
+                for entry in batch:
+                    await self._write([entry])
                 return
             _settle(batch[0][1], error=error)
             return
         except Exception as error:
-            _log.warning("checkpoint batch failed", steps=len(batch), error=str(error))
+            _log.warning("batch failed", batch=self._name, size=len(batch), error=str(error))
             await self._let_go()
             for _, future in batch:
                 _settle(future, error=error)
@@ -130,14 +178,14 @@ class CheckpointWriter:
 
 
 def _settle(
-    future: "asyncio.Future[OutputCommit]",
+    future: "asyncio.Future[Result]",
     *,
-    result: OutputCommit | None = None,
+    result: Result | None = None,
     error: BaseException | None = None,
 ) -> None:
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
-    elif result is not None:
-        future.set_result(result)
+    else:
+        future.set_result(cast(Result, result))

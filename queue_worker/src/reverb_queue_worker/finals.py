@@ -1,4 +1,8 @@
-"""Making an invocation's end durable: completed, failed (maybe retried), or suspended."""
+"""Making an invocation's end durable: completed, failed (maybe retried), or suspended.
+
+A completed run without a parent goes through the checkpoint writer's group
+commit (many runs, one statement); everything else takes a pooled connection.
+"""
 
 import asyncpg
 import structlog
@@ -10,6 +14,7 @@ from reverb_queue_worker.invocation import InvocationEnd
 from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord
+from reverb_store.execution.completions import RunCompletion
 
 
 async def finish(
@@ -20,6 +25,11 @@ async def finish(
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     final = end.final
+    if isinstance(final, protocol.Completed) and await _complete_in_batch(
+        services, claim, job_id, final, log
+    ):
+        log.info("run completed")
+        return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
             await _complete(connection, services, claim, job_id, final, log)
@@ -35,6 +45,24 @@ async def finish(
                 )
             else:
                 log.info("run suspended", until=outcome)
+
+
+async def _complete_in_batch(
+    services: Services,
+    claim: ClaimedRun,
+    job_id: int,
+    final: protocol.Completed,
+    log: structlog.typing.FilteringBoundLogger,
+) -> bool:
+    """Whether the group commit completed the run; if not, `complete_run` decides."""
+    completion = RunCompletion(claim.run_id, job_id, final.output)
+    try:
+        return await services.checkpoints.complete(completion)
+    except asyncpg.DataError:
+        return False  # `_complete` fails the run with InvalidOutput
+    except Exception as error:
+        log.debug("batched completion failed, completing alone", error=str(error))
+        return False
 
 
 async def _complete(

@@ -1,6 +1,7 @@
 """Reaching an app's function hosts: one channel and one Session per address, newest first."""
 
 import asyncio
+import functools
 import time
 
 import asyncpg
@@ -45,6 +46,8 @@ class HostChannels:
         self._sessions: dict[str, HostSession] = {}
         # app id -> (time.monotonic() when read, addresses newest first)
         self._addresses: dict[str, tuple[float, list[str]]] = {}
+        # app id -> the read in flight, which concurrent invocations share
+        self._reading: dict[str, asyncio.Future[list[str]]] = {}
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -101,13 +104,26 @@ class HostChannels:
 
     async def _addresses_of(self, app_id: str, *, fresh: bool = False) -> tuple[list[str], bool]:
         """The app's addresses, newest first, and whether they came from the cache."""
-        now = time.monotonic()
         known = self._addresses.get(app_id)
-        if not fresh and known is not None and now - known[0] < ADDRESSES_TTL_SECONDS:
+        if not fresh and known is not None and time.monotonic() - known[0] < ADDRESSES_TTL_SECONDS:
             return known[1], True
+        reading = self._reading.get(app_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_addresses(app_id))
+            self._reading[app_id] = reading
+            reading.add_done_callback(functools.partial(self._read_done, app_id))
+        return await asyncio.shield(reading), False
+
+    def _read_done(self, app_id: str, reading: "asyncio.Future[list[str]]") -> None:
+        self._reading.pop(app_id, None)
+        if not reading.cancelled():
+            reading.exception()  # seen: its awaiters got it
+
+    async def _read_addresses(self, app_id: str) -> list[str]:
+        read_at = time.monotonic()
         addresses = await host_addresses(self._pool, app_id)
-        self._addresses[app_id] = (now, addresses)
-        return addresses, False
+        self._addresses[app_id] = (read_at, addresses)
+        return addresses
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}

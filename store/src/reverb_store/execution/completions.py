@@ -1,0 +1,59 @@
+"""Completing many runs in one statement: the group commit of the common final.
+
+`complete_run` (in `runs`) is the general transition; this is its batched form
+for the common case, a run without a parent: one UPDATE for all of them, their
+jobs deleted in the same statement (as every final transition does). A run it
+does not complete (it has a parent to resume, or this job no longer drives it)
+is left to `complete_run`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from reverb_store.jobs import QUEUE_TABLE
+
+_COMPLETE_RUNS = f"""
+WITH done AS (
+    UPDATE reverb.runs r
+    SET status = 'completed', output = t.output, error = NULL, job_id = NULL,
+        ended_at = now(), updated_at = now()
+    FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(run_id, job_id, output)
+    WHERE r.id = t.run_id AND r.status = 'running' AND r.job_id = t.job_id
+      AND r.parent_run_id IS NULL
+    RETURNING r.id, t.job_id
+), ended AS (
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done)
+)
+SELECT id FROM done
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompletion:
+    """A run's result, to be stored by the job driving it."""
+
+    run_id: str
+    job_id: int
+    # JSON text.
+    output: str
+
+
+async def complete_runs(
+    connection: asyncpg.Connection, completions: Sequence[RunCompletion]
+) -> list[bool]:
+    """Complete the parentless runs these jobs drive, in one statement; one flag per input.
+
+    False: not completed here (a parent waits on it, or the job no longer drives
+    it); `complete_run` tells which. Raises asyncpg.DataError if an output is not
+    storable JSON (then none is stored).
+    """
+    rows = await connection.fetch(
+        _COMPLETE_RUNS,
+        [item.run_id for item in completions],
+        [item.job_id for item in completions],
+        [item.output for item in completions],
+    )
+    done = {row["id"] for row in rows}
+    return [item.run_id in done for item in completions]
