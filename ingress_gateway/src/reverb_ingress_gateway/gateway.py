@@ -16,6 +16,7 @@ from reverb_ingress_gateway.grpc_server import GrpcServer, start_grpc_server
 from reverb_ingress_gateway.http.app import build_app
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
+from reverb_store import prepare_insert
 from reverb_telemetry import configure_logging, configure_tracing
 
 logger = structlog.get_logger("reverb.ingress_gateway")
@@ -122,6 +123,8 @@ async def start(settings: GatewaySettings) -> Gateway:
         max_size=settings.database_pool_size,
         timeout=settings.database_timeout,
         reset=_keep_session,
+        # A new backend's first acceptance would plan it and compile the queue's triggers.
+        init=prepare_insert,
     )
     try:
         await _warm_up(pool, min(4, settings.database_pool_size), settings.database_timeout)

@@ -6,13 +6,21 @@ from typing import cast
 
 import asyncpg
 
+from reverb_store import execution
+
 
 async def open_pool(database_url: str, size: int) -> asyncpg.Pool:
-    """A pool with all its connections open: none is opened (TLS negotiation, type
-    introspection) while a run waits for it."""
+    """A pool with all its connections open and their fan-out and claim statements
+    prepared: none is opened (TLS negotiation, type introspection) or warmed up (a new
+    backend plans statements and compiles triggers) while a run waits for it."""
     return await asyncpg.create_pool(
-        database_url, min_size=size, max_size=size, reset=_release_as_is
+        database_url, min_size=size, max_size=size, reset=_release_as_is, init=_prepare
     )
+
+
+async def _prepare(connection: asyncpg.Connection) -> None:
+    await execution.prepare_fan_out(connection)
+    await execution.prepare_claim(connection)
 
 
 async def _release_as_is(connection: asyncpg.Connection) -> None:

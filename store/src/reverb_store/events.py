@@ -88,6 +88,12 @@ async def insert_event_groups(
     return ids
 
 
+async def prepare_insert(connection: asyncpg.Connection) -> None:
+    """Run the acceptance statement once with no events, so that a new connection's first
+    request does not pay for its planning and the queue triggers' compilation."""
+    await connection.fetchval(_INSERT, [], [], [], [], [], [])
+
+
 async def insert_events(
     connection: asyncpg.Connection,
     events: Sequence[NewEvent],

@@ -1,6 +1,6 @@
 """The queries that drive runs: fan-out, claims, step checkpoints, invokes, finals."""
 
-from reverb_store.execution.fanout import Driver, TriggeredRun, create_runs
+from reverb_store.execution.fanout import Driver, TriggeredRun, create_runs, prepare_fan_out
 from reverb_store.execution.hosts import host_addresses
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
 from reverb_store.execution.records import (
@@ -19,6 +19,7 @@ from reverb_store.execution.runs import (
     claim_run,
     complete_run,
     fail_run,
+    prepare_claim,
     release_run,
     retry_run,
     suspend_run,
@@ -54,6 +55,8 @@ __all__ = [
     "fail_run",
     "host_addresses",
     "load_memo",
+    "prepare_claim",
+    "prepare_fan_out",
     "record_failure",
     "record_sleep",
     "release_run",

@@ -71,6 +71,11 @@ async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) ->
     )
 
 
+async def prepare_claim(connection: asyncpg.Connection) -> None:
+    """Run the claim's statement once for no run (see `prepare_fan_out`)."""
+    await connection.fetch(_CLAIM, "", 0)
+
+
 async def release_run(
     connection: asyncpg.Connection,
     run_id: str,
