@@ -11,8 +11,10 @@ import pytest
 
 from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_store import execution
-from reverb_store.execution import ErrorRecord, StepOutput, StepTiming
+from reverb_store.execution import ErrorRecord, StepOutput, StepTiming, steps
 from reverb_store.ids import new_id
+
+HOUR = timedelta(hours=1)
 
 
 async def new_run(
@@ -310,3 +312,34 @@ async def test_an_unstorable_output_fails_alone(
     assert not isinstance(good, BaseException) and good.ours
     assert isinstance(bad, asyncpg.DataError)
     assert await connection.fetchval("SELECT array_agg(id) FROM reverb.steps") == ["good"]
+
+
+async def test_resolving_and_loading_in_one_statement_matches_the_separate_queries(
+    connection: asyncpg.Connection,
+) -> None:
+    async def fixture() -> str:
+        run_id = await new_run(connection, "sleeping")
+        await add_step(connection, run_id, "first", output='"one"')
+        await add_step(connection, run_id, "nap", kind="sleep", status="sleeping", wake_in=-HOUR)
+        await add_step(connection, run_id, "later", kind="sleep", status="sleeping", wake_in=HOUR)
+        await add_step(connection, run_id, "call", kind="invoke", status="waiting", wake_in=-HOUR)
+        await add_step(connection, run_id, "flaky", status="retrying", wake_in=HOUR)
+        await add_step(connection, run_id, "due", status="retrying", wake_in=-HOUR)
+        await connection.execute("UPDATE reverb.steps SET attempts = 2 WHERE id = 'due'")
+        return run_id
+
+    separate, combined = await fixture(), await fixture()
+    await execution.resolve_due(connection, separate)
+    expected = (
+        await execution.load_memo(connection, separate),
+        await steps.retrying_attempts(connection, separate),
+    )
+
+    memo, retrying = await steps.resolve_and_load(connection, combined)
+
+    assert (memo, retrying) == expected
+    assert [entry.step_id for entry in memo] == ["first", "nap", "later", "call", "flaky"]
+    assert retrying == 2
+    assert await connection.fetchval(
+        "SELECT array_agg(status ORDER BY seq) FROM reverb.steps WHERE run_id = $1", combined
+    ) == ["completed", "completed", "sleeping", "failed", "retrying", "retrying"]

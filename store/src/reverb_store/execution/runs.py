@@ -16,7 +16,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
-from reverb_store.execution.steps import load_memo, resolve_due, retrying_attempts
+from reverb_store.execution.steps import resolve_and_load
 from reverb_store.jobs import QUEUE_TABLE
 
 # Prefixed to a transition's UPDATE ($2 is the job): the job's row goes with it.
@@ -51,7 +51,7 @@ async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) ->
     rows = await connection.fetch(_CLAIM, run_id, job_id)
     if not rows:
         return None
-    await resolve_due(connection, run_id)
+    memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
     first = rows[0]
     return ClaimedRun(
         run_id=run_id,
@@ -66,8 +66,8 @@ async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) ->
             for row in rows
             if row["event_id"] is not None
         ),
-        memo=await load_memo(connection, run_id),
-        retrying_step_attempts=await retrying_attempts(connection, run_id),
+        memo=memo,
+        retrying_step_attempts=retrying_step_attempts,
     )
 
 

@@ -228,6 +228,49 @@ def _memo_entry(step_id: str, status: str, output: str | None, error: str | None
     return MemoEntry(step_id, None, None, pending=True)
 
 
+# resolve_due, load_memo and retrying_attempts in one statement (one round trip). The
+# SELECT sees the steps as they were before the statement's own updates, so the
+# steps those updates resolve are shown resolved by the CASEs.
+_RESOLVE_AND_LOAD = """
+WITH slept AS (
+    UPDATE reverb.steps
+    SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
+    WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
+    RETURNING id
+), timed_out AS (
+    UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, ended_at = now()
+    WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
+    RETURNING id
+)
+SELECT s.id, s.attempts, s.status = 'retrying' AND s.wake_at > now() AS retry_later,
+       CASE WHEN s.id IN (SELECT id FROM slept) THEN 'completed'
+            WHEN s.id IN (SELECT id FROM timed_out) THEN 'failed'
+            ELSE s.status END AS status,
+       CASE WHEN s.id IN (SELECT id FROM slept) THEN 'null' ELSE s.output::text END AS output,
+       CASE WHEN s.id IN (SELECT id FROM timed_out) THEN $2::jsonb::text ELSE s.error::text END
+           AS error
+FROM reverb.steps s
+WHERE s.run_id = $1
+ORDER BY s.seq
+"""
+
+_IN_MEMO = frozenset(("completed", "failed", "sleeping", "waiting"))
+
+
+async def resolve_and_load(
+    connection: asyncpg.Connection, run_id: str
+) -> tuple[tuple[MemoEntry, ...], int | None]:
+    """`resolve_due`, then `load_memo` and `retrying_attempts`, in one round trip."""
+    rows = await connection.fetch(_RESOLVE_AND_LOAD, run_id, _INVOKE_TIMEOUT_JSON)
+    memo = tuple(
+        _memo_entry(row["id"], row["status"], row["output"], row["error"])
+        for row in rows
+        if row["status"] in _IN_MEMO or row["retry_later"]
+    )
+    retrying = [row["attempts"] for row in rows if row["status"] == "retrying"]
+    return memo, max(retrying) if retrying else None
+
+
 async def retrying_attempts(connection: asyncpg.Connection, run_id: str) -> int | None:
     """The highest failure count among the run's steps waiting for a retry, if any."""
     value: int | None = await connection.fetchval(
