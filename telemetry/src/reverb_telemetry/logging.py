@@ -2,7 +2,10 @@
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 import structlog
 
 
@@ -12,7 +15,9 @@ def configure_logging(*, json: bool, level: str = "info") -> None:
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
@@ -30,3 +35,8 @@ def configure_logging(*, json: bool, level: str = "info") -> None:
     logging.basicConfig(
         level=numeric, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
     )
+
+
+def _dumps(value: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    """JSON lines through orjson (several times faster than the json module)."""
+    return orjson.dumps(value, default=default).decode()
