@@ -17,9 +17,14 @@ def register(queue_manager: QueueManager, services: Services) -> None:
     """Bind `process_event` and `advance_run` to their handlers on `queue_manager`."""
 
     async def dispatched(job: Job) -> None:
-        with jobs.collect_scheduled() as scheduled:
-            await handle(services, int(job.id), job.entrypoint, job.payload or b"", job.attempts)
-        services.own_jobs.wake_at(scheduled)
+        try:
+            with jobs.collect_scheduled() as scheduled:
+                await handle(
+                    services, int(job.id), job.entrypoint, job.payload or b"", job.attempts
+                )
+            services.own_jobs.wake_at(scheduled)
+        finally:
+            services.own_jobs.freed()
 
     queue_manager.entrypoint(jobs.PROCESS_EVENT)(dispatched)
     queue_manager.entrypoint(jobs.ADVANCE_RUN)(dispatched)

@@ -28,9 +28,6 @@ _log = structlog.get_logger("reverb.queue_worker")
 # What runs a job this worker took by id: (job id, entrypoint, payload).
 Handler = Callable[[int, str, bytes], Awaitable[None]]
 
-# A wake-up that finds the worker full is looked at again after this many seconds.
-_NO_ROOM_RETRY = 0.1
-
 
 class OwnJobs:
     """Heartbeats, completions and wake-ups of the jobs this worker runs itself."""
@@ -51,7 +48,8 @@ class OwnJobs:
         self._flush = asyncio.Event()
         self._due: list[int] = []
         self._taking: asyncio.Task[None] | None = None
-        self._timers: set[asyncio.TimerHandle] = set()
+        # Wake-ups waiting for their time, by job id.
+        self._timers: dict[int, asyncio.TimerHandle] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._beaten_at = 0.0
         self._stopping = False
@@ -78,14 +76,18 @@ class OwnJobs:
             self._reserved -= 1
         task = asyncio.create_task(self._run(job_id, work), name=f"reverb-job-{job_id}")
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        task.add_done_callback(lambda _: self._ended(job_id))
+
+    def _ended(self, job_id: int) -> None:
+        self._tasks.pop(job_id, None)
+        self.freed()
 
     def wake_at(self, scheduled: list[jobs.Scheduled]) -> None:
-        """Take these delayed jobs when they come due (if there is room then)."""
+        """Take these delayed jobs when they come due (as soon as there is room, if none then)."""
         loop = asyncio.get_running_loop()
         for each in scheduled:
-            handle = loop.call_later(each.delay.total_seconds(), self._came_due, each.job_id)
-            self._timers.add(handle)
+            delay = each.delay.total_seconds()
+            self._timers[each.job_id] = loop.call_later(delay, self._came_due, each.job_id)
 
     @property
     def running(self) -> int:
@@ -93,7 +95,7 @@ class OwnJobs:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let running jobs end within `grace_seconds`, then cancel them (they hand over)."""
-        for handle in self._timers:
+        for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
         if self._taking is not None:
@@ -131,29 +133,37 @@ class OwnJobs:
                 self._flush.set()
 
     def _came_due(self, job_id: int) -> None:
-        self._timers = {handle for handle in self._timers if not handle.cancelled()}
+        self._timers.pop(job_id, None)
         self._due.append(job_id)
+        self._take_soon()
+
+    def freed(self) -> None:
+        """A job of this worker ended: due wake-ups waiting for room may be taken."""
+        if self._due:
+            self._take_soon()
+
+    def _take_soon(self) -> None:
         if self._taking is None or self._taking.done():
             self._taking = asyncio.create_task(self._take_due(), name="reverb-wake-ups")
 
     async def _take_due(self) -> None:
+        """Take due wake-ups, oldest first, as long as there is room (`freed` resumes)."""
         while self._due:
-            due, self._due = self._due, []
             queue_manager_id = self.queue_manager_id
-            room = self.reserve(len(due))
+            room = self.reserve(len(self._due))
             if queue_manager_id is None or room == 0:
-                # No room now: look again shortly (pgqueuer's dequeue may take them first).
-                loop = asyncio.get_running_loop()
-                for job_id in due:
-                    self._timers.add(loop.call_later(_NO_ROOM_RETRY, self._came_due, job_id))
-                continue
+                return
+            due, self._due = self._due[:room], self._due[room:]
             try:
                 async with acquire(self._pool) as connection:
-                    taken = await jobs.take(connection, due[:room], queue_manager_id)
+                    taken = await jobs.take(connection, due, queue_manager_id)
             except Exception as error:
                 self.unreserve(room)
                 _log.warning("taking due jobs failed", error=f"{type(error).__name__}: {error}")
+                # pgqueuer's dequeue finds them (it polls while due work waits).
                 continue
+            # Those not taken were taken by a dequeue meanwhile (or are not due yet by the
+            # database's clock: pgqueuer's dequeue finds them then).
             self.unreserve(room - len(taken))
             for job in taken:
                 self.run(job.job_id, self._work(job), reserved=True)
