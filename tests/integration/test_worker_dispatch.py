@@ -85,3 +85,34 @@ async def test_a_worker_wakes_the_runs_it_put_to_sleep_without_polling(
         await worker.stop()
     assert (run["status"], orjson.loads(run["output"])) == ("completed", "before-after")
     assert run["invocations"] == 2
+
+
+async def test_a_worker_wakes_runs_another_worker_put_to_sleep_without_polling(
+    database_url: str, registered: asyncpg.Connection, host: Host
+) -> None:
+    # The first worker stops while the run sleeps. The second never polls within the
+    # test; it never scheduled the wake-up either: its one timer is armed from the
+    # queue's next due time, read when it starts.
+    hour = timedelta(hours=1)
+    settings = worker_settings(database_url).model_copy(
+        update={"worker_poll_interval": hour, "worker_heartbeat_timeout": hour}
+    )
+    first = await start_worker(settings)
+    mesh = Mesh(registered, first, host)
+    try:
+        event_id = await mesh.send("test.naps", {})
+
+        async def sleeping() -> bool:
+            run = await mesh.run_of(event_id, "naps")
+            return run is not None and run["status"] == "sleeping"
+
+        await eventually(sleeping, within=10, what="the run to sleep")
+    finally:
+        await first.stop()
+    second = await start_worker(settings)
+    try:
+        run = await Mesh(registered, second, host).finished(event_id, "naps", within=20)
+    finally:
+        await second.stop()
+    assert (run["status"], orjson.loads(run["output"])) == ("completed", "before-after")
+    assert run["invocations"] == 2

@@ -56,9 +56,10 @@ async def add_step(
 
 
 async def advance_jobs(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The run's jobs: `advance_run` when due at once, `wake_run` when delayed."""
     return await connection.fetch(
-        "SELECT payload, execute_after - now() AS delay FROM pgqueuer"
-        " WHERE entrypoint = 'advance_run' ORDER BY id"
+        "SELECT entrypoint, payload, execute_after - now() AS delay FROM pgqueuer"
+        " WHERE entrypoint IN ('advance_run', 'wake_run') ORDER BY id"
     )
 
 
@@ -143,6 +144,7 @@ async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
     assert await status_of(connection, run_id) == "sleeping"
     (job,) = await advance_jobs(connection)
     assert timedelta(minutes=59) < job["delay"] <= timedelta(hours=1)
+    assert job["entrypoint"] == "wake_run"  # taken before other work once due
 
 
 async def test_a_run_waiting_only_on_a_child_is_waiting(connection: asyncpg.Connection) -> None:
@@ -175,7 +177,7 @@ async def test_a_child_that_ends_before_its_parent_suspends_resumes_it_at_once(
 
     assert await status_of(connection, parent) == "queued"
     (job,) = await advance_jobs(connection)
-    assert job["delay"] <= timedelta(0)
+    assert (job["entrypoint"], job["delay"] <= timedelta(0)) == ("advance_run", True)
     claim = await execution.claim_run(connection, parent, job_id=3)
     assert claim is not None
     assert [(m.step_id, m.output) for m in claim.memo] == [("call", '{"done": true}')]

@@ -14,9 +14,11 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 
 def register(queue_manager: QueueManager, services: Services) -> None:
-    """Bind `process_event` and `advance_run` to their handlers on `queue_manager`."""
+    """Bind Reverb's entrypoints to their handlers on `queue_manager`."""
 
     async def dispatched(job: Job) -> None:
+        # pgqueuer found due work: more may wait, for this worker's own takes.
+        services.own_jobs.backlog()
         try:
             with jobs.collect_scheduled() as scheduled:
                 await handle(
@@ -26,8 +28,8 @@ def register(queue_manager: QueueManager, services: Services) -> None:
         finally:
             services.own_jobs.freed()
 
-    queue_manager.entrypoint(jobs.PROCESS_EVENT)(dispatched)
-    queue_manager.entrypoint(jobs.ADVANCE_RUN)(dispatched)
+    for entrypoint in jobs.ENTRYPOINTS:
+        queue_manager.entrypoint(entrypoint)(dispatched)
 
 
 async def handle(

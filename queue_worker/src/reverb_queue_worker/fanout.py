@@ -44,6 +44,8 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
                 driven += 1
                 _drive(services, run.job_id, run.claim)
         own_jobs.unreserve(booked - driven)
+        if driven < len(runs):
+            own_jobs.backlog()  # runs queued for want of room: taken as room frees
     if not runs:
         _log.debug("events trigger no new run", event_ids=list(job.event_ids))
     for run in runs:

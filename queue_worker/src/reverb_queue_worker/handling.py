@@ -70,9 +70,7 @@ async def _enqueue_again(
     delay = backoff(attempts, base=services.settings.backoff_base, cap=HOST_CAP)
     _log.warning(
         "job failed, scheduled again",
-        entrypoint=jobs.PROCESS_EVENT
-        if isinstance(payload, jobs.ProcessEvent)
-        else jobs.ADVANCE_RUN,
+        job="process_event" if isinstance(payload, jobs.ProcessEvent) else "advance_run",
         job_id=job_id,
         error=f"{type(error).__name__}: {error}",
         retry_in_seconds=round(delay.total_seconds(), 3),

@@ -1,17 +1,22 @@
 """Jobs this worker runs itself, without a trip through pgqueuer's dequeue.
 
 Two kinds: the runs a fan-out creates already claimed for this worker (their
-jobs are inserted picked), and the wake-ups this worker scheduled (a delayed
-job it enqueued), which it picks by id when they come due. Either way the job's
-row is `picked` by this worker's queue manager, so pgqueuer counts it against
-the worker's concurrency, and this worker keeps its heartbeat fresh until it
-ends. If the worker dies, the heartbeat goes stale and pgqueuer hands the job to
-another worker, as it does any job. A delayed job whose scheduler died is found
-by the other workers' polls.
+jobs are inserted picked), and due jobs it takes from the queue whenever it has
+room: the moment one of its jobs ends while work may be waiting, and when a
+wake-up comes due. Wake-ups cost no memory per sleeping run: one timer is armed
+for the earliest delayed job this worker knows of, and when it fires the worker
+takes every due job (wake-ups first) and reads the next due time from the queue.
+
+Either way the job's row is `picked` by this worker's queue manager, so
+pgqueuer counts it against the worker's concurrency, and this worker keeps its
+heartbeat fresh until it ends. If the worker dies, the heartbeat goes stale and
+pgqueuer hands the job to another worker, as it does any job; delayed jobs
+whose scheduler died are found by the other workers' timers and polls.
 """
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from uuid import UUID
@@ -27,6 +32,9 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 # What runs a job this worker took by id: (job id, entrypoint, payload).
 Handler = Callable[[int, str, bytes], Awaitable[None]]
+
+# After a failed take (the database unreachable), the queue is looked at again this soon.
+_RETRY_SECONDS = 1.0
 
 
 class OwnJobs:
@@ -46,24 +54,33 @@ class OwnJobs:
         self._reserved = 0
         self._finished: list[int] = []
         self._flush = asyncio.Event()
-        self._due: list[int] = []
+        # Due work may be waiting in the queue: take it when there is room.
+        self._backlog = True
+        # The next due time is read from the queue after the next take.
+        self._find_next = True
         self._taking: asyncio.Task[None] | None = None
-        # Wake-ups waiting for their time, by job id.
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        # The one wake-up timer, and when it fires (loop time; inf when none is armed).
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.inf
         self._keeper: asyncio.Task[None] | None = None
         self._beaten_at = 0.0
+        # Stopping: no new jobs are taken; then the keep loop's last round.
+        self._closing = False
         self._stopping = False
 
     def start(self, handler: Handler) -> None:
         self._handler = handler
         self._keeper = asyncio.create_task(self._keep_loop(), name="reverb-own-jobs")
 
-    def reserve(self, wanted: int) -> int:
-        """Book up to `wanted` slots of the worker's concurrency; return how many were booked."""
+    def room(self) -> int:
+        """Free slots of the worker's concurrency."""
         if self.queue_manager_id is None:
             return 0
-        busy = self.dequeued() + len(self._tasks) + self._reserved
-        granted = max(0, min(wanted, self._concurrency - busy))
+        return max(0, self._concurrency - self.dequeued() - len(self._tasks) - self._reserved)
+
+    def reserve(self, wanted: int) -> int:
+        """Book up to `wanted` slots of the worker's concurrency; return how many were booked."""
+        granted = min(wanted, self.room())
         self._reserved += granted
         return granted
 
@@ -83,11 +100,19 @@ class OwnJobs:
         self.freed()
 
     def wake_at(self, scheduled: list[jobs.Scheduled]) -> None:
-        """Take these delayed jobs when they come due (as soon as there is room, if none then)."""
-        loop = asyncio.get_running_loop()
-        for each in scheduled:
-            delay = each.delay.total_seconds()
-            self._timers[each.job_id] = loop.call_later(delay, self._came_due, each.job_id)
+        """Take these delayed jobs, and any others due by then, when they come due."""
+        if scheduled:
+            self._arm(min(each.delay for each in scheduled).total_seconds())
+
+    def backlog(self) -> None:
+        """Due jobs may be queued (a fan-out queued runs it had no room for): take them."""
+        self._backlog = True
+        self._take_soon()
+
+    def freed(self) -> None:
+        """A job of this worker ended: take due work, if some may be waiting."""
+        if self._backlog or self._find_next:
+            self._take_soon()
 
     @property
     def running(self) -> int:
@@ -95,9 +120,10 @@ class OwnJobs:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let running jobs end within `grace_seconds`, then cancel them (they hand over)."""
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self._closing = True
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm, self._alarm_at = None, math.inf
         if self._taking is not None:
             self._taking.cancel()
         tasks = list(self._tasks.values())
@@ -132,41 +158,60 @@ class OwnJobs:
                 self._finished.append(job_id)
                 self._flush.set()
 
-    def _came_due(self, job_id: int) -> None:
-        self._timers.pop(job_id, None)
-        self._due.append(job_id)
-        self._take_soon()
+    def _arm(self, delay: float) -> None:
+        """Fire the wake-up timer in `delay` seconds, unless it fires sooner already."""
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(delay, 0.0)
+        if at >= self._alarm_at:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm, self._alarm_at = loop.call_at(at, self._rang), at
 
-    def freed(self) -> None:
-        """A job of this worker ended: due wake-ups waiting for room may be taken."""
-        if self._due:
-            self._take_soon()
+    def _rang(self) -> None:
+        self._alarm, self._alarm_at = None, math.inf
+        self._find_next = True
+        self.backlog()
 
     def _take_soon(self) -> None:
+        if self._closing or self.queue_manager_id is None:
+            return
         if self._taking is None or self._taking.done():
-            self._taking = asyncio.create_task(self._take_due(), name="reverb-wake-ups")
+            self._taking = asyncio.create_task(self._take_due(), name="reverb-take-due")
 
     async def _take_due(self) -> None:
-        """Take due wake-ups, oldest first, as long as there is room (`freed` resumes)."""
-        while self._due:
+        """Take due jobs while there is room and some may be waiting (`freed` resumes).
+
+        The room is not booked while the take is in flight: a fan-out meanwhile
+        still drives the runs it creates, and the worker may then run a few jobs
+        more than its concurrency for as long as those take.
+        """
+        while self._backlog or self._find_next:
             queue_manager_id = self.queue_manager_id
-            room = self.reserve(len(self._due))
+            room = self.room()
             if queue_manager_id is None or room == 0:
                 return
-            due, self._due = self._due[:room], self._due[room:]
+            # Cleared before the take: news of more work during it sets them again.
+            find_next, self._find_next = self._find_next, False
+            self._backlog = False
             try:
                 async with acquire(self._pool) as connection:
-                    taken = await jobs.take(connection, due, queue_manager_id)
+                    taken = await jobs.take_due(connection, queue_manager_id, room)
+                    next_due = await jobs.next_due(connection) if find_next else None
             except Exception as error:
-                self.unreserve(room)
+                self._backlog = True
+                self._find_next = self._find_next or find_next
                 _log.warning("taking due jobs failed", error=f"{type(error).__name__}: {error}")
-                # pgqueuer's dequeue finds them (it polls while due work waits).
-                continue
-            # Those not taken were taken by a dequeue meanwhile (or are not due yet by the
-            # database's clock: pgqueuer's dequeue finds them then).
-            self.unreserve(room - len(taken))
+                self._arm(_RETRY_SECONDS)
+                return
+            if len(taken) == room:
+                self._backlog = True  # the room ran out first: more may be due
+            if next_due is not None:
+                self._arm(next_due)
             for job in taken:
-                self.run(job.job_id, self._work(job), reserved=True)
+                self.run(job.job_id, self._work(job), reserved=False)
 
     def _work(self, job: jobs.TakenJob) -> Callable[[], Awaitable[None]]:
         handler = self._handler

@@ -70,6 +70,8 @@ class Worker:
             own_jobs = self.services.own_jobs
             own_jobs.queue_manager_id = queue_manager.queue_manager_id
             own_jobs.dequeued = _counter(queue_manager)
+            # Take what is due already, and arm the timer for the next wake-up.
+            own_jobs.backlog()
             if self._stopping.is_set():
                 queue_manager.shutdown.set()
             # A lost connection would leave pgqueuer waiting for notifications that

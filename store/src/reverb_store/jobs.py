@@ -5,9 +5,10 @@ Jobs are hints that work is due: the state they act on lives in Reverb's own
 tables, so a job that finds nothing to do simply ends.
 
 A worker may also run jobs itself, without pgqueuer's dequeue: jobs it inserts
-already picked (the runs a fan-out creates) or picks by id when they come due
-(its own wake-ups). It keeps their heartbeats fresh; if it dies, pgqueuer hands
-them to another worker exactly as it does a dequeued job.
+already picked (the runs a fan-out creates), and due jobs it takes the moment it
+has room or a wake-up it scheduled comes due (`take_due`). It keeps their
+heartbeats fresh; if it dies, pgqueuer hands them to another worker exactly as
+it does a dequeued job.
 """
 
 import contextlib
@@ -24,6 +25,11 @@ from pgqueuer.queries import Queries
 
 PROCESS_EVENT = "process_event"
 ADVANCE_RUN = "advance_run"
+# An advance_run due at a time (a sleep's end, a retry's backoff): workers take due
+# wake-ups before other work (and pgqueuer's dequeue too: they have priority 1), so
+# that a run wakes when it said it would.
+WAKE_RUN = "wake_run"
+ENTRYPOINTS = (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN)
 
 # pgqueuer's queue table (no prefix) and its notification channel; migration 0002
 # notifies the channel only for inserted jobs that are due at once.
@@ -122,24 +128,51 @@ async def enqueue(
     """Enqueue jobs on `connection`, so they commit with the caller's transaction."""
     if not jobs:
         return []
-    entrypoints = [PROCESS_EVENT if isinstance(job, ProcessEvent) else ADVANCE_RUN for job in jobs]
+    if delays is None:
+        delays = [None] * len(jobs)
+    entrypoints = [_entrypoint(job, delay) for job, delay in zip(jobs, delays, strict=True)]
     ids = await Queries(AsyncpgDriver(connection)).enqueue(
         entrypoints,
         [job.encode() for job in jobs],
-        [0] * len(jobs),
-        list(delays) if delays is not None else None,
+        [1 if entrypoint == WAKE_RUN else 0 for entrypoint in entrypoints],
+        list(delays),
     )
     job_ids = [int(job_id) for job_id in ids]
-    if delays is not None:
-        _report(job_ids, delays)
+    _report(job_ids, delays)
     return job_ids
 
 
-_TAKE = f"""
-UPDATE {QUEUE_TABLE}
-SET status = 'picked', queue_manager_id = $2, heartbeat = now(), updated = now()
-WHERE id = ANY($1::bigint[]) AND status = 'queued' AND execute_after <= now()
-RETURNING id, entrypoint, payload
+def _entrypoint(job: ProcessEvent | AdvanceRun, delay: timedelta | None) -> str:
+    if isinstance(job, ProcessEvent):
+        return PROCESS_EVENT
+    return WAKE_RUN if delay is not None and delay > timedelta(0) else ADVANCE_RUN
+
+
+def _due(entrypoint: str, rank: int) -> str:
+    # The oldest due jobs of one entrypoint: a range of its (entrypoint, execute_after)
+    # index, however many delayed jobs wait behind them.
+    return f"""(SELECT id, {rank} AS rank, execute_after FROM {QUEUE_TABLE}
+      WHERE entrypoint = '{entrypoint}' AND status = 'queued' AND execute_after <= now()
+      ORDER BY execute_after LIMIT $2)"""
+
+
+# Due wake-ups first, then fan-outs and new runs, oldest due first. Candidates are read
+# without locks; the ones still queued are locked (skipping any another worker holds).
+_TAKE_DUE = f"""
+WITH candidates AS (
+    {_due(WAKE_RUN, 0)}
+    UNION ALL {_due(ADVANCE_RUN, 1)}
+    UNION ALL {_due(PROCESS_EVENT, 1)}
+), chosen AS (
+    SELECT id FROM {QUEUE_TABLE}
+    WHERE id IN (SELECT id FROM candidates ORDER BY rank, execute_after LIMIT $2)
+      AND status = 'queued'
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {QUEUE_TABLE} q
+SET status = 'picked', queue_manager_id = $1, heartbeat = now(), updated = now()
+FROM chosen WHERE q.id = chosen.id
+RETURNING q.id, q.entrypoint, q.payload
 """
 
 
@@ -150,12 +183,32 @@ class TakenJob:
     payload: bytes
 
 
-async def take(
-    connection: asyncpg.Connection, job_ids: Sequence[int], queue_manager_id: UUID
+async def take_due(
+    connection: asyncpg.Connection, queue_manager_id: UUID, limit: int
 ) -> list[TakenJob]:
-    """Pick these jobs for a worker's own use, those still queued and due."""
-    rows = await connection.fetch(_TAKE, list(job_ids), queue_manager_id)
+    """Pick up to `limit` due jobs for a worker's own use (see `_TAKE_DUE` for the order).
+
+    Fewer than `limit` when fewer are due (or other workers hold them).
+    """
+    rows = await connection.fetch(_TAKE_DUE, queue_manager_id, limit)
     return [TakenJob(row["id"], row["entrypoint"], bytes(row["payload"])) for row in rows]
+
+
+_NEXT_DUE = (
+    "SELECT extract(epoch FROM least("
+    + ", ".join(
+        f"(SELECT min(execute_after) FROM {QUEUE_TABLE} WHERE entrypoint = '{entrypoint}'"
+        " AND status = 'queued' AND execute_after > now())"
+        for entrypoint in ENTRYPOINTS
+    )
+    + ") - now())::float8"
+)
+
+
+async def next_due(connection: asyncpg.Connection) -> float | None:
+    """Seconds until the earliest queued job that is not due yet; None if there is none."""
+    seconds: float | None = await connection.fetchval(_NEXT_DUE)
+    return seconds
 
 
 _KEEP = f"""

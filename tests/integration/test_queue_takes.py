@@ -1,0 +1,78 @@
+"""A worker's own takes from the queue, against real PostgreSQL: which due jobs come
+first, how many, and when the next one is due."""
+
+from datetime import timedelta
+from uuid import uuid4
+
+import asyncpg
+
+from reverb_store import jobs
+from reverb_store.jobs import AdvanceRun, ProcessEvent
+
+
+async def enqueue(
+    connection: asyncpg.Connection, job: ProcessEvent | AdvanceRun, delay: timedelta
+) -> int:
+    (job_id,) = await jobs.enqueue(connection, [job], [delay])
+    return job_id
+
+
+async def make_due(connection: asyncpg.Connection, job_id: int) -> None:
+    await connection.execute(
+        "UPDATE pgqueuer SET execute_after = now() - interval '1 second' WHERE id = $1", job_id
+    )
+
+
+async def test_due_wake_ups_are_taken_before_work_queued_earlier(
+    connection: asyncpg.Connection,
+) -> None:
+    new_run = await enqueue(connection, AdvanceRun("new"), timedelta(0))
+    fan_out = await enqueue(connection, ProcessEvent(("event",)), timedelta(0))
+    wake_up = await enqueue(connection, AdvanceRun("sleeper"), timedelta(seconds=30))
+    await make_due(connection, wake_up)
+    worker = uuid4()
+
+    first = await jobs.take_due(connection, worker, 1)
+    rest = await jobs.take_due(connection, worker, 10)
+
+    assert [(job.job_id, job.entrypoint) for job in first] == [(wake_up, jobs.WAKE_RUN)]
+    assert AdvanceRun.decode(first[0].payload) == AdvanceRun("sleeper")
+    # Then the others, oldest first, whatever their entrypoint.
+    assert [job.job_id for job in rest] == [new_run, fan_out]
+    picked = await connection.fetch(
+        "SELECT status, queue_manager_id FROM pgqueuer WHERE id = ANY($1::bigint[])",
+        [wake_up, new_run, fan_out],
+    )
+    assert {(row["status"], row["queue_manager_id"]) for row in picked} == {("picked", worker)}
+    assert await jobs.take_due(connection, worker, 10) == []
+
+
+async def test_jobs_not_due_yet_stay_queued_and_give_the_next_due_time(
+    connection: asyncpg.Connection,
+) -> None:
+    assert await jobs.next_due(connection) is None
+    await enqueue(connection, AdvanceRun("later"), timedelta(minutes=10))
+    await enqueue(connection, AdvanceRun("sooner"), timedelta(minutes=1))
+    await enqueue(connection, ProcessEvent(("retried",)), timedelta(minutes=5))
+
+    assert await jobs.take_due(connection, uuid4(), 10) == []
+    next_due = await jobs.next_due(connection)
+    assert next_due is not None
+    assert 50 < next_due <= 60
+
+
+async def test_delayed_runs_are_wake_ups_and_due_ones_are_not(
+    connection: asyncpg.Connection,
+) -> None:
+    await enqueue(connection, AdvanceRun("now"), timedelta(0))
+    await enqueue(connection, AdvanceRun("later"), timedelta(seconds=5))
+    await enqueue(connection, ProcessEvent(("retried",)), timedelta(seconds=5))
+
+    rows = await connection.fetch("SELECT entrypoint, priority FROM pgqueuer ORDER BY id")
+
+    # pgqueuer's own dequeue orders by priority: it also takes due wake-ups first.
+    assert [(row["entrypoint"], row["priority"]) for row in rows] == [
+        (jobs.ADVANCE_RUN, 0),
+        (jobs.WAKE_RUN, 1),
+        (jobs.PROCESS_EVENT, 0),
+    ]
