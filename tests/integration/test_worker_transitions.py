@@ -21,13 +21,15 @@ async def new_run(
     connection: asyncpg.Connection, status: str = "queued", parent: str | None = None
 ) -> str:
     run_id = new_id()
+    # A run past `queued` has been invoked (its first invocation is what wrote steps).
     await connection.execute(
         "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts,"
-        " parent_run_id, parent_step_id) VALUES ($1, 'f', 'a', $2, 3, $3, $4)",
+        " parent_run_id, parent_step_id, invocations) VALUES ($1, 'f', 'a', $2, 3, $3, $4, $5)",
         run_id,
         status,
         parent,
         "call" if parent else None,
+        0 if status == "queued" else 1,
     )
     return run_id
 

@@ -48,8 +48,9 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
             own_jobs.backlog()  # runs queued for want of room: taken as room frees
     if not runs:
         _log.debug("events trigger no new run", event_ids=list(job.event_ids))
+    # "run started" follows at info level (at once for the runs driven here).
     for run in runs:
-        _log.info(
+        _log.debug(
             "run queued" if run.claim is None else "run created",
             run_id=run.run_id,
             function_id=run.function_id,

@@ -15,7 +15,7 @@ import asyncpg
 
 from reverb_store import jobs
 from reverb_store.execution.invokes import resume_parent
-from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
+from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord, MemoEntry
 from reverb_store.execution.steps import resolve_and_load
 from reverb_store.jobs import QUEUE_TABLE
 
@@ -53,8 +53,13 @@ async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) ->
     rows = await connection.fetch(_CLAIM, run_id, job_id)
     if not rows:
         return None
-    memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
     first = rows[0]
+    # A run's first invocation has no steps yet (an invocation the host never got is
+    # given back by `release_run`): nothing to resolve or load.
+    memo: tuple[MemoEntry, ...] = ()
+    retrying_step_attempts = None
+    if first["invocations"] > 1:
+        memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
     return ClaimedRun(
         run_id=run_id,
         function_id=first["function_id"],
