@@ -5,9 +5,10 @@ step's start minus the nap's wake_at (falling back to the nap's start + the
 duration). Resident memory (psutil RSS, with children) of the worker and the host
 is sampled idle before the runs, then every 0.25 s while they run: the sample
 taken when the most runs were sleeping at once is "while sleeping". "Idle" is
-taken after a warm-up of the same function (a tenth of the runs, at most 1,000,
-sleeping 0.1 s), so that it includes what the worker holds for the runs it is
-driving at full concurrency: what remains is what the sleeping runs cost.
+taken after a warm-up of the same function (a fifth of the runs, at most 2,000,
+sleeping 1 s: the same load as the test), so that it includes what the worker
+and host hold for the runs they drive at full concurrency: what remains is what
+the sleeping runs cost.
 """
 
 import asyncio
@@ -34,8 +35,8 @@ WHERE run.function_id = ANY($1::text[]) AND run.id >= $2
 async def measure(engine: Engine, runs: int, seconds: float) -> dict[str, float]:
     observer = engine.observer
     await observer.drain()
-    warm_up, warm_up_runs = Scope.starting_now(FUNCTION), min(1_000, max(runs // 10, 1))
-    await _send(engine, warm_up_runs, 0.1)
+    warm_up, warm_up_runs = Scope.starting_now(FUNCTION), min(2_000, max(runs // 5, 1))
+    await _send(engine, warm_up_runs, 1.0)
     await observer.wait_finished(warm_up, warm_up_runs, within=120.0)
     idle = {name: engine.cluster.resident_memory(name) for name in ("worker", "host")}
     scope = Scope.starting_now(FUNCTION)
