@@ -76,3 +76,20 @@ async def test_delayed_runs_are_wake_ups_and_due_ones_are_not(
         (jobs.WAKE_RUN, 1),
         (jobs.PROCESS_EVENT, 0),
     ]
+
+
+async def test_a_finished_job_is_deleted_even_when_also_listed_as_running(
+    connection: asyncpg.Connection,
+) -> None:
+    # A job that ends right as heartbeats are due is in both lists of one `keep`.
+    finished = await enqueue(connection, AdvanceRun("done"), timedelta(0))
+    running = await enqueue(connection, AdvanceRun("busy"), timedelta(0))
+    assert len(await jobs.take_due(connection, uuid4(), 10)) == 2
+    await connection.execute("UPDATE pgqueuer SET heartbeat = now() - interval '1 minute'")
+
+    await jobs.keep(connection, [finished, running], [finished])
+
+    rows = await connection.fetch(
+        "SELECT id, heartbeat > now() - interval '1 minute' AS beaten FROM pgqueuer"
+    )
+    assert [(row["id"], row["beaten"]) for row in rows] == [(running, True)]

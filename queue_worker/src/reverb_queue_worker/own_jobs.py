@@ -236,7 +236,10 @@ class OwnJobs:
         """Delete finished jobs' rows; refresh running ones' heartbeats when they are due."""
         now = time.monotonic()
         finished, self._finished = self._finished, []
-        running = list(self._tasks) if now - self._beaten_at >= self._heartbeat_seconds else []
+        # A job that just finished may still be among the tasks (its done callback is
+        # yet to run): it is not running.
+        beat = now - self._beaten_at >= self._heartbeat_seconds
+        running = [job_id for job_id in self._tasks if job_id not in finished] if beat else []
         if not finished and not running:
             return
         try:

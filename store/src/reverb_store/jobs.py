@@ -211,9 +211,12 @@ async def next_due(connection: asyncpg.Connection) -> float | None:
     return seconds
 
 
+# A row both deleted and updated by one statement is updated only (the DELETE is then
+# silently lost): a finished job's heartbeat is never refreshed.
 _KEEP = f"""
 WITH finished AS (DELETE FROM {QUEUE_TABLE} WHERE id = ANY($2::bigint[]))
-UPDATE {QUEUE_TABLE} SET heartbeat = now() WHERE id = ANY($1::bigint[]) AND status = 'picked'
+UPDATE {QUEUE_TABLE} SET heartbeat = now()
+WHERE id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
 """
 
 
