@@ -27,6 +27,7 @@ from reverb_queue_worker.own_jobs import OwnJobs
 from reverb_queue_worker.retries import HostRetries
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
+from reverb_store import jobs
 from reverb_telemetry import configure_logging, configure_tracing
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -78,6 +79,9 @@ class Worker:
             # cannot come: stop it (in-flight jobs finish) and reconnect.
             connection.add_termination_listener(_stopper(queue_manager))
             try:
+                # Jobs due now are notified: this worker takes them at once, beside
+                # pgqueuer's dequeue (LISTEN is sent here; pgqueuer adds its callback).
+                await connection.add_listener(jobs.CHANNEL, _notified(own_jobs))
                 await queue_manager.run(
                     # Notified only of jobs due at once (migration 0002): poll for the rest.
                     dequeue_timeout=min(
@@ -128,6 +132,13 @@ def _counter(queue_manager: QueueManager) -> Callable[[], int]:
         return len(queue_manager.job_context)
 
     return dequeued
+
+
+def _notified(own_jobs: OwnJobs) -> Callable[[object, int, str, object], None]:
+    def notified(_connection: object, _pid: int, _channel: str, _payload: object) -> None:
+        own_jobs.backlog()
+
+    return notified
 
 
 def _stopper(queue_manager: QueueManager) -> Callable[[object], None]:
