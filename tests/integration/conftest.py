@@ -2,9 +2,11 @@
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
+from reverb_queue_worker.checkpoints import CheckpointWriter
 
 
 @pytest.fixture
@@ -20,3 +22,14 @@ async def gateway(database_url: str) -> AsyncIterator[Gateway]:
     )
     yield gateway
     await gateway.stop()
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[CheckpointWriter]:
+    """A running checkpoint writer over its own small pool."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    checkpoints = CheckpointWriter(pool)
+    checkpoints.start()
+    yield checkpoints
+    await checkpoints.close()
+    await pool.close()

@@ -3,11 +3,9 @@ PostgreSQL: parentless runs complete together, their jobs go with them, and anyt
 else is left to the single-run transition."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
-import pytest
 
 from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_store import execution, jobs
@@ -21,16 +19,6 @@ async def driven_run(connection: asyncpg.Connection, parent: str | None = None) 
     (job_id,) = await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, None)])
     await connection.execute("UPDATE reverb.runs SET job_id = $2 WHERE id = $1", run_id, job_id)
     return run_id, job_id
-
-
-@pytest.fixture
-async def writer(database_url: str) -> AsyncIterator[CheckpointWriter]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    checkpoints = CheckpointWriter(pool)
-    checkpoints.start()
-    yield checkpoints
-    await checkpoints.close()
-    await pool.close()
 
 
 async def test_parentless_runs_complete_together_with_their_jobs(

@@ -10,6 +10,7 @@ import pytest
 
 from reverb_function_host import Host, HostSettings
 from reverb_function_host import start as start_host
+from reverb_queue_worker import WorkerSettings
 from reverb_queue_worker import start as start_worker
 from tests.e2e.processes import eventually
 from tests.integration.test_worker_runs import Mesh, app, register, worker_settings
@@ -26,6 +27,14 @@ async def host() -> AsyncIterator[Host]:
 async def registered(connection: asyncpg.Connection, host: Host) -> asyncpg.Connection:
     await register(connection, app, f"127.0.0.1:{host.port}")
     return connection
+
+
+def never_polling(database_url: str) -> WorkerSettings:
+    """Worker settings under which no poll comes within a test's time."""
+    hour = timedelta(hours=1)
+    return worker_settings(database_url).model_copy(
+        update={"worker_poll_interval": hour, "worker_heartbeat_timeout": hour}
+    )
 
 
 async def test_a_fan_out_starts_the_runs_it_creates_in_the_same_transaction(
@@ -72,10 +81,7 @@ async def test_a_worker_wakes_the_runs_it_put_to_sleep_without_polling(
     database_url: str, registered: asyncpg.Connection, host: Host
 ) -> None:
     # No poll would come within the test's time: only the worker's own timer can wake the run.
-    hour = timedelta(hours=1)
-    settings = worker_settings(database_url).model_copy(
-        update={"worker_poll_interval": hour, "worker_heartbeat_timeout": hour}
-    )
+    settings = never_polling(database_url)
     worker = await start_worker(settings)
     mesh = Mesh(registered, worker, host)
     try:
@@ -93,10 +99,7 @@ async def test_a_worker_wakes_runs_another_worker_put_to_sleep_without_polling(
     # The first worker stops while the run sleeps. The second never polls within the
     # test; it never scheduled the wake-up either: its one timer is armed from the
     # queue's next due time, read when it starts.
-    hour = timedelta(hours=1)
-    settings = worker_settings(database_url).model_copy(
-        update={"worker_poll_interval": hour, "worker_heartbeat_timeout": hour}
-    )
+    settings = never_polling(database_url)
     first = await start_worker(settings)
     mesh = Mesh(registered, first, host)
     try:

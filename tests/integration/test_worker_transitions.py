@@ -2,12 +2,10 @@
 suspensions, child runs waking their parent, and group-committed step checkpoints."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import orjson
-import pytest
 
 from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_store import execution
@@ -234,16 +232,6 @@ async def test_a_failing_step_retries_while_attempts_remain_then_fails(
     row = await connection.fetchrow("SELECT attempts, error FROM reverb.steps WHERE id = 'call'")
     assert row is not None and row["attempts"] == 3
     assert orjson.loads(row["error"])["type"] == "ConnectionError"
-
-
-@pytest.fixture
-async def writer(database_url: str) -> AsyncIterator[CheckpointWriter]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    checkpoints = CheckpointWriter(pool)
-    checkpoints.start()
-    yield checkpoints
-    await checkpoints.close()
-    await pool.close()
 
 
 async def test_concurrent_checkpoints_share_transactions(

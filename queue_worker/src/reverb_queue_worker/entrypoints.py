@@ -20,11 +20,10 @@ def register(queue_manager: QueueManager, services: Services) -> None:
         # pgqueuer found due work: more may wait, for this worker's own takes.
         services.own_jobs.backlog()
         try:
-            with jobs.collect_scheduled() as scheduled:
+            with services.own_jobs.waking():
                 await handle(
                     services, int(job.id), job.entrypoint, job.payload or b"", job.attempts
                 )
-            services.own_jobs.wake_at(scheduled)
         finally:
             services.own_jobs.freed()
 

@@ -16,9 +16,8 @@ whose scheduler died are found by the other workers' timers and polls.
 
 import asyncio
 import contextlib
-import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from uuid import UUID
 
 import asyncpg
@@ -59,9 +58,8 @@ class OwnJobs:
         # The next due time is read from the queue after the next take.
         self._find_next = True
         self._taking: asyncio.Task[None] | None = None
-        # The one wake-up timer, and when it fires (loop time; inf when none is armed).
+        # The one wake-up timer.
         self._alarm: asyncio.TimerHandle | None = None
-        self._alarm_at = math.inf
         self._keeper: asyncio.Task[None] | None = None
         self._beaten_at = 0.0
         # Stopping: no new jobs are taken; then the keep loop's last round.
@@ -99,10 +97,13 @@ class OwnJobs:
         self._tasks.pop(job_id, None)
         self.freed()
 
-    def wake_at(self, scheduled: list[jobs.Scheduled]) -> None:
-        """Take these delayed jobs, and any others due by then, when they come due."""
-        if scheduled:
-            self._arm(min(each.delay for each in scheduled).total_seconds())
+    @contextlib.contextmanager
+    def waking(self) -> Iterator[None]:
+        """Around a job's work: once it succeeds, arm the timer for the wake-ups it enqueued."""
+        with jobs.collect_scheduled() as delays:
+            yield
+        if delays:
+            self._arm(min(delays).total_seconds())
 
     def backlog(self) -> None:
         """Due jobs may be queued (a fan-out queued runs it had no room for): take them."""
@@ -114,16 +115,12 @@ class OwnJobs:
         if self._backlog or self._find_next:
             self._take_soon()
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
     async def stop(self, grace_seconds: float) -> None:
         """Let running jobs end within `grace_seconds`, then cancel them (they hand over)."""
         self._closing = True
         if self._alarm is not None:
             self._alarm.cancel()
-            self._alarm, self._alarm_at = None, math.inf
+            self._alarm = None
         if self._taking is not None:
             self._taking.cancel()
         tasks = list(self._tasks.values())
@@ -141,9 +138,8 @@ class OwnJobs:
     async def _run(self, job_id: int, work: Callable[[], Awaitable[None]]) -> None:
         finished = True
         try:
-            with jobs.collect_scheduled() as scheduled:
+            with self.waking():
                 await work()
-            self.wake_at(scheduled)
         except RetryRequested:
             # The database is unreachable: leave the job to go stale, so that a worker
             # (maybe this one) takes it again once its heartbeat is old.
@@ -164,14 +160,14 @@ class OwnJobs:
             return
         loop = asyncio.get_running_loop()
         at = loop.time() + max(delay, 0.0)
-        if at >= self._alarm_at:
-            return
         if self._alarm is not None:
+            if self._alarm.when() <= at:
+                return
             self._alarm.cancel()
-        self._alarm, self._alarm_at = loop.call_at(at, self._rang), at
+        self._alarm = loop.call_at(at, self._rang)
 
     def _rang(self) -> None:
-        self._alarm, self._alarm_at = None, math.inf
+        self._alarm = None
         self._find_next = True
         self.backlog()
 
@@ -239,7 +235,7 @@ class OwnJobs:
         # A job that just finished may still be among the tasks (its done callback is
         # yet to run): it is not running.
         beat = now - self._beaten_at >= self._heartbeat_seconds
-        running = [job_id for job_id in self._tasks if job_id not in finished] if beat else []
+        running = list(self._tasks.keys() - set(finished)) if beat else []
         if not finished and not running:
             return
         try:

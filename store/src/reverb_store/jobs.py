@@ -85,25 +85,18 @@ def advance_run_payload(run_id: str, traceparent: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Scheduled:
-    """A delayed job, as enqueued: due `delay` after its transaction's start."""
-
-    job_id: int
-    delay: timedelta
-
-
-_scheduled: ContextVar[list[Scheduled] | None] = ContextVar("reverb_scheduled", default=None)
+_scheduled: ContextVar[list[timedelta] | None] = ContextVar("reverb_scheduled", default=None)
 
 
 @contextlib.contextmanager
-def collect_scheduled() -> Iterator[list[Scheduled]]:
-    """Collect the delayed jobs enqueued by the current task (and tasks it starts) meanwhile.
+def collect_scheduled() -> Iterator[list[timedelta]]:
+    """Collect the delays of the jobs enqueued delayed by the current task (and tasks it
+    starts) meanwhile.
 
-    A worker uses it around a job's handler, to run the wake-ups it scheduled
+    A worker uses it around a job's handler, to take the wake-ups it scheduled
     when they come due (the queue does not notify delayed jobs).
     """
-    collected: list[Scheduled] = []
+    collected: list[timedelta] = []
     token = _scheduled.set(collected)
     try:
         yield collected
@@ -111,13 +104,10 @@ def collect_scheduled() -> Iterator[list[Scheduled]]:
         _scheduled.reset(token)
 
 
-def _report(job_ids: Sequence[int], delays: Sequence[timedelta | None]) -> None:
+def _report(delays: Sequence[timedelta | None]) -> None:
     collected = _scheduled.get()
-    if collected is None:
-        return
-    for job_id, delay in zip(job_ids, delays, strict=True):
-        if delay is not None and delay > timedelta(0):
-            collected.append(Scheduled(job_id, delay))
+    if collected is not None:
+        collected.extend(delay for delay in delays if delay is not None and delay > timedelta(0))
 
 
 async def enqueue(
@@ -138,7 +128,7 @@ async def enqueue(
         list(delays),
     )
     job_ids = [int(job_id) for job_id in ids]
-    _report(job_ids, delays)
+    _report(delays)
     return job_ids
 
 
