@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
-from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 
 
 @pytest.fixture

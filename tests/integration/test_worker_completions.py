@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import orjson
 
-from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution, jobs
 from reverb_store.execution.completions import RunCompletion
 from tests.integration.test_worker_transitions import new_run

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 
-from reverb_queue_worker.checkpoints import CheckpointWriter
+from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution
 from reverb_store.execution import ErrorRecord, StepOutput, StepTiming, steps
 from reverb_store.ids import new_id

@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from reverb_queue_worker.checkpoints import CheckpointWriter
-from reverb_queue_worker.hosts import HostChannels
-from reverb_queue_worker.own_jobs import OwnJobs
-from reverb_queue_worker.retries import HostRetries
+from reverb_queue_worker.hosts.channels import HostChannels
+from reverb_queue_worker.hosts.retries import HostRetries
+from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 
 

@@ -19,12 +19,12 @@ from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
-from reverb_queue_worker.checkpoints import CheckpointWriter
 from reverb_queue_worker.database import open_pool
-from reverb_queue_worker.entrypoints import handle, register
-from reverb_queue_worker.hosts import HostChannels
-from reverb_queue_worker.own_jobs import OwnJobs
-from reverb_queue_worker.retries import HostRetries
+from reverb_queue_worker.hosts.channels import HostChannels
+from reverb_queue_worker.hosts.retries import HostRetries
+from reverb_queue_worker.jobs.entrypoints import handle, register
+from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs

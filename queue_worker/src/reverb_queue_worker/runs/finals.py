@@ -7,10 +7,10 @@ commit (many runs, one statement); everything else takes a pooled connection.
 import asyncpg
 import structlog
 
-from reverb_queue_worker import protocol
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
-from reverb_queue_worker.invocation import InvocationEnd
+from reverb_queue_worker.hosts import protocol
+from reverb_queue_worker.runs.invocation import InvocationEnd
 from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord

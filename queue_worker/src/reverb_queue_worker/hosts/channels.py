@@ -8,9 +8,9 @@ import asyncpg
 import grpc
 import structlog
 
-from reverb_queue_worker import protocol, wire
-from reverb_queue_worker.sessions import HostSession, InvocationChannel, ReportListener
-from reverb_queue_worker.signing import signature_metadata
+from reverb_queue_worker.hosts import protocol, wire
+from reverb_queue_worker.hosts.sessions import HostSession, InvocationChannel, ReportListener
+from reverb_queue_worker.hosts.signing import signature_metadata
 from reverb_store.execution import host_addresses
 
 _log = structlog.get_logger("reverb.queue_worker")

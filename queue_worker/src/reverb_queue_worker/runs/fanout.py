@@ -7,8 +7,8 @@ The runs this worker has room for are created claimed for it and driven at once
 import structlog
 
 from reverb_queue_worker.database import acquire
-from reverb_queue_worker.driver import advance_run
-from reverb_queue_worker.handling import guarded
+from reverb_queue_worker.jobs.handling import guarded
+from reverb_queue_worker.runs.driver import advance_run
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution

@@ -7,9 +7,9 @@ from pgqueuer.errors import RetryRequested
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
-from reverb_queue_worker.finals import finish
-from reverb_queue_worker.hosts import HostUnreachable
-from reverb_queue_worker.invocation import Invocation, StreamBroken
+from reverb_queue_worker.hosts.channels import HostUnreachable
+from reverb_queue_worker.runs.finals import finish
+from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution

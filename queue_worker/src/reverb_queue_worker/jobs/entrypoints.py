@@ -4,9 +4,9 @@ import structlog
 from pgqueuer.models import Job
 from pgqueuer.qm import QueueManager
 
-from reverb_queue_worker.driver import advance_run
-from reverb_queue_worker.fanout import process_event
-from reverb_queue_worker.handling import guarded
+from reverb_queue_worker.jobs.handling import guarded
+from reverb_queue_worker.runs.driver import advance_run
+from reverb_queue_worker.runs.fanout import process_event
 from reverb_queue_worker.services import Services
 from reverb_store import jobs
 

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
-from reverb_queue_worker import protocol
+from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, MemoEntry, StepTiming
 

@@ -14,8 +14,13 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from reverb_queue_worker import protocol
-from reverb_queue_worker.wire import HostStreamError, SessionStream, session_requests, start_size
+from reverb_queue_worker.hosts import protocol
+from reverb_queue_worker.hosts.wire import (
+    HostStreamError,
+    SessionStream,
+    session_requests,
+    start_size,
+)
 
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024

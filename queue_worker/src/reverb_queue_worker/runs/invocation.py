@@ -13,11 +13,11 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reverb_queue_worker import protocol
-from reverb_queue_worker.commits import ack_for, commit_step
+from reverb_queue_worker.hosts import protocol
+from reverb_queue_worker.hosts.sessions import InvocationChannel
+from reverb_queue_worker.hosts.wire import HostStreamError
+from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
-from reverb_queue_worker.sessions import InvocationChannel
-from reverb_queue_worker.wire import HostStreamError
 from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
 
 # gRPC statuses that say nothing about the function: the run is released and retried

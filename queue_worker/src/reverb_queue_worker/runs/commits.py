@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import asyncpg
 
-from reverb_queue_worker import protocol
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
+from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepState

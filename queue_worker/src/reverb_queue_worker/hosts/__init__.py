@@ -1,0 +1,2 @@
+"""Hosts: channels and sessions to function hosts, the protocol they speak, its wire
+conversion and signing."""

@@ -1,0 +1,1 @@
+"""Runs: fan-out, the run driver (claim, invocation, checkpoints, finals)."""
