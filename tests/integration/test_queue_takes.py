@@ -8,12 +8,13 @@ import asyncpg
 
 from reverb_store import jobs
 from reverb_store.jobs import AdvanceRun, ProcessEvent
+from tests.integration.wakeups import Heard
 
 
 async def enqueue(
     connection: asyncpg.Connection, job: ProcessEvent | AdvanceRun, delay: timedelta
 ) -> int:
-    (job_id,) = await jobs.enqueue(connection, [job], [delay])
+    (job_id,) = await jobs.schedule(connection, [job], [delay], Heard())
     return job_id
 
 
@@ -35,7 +36,7 @@ async def test_due_wake_ups_are_taken_before_work_queued_earlier(
     first = await jobs.take_due(connection, worker, 1)
     rest = await jobs.take_due(connection, worker, 10)
 
-    assert [(job.job_id, job.entrypoint) for job in first] == [(wake_up, jobs.WAKE_RUN)]
+    assert [(job.job_id, job.kind) for job in first] == [(wake_up, "wake_run")]
     assert AdvanceRun.decode(first[0].payload) == AdvanceRun("sleeper")
     # Then the others, oldest first, whatever their entrypoint.
     assert [job.job_id for job in rest] == [new_run, fan_out]
@@ -72,9 +73,9 @@ async def test_delayed_runs_are_wake_ups_and_due_ones_are_not(
 
     # pgqueuer's own dequeue orders by priority: it also takes due wake-ups first.
     assert [(row["entrypoint"], row["priority"]) for row in rows] == [
-        (jobs.ADVANCE_RUN, 0),
-        (jobs.WAKE_RUN, 1),
-        (jobs.PROCESS_EVENT, 0),
+        ("advance_run", 0),
+        ("wake_run", 1),
+        ("process_event", 0),
     ]
 
 
@@ -93,3 +94,18 @@ async def test_a_finished_job_is_deleted_even_when_also_listed_as_running(
         "SELECT id, heartbeat > now() - interval '1 minute' AS beaten FROM pgqueuer"
     )
     assert [(row["id"], row["beaten"]) for row in rows] == [(running, True)]
+
+
+async def test_only_delayed_jobs_are_reported_to_their_waker(
+    connection: asyncpg.Connection,
+) -> None:
+    heard = Heard()
+
+    await jobs.schedule(
+        connection,
+        [AdvanceRun("now"), AdvanceRun("later"), ProcessEvent(("again",))],
+        [timedelta(0), timedelta(seconds=5), timedelta(seconds=2)],
+        heard,
+    )
+
+    assert heard.delays == [timedelta(seconds=5), timedelta(seconds=2)]

@@ -119,3 +119,18 @@ async def test_a_worker_wakes_runs_another_worker_put_to_sleep_without_polling(
         await second.stop()
     assert (run["status"], orjson.loads(run["output"])) == ("completed", "before-after")
     assert run["invocations"] == 2
+
+
+async def test_a_worker_starts_a_retried_runs_next_attempt_without_polling(
+    database_url: str, registered: asyncpg.Connection, host: Host
+) -> None:
+    # The retry is a delayed job that the failed attempt's transition schedules: the
+    # worker hears of it there, and only its timer can start the next attempt in time.
+    worker = await start_worker(never_polling(database_url))
+    mesh = Mesh(registered, worker, host)
+    try:
+        event_id = await mesh.send("test.retries-run", {})
+        run = await mesh.finished(event_id, "retries-run", within=20)
+    finally:
+        await worker.stop()
+    assert (run["status"], orjson.loads(run["output"]), run["attempt"]) == ("completed", 1, 1)

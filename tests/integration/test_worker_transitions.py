@@ -11,6 +11,7 @@ from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution
 from reverb_store.execution import ErrorRecord, StepOutput, StepTiming, steps
 from reverb_store.ids import new_id
+from tests.integration.wakeups import Heard
 
 HOUR = timedelta(hours=1)
 
@@ -139,12 +140,16 @@ async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
         connection, run_id, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
 
-    assert await execution.suspend_run(connection, run_id, 1, []) == "sleeping"
+    heard = Heard()
+    assert await execution.suspend_run(connection, run_id, 1, [], heard) == "sleeping"
 
     assert await status_of(connection, run_id) == "sleeping"
     (job,) = await advance_jobs(connection)
     assert timedelta(minutes=59) < job["delay"] <= timedelta(hours=1)
     assert job["entrypoint"] == "wake_run"  # taken before other work once due
+    # The caller hears of the wake-up it must arm a timer for.
+    (delay,) = heard.delays
+    assert timedelta(minutes=59) < delay <= timedelta(hours=1)
 
 
 async def test_a_run_waiting_only_on_a_child_is_waiting(connection: asyncpg.Connection) -> None:
@@ -154,7 +159,7 @@ async def test_a_run_waiting_only_on_a_child_is_waiting(connection: asyncpg.Conn
         connection, run_id, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
 
-    assert await execution.suspend_run(connection, run_id, 1, []) == "waiting"
+    assert await execution.suspend_run(connection, run_id, 1, [], Heard()) == "waiting"
     assert await status_of(connection, run_id) == "waiting"
 
 
@@ -173,7 +178,9 @@ async def test_a_child_that_ends_before_its_parent_suspends_resumes_it_at_once(
     assert await execution.complete_run(connection, child, 2, '{"done": true}')
     assert await advance_jobs(connection) == []
     # ...so the parent's suspension sees the resolved step and queues it right away.
-    assert await execution.suspend_run(connection, parent, 1, []) == "resumed"
+    heard = Heard()
+    assert await execution.suspend_run(connection, parent, 1, [], heard) == "resumed"
+    assert heard.delays == []  # due at once: the queue notifies it
 
     assert await status_of(connection, parent) == "queued"
     (job,) = await advance_jobs(connection)
@@ -191,7 +198,7 @@ async def test_a_child_failure_fails_the_waiting_parent_step_and_wakes_the_paren
     await add_step(
         connection, parent, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
-    assert await execution.suspend_run(connection, parent, 1, []) == "waiting"
+    assert await execution.suspend_run(connection, parent, 1, [], Heard()) == "waiting"
     child = await new_run(connection, parent=parent)
     await execution.claim_run(connection, child, job_id=2)
 

@@ -1,4 +1,4 @@
-"""A queue worker: pgqueuer consumers for `process_event` and `advance_run`.
+"""A queue worker: pgqueuer consumers for every job kind (`jobs.entrypoints`).
 
 pgqueuer listens and dequeues on a dedicated connection; runs and
 checkpoints use a pool. If the dedicated connection is lost (a database
@@ -22,7 +22,8 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import open_pool
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
-from reverb_queue_worker.jobs.entrypoints import handle, register
+from reverb_queue_worker.jobs import entrypoints
+from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.services import Services
@@ -66,11 +67,10 @@ class Worker:
         settings = self.services.settings
         while connection is not None:
             queue_manager = QueueManager(Queries(AsyncpgDriver(connection)))
-            register(queue_manager, self.services)
+            entrypoints.register(queue_manager, self.services)
             self._queue_manager = queue_manager
             own_jobs = self.services.own_jobs
-            own_jobs.queue_manager_id = queue_manager.queue_manager_id
-            own_jobs.dequeued = _counter(queue_manager)
+            own_jobs.attach(queue_manager.queue_manager_id, _counter(queue_manager))
             # Take what is due already, and arm the timer for the next wake-up.
             own_jobs.backlog()
             if self._stopping.is_set():
@@ -92,15 +92,15 @@ class Worker:
                     heartbeat_timeout=settings.worker_heartbeat_timeout,
                 )
             except asyncio.CancelledError:
-                own_jobs.queue_manager_id = None
+                own_jobs.detach()
                 connection.terminate()
                 raise
             except Exception as error:
-                own_jobs.queue_manager_id = None
+                own_jobs.detach()
                 _log.warning("queue connection lost", error=f"{type(error).__name__}: {error}")
                 connection.terminate()
             else:
-                own_jobs.queue_manager_id = None
+                own_jobs.detach()
                 if self._stopping.is_set():
                     await connection.close()
                     return
@@ -156,6 +156,7 @@ async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
 
 async def start(settings: WorkerSettings) -> Worker:
     """Connect, check the queue's schema, and start consuming jobs."""
+    entrypoints.check()
     # pgqueuer's first job would import anyio's asyncio backend (tens of ms): do it now.
     importlib.import_module("anyio._backends._asyncio")
     pool = await open_pool(settings.database_url, settings.database_pool_size)
@@ -181,8 +182,8 @@ async def start(settings: WorkerSettings) -> Worker:
         settings, pool, checkpoints, HostChannels(pool, key), HostRetries(), own_jobs
     )
 
-    async def handle_own(job_id: int, entrypoint: str, payload: bytes) -> None:
-        await handle(services, job_id, entrypoint, payload)
+    async def handle_own(job: ActiveJob, payload: bytes) -> None:
+        await entrypoints.handle(services, job, payload)
 
     own_jobs.start(handle_own)
     worker = Worker(services, queue_connection)

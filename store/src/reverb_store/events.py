@@ -35,6 +35,10 @@ class EventGroup:
     traceparent: str | None = None
 
 
+_PROCESS_EVENT_COLUMNS = jobs.PROCESS_EVENT.sql_columns(
+    event_ids="event_ids", traceparent="($6::text[])[request]"
+)
+
 # One statement, so atomic on its own: the events, then one process_event job per group
 # for its new events that a function listens to (an id repeated in the call belongs to
 # its first occurrence's group).
@@ -55,9 +59,7 @@ WITH input AS MATERIALIZED (
     SELECT request, array_agg(id ORDER BY position) AS event_ids FROM fanned GROUP BY request
 ), queued AS (
     INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
-    SELECT 0, '{jobs.PROCESS_EVENT}',
-           {jobs.process_event_payload("event_ids", "($6::text[])[request]")},
-           'queued', now()
+    SELECT {_PROCESS_EVENT_COLUMNS}, 'queued', now()
     FROM fan_outs ORDER BY request
     RETURNING id
 )

@@ -4,20 +4,23 @@ Two kinds: the runs a fan-out creates already claimed for this worker (their
 jobs are inserted picked), and due jobs it takes from the queue whenever it has
 room: the moment one of its jobs ends while work may be waiting, and when a
 wake-up comes due. Wake-ups cost no memory per sleeping run: one timer is armed
-for the earliest delayed job this worker knows of, and when it fires the worker
-takes every due job (wake-ups first) and reads the next due time from the queue.
+for the earliest delayed job this worker knows of (every job it runs, dequeued or
+its own, hands over the wake-ups its handler scheduled when it ends: `ended`),
+and when it fires the worker takes every due job (wake-ups first) and reads the
+next due time from the queue.
 
 Either way the job's row is `picked` by this worker's queue manager, so
 pgqueuer counts it against the worker's concurrency, and this worker keeps its
 heartbeat fresh until it ends. If the worker dies, the heartbeat goes stale and
 pgqueuer hands the job to another worker, as it does any job; delayed jobs
-whose scheduler died are found by the other workers' timers and polls.
+whose scheduler died are found by the other workers' timers and polls. The
+worker's slots are counted in `slots`.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -25,12 +28,14 @@ import structlog
 from pgqueuer.errors import RetryRequested
 
 from reverb_queue_worker.database import acquire
+from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.jobs.slots import Booking, Slots
 from reverb_store import jobs
 
 _log = structlog.get_logger("reverb.queue_worker")
 
-# What runs a job this worker took by id: (job id, entrypoint, payload).
-Handler = Callable[[int, str, bytes], Awaitable[None]]
+# What runs a job this worker took from the queue: the job, and its stored payload.
+Handler = Callable[[ActiveJob, bytes], Awaitable[None]]
 
 # After a failed take (the database unreachable), the queue is looked at again this soon.
 _RETRY_SECONDS = 1.0
@@ -42,15 +47,12 @@ class OwnJobs:
     def __init__(self, pool: asyncpg.Pool, concurrency: int, heartbeat_seconds: float) -> None:
         """`heartbeat_seconds`: how often running jobs' heartbeats are refreshed."""
         self._pool = pool
-        self._concurrency = concurrency
         self._heartbeat_seconds = heartbeat_seconds
+        self.slots = Slots(concurrency)
         # Set while a queue manager runs: jobs are picked in its name.
         self.queue_manager_id: UUID | None = None
-        # How many jobs pgqueuer runs in this worker now.
-        self.dequeued: Callable[[], int] = lambda: 0
         self._handler: Handler | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._reserved = 0
         self._finished: list[int] = []
         self._flush = asyncio.Event()
         # Due work may be waiting in the queue: take it when there is room.
@@ -58,8 +60,10 @@ class OwnJobs:
         # The next due time is read from the queue after the next take.
         self._find_next = True
         self._taking: asyncio.Task[None] | None = None
-        # The one wake-up timer.
-        self._alarm: asyncio.TimerHandle | None = None
+        # The one wake-up timer, and when it fires (loop time): under uvloop a timer due
+        # within a millisecond is a plain Handle, which cannot tell.
+        self._alarm: asyncio.Handle | None = None
+        self._alarm_at = 0.0
         self._keeper: asyncio.Task[None] | None = None
         self._beaten_at = 0.0
         # Stopping: no new jobs are taken; then the keep loop's last round.
@@ -70,40 +74,39 @@ class OwnJobs:
         self._handler = handler
         self._keeper = asyncio.create_task(self._keep_loop(), name="reverb-own-jobs")
 
-    def room(self) -> int:
-        """Free slots of the worker's concurrency."""
-        if self.queue_manager_id is None:
-            return 0
-        return max(0, self._concurrency - self.dequeued() - len(self._tasks) - self._reserved)
+    def attach(self, queue_manager_id: UUID, dequeued: Callable[[], int]) -> None:
+        """A queue manager runs: pick jobs in its name; `dequeued` counts the jobs it runs."""
+        self.queue_manager_id = queue_manager_id
+        self.slots.dequeued = dequeued
 
-    def reserve(self, wanted: int) -> int:
-        """Book up to `wanted` slots of the worker's concurrency; return how many were booked."""
-        granted = min(wanted, self.room())
-        self._reserved += granted
-        return granted
+    def detach(self) -> None:
+        """The queue manager stopped: no job is picked, no slot booked until the next one."""
+        self.queue_manager_id = None
+        self.slots.dequeued = None
 
-    def unreserve(self, count: int) -> None:
-        self._reserved -= count
+    def booking(self) -> Booking:
+        """Slots to book for runs about to be created claimed here (see `Slots`)."""
+        return self.slots.booking()
 
-    def run(self, job_id: int, work: Callable[[], Awaitable[None]], *, reserved: bool) -> None:
-        """Run `work` for the picked job `job_id` (a reserved slot is used, if `reserved`)."""
-        if reserved:
-            self._reserved -= 1
-        task = asyncio.create_task(self._run(job_id, work), name=f"reverb-job-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._ended(job_id))
+    def run(
+        self, job: ActiveJob, work: Callable[[], Awaitable[None]], booking: Booking | None
+    ) -> None:
+        """Run `work` for the picked `job`, in a slot of `booking` (None: a take's)."""
+        self.slots.started(booking)
+        task = asyncio.create_task(self._run(job, work), name=f"reverb-job-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _: self._done(job.id))
 
-    def _ended(self, job_id: int) -> None:
+    def _done(self, job_id: int) -> None:
         self._tasks.pop(job_id, None)
+        self.slots.ended()
         self.freed()
 
-    @contextlib.contextmanager
-    def waking(self) -> Iterator[None]:
-        """Around a job's work: once it succeeds, arm the timer for the wake-ups it enqueued."""
-        with jobs.collect_scheduled() as delays:
-            yield
-        if delays:
-            self._arm(min(delays).total_seconds())
+    def ended(self, job: ActiveJob) -> None:
+        """Once a job's handler returned (or raised): arm the timer for the wake-ups it
+        scheduled, which are committed by now."""
+        if job.wake_at is not None:
+            self._arm(job.wake_at)
 
     def backlog(self) -> None:
         """Due jobs may be queued (a fan-out queued runs it had no room for): take them."""
@@ -135,11 +138,10 @@ class OwnJobs:
         if self._keeper is not None:
             await self._keeper
 
-    async def _run(self, job_id: int, work: Callable[[], Awaitable[None]]) -> None:
+    async def _run(self, job: ActiveJob, work: Callable[[], Awaitable[None]]) -> None:
         finished = True
         try:
-            with self.waking():
-                await work()
+            await work()
         except RetryRequested:
             # The database is unreachable: leave the job to go stale, so that a worker
             # (maybe this one) takes it again once its heartbeat is old.
@@ -147,24 +149,24 @@ class OwnJobs:
         except asyncio.CancelledError:
             raise
         except Exception:
-            _log.exception("job failed", job_id=job_id)
+            _log.exception("job failed", job_id=job.id)
         finally:
+            self.ended(job)
             if finished:
                 # Usually the run's transition already deleted the row; this catches the rest.
-                self._finished.append(job_id)
+                self._finished.append(job.id)
                 self._flush.set()
 
-    def _arm(self, delay: float) -> None:
-        """Fire the wake-up timer in `delay` seconds, unless it fires sooner already."""
+    def _arm(self, at: float) -> None:
+        """Fire the wake-up timer at loop time `at`, unless it fires sooner already."""
         if self._closing:
             return
-        loop = asyncio.get_running_loop()
-        at = loop.time() + max(delay, 0.0)
         if self._alarm is not None:
-            if self._alarm.when() <= at:
+            if self._alarm_at <= at:
                 return
             self._alarm.cancel()
-        self._alarm = loop.call_at(at, self._rang)
+        self._alarm_at = at
+        self._alarm = asyncio.get_running_loop().call_at(at, self._rang)
 
     def _rang(self) -> None:
         self._alarm = None
@@ -180,13 +182,11 @@ class OwnJobs:
     async def _take_due(self) -> None:
         """Take due jobs while there is room and some may be waiting (`freed` resumes).
 
-        The room is not booked while the take is in flight: a fan-out meanwhile
-        still drives the runs it creates, and the worker may then run a few jobs
-        more than its concurrency for as long as those take.
+        The room is not booked while the take is in flight (see `Slots`).
         """
         while self._backlog or self._find_next:
             queue_manager_id = self.queue_manager_id
-            room = self.room()
+            room = self.slots.free()
             if queue_manager_id is None or room == 0:
                 return
             # Cleared before the take: news of more work during it sets them again.
@@ -200,19 +200,20 @@ class OwnJobs:
                 self._backlog = True
                 self._find_next = self._find_next or find_next
                 _log.warning("taking due jobs failed", error=f"{type(error).__name__}: {error}")
-                self._arm(_RETRY_SECONDS)
+                self._arm(asyncio.get_running_loop().time() + _RETRY_SECONDS)
                 return
             if len(taken) == room:
                 self._backlog = True  # the room ran out first: more may be due
-            if next_due is not None:
-                self._arm(next_due)
             for job in taken:
-                self.run(job.job_id, self._work(job), reserved=False)
+                active = ActiveJob(job.job_id, job.kind)
+                self.run(active, self._work(active, job.payload), None)
+            if next_due is not None:
+                self._arm(asyncio.get_running_loop().time() + max(next_due, 0.0))
 
-    def _work(self, job: jobs.TakenJob) -> Callable[[], Awaitable[None]]:
+    def _work(self, job: ActiveJob, payload: bytes) -> Callable[[], Awaitable[None]]:
         handler = self._handler
         assert handler is not None, "start() binds the handler"
-        return lambda: handler(job.job_id, job.entrypoint, job.payload)
+        return lambda: handler(job, payload)
 
     async def _keep_loop(self) -> None:
         """Until stopped (then once more): finished jobs' rows and heartbeats, as they fall due."""

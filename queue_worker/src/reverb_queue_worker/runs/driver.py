@@ -2,12 +2,14 @@
 
 from datetime import timedelta
 
+import asyncpg
 import structlog
 from pgqueuer.errors import RetryRequested
 
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts.channels import HostUnreachable
+from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.runs.finals import finish
 from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
@@ -20,7 +22,7 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 
 async def advance_run(
-    services: Services, job_id: int, job: AdvanceRun, claim: ClaimedRun | None = None
+    services: Services, job: ActiveJob, payload: AdvanceRun, claim: ClaimedRun | None = None
 ) -> None:
     """Claim the run for this job and drive it as far as it goes.
 
@@ -29,12 +31,13 @@ async def advance_run(
     When no host can be reached, or the stream breaks, the run is released with
     a new `advance_run` job after a growing delay (no function attempt counted).
     """
-    with job_span("advance_run", job.traceparent, {"reverb.run_id": job.run_id}) as span:
+    job_id = job.id
+    with job_span("advance_run", payload.traceparent, {"reverb.run_id": payload.run_id}) as span:
         if claim is None:
             async with acquire(services.pool) as connection:
-                claim = await execution.claim_run(connection, job.run_id, job_id)
+                claim = await execution.claim_run(connection, payload.run_id, job_id)
         if claim is None:
-            _log.debug("run not claimable", run_id=job.run_id, job_id=job_id)
+            _log.debug("run not claimable", run_id=payload.run_id, job_id=job_id)
             return
         span.set_attribute("reverb.function_id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)
@@ -45,7 +48,7 @@ async def advance_run(
             invocation=claim.invocations,
         )
         try:
-            await _drive(services, claim, job_id, log)
+            await _drive(services, claim, job, log)
         except (HostUnreachable, StreamBroken) as error:
             invoked = isinstance(error, StreamBroken) and error.invoked
             delay = _retry_delay(services, claim.run_id)
@@ -54,12 +57,12 @@ async def advance_run(
                 reason=str(error),
                 retry_in_seconds=round(delay.total_seconds(), 3),
             )
-            await _release(services, claim.run_id, job_id, delay, invoked=invoked)
+            await _release(services, claim.run_id, job, delay, invoked=invoked)
         except Exception as error:
             log.exception("advancing the run failed")
             delay = _retry_delay(services, claim.run_id)
             try:
-                await _release(services, claim.run_id, job_id, delay)
+                await _release(services, claim.run_id, job, delay)
             except Exception:
                 # The database is unreachable too: pgqueuer retries this job (same id),
                 # which may take the still-running run over.
@@ -68,15 +71,28 @@ async def advance_run(
             services.host_retries.reached(claim.run_id)
 
 
+async def hand_over_run(
+    connection: asyncpg.Connection, job: ActiveJob, payload: AdvanceRun
+) -> bool:
+    """The worker is stopping: release the run this job drives (status queued, a new
+    `advance_run` due at once). False if the job does not drive it."""
+    released = await execution.release_run(
+        connection, payload.run_id, job.id, invoked=True, resume_after=timedelta(0), wakeups=job
+    )
+    if released:
+        _log.info("worker stopping, run released", run_id=payload.run_id)
+    return released
+
+
 async def _drive(
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job: ActiveJob,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     invocation = Invocation(services, claim, traceparent_within(claim.traceparent))
     end = await invocation.run()
-    await finish(services, claim, job_id, end, log)
+    await finish(services, claim, job, end, log)
 
 
 def _retry_delay(services: Services, run_id: str) -> timedelta:
@@ -87,12 +103,12 @@ def _retry_delay(services: Services, run_id: str) -> timedelta:
 async def _release(
     services: Services,
     run_id: str,
-    job_id: int,
+    job: ActiveJob,
     resume_after: timedelta,
     *,
     invoked: bool = True,
 ) -> None:
     async with acquire(services.pool) as connection:
         await execution.release_run(
-            connection, run_id, job_id, invoked=invoked, resume_after=resume_after
+            connection, run_id, job.id, invoked=invoked, resume_after=resume_after, wakeups=job
         )

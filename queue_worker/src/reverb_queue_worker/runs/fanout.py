@@ -7,8 +7,10 @@ The runs this worker has room for are created claimed for it and driven at once
 import structlog
 
 from reverb_queue_worker.database import acquire
+from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.handling import guarded
-from reverb_queue_worker.runs.driver import advance_run
+from reverb_queue_worker.jobs.slots import Booking
+from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
@@ -18,36 +20,32 @@ from reverb_store.jobs import AdvanceRun, ProcessEvent
 _log = structlog.get_logger("reverb.queue_worker")
 
 
-async def process_event(services: Services, job: ProcessEvent) -> None:
+async def process_event(services: Services, job: ActiveJob, payload: ProcessEvent) -> None:
     """One run per (function, event), each with its `advance_run` job, in one transaction."""
     own_jobs = services.own_jobs
-    booked = 0
-
-    def book(runs: int) -> int:
-        nonlocal booked
-        booked = own_jobs.reserve(runs)
-        return booked
-
-    with job_span("process_event", job.traceparent, {"reverb.event_ids": list(job.event_ids)}):
-        traceparent = traceparent_within(job.traceparent)
+    event_ids = list(payload.event_ids)
+    with job_span("process_event", payload.traceparent, {"reverb.event_ids": event_ids}):
+        traceparent = traceparent_within(payload.traceparent)
         queue_manager_id = own_jobs.queue_manager_id
-        driver = Driver(queue_manager_id, book) if queue_manager_id is not None else None
-        try:
+        # Slots for the runs driven here are booked as they are created; those the
+        # fan-out did not use are freed when the booking closes, whatever happens.
+        with own_jobs.booking() as booking:
+            driver = (
+                Driver(queue_manager_id, booking.book) if queue_manager_id is not None else None
+            )
             async with acquire(services.pool) as connection:
-                runs = await execution.create_runs(connection, job.event_ids, traceparent, driver)
-        except BaseException:
-            own_jobs.unreserve(booked)
-            raise
-        driven = 0
-        for run in runs:
-            if run.job_id is not None and run.claim is not None:
-                driven += 1
-                _drive(services, run.job_id, run.claim)
-        own_jobs.unreserve(booked - driven)
+                runs = await execution.create_runs(
+                    connection, payload.event_ids, traceparent, driver
+                )
+            driven = 0
+            for run in runs:
+                if run.job_id is not None and run.claim is not None:
+                    driven += 1
+                    _drive(services, run.job_id, run.claim, booking)
         if driven < len(runs):
             own_jobs.backlog()  # runs queued for want of room: taken as room frees
     if not runs:
-        _log.debug("events trigger no new run", event_ids=list(job.event_ids))
+        _log.debug("events trigger no new run", event_ids=event_ids)
     # "run started" follows at info level (at once for the runs driven here).
     for run in runs:
         _log.debug(
@@ -58,16 +56,17 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
         )
 
 
-def _drive(services: Services, job_id: int, claim: ClaimedRun) -> None:
+def _drive(services: Services, job_id: int, claim: ClaimedRun, booking: Booking) -> None:
+    job = ActiveJob(job_id, "advance_run")
     payload = AdvanceRun(claim.run_id, claim.traceparent)
 
     async def work() -> None:
         await guarded(
             services,
-            job_id,
-            0,
+            job,
             payload,
-            lambda: advance_run(services, job_id, payload, claim),
+            lambda: advance_run(services, job, payload, claim),
+            hand_over_run,
         )
 
-    services.own_jobs.run(job_id, work, reserved=True)
+    services.own_jobs.run(job, work, booking)

@@ -10,6 +10,7 @@ import structlog
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
+from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.runs.invocation import InvocationEnd
 from reverb_queue_worker.services import Services
 from reverb_store import execution
@@ -20,11 +21,13 @@ from reverb_store.execution.completions import RunCompletion
 async def finish(
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job: ActiveJob,
     end: InvocationEnd,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
+    """Make the invocation's end durable; wake-ups it schedules go to `job`."""
     final = end.final
+    job_id = job.id
     if isinstance(final, protocol.Completed) and await _complete_in_batch(
         services, claim, job_id, final, log
     ):
@@ -32,12 +35,12 @@ async def finish(
         return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
-            await _complete(connection, services, claim, job_id, final, log)
+            await _complete(connection, services, claim, job, final, log)
         elif isinstance(final, protocol.Failed):
-            await _fail(connection, services, claim, job_id, final, log)
+            await _fail(connection, services, claim, job, final, log)
         else:
             outcome = await execution.suspend_run(
-                connection, claim.run_id, job_id, sorted(end.known_step_ids)
+                connection, claim.run_id, job_id, sorted(end.known_step_ids), job
             )
             if outcome is None:
                 log.warning(
@@ -69,17 +72,16 @@ async def _complete(
     connection: asyncpg.Connection,
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job: ActiveJob,
     final: protocol.Completed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     try:
-        done = await execution.complete_run(connection, claim.run_id, job_id, final.output)
+        done = await execution.complete_run(connection, claim.run_id, job.id, final.output)
     except asyncpg.DataError as error:
         invalid = ErrorRecord("InvalidOutput", f"the function's result cannot be stored: {error}")
-        await _fail(
-            connection, services, claim, job_id, protocol.Failed(invalid, retriable=False), log
-        )
+        failed = protocol.Failed(invalid, retriable=False)
+        await _fail(connection, services, claim, job, failed, log)
         return
     if done:
         log.info("run completed")
@@ -93,7 +95,7 @@ async def _fail(
     connection: asyncpg.Connection,
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job: ActiveJob,
     final: protocol.Failed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
@@ -101,7 +103,7 @@ async def _fail(
         delay = final.retry_after
         if delay is None:
             delay = backoff(claim.attempt, base=services.settings.backoff_base)
-        if await execution.retry_run(connection, claim.run_id, job_id, final.error, delay):
+        if await execution.retry_run(connection, claim.run_id, job.id, final.error, delay, job):
             log.info(
                 "run failed, will retry",
                 attempt=claim.attempt,
@@ -109,7 +111,7 @@ async def _fail(
                 delay_seconds=round(delay.total_seconds(), 3),
             )
             return
-    elif await execution.fail_run(connection, claim.run_id, job_id, final.error):
+    elif await execution.fail_run(connection, claim.run_id, job.id, final.error):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         return
     log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")

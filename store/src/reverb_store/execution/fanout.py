@@ -69,8 +69,8 @@ WITH input AS (
 ), queued AS (
     INSERT INTO {jobs.QUEUE_TABLE}
         (id, priority, entrypoint, payload, status, queue_manager_id, execute_after, heartbeat)
-    SELECT coalesce(job_id, nextval(pg_get_serial_sequence($9, 'id'))), 0, '{jobs.ADVANCE_RUN}',
-           {jobs.advance_run_payload("id", "$7::text")},
+    SELECT coalesce(job_id, nextval(pg_get_serial_sequence($9, 'id'))),
+           {jobs.ADVANCE_RUN.sql_columns(run_id="id", traceparent="$7::text")},
            CASE WHEN job_id IS NULL THEN 'queued' ELSE 'picked' END::pgqueuer_status,
            CASE WHEN job_id IS NULL THEN NULL ELSE $8::uuid END, now(), now()
     FROM created

@@ -90,11 +90,12 @@ async def release_run(
     *,
     invoked: bool,
     resume_after: timedelta,
+    wakeups: jobs.Wakeups,
 ) -> bool:
     """Give the run back (status queued) without counting a function attempt.
 
-    A new `advance_run` job, due after `resume_after`, is enqueued in the same
-    transaction. `invoked=False` (the host never got the Start) takes back the
+    A new `advance_run` job, due after `resume_after` (`wakeups` hears of it), is
+    enqueued in the same transaction. `invoked=False` (the host never got the Start) takes back the
     claim's invocation. False if this job no longer drives the run.
     """
     async with connection.transaction():
@@ -109,8 +110,8 @@ async def release_run(
         )
         if traceparent is None:
             return False
-        await jobs.enqueue(
-            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after]
+        await jobs.schedule(
+            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after], wakeups
         )
         return True
 
@@ -141,8 +142,10 @@ async def suspend_run(
     run_id: str,
     job_id: int,
     known_step_ids: Sequence[str],
+    wakeups: jobs.Wakeups,
 ) -> SuspendOutcome | None:
-    """End an invocation that must wait; schedule the run's next `advance_run`.
+    """End an invocation that must wait; schedule the run's next `advance_run`
+    (`wakeups` hears of it).
 
     `known_step_ids` are the final steps the host saw (memo and acks). If a wait
     became due, or a step was resolved behind the host's back (a child run
@@ -158,7 +161,7 @@ async def suspend_run(
         delay: timedelta | None = pending["delay"]
         outcome: SuspendOutcome
         if pending["due"]:
-            outcome, status, delay = "resumed", "queued", None
+            outcome, status, delay = "resumed", "queued", timedelta(0)
         elif delay is None:
             # The host suspended with nothing to wait for: try again shortly.
             outcome, status, delay = "resumed", "queued", _NOTHING_PENDING_DELAY
@@ -173,7 +176,9 @@ async def suspend_run(
             job_id,
             status,
         )
-        await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay])
+        await jobs.schedule(
+            connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay], wakeups
+        )
         return outcome
 
 
@@ -207,8 +212,10 @@ async def retry_run(
     job_id: int,
     error: ErrorRecord,
     delay: timedelta,
+    wakeups: jobs.Wakeups,
 ) -> bool:
-    """Queue the function's next attempt after `delay`. False if not driven by this job."""
+    """Queue the function's next attempt after `delay` (`wakeups` hears of it). False if
+    not driven by this job."""
     async with connection.transaction():
         traceparent = await connection.fetchval(
             _ENDING
@@ -222,7 +229,9 @@ async def retry_run(
         )
         if traceparent is None:
             return False
-        await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, traceparent or None)], [delay])
+        await jobs.schedule(
+            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [delay], wakeups
+        )
         return True
 
 

@@ -1,0 +1,60 @@
+"""The pgqueuer jobs Reverb enqueues: their kinds, payloads, and the worker's own takes.
+
+The gateway and the worker agree on these; nothing else crosses the queue.
+Jobs are hints that work is due: the state they act on lives in Reverb's own
+tables, so a job that finds nothing to do simply ends.
+
+A worker may also run jobs itself, without pgqueuer's dequeue: jobs it inserts
+already picked (the runs a fan-out creates), and due jobs it takes the moment it
+has room or a wake-up it scheduled comes due (`take_due`). It keeps their
+heartbeats fresh; if it dies, pgqueuer hands them to another worker exactly as
+it does a dequeued job.
+"""
+
+from reverb_store.jobs.kinds import (
+    ADVANCE_RUN,
+    KINDS,
+    PROCESS_EVENT,
+    WAKE_RUN,
+    AdvanceRun,
+    JobKind,
+    JobPayload,
+    KindName,
+    ProcessEvent,
+    Timing,
+    kind_of,
+)
+from reverb_store.jobs.queue import (
+    CHANNEL,
+    QUEUE_TABLE,
+    TakenJob,
+    Wakeups,
+    enqueue,
+    keep,
+    next_due,
+    schedule,
+    take_due,
+)
+
+__all__ = [
+    "ADVANCE_RUN",
+    "CHANNEL",
+    "KINDS",
+    "PROCESS_EVENT",
+    "QUEUE_TABLE",
+    "WAKE_RUN",
+    "AdvanceRun",
+    "JobKind",
+    "JobPayload",
+    "KindName",
+    "ProcessEvent",
+    "TakenJob",
+    "Timing",
+    "Wakeups",
+    "enqueue",
+    "keep",
+    "kind_of",
+    "next_due",
+    "schedule",
+    "take_due",
+]

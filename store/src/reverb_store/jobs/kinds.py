@@ -1,0 +1,133 @@
+"""The job kinds: each kind's pgqueuer entrypoint, payload type and priority, in one table.
+
+A kind's name is the pgqueuer entrypoint its jobs carry, and its payload's encoding
+is what they store: jobs already queued in a database must still run, so neither
+ever changes. A payload type may be the payload of two kinds, one for the jobs due
+at once and one for the jobs enqueued with a delay (an advance of a run is
+`advance_run` now and `wake_run` later); `kind_of` picks it.
+
+The store knows the kinds; the worker binds a handler to each one
+(`reverb_queue_worker.jobs.entrypoints`) and checks at start that none is missing.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Generic, Literal, Protocol, Self, TypeVar, get_args
+
+import orjson
+
+# Every kind, by the entrypoint its jobs carry in the queue.
+KindName = Literal["process_event", "advance_run", "wake_run"]
+
+# Which of a payload type's jobs a kind is for: those due at once, those enqueued with
+# a delay, or both.
+Timing = Literal["now", "delayed", "any"]
+
+
+class JobPayload(Protocol):
+    """What a job carries: a frozen dataclass with its own stored encoding."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[object]]]
+
+    def encode(self) -> bytes: ...
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """The payload from its stored bytes; ValueError, KeyError or TypeError if malformed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEvent:
+    """Fan the events out to the runs they trigger."""
+
+    event_ids: tuple[str, ...]
+    traceparent: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"event_ids": self.event_ids, "traceparent": self.traceparent})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "ProcessEvent":
+        body = orjson.loads(payload)
+        return cls(tuple(body["event_ids"]), body.get("traceparent"))
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceRun:
+    """Drive one run as far as it can go."""
+
+    run_id: str
+    traceparent: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"run_id": self.run_id, "traceparent": self.traceparent})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "AdvanceRun":
+        body = orjson.loads(payload)
+        return cls(body["run_id"], body.get("traceparent"))
+
+
+P = TypeVar("P", bound=JobPayload, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind(Generic[P]):
+    """One kind of job: its entrypoint, what it carries, and how soon it is taken."""
+
+    name: KindName
+    payload: type[P]
+    # Higher first: pgqueuer's dequeue orders by priority, and a worker's takes take
+    # the due jobs of higher-priority kinds before the others.
+    priority: int
+    timing: Timing = "any"
+
+    def sql_columns(self, **fields: str) -> str:
+        """SQL for a job's (priority, entrypoint, payload) columns, from SQL expressions of
+        the payload's fields (every field, by name): how a statement that builds its jobs
+        itself agrees with `encode`."""
+        names = [field.name for field in dataclasses.fields(self.payload)]
+        if sorted(fields) != sorted(names):
+            raise TypeError(f"{self.name} payloads have the fields {names}, not {sorted(fields)}")
+        pairs = ", ".join(f"'{name}', {fields[name]}" for name in names)
+        payload = f"convert_to(json_build_object({pairs})::text, 'UTF8')"
+        return f"{self.priority}, '{self.name}', {payload}"
+
+
+PROCESS_EVENT = JobKind("process_event", ProcessEvent, priority=0)
+ADVANCE_RUN = JobKind("advance_run", AdvanceRun, priority=0, timing="now")
+# An advance due at a time (a sleep's end, a retry's backoff, an invoke's timeout, a host
+# backoff): taken before other work, so that a run wakes when it said it would.
+WAKE_RUN = JobKind("wake_run", AdvanceRun, priority=1, timing="delayed")
+
+KINDS: Mapping[KindName, JobKind[JobPayload]] = {
+    kind.name: kind for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN)
+}
+
+
+def _by_payload() -> dict[tuple[type[JobPayload], bool], JobKind[JobPayload]]:
+    """The kind of each (payload type, delayed); exactly one each, checked on import."""
+    if sorted(KINDS) != sorted(get_args(KindName)):
+        raise TypeError("every KindName needs one JobKind in KINDS")
+    chosen: dict[tuple[type[JobPayload], bool], JobKind[JobPayload]] = {}
+    for kind in KINDS.values():
+        for delayed in (False, True):
+            if kind.timing == ("now" if delayed else "delayed"):
+                continue
+            if (kind.payload, delayed) in chosen:
+                raise TypeError(f"two kinds carry {kind.payload.__name__} jobs (delayed={delayed})")
+            chosen[kind.payload, delayed] = kind
+    for kind in KINDS.values():
+        if {(kind.payload, False), (kind.payload, True)} - chosen.keys():
+            raise TypeError(f"{kind.payload.__name__} jobs need a kind both now and delayed")
+    return chosen
+
+
+_BY_PAYLOAD = _by_payload()
+
+
+def kind_of(payload: JobPayload, *, delayed: bool) -> JobKind[JobPayload]:
+    """The kind a job with this payload is enqueued as."""
+    return _BY_PAYLOAD[type(payload), delayed]

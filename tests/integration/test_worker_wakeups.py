@@ -1,0 +1,112 @@
+"""A worker's one wake-up timer, against real PostgreSQL: the delayed jobs a job schedules
+run when due, with no poll and no notification, on asyncio's loop and on uvloop (the
+loop the services run on). No queue manager runs, so nothing polls, and nothing
+listens to the queue's notifications: only the worker's timer can find them."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from uuid import uuid4
+
+import asyncpg
+import uvloop
+
+from reverb_queue_worker.database import acquire, open_pool
+from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_store import jobs
+from reverb_store.jobs import AdvanceRun
+
+
+class Ran:
+    """When each run's job ran (seconds after the start), and a wait for `count` of them."""
+
+    def __init__(self, count: int) -> None:
+        self.began = time.monotonic()
+        self.at: dict[str, float] = {}
+        self._count = count
+        self._all = asyncio.Event()
+
+    def record(self, run_id: str) -> None:
+        self.at[run_id] = time.monotonic() - self.began
+        if len(self.at) == self._count:
+            self._all.set()
+
+    async def all(self) -> None:
+        await asyncio.wait_for(self._all.wait(), timeout=10)
+
+
+@asynccontextmanager
+async def own_jobs_recording(
+    database_url: str, ran: Ran, delay: timedelta | None = None
+) -> AsyncIterator[tuple[OwnJobs, asyncpg.Pool]]:
+    """Own jobs whose handler records each run; with a `delay`, a job of a run not named
+    `later-…` schedules `later-<run>` that much later."""
+    pool = await open_pool(database_url, 2)
+    own_jobs = OwnJobs(pool, concurrency=4, heartbeat_seconds=3600)
+
+    async def handler(job: ActiveJob, payload: bytes) -> None:
+        run_id = AdvanceRun.decode(payload).run_id
+        ran.record(run_id)
+        if delay is not None and not run_id.startswith("later"):
+            async with acquire(pool) as connection:
+                await jobs.schedule(connection, [AdvanceRun(f"later-{run_id}")], [delay], job)
+
+    own_jobs.start(handler)
+    own_jobs.attach(uuid4(), lambda: 0)
+    try:
+        yield own_jobs, pool
+    finally:
+        await own_jobs.stop(1)
+        await pool.close()
+
+
+async def test_the_wake_ups_a_job_schedules_run_when_due_without_a_poll(
+    database_url: str,
+) -> None:
+    ran = Ran(4)
+    async with own_jobs_recording(database_url, ran, timedelta(milliseconds=300)) as (
+        own_jobs,
+        pool,
+    ):
+        async with acquire(pool) as connection:
+            await jobs.enqueue(connection, [AdvanceRun("a"), AdvanceRun("b")])
+        own_jobs.backlog()
+        await ran.all()
+
+    assert sorted(ran.at) == ["a", "b", "later-a", "later-b"]
+    assert ran.at["later-a"] - ran.at["a"] >= 0.3
+    assert ran.at["later-b"] - ran.at["b"] >= 0.3
+
+
+async def dequeued_wake_ups_due_at_once(database_url: str) -> list[str]:
+    """Two jobs (as pgqueuer dispatches them) each schedule a wake-up due in 100 µs, and end
+    in the same turn of the loop: the second is armed while the first is pending."""
+    ran = Ran(2)
+    async with own_jobs_recording(database_url, ran) as (own_jobs, pool):
+        dequeued = [ActiveJob(index, "advance_run") for index in (1, 2)]
+        async with acquire(pool) as connection:
+            for index, job in enumerate(dequeued):
+                later = [AdvanceRun(f"later-{index}")]
+                await jobs.schedule(connection, later, [timedelta(microseconds=100)], job)
+        for job in dequeued:
+            own_jobs.ended(job)
+        await ran.all()
+    return sorted(ran.at)
+
+
+async def test_wake_ups_armed_together_run_on_asyncio(database_url: str) -> None:
+    assert await dequeued_wake_ups_due_at_once(database_url) == ["later-0", "later-1"]
+
+
+def test_wake_ups_armed_together_run_on_uvloop(database_url: str) -> None:
+    # uvloop's call_at with a delay under about a millisecond returns a plain Handle,
+    # which has no `when()`: the timer's due time is kept beside it.
+    loop = uvloop.new_event_loop()
+    try:
+        ran = loop.run_until_complete(dequeued_wake_ups_due_at_once(database_url))
+    finally:
+        loop.close()
+    assert ran == ["later-0", "later-1"]
