@@ -95,8 +95,8 @@ async def release_run(
     """Give the run back (status queued) without counting a function attempt.
 
     A new `advance_run` job, due after `resume_after` (`wakeups` hears of it), is
-    enqueued in the same transaction. `invoked=False` (the host never got the Start) takes back the
-    claim's invocation. False if this job no longer drives the run.
+    enqueued in the same transaction. `invoked=False` (the host never got the Start)
+    takes back the claim's invocation. False if this job no longer drives the run.
     """
     async with connection.transaction():
         traceparent = await connection.fetchval(
