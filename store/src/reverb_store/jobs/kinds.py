@@ -20,8 +20,8 @@ import orjson
 # Every kind, by the entrypoint its jobs carry in the queue.
 KindName = Literal["process_event", "advance_run", "wake_run"]
 
-# Which of a payload type's jobs a kind is for: those due at once, those enqueued with
-# a delay, or both.
+# Which of its payload type's jobs a kind carries: all of them ("any"), or, when two
+# kinds share a payload type, those due at once ("now") or those delayed ("delayed").
 Timing = Literal["now", "delayed", "any"]
 
 
@@ -108,20 +108,26 @@ KINDS: Mapping[KindName, JobKind[JobPayload]] = {
 
 
 def _by_payload() -> dict[tuple[type[JobPayload], bool], JobKind[JobPayload]]:
-    """The kind of each (payload type, delayed); exactly one each, checked on import."""
+    """The kind of each (payload type, delayed), checked on import: a payload type is
+    carried by one kind for all its jobs (timing "any"), or by two, one for its jobs due
+    now and one for its delayed jobs."""
     if sorted(KINDS) != sorted(get_args(KindName)):
         raise TypeError("every KindName needs one JobKind in KINDS")
+    carriers: dict[type[JobPayload], list[JobKind[JobPayload]]] = {}
+    for kind in KINDS.values():
+        carriers.setdefault(kind.payload, []).append(kind)
     chosen: dict[tuple[type[JobPayload], bool], JobKind[JobPayload]] = {}
-    for kind in KINDS.values():
-        for delayed in (False, True):
-            if kind.timing == ("now" if delayed else "delayed"):
-                continue
-            if (kind.payload, delayed) in chosen:
-                raise TypeError(f"two kinds carry {kind.payload.__name__} jobs (delayed={delayed})")
-            chosen[kind.payload, delayed] = kind
-    for kind in KINDS.values():
-        if {(kind.payload, False), (kind.payload, True)} - chosen.keys():
-            raise TypeError(f"{kind.payload.__name__} jobs need a kind both now and delayed")
+    for payload, kinds in carriers.items():
+        timings = sorted(kind.timing for kind in kinds)
+        if timings == ["any"]:
+            chosen[payload, False] = chosen[payload, True] = kinds[0]
+        elif timings == ["delayed", "now"]:
+            for kind in kinds:
+                chosen[payload, kind.timing == "delayed"] = kind
+        else:
+            raise TypeError(
+                f"{payload.__name__} needs one kind for any timing, or one now and one delayed"
+            )
     return chosen
 
 
@@ -129,5 +135,5 @@ _BY_PAYLOAD = _by_payload()
 
 
 def kind_of(payload: JobPayload, *, delayed: bool) -> JobKind[JobPayload]:
-    """The kind a job with this payload is enqueued as."""
+    """The kind a job with this payload is enqueued as (KeyError: not a job payload)."""
     return _BY_PAYLOAD[type(payload), delayed]
