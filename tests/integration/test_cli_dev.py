@@ -7,14 +7,16 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from reverb_store import control
 from tests.e2e.processes import eventually, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -51,6 +53,14 @@ class Dev:
             return predicate()
 
         await eventually(check, within=within, what=what)
+
+    async def wait_for_async(self, check: Callable[[], Awaitable[bool]], what: str) -> None:
+        async def alive_and_checked() -> bool:
+            if self.process.returncode is not None:
+                raise AssertionError(f"reverb dev exited while waiting for {what}\n{self.output()}")
+            return await check()
+
+        await eventually(alive_and_checked, within=60, what=what)
 
     async def started(self) -> None:
         await self.wait_for(
@@ -150,6 +160,38 @@ async def test_the_order_flow_runs_end_to_end_and_ctrl_c_stops_everything(
         dev.process.send_signal(signal.SIGINT)
         assert await dev.exit_code() == 0, dev.output()
         assert not [child for child in children if child.is_running()], "a child outlived dev"
+
+
+async def test_an_event_sent_once_healthz_answers_200_starts_a_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    # What an earlier session left: the app registered, with other functions, at a host
+    # that is gone. It must not count as registered.
+    connection = await asyncpg.connect(database_url)
+    try:
+        await control.register_app(connection, control.AppDefinition("shop", ()), "127.0.0.1:9")
+    finally:
+        await connection.close()
+    async with reverb_dev(tmp_path, database_url) as dev:
+        refusals: list[str] = []
+
+        async def healthy() -> bool:
+            try:
+                response = await dev.http.get("/healthz")
+            except httpx.TransportError:
+                return False
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                refusals.append(response.json()["error"]["message"])
+            return response.status_code == 200
+
+        await dev.wait_for_async(healthy, "/healthz to answer 200")
+        order = {"id": "o-2", "items": [{"sku": "tee", "quantity": 1}], "email": "a@b.c"}
+        response = await dev.http.post("/events", json={"name": "order.placed", "data": order})
+        (event_id,) = response.json()["ids"]
+        placed = await dev.finished_run(event_id, "place-order")
+        assert placed["status"] == "completed", placed
+        assert set(refusals) <= {"waiting for app shop to register"}, refusals
 
 
 async def test_a_crashed_service_stops_the_others_with_status_1(

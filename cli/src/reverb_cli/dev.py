@@ -1,6 +1,11 @@
 """`reverb dev APP`: PostgreSQL (embedded unless REVERB_DATABASE_URL is set), migrations,
 then the gateway, a worker and a host for APP as child processes, in dev mode.
 
+Starting: the gateway is told to report healthy only once the app is registered
+(REVERB_GATEWAY_REQUIRED_APPS), and the app's hosts from an earlier session are
+forgotten first, so `/healthz` answering 200 means an event sent now triggers the
+app's functions. Children die with `reverb dev` (see `supervisor`).
+
 Stopping: Ctrl-C or SIGTERM stops the worker, then the host, then the gateway
 (each SIGTERM, then SIGKILL after 10 s; a second Ctrl-C kills at once), then
 the embedded PostgreSQL. If a child exits on its own, `reverb dev` stops the
@@ -20,7 +25,7 @@ from pathlib import Path
 import click
 
 from reverb_cli.app_loading import AppLoadError, load_app
-from reverb_cli.database import apply_migrations, redact
+from reverb_cli.database import apply_migrations, forget_hosts, redact
 from reverb_cli.errors import CliError
 from reverb_cli.readiness import (
     ChildExited,
@@ -90,6 +95,7 @@ def _database(settings: DevSettings) -> Iterator[tuple[str, str]]:
 async def _run(plan: _Plan) -> int:
     for name in await apply_migrations(plan.database_url):
         click.echo(f"applied migration {name}", err=True)
+    await forget_hosts(plan.database_url, plan.app_id)
     supervisor = Supervisor()
     watch = Watch(supervisor)
     loop = asyncio.get_running_loop()
@@ -120,12 +126,14 @@ async def _start(plan: _Plan, supervisor: Supervisor, watch: Watch) -> None:
     base = {"REVERB_LOG_JSON": "false", **os.environ, "REVERB_DEV": "true", "PYTHONUNBUFFERED": "1"}
     signing_key = os.environ.get("REVERB_SIGNING_KEY") or secrets.token_hex(32)
     with_database = {**base, "REVERB_DATABASE_URL": plan.database_url}
-    await supervisor.start("gateway", ["gateway"], with_database)
-    await watch.until(gateway_ready(settings.http_address), "the gateway to answer")
+    gateway_env = {**with_database, "REVERB_GATEWAY_REQUIRED_APPS": plan.app_id}
+    await supervisor.start("gateway", ["gateway"], gateway_env)
+    await watch.until(listening(settings.http_address), "the gateway to listen")
     signed = {"REVERB_SIGNING_KEY": signing_key}
     await supervisor.start("worker", ["worker"], {**with_database, **signed})
     await supervisor.start("host", ["host", plan.app_spec], {**base, **signed})
     await watch.until(listening(settings.host_address), "the host to listen")
+    await watch.until(gateway_ready(settings.http_address), f"app {plan.app_id} to register")
     registered = await watch.until(
         functions_of(settings.http_address, plan.app_id, plan.function_count),
         "the app's functions to be registered",
