@@ -6,7 +6,7 @@ Starting: the gateway is told to report healthy only once the app is registered
 forgotten first, so `/healthz` answering 200 means an event sent now triggers the
 app's functions. Children die with `reverb dev` (see `supervisor`).
 
-Stopping: Ctrl-C or SIGTERM stops the worker, then the host, then the gateway
+Stopping: Ctrl-C, SIGTERM or SIGHUP stops the worker, then the host, then the gateway
 (each SIGTERM, then SIGKILL after 10 s; a second Ctrl-C kills at once), then
 the embedded PostgreSQL. If a child exits on its own, `reverb dev` stops the
 others and exits with status 1: a crash is never hidden behind a silent restart.
@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from reverb_cli.app_loading import AppLoadError, load_app
+from reverb_cli.console import say
 from reverb_cli.database import apply_migrations, forget_hosts, redact
 from reverb_cli.errors import CliError
 from reverb_cli.readiness import (
@@ -41,6 +42,8 @@ from reverb_cli.supervisor import Supervisor
 
 DATA_FOLDER = Path(".reverb") / "pgdata"
 STOP_ORDER = ["worker", "host", "gateway"]
+# Ctrl-C, a stop request, and the terminal going away (SIGHUP) all stop everything cleanly.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -80,34 +83,34 @@ def _database(settings: DevSettings) -> Iterator[tuple[str, str]]:
         return
     from reverb_cli.embedded import embedded_server, ensure_database
 
-    click.echo(f"starting embedded PostgreSQL (data in {DATA_FOLDER})…", err=True)
+    say(f"starting embedded PostgreSQL (data in {DATA_FOLDER})…", err=True)
     with contextlib.ExitStack() as stack:
         try:
             admin_url = stack.enter_context(embedded_server(Path.cwd() / DATA_FOLDER))
         except Exception as error:
             log = DATA_FOLDER / "log"
             raise CliError(f"cannot start the embedded PostgreSQL: {error} (see {log})") from None
-        stack.callback(click.echo, "stopping embedded PostgreSQL…", err=True)
+        stack.callback(say, "stopping embedded PostgreSQL…", err=True)
         url = asyncio.run(ensure_database(admin_url))
         yield url, f"embedded PostgreSQL, data in {DATA_FOLDER} ({url})"
 
 
 async def _run(plan: _Plan) -> int:
     for name in await apply_migrations(plan.database_url):
-        click.echo(f"applied migration {name}", err=True)
+        say(f"applied migration {name}", err=True)
     await forget_hosts(plan.database_url, plan.app_id)
     supervisor = Supervisor()
     watch = Watch(supervisor)
     loop = asyncio.get_running_loop()
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for number in _SIGNALS:
         loop.add_signal_handler(number, watch.signalled)
     try:
         await _start(plan, supervisor, watch)
         await watch.forever()
     except Stopped:
-        click.echo("stopping…", err=True)
+        say("stopping…", err=True)
     except ChildExited as exited:
-        click.echo(
+        say(
             f"error: the {exited.child.name} exited unexpectedly "
             f"(exit code {exited.child.exit_code}); stopping everything",
             err=True,
@@ -115,7 +118,7 @@ async def _run(plan: _Plan) -> int:
         return 1
     finally:
         await supervisor.stop_all(STOP_ORDER, force=watch.forced)
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in _SIGNALS:
             loop.remove_signal_handler(number)
     return 0
 
@@ -138,7 +141,7 @@ async def _start(plan: _Plan, supervisor: Supervisor, watch: Watch) -> None:
         functions_of(settings.http_address, plan.app_id, plan.function_count),
         "the app's functions to be registered",
     )
-    click.echo(_banner(plan, registered))
+    say(_banner(plan, registered))
 
 
 def _banner(plan: _Plan, registered: list[str]) -> str:
