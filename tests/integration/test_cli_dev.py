@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from reverb_store import control
 from tests.e2e.processes import eventually, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -52,6 +55,14 @@ class Dev:
 
         await eventually(check, within=within, what=what)
 
+    async def wait_for_async(self, check: Callable[[], Awaitable[bool]], what: str) -> None:
+        async def alive_and_checked() -> bool:
+            if self.process.returncode is not None:
+                raise AssertionError(f"reverb dev exited while waiting for {what}\n{self.output()}")
+            return await check()
+
+        await eventually(alive_and_checked, within=60, what=what)
+
     async def started(self) -> None:
         await self.wait_for(
             lambda: any("Reverb is running" in line for line in self.stdout), "the banner"
@@ -80,17 +91,24 @@ class Dev:
         return found
 
 
-@contextlib.asynccontextmanager
-async def reverb_dev(cwd: Path, database_url: str | None) -> AsyncIterator[Dev]:
-    http_port = free_port()
+def dev_environment(ports: list[int], database_url: str | None) -> dict[str, str]:
+    """The environment of a `reverb dev` on `ports` (HTTP, Ingress, host)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
+    http, ingress, host = ports
     env.update(
-        REVERB_HTTP_ADDRESS=f"127.0.0.1:{http_port}",
-        REVERB_INGRESS_ADDRESS=f"127.0.0.1:{free_port()}",
-        REVERB_HOST_ADDRESS=f"127.0.0.1:{free_port()}",
+        REVERB_HTTP_ADDRESS=f"127.0.0.1:{http}",
+        REVERB_INGRESS_ADDRESS=f"127.0.0.1:{ingress}",
+        REVERB_HOST_ADDRESS=f"127.0.0.1:{host}",
     )
     if database_url is not None:
         env["REVERB_DATABASE_URL"] = database_url
+    return env
+
+
+@contextlib.asynccontextmanager
+async def reverb_dev(cwd: Path, database_url: str | None) -> AsyncIterator[Dev]:
+    http_port = free_port()
+    env = dev_environment([http_port, free_port(), free_port()], database_url)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -152,6 +170,38 @@ async def test_the_order_flow_runs_end_to_end_and_ctrl_c_stops_everything(
         assert not [child for child in children if child.is_running()], "a child outlived dev"
 
 
+async def test_an_event_sent_once_healthz_answers_200_starts_a_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    # What an earlier session left: the app registered, with other functions, at a host
+    # that is gone. It must not count as registered.
+    connection = await asyncpg.connect(database_url)
+    try:
+        await control.register_app(connection, control.AppDefinition("shop", ()), "127.0.0.1:9")
+    finally:
+        await connection.close()
+    async with reverb_dev(tmp_path, database_url) as dev:
+        refusals: list[str] = []
+
+        async def healthy() -> bool:
+            try:
+                response = await dev.http.get("/healthz")
+            except httpx.TransportError:
+                return False
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                refusals.append(response.json()["error"]["message"])
+            return response.status_code == 200
+
+        await dev.wait_for_async(healthy, "/healthz to answer 200")
+        order = {"id": "o-2", "items": [{"sku": "tee", "quantity": 1}], "email": "a@b.c"}
+        response = await dev.http.post("/events", json={"name": "order.placed", "data": order})
+        (event_id,) = response.json()["ids"]
+        placed = await dev.finished_run(event_id, "place-order")
+        assert placed["status"] == "completed", placed
+        assert set(refusals) <= {"waiting for app shop to register"}, refusals
+
+
 async def test_a_crashed_service_stops_the_others_with_status_1(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -178,3 +228,82 @@ async def test_without_a_database_url_it_runs_an_embedded_postgresql(tmp_path: P
     pgdata = str(tmp_path / ".reverb" / "pgdata")
     servers = [p for p in psutil.process_iter(["cmdline"]) if pgdata in (p.info["cmdline"] or [])]
     assert not servers
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.parametrize("piped", ["stdout", "stdout-and-stderr"])
+async def test_ctrl_c_under_tee_stops_every_child_even_once_tee_is_gone(
+    database_url: str, tmp_path: Path, piped: str
+) -> None:
+    """`reverb dev | tee dev.log` (or `2>&1 | tee`), then Ctrl-C: the terminal sends SIGINT
+    to both, tee dies at once, and reverb dev must still stop its children."""
+    ports = [free_port() for _ in range(3)]
+    read_end, write_end = os.pipe()
+    with (tmp_path / "stderr.log").open("wb") as terminal:
+        dev = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "reverb_cli",
+            "dev",
+            str(SHOP),
+            cwd=tmp_path,
+            env=dev_environment(ports, database_url),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=write_end if piped == "stdout-and-stderr" else terminal,
+            process_group=0,  # the shell's job: reverb dev and tee in one process group
+        )
+        tee = await asyncio.create_subprocess_exec(
+            "tee",
+            str(tmp_path / "dev.log"),
+            stdin=read_end,
+            stdout=asyncio.subprocess.PIPE,
+            process_group=dev.pid,
+        )
+    os.close(read_end)
+    os.close(write_end)
+    children: list[psutil.Process] = []
+    try:
+        assert tee.stdout is not None
+        async with asyncio.timeout(60):
+            async for line in tee.stdout:
+                if b"Reverb is running" in line:
+                    break
+        children = psutil.Process(dev.pid).children(recursive=True)
+        assert len(children) >= 3
+
+        os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C
+        assert await asyncio.wait_for(tee.wait(), 10) != 0
+        assert await asyncio.wait_for(dev.wait(), 40) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"children outlived reverb dev: {alive}"
+        assert all(port_is_free(port) for port in ports)
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        for process in (dev, tee):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def test_children_die_with_a_killed_reverb_dev(database_url: str, tmp_path: Path) -> None:
+    async with reverb_dev(tmp_path, database_url) as dev:
+        await dev.started()
+        children = dev.children()
+        dev.process.kill()  # no chance to stop them
+        await dev.process.wait()
+        _, alive = psutil.wait_procs(children, timeout=20)
+        for child in alive:
+            child.kill()
+        assert not alive, f"children outlived reverb dev: {alive}"

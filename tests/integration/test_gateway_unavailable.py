@@ -1,4 +1,5 @@
-"""PostgreSQL going away: every API answers 503 / UNAVAILABLE (never 500), and recovers.
+"""PostgreSQL going away: every API answers 503 / UNAVAILABLE (never 500), gRPC health says
+NOT_SERVING, and both recover.
 
 The gateway reaches PostgreSQL through a TCP proxy the test controls, so the
 database can be made unreachable (connections cut, port refusing) and brought
@@ -16,6 +17,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from reverb_contracts.v1 import function_host_pb2, ingress_pb2, ingress_pb2_grpc
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
@@ -94,6 +96,7 @@ async def gateway(database_url: str, proxy: TcpProxy) -> AsyncIterator[Gateway]:
             ingress_address="127.0.0.1:0",
             dev=True,
             database_timeout=2.0,
+            health_check_interval=0.05,
         )
     )
     yield gateway
@@ -140,6 +143,33 @@ async def test_an_unreachable_database_is_503_everywhere_then_recovers(
     assert (await client.post("/events", json={"name": "after"})).status_code == 202
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_grpc_health_is_not_serving_while_the_database_is_unreachable(
+    gateway: Gateway, proxy: TcpProxy
+) -> None:
+    request = health_pb2.HealthCheckRequest(service="reverb.v1.Ingress")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert (await health.Check(request)).status == SERVING
+        watch = health.Watch(request)
+        async with asyncio.timeout(10):
+            assert (await watch.read()).status == SERVING
+
+            await proxy.cut()
+            assert (await watch.read()).status == NOT_SERVING
+            for service in ("", "reverb.v1.Ingress"):
+                answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert answer.status == NOT_SERVING
+
+            await proxy.open()
+            assert (await watch.read()).status == SERVING
+            assert (await health.Check(request)).status == SERVING
+        watch.cancel()
+
+
 async def test_terminated_connections_are_503_or_retried_never_500(
     client: httpx.AsyncClient, connection: asyncpg.Connection
 ) -> None:
@@ -182,6 +212,11 @@ async def test_a_database_that_is_down_at_start_is_503_not_a_crash(
             response = await client.post("/events", json={"name": "x"})
             assert response.status_code == 503
             assert (await client.get("/healthz")).status_code == 503
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest()
+            )
+            assert answer.status == NOT_SERVING
     finally:
         await gateway.stop()
 

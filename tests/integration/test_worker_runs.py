@@ -106,6 +106,12 @@ async def gives_up(ctx: Context) -> None:
     raise NonRetriableError("the account is closed")
 
 
+@app.function("bad-sleep", trigger=event("test.bad-sleep"), retries=3)
+async def bad_sleep(ctx: Context) -> None:
+    calls["bad-sleep"] += 1
+    await ctx.step.sleep("cool-down", "5 parsecs")
+
+
 def refuse() -> None:
     raise NonRetriableError("card declined")
 
@@ -361,6 +367,19 @@ async def test_a_non_retriable_error_fails_the_run_at_once(mesh: Mesh) -> None:
     error = orjson.loads(run["error"])
     assert (error["type"], error["message"]) == ("NonRetriableError", "the account is closed")
     assert (run["attempt"], run["invocations"], calls["gives-up"]) == (0, 1, 1)
+
+
+async def test_an_invalid_step_argument_fails_the_run_at_once(mesh: Mesh) -> None:
+    event_id = await mesh.send("test.bad-sleep", {})
+
+    run = await mesh.finished(event_id, "bad-sleep")
+
+    assert run["status"] == "failed"
+    error = orjson.loads(run["error"])
+    assert error["type"] == "StepArgumentError"
+    assert error["message"].startswith("step 'cool-down': '5 parsecs' is not a duration")
+    assert (run["attempt"], run["invocations"], calls["bad-sleep"]) == (0, 1, 1)
+    assert await mesh.steps(run["id"]) == []
 
 
 async def test_user_code_can_catch_a_failed_step(mesh: Mesh) -> None:

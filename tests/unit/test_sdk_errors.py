@@ -12,6 +12,8 @@ from reverb._failures import run_failure, step_failure
 def test_the_tree() -> None:
     assert issubclass(reverb.NonRetriableError, reverb.ReverbError)
     assert issubclass(reverb.OutputUnserializableError, reverb.NonRetriableError)
+    assert issubclass(reverb.StepArgumentError, reverb.NonRetriableError)
+    assert issubclass(reverb.StepArgumentError, ValueError)
     assert issubclass(reverb.RetryAfterError, reverb.ReverbError)
     assert issubclass(reverb.StepError, reverb.ReverbError)
     assert issubclass(reverb.ReverbError, Exception)
@@ -56,6 +58,7 @@ def test_retry_after_takes_a_duration_or_a_datetime() -> None:
         (ValueError("x"), True),
         (reverb.NonRetriableError("x"), False),
         (reverb.OutputUnserializableError("x"), False),
+        (reverb.StepArgumentError("x"), False),
         (reverb.StepError("s", "ValueError", "x"), False),
         (reverb.RetryAfterError(5), True),
     ],

@@ -118,8 +118,8 @@ async def test_sleep_until_needs_an_aware_time(when: object) -> None:
 
     (final,) = await drive(function)
     assert isinstance(final, RunFailed)
-    assert final.error.type == "ValueError"
-    assert "sleep_until" in final.error.message
+    assert (final.error.type, final.retriable) == ("StepArgumentError", False)
+    assert "step 'later': sleep_until" in final.error.message
 
 
 async def test_a_past_sleep_is_still_reported() -> None:

@@ -18,6 +18,7 @@ def test_exported_members() -> None:
         "RetryAfterError",
         "ReverbError",
         "Step",
+        "StepArgumentError",
         "StepError",
         "Trigger",
         "cron",

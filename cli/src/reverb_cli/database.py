@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from reverb_cli.errors import CliError
-from reverb_store import migrate
+from reverb_store import control, migrate
 
 
 def redact(url: str) -> str:
@@ -46,3 +46,10 @@ async def apply_migrations(url: str) -> list[str]:
             return await migrate(connection)
         except asyncpg.PostgresError as error:
             raise CliError(f"migration failed: {error}") from None
+
+
+async def forget_hosts(url: str, app_id: str) -> None:
+    """Forget where earlier hosts of `app_id` listened (`reverb dev`: they are gone), so the
+    app counts as registered only once a host of this session registers it."""
+    async with connect(url) as connection:
+        await control.forget_hosts(connection, app_id)

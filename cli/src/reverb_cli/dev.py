@@ -1,7 +1,12 @@
 """`reverb dev APP`: PostgreSQL (embedded unless REVERB_DATABASE_URL is set), migrations,
 then the gateway, a worker and a host for APP as child processes, in dev mode.
 
-Stopping: Ctrl-C or SIGTERM stops the worker, then the host, then the gateway
+Starting: the gateway is told to report healthy only once the app is registered
+(REVERB_GATEWAY_REQUIRED_APPS), and the app's hosts from an earlier session are
+forgotten first, so `/healthz` answering 200 means an event sent now triggers the
+app's functions. Children die with `reverb dev` (see `supervisor`).
+
+Stopping: Ctrl-C, SIGTERM or SIGHUP stops the worker, then the host, then the gateway
 (each SIGTERM, then SIGKILL after 10 s; a second Ctrl-C kills at once), then
 the embedded PostgreSQL. If a child exits on its own, `reverb dev` stops the
 others and exits with status 1: a crash is never hidden behind a silent restart.
@@ -20,7 +25,8 @@ from pathlib import Path
 import click
 
 from reverb_cli.app_loading import AppLoadError, load_app
-from reverb_cli.database import apply_migrations, redact
+from reverb_cli.console import say
+from reverb_cli.database import apply_migrations, forget_hosts, redact
 from reverb_cli.errors import CliError
 from reverb_cli.readiness import (
     ChildExited,
@@ -36,6 +42,8 @@ from reverb_cli.supervisor import Supervisor
 
 DATA_FOLDER = Path(".reverb") / "pgdata"
 STOP_ORDER = ["worker", "host", "gateway"]
+# Ctrl-C, a stop request, and the terminal going away (SIGHUP) all stop everything cleanly.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -75,33 +83,34 @@ def _database(settings: DevSettings) -> Iterator[tuple[str, str]]:
         return
     from reverb_cli.embedded import embedded_server, ensure_database
 
-    click.echo(f"starting embedded PostgreSQL (data in {DATA_FOLDER})…", err=True)
+    say(f"starting embedded PostgreSQL (data in {DATA_FOLDER})…", err=True)
     with contextlib.ExitStack() as stack:
         try:
             admin_url = stack.enter_context(embedded_server(Path.cwd() / DATA_FOLDER))
         except Exception as error:
             log = DATA_FOLDER / "log"
             raise CliError(f"cannot start the embedded PostgreSQL: {error} (see {log})") from None
-        stack.callback(click.echo, "stopping embedded PostgreSQL…", err=True)
+        stack.callback(say, "stopping embedded PostgreSQL…", err=True)
         url = asyncio.run(ensure_database(admin_url))
         yield url, f"embedded PostgreSQL, data in {DATA_FOLDER} ({url})"
 
 
 async def _run(plan: _Plan) -> int:
     for name in await apply_migrations(plan.database_url):
-        click.echo(f"applied migration {name}", err=True)
+        say(f"applied migration {name}", err=True)
+    await forget_hosts(plan.database_url, plan.app_id)
     supervisor = Supervisor()
     watch = Watch(supervisor)
     loop = asyncio.get_running_loop()
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for number in _SIGNALS:
         loop.add_signal_handler(number, watch.signalled)
     try:
         await _start(plan, supervisor, watch)
         await watch.forever()
     except Stopped:
-        click.echo("stopping…", err=True)
+        say("stopping…", err=True)
     except ChildExited as exited:
-        click.echo(
+        say(
             f"error: the {exited.child.name} exited unexpectedly "
             f"(exit code {exited.child.exit_code}); stopping everything",
             err=True,
@@ -109,7 +118,7 @@ async def _run(plan: _Plan) -> int:
         return 1
     finally:
         await supervisor.stop_all(STOP_ORDER, force=watch.forced)
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in _SIGNALS:
             loop.remove_signal_handler(number)
     return 0
 
@@ -120,17 +129,19 @@ async def _start(plan: _Plan, supervisor: Supervisor, watch: Watch) -> None:
     base = {"REVERB_LOG_JSON": "false", **os.environ, "REVERB_DEV": "true", "PYTHONUNBUFFERED": "1"}
     signing_key = os.environ.get("REVERB_SIGNING_KEY") or secrets.token_hex(32)
     with_database = {**base, "REVERB_DATABASE_URL": plan.database_url}
-    await supervisor.start("gateway", ["gateway"], with_database)
-    await watch.until(gateway_ready(settings.http_address), "the gateway to answer")
+    gateway_env = {**with_database, "REVERB_GATEWAY_REQUIRED_APPS": plan.app_id}
+    await supervisor.start("gateway", ["gateway"], gateway_env)
+    await watch.until(listening(settings.http_address), "the gateway to listen")
     signed = {"REVERB_SIGNING_KEY": signing_key}
     await supervisor.start("worker", ["worker"], {**with_database, **signed})
     await supervisor.start("host", ["host", plan.app_spec], {**base, **signed})
     await watch.until(listening(settings.host_address), "the host to listen")
+    await watch.until(gateway_ready(settings.http_address), f"app {plan.app_id} to register")
     registered = await watch.until(
         functions_of(settings.http_address, plan.app_id, plan.function_count),
         "the app's functions to be registered",
     )
-    click.echo(_banner(plan, registered))
+    say(_banner(plan, registered))
 
 
 def _banner(plan: _Plan, registered: list[str]) -> str:

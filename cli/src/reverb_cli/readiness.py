@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import click
 import httpx
 
+from reverb_cli.console import say
 from reverb_cli.errors import CliError
 from reverb_cli.render import triggers_text
 from reverb_cli.supervisor import Child, Supervisor
@@ -49,7 +49,7 @@ class Watch:
             self._first_signal = now
             self._stop.set()
         elif now - self._first_signal > _DUPLICATE_SIGNAL_SECONDS and not self.forced:
-            click.echo("interrupted again: killing everything", err=True)
+            say("interrupted again: killing everything", err=True)
             self.forced = True
             self.supervisor.kill_all()
 

@@ -1,13 +1,24 @@
 """Child processes for `reverb dev`: started in their own session, output relayed with a
-name prefix, stopped with SIGTERM (then SIGKILL after a grace period)."""
+name prefix, stopped with SIGTERM (then SIGKILL after a grace period).
+
+No child outlives the supervisor: `stop_all` stops (or kills) every child whatever goes
+wrong on the way, output that cannot be written is dropped (`console.say`) while the
+children's pipes are still drained, and on Linux each child gets SIGTERM from the kernel
+if `reverb dev` dies without stopping it (PR_SET_PDEATHSIG: SIGKILL, a crash).
+"""
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import click
+
+from reverb_cli.console import say
 
 _COLOURS = ("cyan", "magenta", "yellow", "green", "blue")
 
@@ -46,6 +57,7 @@ class Supervisor:
             # Its own session: the terminal's Ctrl-C reaches only `reverb dev`,
             # which then stops the children in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
         colour = _COLOURS[len(self.children) % len(_COLOURS)]
         assert process.stdout is not None
@@ -73,7 +85,7 @@ class Supervisor:
             try:
                 await asyncio.wait_for(child.process.wait(), self.grace_seconds)
             except TimeoutError:
-                click.echo(f"{child.name} did not stop in {self.grace_seconds:g}s: killing it")
+                say(f"{child.name} did not stop in {self.grace_seconds:g}s: killing it", err=True)
                 with contextlib.suppress(ProcessLookupError):
                     child.process.kill()
                 await child.process.wait()
@@ -81,12 +93,16 @@ class Supervisor:
             await child.relay
 
     async def stop_all(self, order: list[str], *, force: bool = False) -> None:
-        """Stop the named children first, one by one, then the rest together."""
-        for name in order:
-            for child in self.children:
-                if child.name == name:
-                    await self.stop(child, force=force)
-        await asyncio.gather(*(self.stop(child, force=force) for child in self.children))
+        """Stop the named children first, one by one, then the rest together; if anything
+        goes wrong (or this is cancelled), kill whichever child still runs."""
+        try:
+            for name in order:
+                for child in self.children:
+                    if child.name == name:
+                        await self.stop(child, force=force)
+            await asyncio.gather(*(self.stop(child, force=force) for child in self.children))
+        finally:
+            self.kill_all()
 
     def kill_all(self) -> None:
         """SIGKILL every child still running (a second Ctrl-C)."""
@@ -104,4 +120,23 @@ async def _relay(prefix: str, stream: asyncio.StreamReader) -> None:
             line = await stream.read(65536)
         if not line:
             return
-        click.echo(f"{prefix} {line.decode(errors='replace').rstrip()}", err=True)
+        say(f"{prefix} {line.decode(errors='replace').rstrip()}", err=True)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What a child runs before exec (Linux): ask the kernel for SIGTERM when its parent
+    dies, and exit at once if the parent died already."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_death_signal

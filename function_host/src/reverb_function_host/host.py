@@ -11,12 +11,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import reverb
-from reverb_contracts.v1 import function_host_pb2_grpc
-from reverb_function_host import wire
 from reverb_function_host.registration import register
-from reverb_function_host.servicer import FunctionHostService
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
+from reverb_function_host.wire import service
 from reverb_telemetry import configure_logging, configure_tracing
 
 log = structlog.get_logger("reverb.function_host")
@@ -56,7 +54,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     interceptors: list[aio.ServerInterceptor] = []
     if settings.signing_key is not None:
         key = settings.signing_key.get_secret_value().encode()
-        interceptors.append(SignatureInterceptor(key, f"/{wire.SERVICE_NAME}/"))
+        interceptors.append(SignatureInterceptor(key, f"/{service.SERVICE_NAME}/"))
     else:
         log.warning("no signing key: this host accepts unsigned calls", app_id=app.id)
     limit = settings.max_message_bytes
@@ -67,17 +65,16 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
             ("grpc.max_send_message_length", limit),
         ],
     )
-    servicer = FunctionHostService(app, limit)
-    function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+    service.add_function_host(server, app, limit)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
-        (wire.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (service.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = server.add_insecure_port(settings.host_address)
     await server.start()
-    for service in ("", wire.SERVICE_NAME):
-        await health_service.set(service, health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", service.SERVICE_NAME):
+        await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = settings.host_advertise_address or _advertised(settings.host_address, port)
     host = Host(server, health_service, port, address)
     log.info("function host serving", app_id=app.id, port=port, address=address)

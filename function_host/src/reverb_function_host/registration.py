@@ -9,8 +9,7 @@ from grpc import aio
 from pydantic import SecretStr
 
 import reverb
-from reverb_contracts.v1 import ingress_pb2_grpc
-from reverb_function_host import wire
+from reverb_function_host.wire import service
 
 log = structlog.get_logger("reverb.function_host")
 
@@ -39,14 +38,14 @@ async def register(
     Retries with exponential backoff (up to `max_backoff` seconds) until the gateway
     accepts, logging each failure in one line.
     """
-    request = wire.register_app_request(app, host_address)
     metadata = (("authorization", f"Bearer {api_key.get_secret_value()}"),) if api_key else ()
     backoff = _FIRST_BACKOFF
     async with aio.insecure_channel(ingress_address) as channel:
-        stub = ingress_pb2_grpc.IngressStub(channel)
         while True:
             try:
-                response = await stub.RegisterApp(request, metadata=metadata, timeout=_CALL_TIMEOUT)
+                changed = await service.register_app(
+                    channel, app, host_address, metadata=metadata, timeout=_CALL_TIMEOUT
+                )
             except aio.AioRpcError as error:
                 level = log.error if error.code() in _MISCONFIGURED else log.warning
                 level(
@@ -64,6 +63,6 @@ async def register(
                 "app registered",
                 app_id=app.id,
                 host_address=host_address,
-                changed=response.changed,
+                changed=changed,
             )
-            return response.changed
+            return changed

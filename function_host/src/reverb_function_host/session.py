@@ -1,5 +1,7 @@
 """One worker's Session: its invocations, each an SDK `Execution`, and their frames.
 
+The gRPC servicer (`wire.service`) decodes each message the worker sends into frames
+and hands them to `receive`; the session hands what it sends to `send`, which encodes it.
 Incoming frames are handled as they are read: a Start begins an execution, an Ack
 resolves a step, a Cancel abandons an invocation. Each execution hands its
 messages to the session (its sink) the moment they exist; one writer task sends
@@ -10,7 +12,7 @@ session (or goes away), every invocation still running is abandoned.
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,17 +23,14 @@ from opentelemetry import trace
 import reverb
 from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
 from reverb.execution import StepReport as Report
-from reverb_contracts.v1 import function_host_pb2
-from reverb_function_host import wire
+from reverb_function_host.frames import Begin, Cancel, WorkerMessage
 from reverb_telemetry import context_from_traceparent, spans_exported
 
 tracer = trace.get_tracer("reverb.function_host")
 log = structlog.get_logger("reverb.function_host")
 
-# A batch is split into messages of about this size; one larger frame goes alone.
-BATCH_BYTES = 1024 * 1024
-
-Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
+Send = Callable[[list[tuple[int, Message]]], Awaitable[None]]
+"""Sends (invocation id, message) frames to the worker, in order; raises once it is gone."""
 
 
 @dataclass(slots=True)
@@ -44,34 +43,39 @@ class _Running:
 class Session:
     """Runs the invocations of one FunctionHost.Session call."""
 
-    def __init__(self, app: reverb.App, write: Write, max_message_bytes: int) -> None:
+    def __init__(self, app: reverb.App, send: Send) -> None:
         self._app = app
-        self._write = write
-        self._max_frame = max_message_bytes - 1024
+        self._send = send
         self._running: dict[int, _Running] = {}
         self._outbox: list[tuple[int, Message]] = []
         self._wake: asyncio.Future[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
 
-    async def serve(self, requests: AsyncIterator[function_host_pb2.InvokeRequest]) -> None:
-        """Handle the worker's frames until it ends the session; then abandon what is left."""
-        writer = asyncio.create_task(self._write_loop(), name="reverb-session-writer")
-        try:
-            async for request in requests:
-                for invocation_id, message in wire.worker_frames(request):
-                    self._handle(invocation_id, message)
-                if writer.done():
-                    break  # the worker stopped reading
-        finally:
-            running, self._running = self._running, {}
-            for invocation in running.values():
-                self._abandon(invocation)
-            if self._closing:
-                await asyncio.wait(self._closing)
+    def start(self) -> None:
+        """Start sending; then `receive` each message's frames, and `close` at the end."""
+        self._writer = asyncio.create_task(self._write_loop(), name="reverb-session-writer")
+
+    def receive(self, frames: Iterable[tuple[int, WorkerMessage]]) -> bool:
+        """Handle the frames of one message from the worker, in order; False once the
+        worker stopped reading (the session is over)."""
+        for invocation_id, message in frames:
+            self._handle(invocation_id, message)
+        return self._writer is not None and not self._writer.done()
+
+    async def close(self) -> None:
+        """The worker ended the session (or went away): abandon every invocation left."""
+        running, self._running = self._running, {}
+        for invocation in running.values():
+            self._abandon(invocation)
+        if self._closing:
+            await asyncio.wait(self._closing)
+        writer = self._writer
+        if writer is not None:
             writer.cancel()
             await asyncio.wait((writer,))
 
-    def _handle(self, invocation_id: int, message: wire.WorkerMessage) -> None:
+    def _handle(self, invocation_id: int, message: WorkerMessage) -> None:
         if isinstance(message, Ack):
             running = self._running.get(invocation_id)
             if running is None:
@@ -80,16 +84,16 @@ class Session:
                 running.execution.acknowledge(message)
             except ProtocolError as error:
                 self._refuse(invocation_id, str(error))
-        elif isinstance(message, wire.Begin):
+        elif isinstance(message, Begin):
             self._begin(invocation_id, message)
-        elif isinstance(message, wire.Cancel):
+        elif isinstance(message, Cancel):
             cancelled = self._running.pop(invocation_id, None)
             if cancelled is not None:
                 self._abandon(cancelled)
         else:
             self._refuse(invocation_id, str(message))
 
-    def _begin(self, invocation_id: int, begin: wire.Begin) -> None:
+    def _begin(self, invocation_id: int, begin: Begin) -> None:
         invocation = begin.invocation
         if invocation_id in self._running:
             self._refuse(invocation_id, f"invocation {invocation_id} is already running")
@@ -165,12 +169,11 @@ class Session:
                 await self._wake
                 continue
             frames, self._outbox = self._outbox, []
-            for response in wire.session_responses(frames, BATCH_BYTES, self._max_frame):
-                try:
-                    await self._write(response)
-                except Exception as error:  # the worker went away: the session is over
-                    log.info("a session's worker is gone", error=repr(error))
-                    return
+            try:
+                await self._send(frames)
+            except Exception as error:  # the worker went away: the session is over
+                log.info("a session's worker is gone", error=repr(error))
+                return
 
 
 def _host_error(problem: str) -> RunFailed:

@@ -13,6 +13,7 @@ import uvicorn
 
 from reverb_ingress_gateway.auth import ApiKeys
 from reverb_ingress_gateway.grpc_server import GrpcServer, start_grpc_server
+from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.http.app import build_app
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
@@ -129,6 +130,7 @@ async def start(settings: GatewaySettings) -> Gateway:
     try:
         await _warm_up(pool, min(4, settings.database_pool_size), settings.database_timeout)
         service = IngressService(pool, settings)
+        health = Health(pool, settings)
         keys = (
             None
             if settings.dev
@@ -141,8 +143,10 @@ async def start(settings: GatewaySettings) -> Gateway:
         grpc_server = await start_grpc_server(
             service,
             keys,
+            health,
             address=settings.ingress_address,
             max_message_bytes=settings.max_body_bytes,
+            health_check_interval=settings.health_check_interval,
         )
     except BaseException:
         pool.terminate()
@@ -150,7 +154,7 @@ async def start(settings: GatewaySettings) -> Gateway:
     try:
         http_socket = _bind(settings.http_address)
         config = uvicorn.Config(
-            build_app(service, keys, settings),
+            build_app(service, keys, settings, health),
             lifespan="off",
             access_log=False,
             log_config=None,

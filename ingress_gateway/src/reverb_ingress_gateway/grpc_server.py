@@ -1,5 +1,12 @@
-"""The gRPC server: reverb.v1.Ingress, health and reflection on one port."""
+"""The gRPC server: reverb.v1.Ingress, health and reflection on one port.
 
+Health reports SERVING for "" and reverb.v1.Ingress while `Health` finds the gateway
+healthy, NOT_SERVING otherwise (checked at start, then every `health_check_interval`
+seconds), and NOT_SERVING for good once the server stops.
+"""
+
+import asyncio
+import contextlib
 from typing import cast
 
 import grpc
@@ -8,26 +15,62 @@ from grpc_reflection.v1alpha import reflection
 
 from reverb_contracts.v1 import ingress_pb2, ingress_pb2_grpc
 from reverb_ingress_gateway.auth import ApiKeyInterceptor, ApiKeys
+from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.servicer import IngressService
 
 INGRESS_SERVICE = ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name
+_HEALTH_SERVICES = ("", INGRESS_SERVICE)
 
 
 class GrpcServer:
-    def __init__(self, server: grpc.aio.Server, health: health.aio.HealthServicer, port: int):
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health: health.aio.HealthServicer,
+        reporter: "asyncio.Task[None]",
+        port: int,
+    ) -> None:
         self.server = server
         self.health = health
         self.port = port
+        self._reporter = reporter
 
     async def stop(self, grace: float) -> None:
+        self._reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reporter
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
 
+async def _report_health(
+    checks: Health, servicer: health.aio.HealthServicer, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await _set_health(checks, servicer)
+
+
+async def _set_health(checks: Health, servicer: health.aio.HealthServicer) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING
+    if await checks.check() is not None:
+        status = health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in _HEALTH_SERVICES:
+        await servicer.set(name, status)
+
+
 async def start_grpc_server(
-    service: IngressService, keys: ApiKeys | None, *, address: str, max_message_bytes: int
+    service: IngressService,
+    keys: ApiKeys | None,
+    checks: Health,
+    *,
+    address: str,
+    max_message_bytes: int,
+    health_check_interval: float,
 ) -> GrpcServer:
-    """Bind `address` (port 0: any free port) and start serving; `keys` None: no auth."""
+    """Bind `address` (port 0: any free port) and start serving; `keys` None: no auth.
+
+    Health reports what `checks` found before the server takes its first call."""
     server = grpc.aio.server(
         interceptors=[ApiKeyInterceptor(keys)] if keys is not None else [],
         options=[
@@ -44,8 +87,11 @@ async def start_grpc_server(
     reflection.enable_server_reflection(
         (INGRESS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    await _set_health(checks, health_servicer)
     port = server.add_insecure_port(address)
     await server.start()
-    for name in ("", INGRESS_SERVICE):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, health_servicer, port)
+    reporter = asyncio.create_task(
+        _report_health(checks, health_servicer, health_check_interval),
+        name="reverb-gateway-health",
+    )
+    return GrpcServer(server, health_servicer, reporter, port)

@@ -32,11 +32,6 @@ class IngressService:
         async with self._pool.acquire(timeout=self._settings.database_timeout) as connection:
             yield cast(asyncpg.Connection, connection)
 
-    async def ping(self) -> None:
-        """Raise unless the database answers (for the HTTP health check)."""
-        async with self._connection() as connection:
-            await connection.fetchval("SELECT 1", timeout=self._settings.database_timeout)
-
     @rpc
     async def SendEvents(
         self, request: ingress_pb2.SendEventsRequest, context: CallContext

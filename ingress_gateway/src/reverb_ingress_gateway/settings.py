@@ -1,7 +1,9 @@
 """The gateway's configuration, read from REVERB_* environment variables at the entry point."""
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class GatewaySettings(BaseSettings):
@@ -24,5 +26,17 @@ class GatewaySettings(BaseSettings):
     database_timeout: float = Field(default=5.0, gt=0)
     # Seconds a verified API key is trusted without asking the database again.
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # Apps that must be registered (a host of each has registered it) before /healthz and
+    # gRPC health report healthy, comma-separated ("shop,billing"); `reverb dev` names its app.
+    gateway_required_apps: Annotated[tuple[str, ...], NoDecode] = ()
+    # Seconds between the health checks that keep gRPC health (Check and Watch) up to date.
+    health_check_interval: float = Field(default=1.0, gt=0)
     log_json: bool = True
     log_level: str = "info"
+
+    @field_validator("gateway_required_apps", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value

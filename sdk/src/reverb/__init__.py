@@ -21,6 +21,7 @@ from reverb._errors import (
     OutputUnserializableError,
     RetryAfterError,
     ReverbError,
+    StepArgumentError,
     StepError,
 )
 from reverb._event import Event
@@ -40,6 +41,7 @@ __all__ = [
     "RetryAfterError",
     "ReverbError",
     "Step",
+    "StepArgumentError",
     "StepError",
     "Trigger",
     "cron",

@@ -5,6 +5,8 @@ The tree:
 * ReverbError: the base of every exception the SDK raises on purpose.
     + NonRetriableError: raise it to fail a step (or the run) at once, without retries.
         - OutputUnserializableError: a step or function returned a value that is not JSON.
+        - StepArgumentError (also a ValueError): a step was called with an argument it
+          cannot take (an empty id, an unknown duration, a naive datetime, ...).
     + RetryAfterError: raise it to retry a step (or the run) no sooner than `delay`.
     + StepError: raised inside the function when a step failed for good.
 
@@ -31,6 +33,14 @@ class NonRetriableError(ReverbError):
 
 class OutputUnserializableError(NonRetriableError):
     """A step or a function returned a value that cannot be stored as JSON."""
+
+
+class StepArgumentError(NonRetriableError, ValueError):
+    """A step was called with an argument it cannot take; the message names the step.
+
+    Raised at the step's call site. Unless the function catches it, the run fails at once:
+    a retry would call the step the same way.
+    """
 
 
 class RetryAfterError(ReverbError):

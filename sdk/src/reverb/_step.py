@@ -1,16 +1,20 @@
-"""`ctx.step`: the step API a function calls, turned into reports for the engine."""
+"""`ctx.step`: the step API a function calls, turned into reports for the engine.
+
+An argument a step cannot take raises StepArgumentError at the call site, naming the step:
+the run fails at once (a retry would call the step the same way).
+"""
 
 import asyncio
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import Any, Protocol, cast
 
 from reverb import _json
 from reverb._durations import Duration, parse_duration
-from reverb._errors import OutputUnserializableError, StepError
+from reverb._errors import OutputUnserializableError, StepArgumentError, StepError
 from reverb._failures import step_failure
 from reverb._protocol import (
     Ack,
@@ -55,8 +59,9 @@ class Step:
 
     async def run(self, id: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call `fn(*args, **kwargs)` once (a sync fn in a thread) and store its JSON result."""
+        _check_id(id, "run")
         if not callable(fn):
-            raise TypeError(f"step {id!r}: {fn!r} is not callable")
+            raise StepArgumentError(f"step {id!r}: {fn!r} is not callable")
         step_id = self._channel.claim(id)
         memo = self._channel.memoized(step_id)
         if memo is not None:
@@ -76,12 +81,14 @@ class Step:
 
     async def sleep(self, id: str, duration: Duration) -> None:
         """Pause the function for `duration` ("30s", "14d", a timedelta, seconds)."""
-        delay = parse_duration(duration)
+        _check_id(id, "sleep")
+        delay = _duration(duration, id)
         await self._wait(id, lambda: Sleep(_now() + delay))
 
     async def sleep_until(self, id: str, when: datetime | str) -> None:
         """Pause the function until `when` (an aware datetime or an ISO 8601 string)."""
-        wake_at = _aware_datetime(when, "sleep_until")
+        _check_id(id, "sleep_until")
+        wake_at = _aware_datetime(when, f"step {id!r}: sleep_until")
         await self._wait(id, lambda: Sleep(wake_at))
 
     async def invoke(
@@ -92,10 +99,11 @@ class Step:
         timeout: Duration | None = None,  # noqa: ASYNC109 (a durable timeout, not asyncio's)
     ) -> Any:
         """Run function `function_id` with `data` as its event data; its return value."""
+        _check_id(id, "invoke")
         if not isinstance(function_id, str) or not function_id:
-            raise ValueError(f"invoke needs a function id, not {function_id!r}")
+            raise StepArgumentError(f"step {id!r}: invoke needs a function id, not {function_id!r}")
         payload = _object_json(data, f"step {id!r}: invoke data")
-        limit = None if timeout is None else parse_duration(timeout)
+        limit = None if timeout is None else _duration(timeout, id)
         return await self._wait(id, lambda: InvokeFunction(function_id, payload, limit))
 
     async def send_event(
@@ -106,16 +114,19 @@ class Step:
     ) -> list[str]:
         """Send one event (`name`, `data`) or a list of `{"name", "data", "id"?, "ts"?}`;
         the new events' ids."""
+        _check_id(id, "send_event")
         events: tuple[EventInput, ...]
         if isinstance(name, str):
             events = (_event_input({"name": name, "data": data}, id),)
         elif data is not None:
-            raise ValueError("send_event takes `data` only with an event name")
+            raise StepArgumentError(f"step {id!r}: send_event takes `data` only with an event name")
         elif isinstance(name, Sequence) and name:
             items: list[object] = list(name)
             events = tuple(_event_input(event, id) for event in items)
         else:
-            raise ValueError(f"send_event needs an event name or a non-empty list, not {name!r}")
+            raise StepArgumentError(
+                f"step {id!r}: send_event needs an event name or a non-empty list, not {name!r}"
+            )
         return cast(list[str], await self._wait(id, lambda: SendEvents(events)))
 
     async def _wait(self, name: str, operation: Callable[[], StepOperation]) -> Any:
@@ -175,24 +186,38 @@ def _reported_error(operation: StepOperation) -> ErrorInfo:
     return ErrorInfo("StepFailed", "the engine reported the step as failed")
 
 
+def _check_id(step_id: object, kind: str) -> None:
+    if not isinstance(step_id, str) or not step_id.strip():
+        raise StepArgumentError(f"step.{kind} needs a step id, a non-empty string, not {step_id!r}")
+
+
+def _duration(value: Duration, step_name: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise StepArgumentError(f"step {step_name!r}: {error}") from None
+
+
 def _event_input(event: object, step_name: str) -> EventInput:
     if not isinstance(event, Mapping):
-        raise ValueError(f"step {step_name!r}: an event to send is a dict, not {event!r}")
+        raise StepArgumentError(f"step {step_name!r}: an event to send is a dict, not {event!r}")
     unknown = set(event) - {"name", "data", "id", "ts"}
     if unknown:
-        raise ValueError(f"step {step_name!r}: unknown event fields {sorted(unknown)}")
+        raise StepArgumentError(f"step {step_name!r}: unknown event fields {sorted(unknown)}")
     name = event.get("name")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"step {step_name!r}: an event needs a non-empty name, not {name!r}")
+        raise StepArgumentError(
+            f"step {step_name!r}: an event needs a non-empty name, not {name!r}"
+        )
     event_id = event.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id):
-        raise ValueError(f"step {step_name!r}: an event id is a non-empty string")
+        raise StepArgumentError(f"step {step_name!r}: an event id is a non-empty string")
     ts = event.get("ts")
     return EventInput(
         name=name,
         data=_object_json(event.get("data"), f"step {step_name!r}: event {name!r} data"),
         id=event_id,
-        ts=None if ts is None else _aware_datetime(ts, "an event's ts"),
+        ts=None if ts is None else _aware_datetime(ts, f"step {step_name!r}: an event's ts"),
     )
 
 
@@ -200,11 +225,11 @@ def _object_json(data: Mapping[str, Any] | None, what: str) -> bytes:
     if data is None:
         return b"{}"
     if not isinstance(data, Mapping):
-        raise ValueError(f"{what} must be a dict, not {type(data).__name__}")
+        raise StepArgumentError(f"{what} must be a dict, not {type(data).__name__}")
     try:
         return _json.encode(dict(data))
     except _json.UnserializableError as error:
-        raise _json.UnserializableError(f"{what} is not JSON: {error}") from None
+        raise StepArgumentError(f"{what} is not JSON: {error}") from None
 
 
 def _aware_datetime(value: datetime | str, what: str) -> datetime:
@@ -212,11 +237,11 @@ def _aware_datetime(value: datetime | str, what: str) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{what}: {value!r} is not an ISO 8601 date and time") from None
+            raise StepArgumentError(f"{what}: {value!r} is not an ISO 8601 date and time") from None
     if not isinstance(value, datetime):
-        raise ValueError(f"{what} needs a datetime or an ISO 8601 string, not {value!r}")
+        raise StepArgumentError(f"{what} needs a datetime or an ISO 8601 string, not {value!r}")
     if value.tzinfo is None:
-        raise ValueError(f"{what}: {value.isoformat()} has no time zone (add +00:00 or Z)")
+        raise StepArgumentError(f"{what}: {value.isoformat()} has no time zone (add +00:00 or Z)")
     return value.astimezone(UTC)
 
 

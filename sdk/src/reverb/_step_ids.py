@@ -9,9 +9,9 @@ class StepIds:
         self._taken: set[str] = set()
 
     def claim(self, name: str) -> str:
-        """The id of the next step the user called `name`: "send", then "send:1", ..."""
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"a step id must be a non-empty string, not {name!r}")
+        """The id of the next step the user called `name`: "send", then "send:1", ...
+
+        `name` is a non-empty string (`Step` checks it)."""
         repeat = self._repeats.get(name, 0)
         step_id = name if repeat == 0 else f"{name}:{repeat}"
         while step_id in self._taken:  # the user also wrote an id such as "send:1"

@@ -19,6 +19,7 @@ from reverb_ingress_gateway.errors import (
     Unauthenticated,
     Unavailable,
 )
+from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.http import openapi
 from reverb_ingress_gateway.http.adapter import call
 from reverb_ingress_gateway.http.body import read_json
@@ -38,9 +39,14 @@ def _query(request: Request) -> dict[str, list[str]]:
 
 class HttpApi:
     def __init__(
-        self, service: IngressService, keys: ApiKeys | None, settings: GatewaySettings
+        self,
+        service: IngressService,
+        keys: ApiKeys | None,
+        settings: GatewaySettings,
+        health: Health,
     ) -> None:
         self._service = service
+        self._health = health
         self._keys = keys
         self._max_body_bytes = settings.max_body_bytes
 
@@ -98,11 +104,9 @@ class HttpApi:
         return json_response(json_api.functions(await call(self._service.ListFunctions, message)))
 
     async def health(self, request: Request) -> Response:
-        try:
-            await self._service.ping()
-        except Exception as raised:
-            as_gateway_error(raised, "healthz")  # logs why
-            return error_response(Unavailable("the database is unreachable"))
+        problem = await self._health.check()
+        if problem is not None:
+            return error_response(Unavailable(problem))
         return json_response({"status": "ok"})
 
     async def openapi(self, request: Request) -> Response:
@@ -159,9 +163,9 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 
 def build_app(
-    service: IngressService, keys: ApiKeys | None, settings: GatewaySettings
+    service: IngressService, keys: ApiKeys | None, settings: GatewaySettings, health: Health
 ) -> Starlette:
     return Starlette(
-        routes=HttpApi(service, keys, settings).routes(),
+        routes=HttpApi(service, keys, settings, health).routes(),
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )

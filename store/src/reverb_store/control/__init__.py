@@ -31,7 +31,9 @@ from reverb_store.control.registry import (
     TriggerDefinition,
     canonical_json,
     definition_hash,
+    forget_hosts,
     register_app,
+    registered_apps,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "canonical_json",
     "create_api_key",
     "definition_hash",
+    "forget_hosts",
     "get_event",
     "get_run",
     "hash_key",
@@ -59,6 +62,7 @@ __all__ = [
     "list_runs",
     "list_steps",
     "register_app",
+    "registered_apps",
     "revoke_api_key",
     "runs_of_event",
     "verify",

@@ -143,3 +143,17 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
         *([list(column) for column in zip(*triggers, strict=True)] if triggers else [[]] * 4),
     )
+
+
+async def registered_apps(connection: asyncpg.Connection, app_ids: list[str]) -> set[str]:
+    """Those of `app_ids` that a host has registered (and that `forget_hosts` has not reset)."""
+    rows = await connection.fetch(
+        "SELECT DISTINCT app_id FROM reverb.app_hosts WHERE app_id = ANY($1::text[])", app_ids
+    )
+    return {row["app_id"] for row in rows}
+
+
+async def forget_hosts(connection: asyncpg.Connection, app_id: str) -> None:
+    """Drop the host addresses of `app_id` (its hosts are known to be gone): it counts as
+    registered again once a host registers it anew. Its functions and runs stay."""
+    await connection.execute("DELETE FROM reverb.app_hosts WHERE app_id = $1", app_id)

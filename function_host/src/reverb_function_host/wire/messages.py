@@ -1,7 +1,6 @@
-"""The only module that touches protobuf types: reverb.v1 messages <-> SDK dataclasses."""
+"""reverb.v1 messages <-> the SDK's dataclasses and the host's frames (`frames`)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,29 +26,7 @@ from reverb.execution import (
     Suspended,
 )
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
-
-SERVICE_NAME = function_host_pb2.DESCRIPTOR.services_by_name["FunctionHost"].full_name
-
-
-class WireError(ValueError):
-    """A message the worker sent does not fit the protocol."""
-
-
-@dataclass(frozen=True, slots=True)
-class Begin:
-    """A Start frame: the invocation to run, and the W3C traceparent of its parent span."""
-
-    invocation: Invocation
-    traceparent: str
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """The worker abandons the invocation."""
-
-
-# What one worker frame says about its invocation (a WireError when it makes no sense).
-WorkerMessage = Begin | Ack | Cancel | WireError
+from reverb_function_host.frames import BadFrame, Begin, Cancel, WorkerMessage
 
 
 def worker_frames(request: function_host_pb2.InvokeRequest) -> list[tuple[int, WorkerMessage]]:
@@ -66,14 +43,14 @@ def _worker_message(frame: function_host_pb2.WorkerFrame) -> WorkerMessage:
             return _begin(frame.start)
         if kind == "cancel":
             return Cancel()
-    except WireError as error:
+    except BadFrame as error:
         return error
-    return WireError("a frame without a message")
+    return BadFrame("a frame without a message")
 
 
 def _begin(message: function_host_pb2.Start) -> Begin:
     if not message.function_id:
-        raise WireError("Start.function_id is empty")
+        raise BadFrame("Start.function_id is empty")
     invocation = Invocation(
         run_id=message.run_id,
         function_id=message.function_id,
@@ -88,7 +65,7 @@ def _ack(message: function_host_pb2.Ack) -> Ack:
     try:
         result = _ACK_RESULTS[message.result]
     except KeyError:
-        raise WireError(f"Ack for step {message.step_id!r} has no result") from None
+        raise BadFrame(f"Ack for step {message.step_id!r} has no result") from None
     return Ack(
         step_id=message.step_id,
         result=result,
@@ -201,9 +178,9 @@ def _event(event: common_pb2.Event) -> reverb.Event:
     try:
         data: Any = orjson.loads(event.data) if event.data else {}
     except orjson.JSONDecodeError as error:
-        raise WireError(f"event {event.id!r}: data is not JSON ({error})") from None
+        raise BadFrame(f"event {event.id!r}: data is not JSON ({error})") from None
     if not isinstance(data, dict):
-        raise WireError(f"event {event.id!r}: data is not a JSON object")
+        raise BadFrame(f"event {event.id!r}: data is not a JSON object")
     ts = _datetime(event.ts) if event.HasField("ts") else datetime.now(UTC)
     return reverb.Event(id=event.id, name=event.name, data=data, ts=ts)
 

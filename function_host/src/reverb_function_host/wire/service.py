@@ -1,0 +1,73 @@
+"""The generated gRPC glue: the FunctionHost servicer and the Ingress call a host makes."""
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from grpc import aio
+
+import reverb
+from reverb.execution import Message
+from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc, ingress_pb2_grpc
+from reverb_function_host.session import Session
+from reverb_function_host.wire import messages
+
+SERVICE_NAME = function_host_pb2.DESCRIPTOR.services_by_name["FunctionHost"].full_name
+
+# A batch is split into messages of about this size; one larger frame goes alone.
+BATCH_BYTES = 1024 * 1024
+
+Context = aio.ServicerContext[Any, Any]
+Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
+
+
+class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
+    """Serves the functions of one app: Describe, and Invoke (one `Session` per stream)."""
+
+    def __init__(self, app: reverb.App, max_message_bytes: int) -> None:
+        self._app = app
+        # The largest JSON payload a frame may carry, leaving room for the rest of it.
+        self._max_frame = max_message_bytes - 1024
+
+    async def Describe(
+        self, request: function_host_pb2.DescribeRequest, context: Context
+    ) -> function_host_pb2.DescribeResponse:
+        return messages.describe_response(self._app)
+
+    async def Invoke(  # type: ignore[override]
+        self, request_iterator: Any, context: Context
+    ) -> None:
+        session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
+        session.start()
+        try:
+            async for request in aiter(request_iterator):
+                if not session.receive(messages.worker_frames(request)):
+                    break  # the worker stopped reading
+        finally:
+            await session.close()
+
+
+async def _send(write: Write, max_frame: int, frames: Sequence[tuple[int, Message]]) -> None:
+    for response in messages.session_responses(frames, BATCH_BYTES, max_frame):
+        await write(response)
+
+
+def add_function_host(server: aio.Server, app: reverb.App, max_message_bytes: int) -> None:
+    """Serve reverb.v1.FunctionHost for `app` on `server`."""
+    servicer = FunctionHostService(app, max_message_bytes)
+    function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+
+
+async def register_app(
+    channel: aio.Channel,
+    app: reverb.App,
+    host_address: str,
+    *,
+    metadata: Sequence[tuple[str, str]],
+    timeout: float,  # noqa: ASYNC109 (the call's gRPC deadline)
+) -> bool:
+    """Call Ingress.RegisterApp once; whether the app's definitions changed."""
+    stub = ingress_pb2_grpc.IngressStub(channel)
+    request = messages.register_app_request(app, host_address)
+    response = await stub.RegisterApp(request, metadata=metadata, timeout=timeout)
+    return response.changed
