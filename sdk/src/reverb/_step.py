@@ -26,6 +26,7 @@ from reverb._protocol import (
     StepOutput,
     StepReport,
 )
+from reverb.engine_errors import STEP_FAILED
 
 
 class StepChannel(Protocol):
@@ -172,7 +173,7 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 def _reported_error(operation: StepOperation) -> ErrorInfo:
     if isinstance(operation, StepFailure):
         return operation.error
-    return ErrorInfo("StepFailed", "the engine reported the step as failed")
+    return ErrorInfo(STEP_FAILED.name, "the engine reported the step as failed")
 
 
 def _event_input(event: object, step_name: str) -> EventInput:

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from reverb.engine_errors import INVALID_PAYLOAD, NOT_SUPPORTED, STEP_ERROR
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
@@ -30,7 +31,7 @@ def ack_for(step_id: str, state: StepState, output: str | None = None) -> protoc
     if state.status == "completed":
         return protocol.Ack(step_id, protocol.AckResult.CONTINUE, output)
     if state.status == "failed":
-        error = state.error or ErrorRecord("StepError", "the step failed")
+        error = state.error or ErrorRecord(STEP_ERROR.name, "the step failed")
         return protocol.Ack(step_id, protocol.AckResult.FAILED, error=error)
     if state.status == "retrying":
         return protocol.Ack(step_id, protocol.AckResult.RETRY_LATER)
@@ -52,7 +53,7 @@ async def commit_step(
             state = await _commit_direct(connection, services, claim, traceparent, report)
     except asyncpg.DataError as error:
         # JSON the database refuses (e.g. a NUL character): the step fails for good.
-        invalid = ErrorRecord("InvalidPayload", f"the step's data cannot be stored: {error}")
+        invalid = ErrorRecord(INVALID_PAYLOAD.name, f"the step's data cannot be stored: {error}")
         async with acquire(services.pool) as connection:
             state = await _fail_step(connection, claim, report, invalid)
     if isinstance(report.operation, protocol.SendEvents):
@@ -117,7 +118,7 @@ async def _commit_direct(
         )
     if isinstance(operation, protocol.WaitForEvent):
         unsupported = ErrorRecord(
-            "NotSupported", "step.wait_for_event is not supported by this worker yet"
+            NOT_SUPPORTED.name, "step.wait_for_event is not supported by this worker yet"
         )
         return await _fail_step(connection, claim, report, unsupported)
     # protocol.Output goes through the checkpoint writer.

@@ -7,6 +7,7 @@ commit (many runs, one statement); everything else takes a pooled connection.
 import asyncpg
 import structlog
 
+from reverb.engine_errors import INVALID_OUTPUT
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
@@ -76,10 +77,11 @@ async def _complete(
     try:
         done = await execution.complete_run(connection, claim.run_id, job_id, final.output)
     except asyncpg.DataError as error:
-        invalid = ErrorRecord("InvalidOutput", f"the function's result cannot be stored: {error}")
-        await _fail(
-            connection, services, claim, job_id, protocol.Failed(invalid, retriable=False), log
+        invalid = ErrorRecord(
+            INVALID_OUTPUT.name, f"the function's result cannot be stored: {error}"
         )
+        failed = protocol.Failed(invalid, retriable=INVALID_OUTPUT.retriable)
+        await _fail(connection, services, claim, job_id, failed, log)
         return
     if done:
         log.info("run completed")

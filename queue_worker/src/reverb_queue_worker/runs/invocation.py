@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
 from reverb_queue_worker.hosts.wire import HostStreamError
@@ -59,10 +60,12 @@ def final_for_error(error: HostStreamError) -> protocol.Failed | None:
     """The attempt's failure a gRPC error stands for; None when the run should be released."""
     if error.code == "DEADLINE_EXCEEDED":
         message = "the invocation ran past the worker's invocation timeout"
-        return protocol.Failed(ErrorRecord("InvocationTimeout", message), retriable=True)
+        return protocol.Failed(
+            ErrorRecord(INVOCATION_TIMEOUT.name, message), retriable=INVOCATION_TIMEOUT.retriable
+        )
     if error.code in _INFRASTRUCTURE:
         return None
-    return protocol.Failed(ErrorRecord("HostError", str(error)), retriable=True)
+    return protocol.Failed(ErrorRecord(HOST_ERROR.name, str(error)), retriable=HOST_ERROR.retriable)
 
 
 class Invocation:

@@ -12,6 +12,8 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from reverb.engine_errors import UNTYPED
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorDetails:
@@ -111,9 +113,9 @@ def _error(value: str | None, *, with_stack: bool) -> ErrorDetails | None:
         return None
     body = orjson.loads(value)
     if not isinstance(body, dict):
-        return ErrorDetails(type="Error", message=str(body))
+        return ErrorDetails(type=UNTYPED.name, message=str(body))
     return ErrorDetails(
-        type=str(body.get("type") or "Error"),
+        type=str(body.get("type") or UNTYPED.name),
         message=str(body.get("message") or ""),
         stack=str(body.get("stack") or "") if with_stack else "",
     )

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from reverb.engine_errors import FUNCTION_NOT_FOUND
 from reverb_store import jobs
 from reverb_store.execution.records import ErrorRecord, StepState, StepTiming
 from reverb_store.execution.steps import step_state
@@ -59,7 +60,9 @@ async def start_child(
             "SELECT app_id, retries FROM reverb.functions WHERE id = $1", function_id
         )
         if function is None:
-            error = ErrorRecord("FunctionNotFound", f"no function {function_id!r} is registered")
+            error = ErrorRecord(
+                FUNCTION_NOT_FOUND.name, f"no function {function_id!r} is registered"
+            )
             inserted = await connection.fetchval(
                 _INSERT_FAILED_STEP,
                 run_id,

@@ -6,6 +6,8 @@ from typing import Literal
 
 import orjson
 
+from reverb.engine_errors import UNTYPED
+
 StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting"]
 
 
@@ -25,9 +27,9 @@ class ErrorRecord:
     def from_json(cls, text: str) -> "ErrorRecord":
         body = orjson.loads(text)
         if not isinstance(body, dict):
-            return cls("Error", str(body))
+            return cls(UNTYPED.name, str(body))
         return cls(
-            str(body.get("type") or "Error"),
+            str(body.get("type") or UNTYPED.name),
             str(body.get("message") or ""),
             str(body.get("stack") or ""),
         )

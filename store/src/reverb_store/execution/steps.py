@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from reverb.engine_errors import INVOKE_TIMEOUT, STEP_ERROR
 from reverb_store.execution.records import (
     ErrorRecord,
     MemoEntry,
@@ -192,7 +193,7 @@ UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, en
 WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
 """
 
-_INVOKE_TIMEOUT = ErrorRecord("InvokeTimeout", "the invoked function did not finish in time")
+_INVOKE_TIMEOUT = ErrorRecord(INVOKE_TIMEOUT.name, "the invoked function did not finish in time")
 _INVOKE_TIMEOUT_JSON = _INVOKE_TIMEOUT.to_json()
 
 
@@ -201,7 +202,7 @@ async def resolve_due(connection: asyncpg.Connection, run_id: str) -> None:
     await connection.execute(_RESOLVE_DUE, run_id, _INVOKE_TIMEOUT_JSON)
 
 
-_STEP_FAILED = ErrorRecord("StepError", "the step failed")
+_STEP_FAILED = ErrorRecord(STEP_ERROR.name, "the step failed")
 
 # A retrying step whose time has come is left out: the host runs it again.
 _MEMO = """
