@@ -17,6 +17,7 @@ from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2
 from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, MemoEntry, StepTiming
+from reverb_store.ids import FunctionId, StepId
 
 
 class HostStreamError(Exception):
@@ -174,7 +175,7 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
     if kind == "invoke":
         invoke = report.invoke
         return protocol.Invoke(
-            invoke.function_id,
+            FunctionId(invoke.function_id),
             _json(invoke.data) if invoke.data else "{}",
             invoke.timeout.ToTimedelta() if invoke.HasField("timeout") else None,
         )
@@ -203,7 +204,7 @@ def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
     if kind == "step":
         report = frame.step
         timing = StepTiming(
-            report.step_id,
+            StepId(report.step_id),
             report.name or report.step_id,
             _optional_time(report, "started_at"),
             _optional_time(report, "ended_at"),

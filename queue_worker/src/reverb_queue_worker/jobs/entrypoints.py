@@ -9,6 +9,7 @@ from reverb_queue_worker.runs.driver import advance_run
 from reverb_queue_worker.runs.fanout import process_event
 from reverb_queue_worker.services import Services
 from reverb_store import jobs
+from reverb_store.ids import JobId
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -47,5 +48,9 @@ async def handle(
         await guarded(services, job_id, attempts, fan_out, lambda: process_event(services, fan_out))
     else:
         await guarded(
-            services, job_id, attempts, advance, lambda: advance_run(services, job_id, advance)
+            services,
+            job_id,
+            attempts,
+            advance,
+            lambda: advance_run(services, JobId(job_id), advance),
         )

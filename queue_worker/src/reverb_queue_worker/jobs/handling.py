@@ -14,6 +14,7 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.services import Services
 from reverb_store import execution, jobs
+from reverb_store.ids import JobId, RunId
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -48,7 +49,12 @@ async def _hand_over(services: Services, job_id: int, payload: Payload) -> None:
         async with acquire(services.pool) as connection:
             if isinstance(payload, jobs.AdvanceRun):
                 released = await execution.release_run(
-                    connection, payload.run_id, job_id, invoked=True, resume_after=timedelta(0)
+                    connection,
+                    RunId(payload.run_id),
+                    JobId(job_id),
+                    invoked=True,
+                    resume_after=timedelta(0),
+                    gates=services.gates,
                 )
                 if released:
                     _log.info("worker stopping, run released", run_id=payload.run_id)

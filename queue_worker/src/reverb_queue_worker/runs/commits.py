@@ -10,13 +10,14 @@ from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.services import Services
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepState
+from reverb_store.execution import ClaimedRun, ErrorRecord, StepKind, StepOutput, StepState
+from reverb_store.ids import StepId
 
 # How long an invoke waits for its child when the function gives no timeout.
 DEFAULT_INVOKE_TIMEOUT = timedelta(days=365)
 
 
-_KINDS: dict[type, str] = {
+_KINDS: dict[type, StepKind] = {
     protocol.Output: "run",
     protocol.Failure: "run",
     protocol.Sleep: "sleep",
@@ -26,7 +27,7 @@ _KINDS: dict[type, str] = {
 }
 
 
-def ack_for(step_id: str, state: StepState, output: str | None = None) -> protocol.Ack:
+def ack_for(step_id: StepId, state: StepState, output: str | None = None) -> protocol.Ack:
     """The Ack for a committed state; `output` is sent when it differs from the host's."""
     if state.status == "completed":
         return protocol.Ack(step_id, protocol.AckResult.CONTINUE, output)
@@ -111,6 +112,7 @@ async def _commit_direct(
             data=operation.data,
             wait_limit=operation.timeout or DEFAULT_INVOKE_TIMEOUT,
             traceparent=traceparent,
+            gates=services.gates,
         )
     if isinstance(operation, protocol.SendEvents):
         return await execution.send_events(

@@ -4,6 +4,8 @@ The runs this worker has room for are created claimed for it and driven at once
 (no trip through the queue); the others are queued for any worker.
 """
 
+from typing import cast
+
 import structlog
 
 from reverb_queue_worker.database import acquire
@@ -13,6 +15,7 @@ from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, Driver
+from reverb_store.ids import EventId, JobId
 from reverb_store.jobs import AdvanceRun, ProcessEvent
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -34,7 +37,10 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
         driver = Driver(queue_manager_id, book) if queue_manager_id is not None else None
         try:
             async with acquire(services.pool) as connection:
-                runs = await execution.create_runs(connection, job.event_ids, traceparent, driver)
+                event_ids = cast(tuple[EventId, ...], job.event_ids)
+                runs = await execution.create_runs(
+                    connection, event_ids, traceparent, driver, services.gates
+                )
         except BaseException:
             own_jobs.unreserve(booked)
             raise
@@ -58,7 +64,7 @@ async def process_event(services: Services, job: ProcessEvent) -> None:
         )
 
 
-def _drive(services: Services, job_id: int, claim: ClaimedRun) -> None:
+def _drive(services: Services, job_id: JobId, claim: ClaimedRun) -> None:
     payload = AdvanceRun(claim.run_id, claim.traceparent)
 
     async def work() -> None:

@@ -16,12 +16,13 @@ from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord
 from reverb_store.execution.completions import RunCompletion
+from reverb_store.ids import JobId
 
 
 async def finish(
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job_id: JobId,
     end: InvocationEnd,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
@@ -38,7 +39,7 @@ async def finish(
             await _fail(connection, services, claim, job_id, final, log)
         else:
             outcome = await execution.suspend_run(
-                connection, claim.run_id, job_id, sorted(end.known_step_ids)
+                connection, claim.run_id, job_id, sorted(end.known_step_ids), services.gates
             )
             if outcome is None:
                 log.warning(
@@ -51,7 +52,7 @@ async def finish(
 async def _complete_in_batch(
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job_id: JobId,
     final: protocol.Completed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> bool:
@@ -70,12 +71,14 @@ async def _complete(
     connection: asyncpg.Connection,
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job_id: JobId,
     final: protocol.Completed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     try:
-        done = await execution.complete_run(connection, claim.run_id, job_id, final.output)
+        done = await execution.complete_run(
+            connection, claim.run_id, job_id, final.output, services.gates
+        )
     except asyncpg.DataError as error:
         invalid = ErrorRecord(
             INVALID_OUTPUT.name, f"the function's result cannot be stored: {error}"
@@ -95,7 +98,7 @@ async def _fail(
     connection: asyncpg.Connection,
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job_id: JobId,
     final: protocol.Failed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
@@ -103,7 +106,10 @@ async def _fail(
         delay = final.retry_after
         if delay is None:
             delay = backoff(claim.attempt, base=services.settings.backoff_base)
-        if await execution.retry_run(connection, claim.run_id, job_id, final.error, delay):
+        retried = await execution.retry_run(
+            connection, claim.run_id, job_id, final.error, delay, services.gates
+        )
+        if retried:
             log.info(
                 "run failed, will retry",
                 attempt=claim.attempt,
@@ -111,7 +117,7 @@ async def _fail(
                 delay_seconds=round(delay.total_seconds(), 3),
             )
             return
-    elif await execution.fail_run(connection, claim.run_id, job_id, final.error):
+    elif await execution.fail_run(connection, claim.run_id, job_id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         return
     log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")

@@ -20,6 +20,7 @@ from reverb_queue_worker.hosts.wire import HostStreamError
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
 from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
+from reverb_store.ids import StepId
 
 # gRPC statuses that say nothing about the function: the run is released and retried
 # later without counting an attempt. A function's own errors never travel as gRPC
@@ -53,7 +54,7 @@ class StreamBroken(Exception):
 class InvocationEnd:
     final: protocol.Final
     # Final steps the host knows of: the memo, plus steps acked CONTINUE or FAILED.
-    known_step_ids: frozenset[str]
+    known_step_ids: frozenset[StepId]
 
 
 def final_for_error(error: HostStreamError) -> protocol.Failed | None:
@@ -73,7 +74,7 @@ class Invocation:
         self._services = services
         self._claim = claim
         self._traceparent = traceparent
-        self._known = {entry.step_id for entry in claim.memo}
+        self._known: set[StepId] = {entry.step_id for entry in claim.memo}
         self._handlers: set[asyncio.Task[None]] = set()
         # Outputs handed to the checkpoint writer whose ack is not sent yet.
         self._committing = 0
