@@ -1,4 +1,4 @@
-"""Run gates: the rules a run must pass before it executes (see `admission`).
+"""Admission: the one way a run starts, resumes or retries, and where run gates decide.
 
 Every run begins executing by a claim (`claim_run`): a new run's first
 invocation, a resume from sleeping or waiting, a retry queued after a failure,
@@ -10,7 +10,8 @@ there, in the claim's transaction.
 A gate (`Gate`) is asked three things:
 - `applies(function)`, in memory, when a run is created (fan-out, `step.invoke`):
   whether the function's runs must pass it. The answer is stored with the run
-  (`runs.gated`), so a claim knows without asking again.
+  (`runs.gated`), so a claim knows without a query; only the gates that apply
+  to a run's function decide on it and are told about it.
 - `decide(connection, candidate)`, inside the claim's transaction with the run's
   row locked: `Admit`, `Hold(reason, until)` or `Skip(reason)`. The first gate
   that does not admit decides.

@@ -90,7 +90,8 @@ class Gate(Protocol):
     def name(self) -> str: ...
 
     def applies(self, function: FunctionRef) -> bool:
-        """Whether runs of `function` must pass this gate (asked once, at run creation)."""
+        """Whether runs of `function` must pass this gate: asked in memory when a run is
+        created (stored as `runs.gated`), and to choose the gates that decide and are told."""
         ...
 
     async def decide(self, connection: asyncpg.Connection, candidate: Candidate) -> Verdict:
@@ -119,24 +120,31 @@ class Gates:
         return any(gate.applies(function) for gate in self._gates)
 
     async def decide(self, connection: asyncpg.Connection, candidate: Candidate) -> Refusal | None:
-        """The first gate's refusal, or None when every gate admits the run."""
+        """The first refusal of a gate that applies to the run, or None when all admit it."""
+        function = FunctionRef(candidate.function_id, candidate.app_id)
         for gate in self._gates:
+            if not gate.applies(function):
+                continue
             verdict = await gate.decide(connection, candidate)
             if not isinstance(verdict, Admit):
                 return Refusal(gate.name, verdict)
         return None
 
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
+        """Tell the gates that apply to the run's function that it stopped executing."""
+        function = FunctionRef(run.function_id, run.app_id)
         for gate in self._gates:
-            await gate.freed(connection, run)
+            if gate.applies(function):
+                await gate.freed(connection, run)
 
 
 NO_GATES = Gates()
 
 
 async def wake(connection: asyncpg.Connection, run_id: RunId) -> bool:
-    """Enqueue an `advance_run` for a queued run without a job (a held one): a gate's
-    `freed` calls it. False when the run is not queued (it was woken already, or ended)."""
+    """Enqueue an `advance_run` for a queued run no job drives (a held one), committed
+    with the caller's transaction: a gate's `freed` calls it. False when the run is not
+    queued (it started or ended meanwhile)."""
     traceparent = await connection.fetchval(
         "SELECT coalesce(traceparent, '') FROM reverb.runs"
         " WHERE id = $1 AND status = 'queued' AND job_id IS NULL",
