@@ -31,7 +31,7 @@ from reverb_store.execution import (
     Skip,
     Verdict,
 )
-from reverb_store.ids import AppId, FunctionId, JobId, RunId, new_id
+from reverb_store.ids import AppId, FunctionId, JobId, RunId, StepId, new_id
 from tests.e2e.processes import eventually
 from tests.integration.test_worker_runs import Mesh, register, worker_settings
 
@@ -257,3 +257,37 @@ async def test_a_run_no_gate_applies_to_is_claimed_without_asking_them(
     assert isinstance(claim, ClaimedRun)
     assert await execution.complete_run(connection, run_id, JobId(1), '"done"', Gates([scripted]))
     assert scripted.freed_runs == []
+
+
+async def test_a_child_of_a_gated_function_is_created_gated(
+    connection: asyncpg.Connection,
+) -> None:
+    await connection.execute(
+        "INSERT INTO reverb.apps (id, definition_hash, definition) VALUES ('a', '', '{}');"
+        "INSERT INTO reverb.functions (id, app_id, name)"
+        " VALUES ('gated', 'a', 'g'), ('free', 'a', 'f')"
+    )
+    parent = RunId(new_id())
+    await connection.execute(
+        "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts)"
+        " VALUES ($1, 'free', 'a', 'running', 1)",
+        parent,
+    )
+    gates = Gates([OneAtATime(["gated"])])
+
+    for step, function_id in (("call-gated", "gated"), ("call-free", "free")):
+        await execution.start_child(
+            connection,
+            parent,
+            execution.StepTiming(StepId(step), step, None, None),
+            function_id=FunctionId(function_id),
+            data="{}",
+            wait_limit=timedelta(minutes=1),
+            traceparent=None,
+            gates=gates,
+        )
+
+    rows = await connection.fetch(
+        "SELECT function_id, gated FROM reverb.runs WHERE parent_run_id = $1", parent
+    )
+    assert {row["function_id"]: row["gated"] for row in rows} == {"gated": True, "free": False}
