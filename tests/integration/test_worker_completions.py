@@ -10,15 +10,18 @@ import orjson
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution, jobs
 from reverb_store.execution.completions import RunCompletion
+from reverb_store.ids import JobId, RunId
 from tests.integration.test_worker_transitions import new_run
 
 
-async def driven_run(connection: asyncpg.Connection, parent: str | None = None) -> tuple[str, int]:
+async def driven_run(
+    connection: asyncpg.Connection, parent: str | None = None
+) -> tuple[RunId, JobId]:
     """A running run and the advance_run job that drives it."""
     run_id = await new_run(connection, "running", parent)
     (job_id,) = await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, None)])
     await connection.execute("UPDATE reverb.runs SET job_id = $2 WHERE id = $1", run_id, job_id)
-    return run_id, job_id
+    return run_id, JobId(job_id)
 
 
 async def test_parentless_runs_complete_together_with_their_jobs(
@@ -53,7 +56,7 @@ async def test_a_child_or_a_run_driven_by_another_job_is_left_to_complete_run(
 
     child, taken = await asyncio.gather(
         writer.complete(RunCompletion(child_id, child_job, '"to the parent"')),
-        writer.complete(RunCompletion(taken_id, taken_job + 1000, '"not mine"')),
+        writer.complete(RunCompletion(taken_id, JobId(taken_job + 1000), '"not mine"')),
     )
 
     assert (child, taken) == (False, False)

@@ -9,8 +9,8 @@ import orjson
 
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution
-from reverb_store.execution import ErrorRecord, StepOutput, StepTiming, steps
-from reverb_store.ids import new_id
+from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepTiming, steps
+from reverb_store.ids import JobId, RunId, StepId, new_id
 from tests.integration.wakeups import Heard
 
 HOUR = timedelta(hours=1)
@@ -18,8 +18,8 @@ HOUR = timedelta(hours=1)
 
 async def new_run(
     connection: asyncpg.Connection, status: str = "queued", parent: str | None = None
-) -> str:
-    run_id = new_id()
+) -> RunId:
+    run_id = RunId(new_id())
     # A run past `queued` has been invoked (its first invocation is what wrote steps).
     await connection.execute(
         "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts,"
@@ -65,7 +65,7 @@ async def advance_jobs(connection: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 def timing(step_id: str) -> StepTiming:
-    return StepTiming(step_id, step_id, None, None)
+    return StepTiming(StepId(step_id), step_id, None, None)
 
 
 async def status_of(connection: asyncpg.Connection, run_id: str) -> str:
@@ -78,15 +78,15 @@ async def test_a_run_is_claimed_by_one_job_and_taken_over_only_by_the_same_job(
 ) -> None:
     run_id = await new_run(connection)
 
-    first = await execution.claim_run(connection, run_id, job_id=7)
-    assert first is not None and first.invocations == 1
-    assert await execution.claim_run(connection, run_id, job_id=8) is None
-    again = await execution.claim_run(connection, run_id, job_id=7)
-    assert again is not None and again.invocations == 2
+    first = await execution.claim_run(connection, run_id, job_id=JobId(7))
+    assert isinstance(first, ClaimedRun) and first.invocations == 1
+    assert await execution.claim_run(connection, run_id, job_id=JobId(8)) is None
+    again = await execution.claim_run(connection, run_id, job_id=JobId(7))
+    assert isinstance(again, ClaimedRun) and again.invocations == 2
 
-    assert await execution.complete_run(connection, run_id, 8, '"no"') is False
-    assert await execution.complete_run(connection, run_id, 7, '"yes"') is True
-    assert await execution.claim_run(connection, run_id, job_id=7) is None
+    assert await execution.complete_run(connection, run_id, JobId(8), '"no"') is False
+    assert await execution.complete_run(connection, run_id, JobId(7), '"yes"') is True
+    assert await execution.claim_run(connection, run_id, job_id=JobId(7)) is None
 
 
 async def test_a_claim_resolves_what_became_due_and_memoizes_in_commit_order(
@@ -104,9 +104,9 @@ async def test_a_claim_resolves_what_became_due_and_memoizes_in_commit_order(
         connection, run_id, "call", kind="invoke", status="waiting", wake_in=-timedelta(seconds=1)
     )
 
-    claim = await execution.claim_run(connection, run_id, job_id=1)
+    claim = await execution.claim_run(connection, run_id, job_id=JobId(1))
 
-    assert claim is not None
+    assert isinstance(claim, ClaimedRun)
     assert [(m.step_id, m.output, m.error and m.error.type, m.pending) for m in claim.memo] == [
         ("first", '"one"', None, False),
         ("nap", "null", None, False),
@@ -124,15 +124,15 @@ async def test_a_resume_that_retries_a_step_starts_with_the_step_attempt(
         " VALUES ($1, 'flaky', 'flaky', 'run', 'retrying', 2, now())",
         run_id,
     )
-    claim = await execution.claim_run(connection, run_id, job_id=1)
-    assert claim is not None and claim.start_attempt == 2
+    claim = await execution.claim_run(connection, run_id, job_id=JobId(1))
+    assert isinstance(claim, ClaimedRun) and claim.start_attempt == 2
 
 
 async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
     connection: asyncpg.Connection,
 ) -> None:
     run_id = await new_run(connection)
-    await execution.claim_run(connection, run_id, job_id=1)
+    await execution.claim_run(connection, run_id, job_id=JobId(1))
     await add_step(
         connection, run_id, "nap", kind="sleep", status="sleeping", wake_in=timedelta(hours=1)
     )
@@ -141,7 +141,7 @@ async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
     )
 
     heard = Heard()
-    assert await execution.suspend_run(connection, run_id, 1, [], heard) == "sleeping"
+    assert await execution.suspend_run(connection, run_id, JobId(1), [], heard) == "sleeping"
 
     assert await status_of(connection, run_id) == "sleeping"
     (job,) = await advance_jobs(connection)
@@ -154,12 +154,12 @@ async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
 
 async def test_a_run_waiting_only_on_a_child_is_waiting(connection: asyncpg.Connection) -> None:
     run_id = await new_run(connection)
-    await execution.claim_run(connection, run_id, job_id=1)
+    await execution.claim_run(connection, run_id, job_id=JobId(1))
     await add_step(
         connection, run_id, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
 
-    assert await execution.suspend_run(connection, run_id, 1, [], Heard()) == "waiting"
+    assert await execution.suspend_run(connection, run_id, JobId(1), [], Heard()) == "waiting"
     assert await status_of(connection, run_id) == "waiting"
 
 
@@ -167,26 +167,26 @@ async def test_a_child_that_ends_before_its_parent_suspends_resumes_it_at_once(
     connection: asyncpg.Connection,
 ) -> None:
     parent = await new_run(connection)
-    await execution.claim_run(connection, parent, job_id=1)
+    await execution.claim_run(connection, parent, job_id=JobId(1))
     await add_step(
         connection, parent, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
     child = await new_run(connection, parent=parent)
-    await execution.claim_run(connection, child, job_id=2)
+    await execution.claim_run(connection, child, job_id=JobId(2))
 
     # The child completes while the parent's invocation is still running...
-    assert await execution.complete_run(connection, child, 2, '{"done": true}')
+    assert await execution.complete_run(connection, child, JobId(2), '{"done": true}')
     assert await advance_jobs(connection) == []
     # ...so the parent's suspension sees the resolved step and queues it right away.
     heard = Heard()
-    assert await execution.suspend_run(connection, parent, 1, [], heard) == "resumed"
+    assert await execution.suspend_run(connection, parent, JobId(1), [], heard) == "resumed"
     assert heard.delays == []  # due at once: the queue notifies it
 
     assert await status_of(connection, parent) == "queued"
     (job,) = await advance_jobs(connection)
     assert (job["entrypoint"], job["delay"] <= timedelta(0)) == ("advance_run", True)
-    claim = await execution.claim_run(connection, parent, job_id=3)
-    assert claim is not None
+    claim = await execution.claim_run(connection, parent, job_id=JobId(3))
+    assert isinstance(claim, ClaimedRun)
     assert [(m.step_id, m.output) for m in claim.memo] == [("call", '{"done": true}')]
 
 
@@ -194,19 +194,21 @@ async def test_a_child_failure_fails_the_waiting_parent_step_and_wakes_the_paren
     connection: asyncpg.Connection,
 ) -> None:
     parent = await new_run(connection)
-    await execution.claim_run(connection, parent, job_id=1)
+    await execution.claim_run(connection, parent, job_id=JobId(1))
     await add_step(
         connection, parent, "call", kind="invoke", status="waiting", wake_in=timedelta(days=1)
     )
-    assert await execution.suspend_run(connection, parent, 1, [], Heard()) == "waiting"
+    assert await execution.suspend_run(connection, parent, JobId(1), [], Heard()) == "waiting"
     child = await new_run(connection, parent=parent)
-    await execution.claim_run(connection, child, job_id=2)
+    await execution.claim_run(connection, child, job_id=JobId(2))
 
-    assert await execution.fail_run(connection, child, 2, ErrorRecord("ValueError", "bad input"))
+    assert await execution.fail_run(
+        connection, child, JobId(2), ErrorRecord("ValueError", "bad input")
+    )
 
     assert await status_of(connection, parent) == "queued"
     assert len(await advance_jobs(connection)) == 2  # the timeout wake-up, and now
-    step = await execution.step_state(connection, parent, "call")
+    step = await execution.step_state(connection, parent, StepId("call"))
     assert (step.status, step.error) == ("failed", ErrorRecord("ValueError", "bad input"))
 
 
@@ -316,7 +318,7 @@ async def test_an_unstorable_output_fails_alone(
 async def test_resolving_and_loading_in_one_statement_matches_the_separate_queries(
     connection: asyncpg.Connection,
 ) -> None:
-    async def fixture() -> str:
+    async def fixture() -> RunId:
         run_id = await new_run(connection, "sleeping")
         await add_step(connection, run_id, "first", output='"one"')
         await add_step(connection, run_id, "nap", kind="sleep", status="sleeping", wake_in=-HOUR)

@@ -17,6 +17,7 @@ from reverb_queue_worker.database import acquire, open_pool
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_store import jobs
+from reverb_store.ids import JobId
 from reverb_store.jobs import AdvanceRun
 
 
@@ -86,7 +87,7 @@ async def dequeued_wake_ups_due_at_once(database_url: str) -> list[str]:
     in the same turn of the loop: the second is armed while the first is pending."""
     ran = Ran(2)
     async with own_jobs_recording(database_url, ran) as (own_jobs, pool):
-        dequeued = [ActiveJob(index, "advance_run") for index in (1, 2)]
+        dequeued = [ActiveJob(JobId(index), "advance_run") for index in (1, 2)]
         async with acquire(pool) as connection:
             for index, job in enumerate(dequeued):
                 later = [AdvanceRun(f"later-{index}")]

@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import reverb
+from reverb.engine_errors import HOST_ERROR
 from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
 from reverb.execution import StepReport as Report
 from reverb_function_host.frames import Begin, Cancel, WorkerMessage
@@ -177,7 +178,7 @@ class Session:
 
 
 def _host_error(problem: str) -> RunFailed:
-    return RunFailed(ErrorInfo("HostError", problem), retriable=True)
+    return RunFailed(ErrorInfo(HOST_ERROR.name, problem), retriable=HOST_ERROR.retriable)
 
 
 def _record_end(span: trace.Span, message: Message) -> None:

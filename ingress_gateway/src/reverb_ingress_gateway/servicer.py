@@ -53,7 +53,7 @@ class IngressService:
             event = await store.get_event(connection, event_id)
             if event is None:
                 raise NotFound(f"no event with id {event_id!r}")
-            runs = await store.runs_of_event(connection, event_id)
+            runs = await store.runs_of_event(connection, event.id)
         return messages.get_event_response(event, runs)
 
     @rpc

@@ -9,6 +9,7 @@ from reverb_queue_worker.hosts.retries import HostRetries
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
+from reverb_store.execution import NO_GATES, Gates
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,5 @@ class Services:
     hosts: HostChannels
     host_retries: HostRetries
     own_jobs: OwnJobs
+    # The run gates every run of the functions they apply to must pass (`admission`).
+    gates: Gates = NO_GATES

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import structlog
@@ -29,6 +29,7 @@ from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
+from reverb_store.execution import Gate, Gates
 from reverb_telemetry import configure_logging, configure_tracing
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -154,8 +155,12 @@ async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
     )
 
 
-async def start(settings: WorkerSettings) -> Worker:
-    """Connect, check the queue's schema, and start consuming jobs."""
+async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
+    """Connect, check the queue's schema, and start consuming jobs.
+
+    `gates`: the run gates runs must pass before they execute (`reverb_store.execution.
+    admission`); every worker of a deployment registers the same ones.
+    """
     entrypoints.check()
     # pgqueuer's first job would import anyio's asyncio backend (tens of ms): do it now.
     importlib.import_module("anyio._backends._asyncio")
@@ -179,7 +184,7 @@ async def start(settings: WorkerSettings) -> Worker:
         heartbeat_seconds=settings.worker_heartbeat_timeout.total_seconds() / 4,
     )
     services = Services(
-        settings, pool, checkpoints, HostChannels(pool, key), HostRetries(), own_jobs
+        settings, pool, checkpoints, HostChannels(pool, key), HostRetries(), own_jobs, Gates(gates)
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:

@@ -51,6 +51,7 @@ from reverb._protocol import (
 )
 from reverb._step import Step
 from reverb._step_ids import StepIds
+from reverb.engine_errors import ENGINE_ERROR, OUTPUT_UNSERIALIZABLE
 
 StepScope = Callable[[str, str], AbstractContextManager[object]]
 """Wraps the execution of each new step.run, given its id and name (e.g. a tracing span)."""
@@ -215,7 +216,8 @@ class Execution:
             output = _json.encode(value)
         except _json.UnserializableError as error:
             message = f"function {self._definition.id!r} returned a value that is not JSON: {error}"
-            self._finish(RunFailed(ErrorInfo("OutputUnserializableError", message), False))
+            info = ErrorInfo(OUTPUT_UNSERIALIZABLE.name, message)
+            self._finish(RunFailed(info, OUTPUT_UNSERIALIZABLE.retriable))
             return
         self._finish(RunCompleted(output))
 
@@ -252,8 +254,8 @@ class Execution:
     def _settler_done(self, settler: "asyncio.Task[None]") -> None:
         self._settler = None
         if not settler.cancelled() and settler.exception() is not None:
-            error = ErrorInfo("EngineError", f"the execution failed: {settler.exception()!r}")
-            self._finish(RunFailed(error, retriable=True))
+            error = ErrorInfo(ENGINE_ERROR.name, f"the execution failed: {settler.exception()!r}")
+            self._finish(RunFailed(error, retriable=ENGINE_ERROR.retriable))
 
     async def _settle(self) -> None:
         """Suspend once the function stays idle for a few loop turns, starting no step."""

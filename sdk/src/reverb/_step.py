@@ -30,6 +30,7 @@ from reverb._protocol import (
     StepOutput,
     StepReport,
 )
+from reverb.engine_errors import STEP_FAILED
 
 
 class StepChannel(Protocol):
@@ -183,7 +184,7 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 def _reported_error(operation: StepOperation) -> ErrorInfo:
     if isinstance(operation, StepFailure):
         return operation.error
-    return ErrorInfo("StepFailed", "the engine reported the step as failed")
+    return ErrorInfo(STEP_FAILED.name, "the engine reported the step as failed")
 
 
 def _check_id(step_id: object, kind: str) -> None:

@@ -8,6 +8,7 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import reverb
+from reverb.engine_errors import OUTPUT_TOO_LARGE
 from reverb.execution import (
     Ack,
     AckResult,
@@ -116,15 +117,16 @@ def _payload_size(message: Message) -> int:
 def _too_large(message: Message, size: int, limit: int) -> Message:
     problem = f"{size} bytes of JSON, more than the {limit} a message may carry"
     if isinstance(message, StepReport):
-        error = ErrorInfo("OutputTooLarge", f"step {message.name!r}: {problem}")
+        error = ErrorInfo(OUTPUT_TOO_LARGE.name, f"step {message.name!r}: {problem}")
         return StepReport(
             message.step_id,
             message.name,
             message.started_at,
             message.ended_at,
-            StepFailure(error, retriable=False),
+            StepFailure(error, retriable=OUTPUT_TOO_LARGE.retriable),
         )
-    return RunFailed(ErrorInfo("OutputTooLarge", f"the function's result: {problem}"), False)
+    error = ErrorInfo(OUTPUT_TOO_LARGE.name, f"the function's result: {problem}")
+    return RunFailed(error, OUTPUT_TOO_LARGE.retriable)
 
 
 def _fill_frame(frame: function_host_pb2.HostFrame, message: Message) -> None:

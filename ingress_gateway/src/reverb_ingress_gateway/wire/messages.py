@@ -19,8 +19,10 @@ from reverb_store.control import (
     StepRecord,
     TriggerDefinition,
 )
+from reverb_store.execution import RunStatus, StepKind, StepStatus
+from reverb_store.ids import EventId, FunctionId
 
-RUN_STATUSES: dict[str, ingress_pb2.RunStatus.ValueType] = {
+RUN_STATUSES: dict[RunStatus, ingress_pb2.RunStatus.ValueType] = {
     "queued": ingress_pb2.RUN_STATUS_QUEUED,
     "running": ingress_pb2.RUN_STATUS_RUNNING,
     "sleeping": ingress_pb2.RUN_STATUS_SLEEPING,
@@ -29,14 +31,14 @@ RUN_STATUSES: dict[str, ingress_pb2.RunStatus.ValueType] = {
     "failed": ingress_pb2.RUN_STATUS_FAILED,
     "cancelled": ingress_pb2.RUN_STATUS_CANCELLED,
 }
-STEP_KINDS: dict[str, ingress_pb2.StepKind.ValueType] = {
+STEP_KINDS: dict[StepKind, ingress_pb2.StepKind.ValueType] = {
     "run": ingress_pb2.STEP_KIND_RUN,
     "sleep": ingress_pb2.STEP_KIND_SLEEP,
     "invoke": ingress_pb2.STEP_KIND_INVOKE,
     "send_event": ingress_pb2.STEP_KIND_SEND_EVENT,
     "wait_for_event": ingress_pb2.STEP_KIND_WAIT_FOR_EVENT,
 }
-STEP_STATUSES: dict[str, ingress_pb2.StepStatus.ValueType] = {
+STEP_STATUSES: dict[StepStatus, ingress_pb2.StepStatus.ValueType] = {
     "completed": ingress_pb2.STEP_STATUS_COMPLETED,
     "failed": ingress_pb2.STEP_STATUS_FAILED,
     "retrying": ingress_pb2.STEP_STATUS_RETRYING,
@@ -139,9 +141,9 @@ def run_filter(request: ingress_pb2.ListRunsRequest) -> RunFilter:
             raise InvalidArgument(f"unknown run status {status}")
         statuses.append(_STATUS_NAMES[status])
     return RunFilter(
-        function_id=request.function_id or None,
+        function_id=FunctionId(request.function_id) if request.function_id else None,
         statuses=tuple(statuses),
-        event_id=request.event_id or None,
+        event_id=EventId(request.event_id) if request.event_id else None,
     )
 
 

@@ -12,6 +12,7 @@ from reverb_queue_worker.hosts import protocol, wire
 from reverb_queue_worker.hosts.sessions import HostSession, InvocationChannel, ReportListener
 from reverb_queue_worker.hosts.signing import signature_metadata
 from reverb_store.execution import host_addresses
+from reverb_store.ids import AppId
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -67,7 +68,7 @@ class HostChannels:
 
     async def open(
         self,
-        app_id: str,
+        app_id: AppId,
         start: protocol.Start,
         timeout_seconds: float,
         listener: ReportListener,
@@ -102,7 +103,7 @@ class HostChannels:
             raise HostUnreachable(f"no host is registered for app {app_id!r}")
         raise HostUnreachable(f"no host of app {app_id!r} is reachable")
 
-    async def _addresses_of(self, app_id: str, *, fresh: bool = False) -> tuple[list[str], bool]:
+    async def _addresses_of(self, app_id: AppId, *, fresh: bool = False) -> tuple[list[str], bool]:
         """The app's addresses, newest first, and whether they came from the cache."""
         known = self._addresses.get(app_id)
         if not fresh and known is not None and time.monotonic() - known[0] < ADDRESSES_TTL_SECONDS:
@@ -114,12 +115,12 @@ class HostChannels:
             reading.add_done_callback(functools.partial(self._read_done, app_id))
         return await asyncio.shield(reading), False
 
-    def _read_done(self, app_id: str, reading: "asyncio.Future[list[str]]") -> None:
+    def _read_done(self, app_id: AppId, reading: "asyncio.Future[list[str]]") -> None:
         self._reading.pop(app_id, None)
         if not reading.cancelled():
             reading.exception()  # seen: its awaiters got it
 
-    async def _read_addresses(self, app_id: str) -> list[str]:
+    async def _read_addresses(self, app_id: AppId) -> list[str]:
         read_at = time.monotonic()
         addresses = await host_addresses(self._pool, app_id)
         self._addresses[app_id] = (read_at, addresses)

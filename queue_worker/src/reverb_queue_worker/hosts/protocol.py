@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
+from reverb_store.ids import FunctionId, RunId, StepId
 
 SESSION_METHOD = "/reverb.v1.FunctionHost/Invoke"
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    run_id: str
-    function_id: str
+    run_id: RunId
+    function_id: FunctionId
     events: tuple[EventRecord, ...]
     memo: tuple[MemoEntry, ...]
     attempt: int
@@ -52,7 +53,7 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Invoke:
-    function_id: str
+    function_id: FunctionId
     # JSON text of an object: the child's event data.
     data: str
     timeout: timedelta | None
@@ -113,7 +114,7 @@ class AckResult(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    step_id: str
+    step_id: StepId
     result: AckResult
     # The committed JSON output, when the host must use it instead of its own.
     output: str | None = None

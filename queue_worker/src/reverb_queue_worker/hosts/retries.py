@@ -2,6 +2,8 @@
 
 from collections import OrderedDict
 
+from reverb_store.ids import RunId
+
 
 class HostRetries:
     """Consecutive unreachable-host releases per run, in this worker (bounded memory).
@@ -12,9 +14,9 @@ class HostRetries:
 
     def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
-        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._counts: OrderedDict[RunId, int] = OrderedDict()
 
-    def failed(self, run_id: str) -> int:
+    def failed(self, run_id: RunId) -> int:
         """Record one more failure; return how many came before it (0-based, for backoff)."""
         before = self._counts.pop(run_id, 0)
         self._counts[run_id] = before + 1
@@ -22,6 +24,6 @@ class HostRetries:
             self._counts.popitem(last=False)
         return before
 
-    def reached(self, run_id: str) -> None:
+    def reached(self, run_id: RunId) -> None:
         """The run reached a host: start over."""
         self._counts.pop(run_id, None)

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from reverb.engine_errors import PROTOCOL_ERROR, UNTYPED
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
 from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, MemoEntry, StepTiming
+from reverb_store.ids import FunctionId, StepId
 
 
 class HostStreamError(Exception):
@@ -55,7 +57,7 @@ def _error_to_wire(error: ErrorRecord) -> common_pb2.ErrorInfo:
 
 
 def _error_from_wire(error: common_pb2.ErrorInfo) -> ErrorRecord:
-    return ErrorRecord(error.type or "Error", error.message, error.stack)
+    return ErrorRecord(error.type or UNTYPED.name, error.message, error.stack)
 
 
 def _json(data: bytes) -> str:
@@ -173,7 +175,7 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
     if kind == "invoke":
         invoke = report.invoke
         return protocol.Invoke(
-            invoke.function_id,
+            FunctionId(invoke.function_id),
             _json(invoke.data) if invoke.data else "{}",
             invoke.timeout.ToTimedelta() if invoke.HasField("timeout") else None,
         )
@@ -184,8 +186,8 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
         timeout = wait.timeout.ToTimedelta() if wait.HasField("timeout") else None
         return protocol.WaitForEvent(wait.event, wait.match, timeout)
     return protocol.Failure(
-        ErrorRecord("ProtocolError", "the host reported a step without an operation"),
-        retriable=False,
+        ErrorRecord(PROTOCOL_ERROR.name, "the host reported a step without an operation"),
+        retriable=PROTOCOL_ERROR.retriable,
         retry_after=None,
     )
 
@@ -202,7 +204,7 @@ def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
     if kind == "step":
         report = frame.step
         timing = StepTiming(
-            report.step_id,
+            StepId(report.step_id),
             report.name or report.step_id,
             _optional_time(report, "started_at"),
             _optional_time(report, "ended_at"),
@@ -220,7 +222,8 @@ def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
     if kind == "suspended":
         return protocol.Suspended()
     return protocol.Failed(
-        ErrorRecord("ProtocolError", "the host sent an empty frame"), retriable=True
+        ErrorRecord(PROTOCOL_ERROR.name, "the host sent an empty frame"),
+        retriable=PROTOCOL_ERROR.retriable,
     )
 
 

@@ -3,6 +3,7 @@
 import asyncio
 from datetime import timedelta
 
+from reverb_store.ids import JobId
 from reverb_store.jobs import KindName
 
 
@@ -17,7 +18,7 @@ class ActiveJob:
 
     __slots__ = ("attempts", "id", "kind", "wake_at")
 
-    def __init__(self, job_id: int, kind: KindName, attempts: int = 0) -> None:
+    def __init__(self, job_id: JobId, kind: KindName, attempts: int = 0) -> None:
         self.id = job_id
         self.kind = kind
         self.attempts = attempts

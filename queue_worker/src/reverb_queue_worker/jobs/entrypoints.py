@@ -20,6 +20,7 @@ from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.runs.fanout import process_event
 from reverb_queue_worker.services import Services
 from reverb_store import jobs
+from reverb_store.ids import JobId
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -82,7 +83,7 @@ def _dispatched(
     async def dispatched(job: Job) -> None:
         # pgqueuer found due work: more may wait, for this worker's own takes.
         services.own_jobs.backlog()
-        active = ActiveJob(int(job.id), name, job.attempts)
+        active = ActiveJob(JobId(int(job.id)), name, job.attempts)
         try:
             await binding.run(services, active, job.payload or b"")
         finally:

@@ -23,7 +23,7 @@ P = TypeVar("P", bound=jobs.JobPayload)
 
 # Leave what a job holds (a run it drives) to a new job, on the job's connection;
 # True if that enqueued the new job already, False to enqueue the payload again.
-HandOver = Callable[[asyncpg.Connection, ActiveJob, P], Awaitable[bool]]
+HandOver = Callable[[Services, asyncpg.Connection, ActiveJob, P], Awaitable[bool]]
 
 
 async def guarded(
@@ -55,7 +55,7 @@ async def _hand_over(
     to a new job."""
     try:
         async with acquire(services.pool) as connection:
-            if hand_over is not None and await hand_over(connection, job, payload):
+            if hand_over is not None and await hand_over(services, connection, job, payload):
                 return
             await jobs.enqueue(connection, [payload])
     except Exception as error:

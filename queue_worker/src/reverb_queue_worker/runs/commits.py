@@ -4,18 +4,20 @@ from datetime import timedelta
 
 import asyncpg
 
+from reverb.engine_errors import INVALID_PAYLOAD, NOT_SUPPORTED, STEP_ERROR
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.services import Services
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepState
+from reverb_store.execution import ClaimedRun, ErrorRecord, StepKind, StepOutput, StepState
+from reverb_store.ids import StepId
 
 # How long an invoke waits for its child when the function gives no timeout.
 DEFAULT_INVOKE_TIMEOUT = timedelta(days=365)
 
 
-_KINDS: dict[type, str] = {
+_KINDS: dict[type, StepKind] = {
     protocol.Output: "run",
     protocol.Failure: "run",
     protocol.Sleep: "sleep",
@@ -25,12 +27,12 @@ _KINDS: dict[type, str] = {
 }
 
 
-def ack_for(step_id: str, state: StepState, output: str | None = None) -> protocol.Ack:
+def ack_for(step_id: StepId, state: StepState, output: str | None = None) -> protocol.Ack:
     """The Ack for a committed state; `output` is sent when it differs from the host's."""
     if state.status == "completed":
         return protocol.Ack(step_id, protocol.AckResult.CONTINUE, output)
     if state.status == "failed":
-        error = state.error or ErrorRecord("StepError", "the step failed")
+        error = state.error or ErrorRecord(STEP_ERROR.name, "the step failed")
         return protocol.Ack(step_id, protocol.AckResult.FAILED, error=error)
     if state.status == "retrying":
         return protocol.Ack(step_id, protocol.AckResult.RETRY_LATER)
@@ -52,7 +54,7 @@ async def commit_step(
             state = await _commit_direct(connection, services, claim, traceparent, report)
     except asyncpg.DataError as error:
         # JSON the database refuses (e.g. a NUL character): the step fails for good.
-        invalid = ErrorRecord("InvalidPayload", f"the step's data cannot be stored: {error}")
+        invalid = ErrorRecord(INVALID_PAYLOAD.name, f"the step's data cannot be stored: {error}")
         async with acquire(services.pool) as connection:
             state = await _fail_step(connection, claim, report, invalid)
     if isinstance(report.operation, protocol.SendEvents):
@@ -110,6 +112,7 @@ async def _commit_direct(
             data=operation.data,
             wait_limit=operation.timeout or DEFAULT_INVOKE_TIMEOUT,
             traceparent=traceparent,
+            gates=services.gates,
         )
     if isinstance(operation, protocol.SendEvents):
         return await execution.send_events(
@@ -117,7 +120,7 @@ async def _commit_direct(
         )
     if isinstance(operation, protocol.WaitForEvent):
         unsupported = ErrorRecord(
-            "NotSupported", "step.wait_for_event is not supported by this worker yet"
+            NOT_SUPPORTED.name, "step.wait_for_event is not supported by this worker yet"
         )
         return await _fail_step(connection, claim, report, unsupported)
     # protocol.Output goes through the checkpoint writer.

@@ -15,7 +15,8 @@ from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun
+from reverb_store.execution import ClaimedRun, Hold, Refusal
+from reverb_store.ids import RunId
 from reverb_store.jobs import AdvanceRun
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -27,7 +28,8 @@ async def advance_run(
     """Claim the run for this job and drive it as far as it goes.
 
     `claim`: the run was created claimed for this job (a fan-out this worker did).
-    A run that cannot be claimed is someone else's (or finished): the job ends.
+    A run that cannot be claimed is someone else's (or finished), and one a run
+    gate holds or skips waits or ends (`admission`): either way the job ends.
     When no host can be reached, or the stream breaks, the run is released with
     a new `advance_run` job after a growing delay (no function attempt counted).
     """
@@ -35,7 +37,19 @@ async def advance_run(
     with job_span("advance_run", payload.traceparent, {"reverb.run_id": payload.run_id}) as span:
         if claim is None:
             async with acquire(services.pool) as connection:
-                claim = await execution.claim_run(connection, payload.run_id, job_id)
+                claimed = await execution.claim_run(
+                    connection, RunId(payload.run_id), job_id, services.gates, job
+                )
+            if isinstance(claimed, Refusal):
+                verdict = claimed.verdict
+                _log.info(
+                    "run held" if isinstance(verdict, Hold) else "run skipped",
+                    run_id=payload.run_id,
+                    gate=claimed.gate,
+                    reason=verdict.reason,
+                )
+                return
+            claim = claimed
         if claim is None:
             _log.debug("run not claimable", run_id=payload.run_id, job_id=job_id)
             return
@@ -72,12 +86,18 @@ async def advance_run(
 
 
 async def hand_over_run(
-    connection: asyncpg.Connection, job: ActiveJob, payload: AdvanceRun
+    services: Services, connection: asyncpg.Connection, job: ActiveJob, payload: AdvanceRun
 ) -> bool:
     """The worker is stopping: release the run this job drives (status queued, a new
     `advance_run` due at once). False if the job does not drive it."""
     released = await execution.release_run(
-        connection, payload.run_id, job.id, invoked=True, resume_after=timedelta(0), wakeups=job
+        connection,
+        RunId(payload.run_id),
+        job.id,
+        invoked=True,
+        resume_after=timedelta(0),
+        wakeups=job,
+        gates=services.gates,
     )
     if released:
         _log.info("worker stopping, run released", run_id=payload.run_id)
@@ -95,14 +115,14 @@ async def _drive(
     await finish(services, claim, job, end, log)
 
 
-def _retry_delay(services: Services, run_id: str) -> timedelta:
+def _retry_delay(services: Services, run_id: RunId) -> timedelta:
     failures = services.host_retries.failed(run_id)
     return backoff(failures, base=services.settings.backoff_base, cap=HOST_CAP)
 
 
 async def _release(
     services: Services,
-    run_id: str,
+    run_id: RunId,
     job: ActiveJob,
     resume_after: timedelta,
     *,
@@ -110,5 +130,11 @@ async def _release(
 ) -> None:
     async with acquire(services.pool) as connection:
         await execution.release_run(
-            connection, run_id, job.id, invoked=invoked, resume_after=resume_after, wakeups=job
+            connection,
+            run_id,
+            job.id,
+            invoked=invoked,
+            resume_after=resume_after,
+            wakeups=job,
+            gates=services.gates,
         )

@@ -4,6 +4,8 @@ The runs this worker has room for are created claimed for it and driven at once
 (no trip through the queue); the others are queued for any worker.
 """
 
+from typing import cast
+
 import structlog
 
 from reverb_queue_worker.database import acquire
@@ -15,6 +17,7 @@ from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, Driver
+from reverb_store.ids import EventId, JobId
 from reverb_store.jobs import AdvanceRun, ProcessEvent
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -35,7 +38,11 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
             )
             async with acquire(services.pool) as connection:
                 runs = await execution.create_runs(
-                    connection, payload.event_ids, traceparent, driver
+                    connection,
+                    cast(tuple[EventId, ...], payload.event_ids),
+                    traceparent,
+                    driver,
+                    services.gates,
                 )
             driven = 0
             for run in runs:
@@ -56,7 +63,7 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
         )
 
 
-def _drive(services: Services, job_id: int, claim: ClaimedRun, booking: Booking) -> None:
+def _drive(services: Services, job_id: JobId, claim: ClaimedRun, booking: Booking) -> None:
     job = ActiveJob(job_id, "advance_run")
     payload = AdvanceRun(claim.run_id, claim.traceparent)
 

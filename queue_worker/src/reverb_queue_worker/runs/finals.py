@@ -7,6 +7,7 @@ commit (many runs, one statement); everything else takes a pooled connection.
 import asyncpg
 import structlog
 
+from reverb.engine_errors import INVALID_OUTPUT
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
@@ -16,6 +17,7 @@ from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord
 from reverb_store.execution.completions import RunCompletion
+from reverb_store.ids import JobId
 
 
 async def finish(
@@ -27,7 +29,7 @@ async def finish(
 ) -> None:
     """Make the invocation's end durable; wake-ups it schedules go to `job`."""
     final = end.final
-    job_id = job.id
+    job_id = JobId(job.id)
     if isinstance(final, protocol.Completed) and await _complete_in_batch(
         services, claim, job_id, final, log
     ):
@@ -40,7 +42,7 @@ async def finish(
             await _fail(connection, services, claim, job, final, log)
         else:
             outcome = await execution.suspend_run(
-                connection, claim.run_id, job_id, sorted(end.known_step_ids), job
+                connection, claim.run_id, job_id, sorted(end.known_step_ids), job, services.gates
             )
             if outcome is None:
                 log.warning(
@@ -53,7 +55,7 @@ async def finish(
 async def _complete_in_batch(
     services: Services,
     claim: ClaimedRun,
-    job_id: int,
+    job_id: JobId,
     final: protocol.Completed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> bool:
@@ -77,10 +79,14 @@ async def _complete(
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
     try:
-        done = await execution.complete_run(connection, claim.run_id, job.id, final.output)
+        done = await execution.complete_run(
+            connection, claim.run_id, job.id, final.output, services.gates
+        )
     except asyncpg.DataError as error:
-        invalid = ErrorRecord("InvalidOutput", f"the function's result cannot be stored: {error}")
-        failed = protocol.Failed(invalid, retriable=False)
+        invalid = ErrorRecord(
+            INVALID_OUTPUT.name, f"the function's result cannot be stored: {error}"
+        )
+        failed = protocol.Failed(invalid, retriable=INVALID_OUTPUT.retriable)
         await _fail(connection, services, claim, job, failed, log)
         return
     if done:
@@ -103,7 +109,10 @@ async def _fail(
         delay = final.retry_after
         if delay is None:
             delay = backoff(claim.attempt, base=services.settings.backoff_base)
-        if await execution.retry_run(connection, claim.run_id, job.id, final.error, delay, job):
+        retried = await execution.retry_run(
+            connection, claim.run_id, job.id, final.error, delay, job, services.gates
+        )
+        if retried:
             log.info(
                 "run failed, will retry",
                 attempt=claim.attempt,
@@ -111,7 +120,7 @@ async def _fail(
                 delay_seconds=round(delay.total_seconds(), 3),
             )
             return
-    elif await execution.fail_run(connection, claim.run_id, job.id, final.error):
+    elif await execution.fail_run(connection, claim.run_id, job.id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         return
     log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")

@@ -13,12 +13,14 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
 from reverb_queue_worker.hosts.wire import HostStreamError
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
 from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
+from reverb_store.ids import StepId
 
 # gRPC statuses that say nothing about the function: the run is released and retried
 # later without counting an attempt. A function's own errors never travel as gRPC
@@ -52,17 +54,19 @@ class StreamBroken(Exception):
 class InvocationEnd:
     final: protocol.Final
     # Final steps the host knows of: the memo, plus steps acked CONTINUE or FAILED.
-    known_step_ids: frozenset[str]
+    known_step_ids: frozenset[StepId]
 
 
 def final_for_error(error: HostStreamError) -> protocol.Failed | None:
     """The attempt's failure a gRPC error stands for; None when the run should be released."""
     if error.code == "DEADLINE_EXCEEDED":
         message = "the invocation ran past the worker's invocation timeout"
-        return protocol.Failed(ErrorRecord("InvocationTimeout", message), retriable=True)
+        return protocol.Failed(
+            ErrorRecord(INVOCATION_TIMEOUT.name, message), retriable=INVOCATION_TIMEOUT.retriable
+        )
     if error.code in _INFRASTRUCTURE:
         return None
-    return protocol.Failed(ErrorRecord("HostError", str(error)), retriable=True)
+    return protocol.Failed(ErrorRecord(HOST_ERROR.name, str(error)), retriable=HOST_ERROR.retriable)
 
 
 class Invocation:
@@ -70,7 +74,7 @@ class Invocation:
         self._services = services
         self._claim = claim
         self._traceparent = traceparent
-        self._known = {entry.step_id for entry in claim.memo}
+        self._known: set[StepId] = {entry.step_id for entry in claim.memo}
         self._handlers: set[asyncio.Task[None]] = set()
         # Outputs handed to the checkpoint writer whose ack is not sent yet.
         self._committing = 0

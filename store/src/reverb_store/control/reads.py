@@ -12,6 +12,10 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from reverb.engine_errors import UNTYPED
+from reverb_store.execution.records import RunStatus, StepKind, StepStatus
+from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorDetails:
@@ -22,7 +26,7 @@ class ErrorDetails:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    id: str
+    id: EventId
     name: str
     # JSON text of an object.
     data: str
@@ -40,11 +44,11 @@ class EventCursor:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    id: str
-    function_id: str
-    app_id: str
-    status: str
-    event_ids: tuple[str, ...]
+    id: RunId
+    function_id: FunctionId
+    app_id: AppId
+    status: RunStatus
+    event_ids: tuple[EventId, ...]
     attempt: int
     invocations: int
     # JSON text, or None when the run has not completed.
@@ -53,29 +57,29 @@ class RunRecord:
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
-    parent_run_id: str | None
+    parent_run_id: RunId | None
 
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    id: str
+    id: StepId
     name: str
-    kind: str
-    status: str
+    kind: StepKind
+    status: StepStatus
     attempts: int
     output: str | None
     error: ErrorDetails | None
     wake_at: datetime | None
-    child_run_id: str | None
+    child_run_id: RunId | None
     started_at: datetime | None
     ended_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
 class RunFilter:
-    function_id: str | None = None
-    statuses: tuple[str, ...] = ()
-    event_id: str | None = None
+    function_id: FunctionId | None = None
+    statuses: tuple[RunStatus, ...] = ()
+    event_id: EventId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +91,8 @@ class TriggerRecord:
 
 @dataclass(frozen=True, slots=True)
 class FunctionRecord:
-    id: str
-    app_id: str
+    id: FunctionId
+    app_id: AppId
     name: str
     retries: int
     triggers: tuple[TriggerRecord, ...]
@@ -111,9 +115,9 @@ def _error(value: str | None, *, with_stack: bool) -> ErrorDetails | None:
         return None
     body = orjson.loads(value)
     if not isinstance(body, dict):
-        return ErrorDetails(type="Error", message=str(body))
+        return ErrorDetails(type=UNTYPED.name, message=str(body))
     return ErrorDetails(
-        type=str(body.get("type") or "Error"),
+        type=str(body.get("type") or UNTYPED.name),
         message=str(body.get("message") or ""),
         stack=str(body.get("stack") or "") if with_stack else "",
     )
@@ -210,7 +214,7 @@ async def list_runs(
     return [_run(row, with_stack=False) for row in rows]
 
 
-async def runs_of_event(connection: asyncpg.Connection, event_id: str) -> list[RunRecord]:
+async def runs_of_event(connection: asyncpg.Connection, event_id: EventId) -> list[RunRecord]:
     """The runs an event triggered, oldest first."""
     return list(reversed(await list_runs(connection, RunFilter(event_id=event_id), limit=1000)))
 

@@ -1,6 +1,23 @@
-"""The queries that drive runs: fan-out, claims, step checkpoints, invokes, finals."""
+"""The queries that drive runs: fan-out, admission (claims and run gates), step checkpoints,
+invokes, finals."""
 
+from reverb_store.execution.admission import claim_run, prepare_claim
 from reverb_store.execution.fanout import Driver, TriggeredRun, create_runs, prepare_fan_out
+from reverb_store.execution.gates import (
+    ADMIT,
+    NO_GATES,
+    Admit,
+    Candidate,
+    Freed,
+    FunctionRef,
+    Gate,
+    Gates,
+    Hold,
+    Refusal,
+    Skip,
+    Verdict,
+    wake,
+)
 from reverb_store.execution.hosts import host_addresses
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
 from reverb_store.execution.records import (
@@ -9,6 +26,8 @@ from reverb_store.execution.records import (
     EventRecord,
     MemoEntry,
     OutputCommit,
+    RunStatus,
+    StepKind,
     StepOutput,
     StepState,
     StepStatus,
@@ -16,10 +35,8 @@ from reverb_store.execution.records import (
 )
 from reverb_store.execution.runs import (
     SuspendOutcome,
-    claim_run,
     complete_run,
     fail_run,
-    prepare_claim,
     release_run,
     retry_run,
     suspend_run,
@@ -35,19 +52,33 @@ from reverb_store.execution.steps import (
 )
 
 __all__ = [
-    "INVOKED_EVENT",
+    "ADMIT",
+    "Admit",
+    "Candidate",
     "ClaimedRun",
     "Driver",
     "ErrorRecord",
     "EventRecord",
+    "Freed",
+    "FunctionRef",
+    "Gate",
+    "Gates",
+    "Hold",
+    "INVOKED_EVENT",
     "MemoEntry",
+    "NO_GATES",
     "OutputCommit",
+    "Refusal",
+    "RunStatus",
+    "Skip",
+    "StepKind",
     "StepOutput",
     "StepState",
     "StepStatus",
     "StepTiming",
     "SuspendOutcome",
     "TriggeredRun",
+    "Verdict",
     "claim_run",
     "commit_outputs",
     "complete_run",
@@ -67,4 +98,5 @@ __all__ = [
     "start_child",
     "step_state",
     "suspend_run",
+    "wake",
 ]

@@ -1,10 +1,10 @@
 """Completing many runs in one statement: the group commit of the common final.
 
 `complete_run` (in `runs`) is the general transition; this is its batched form
-for the common case, a run without a parent: one UPDATE for all of them, their
-jobs deleted in the same statement (as every final transition does). A run it
-does not complete (it has a parent to resume, or this job no longer drives it)
-is left to `complete_run`.
+for the common case, a run without a parent and without run gates: one UPDATE for all of them,
+their jobs deleted in the same statement (as every final transition does). A
+run it does not complete (it has a parent to resume, gates to tell, or this job
+no longer drives it) is left to `complete_run`.
 """
 
 from collections.abc import Sequence
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from reverb_store.ids import JobId, RunId
 from reverb_store.jobs import QUEUE_TABLE
 
 _COMPLETE_RUNS = f"""
@@ -21,7 +22,7 @@ WITH done AS (
         ended_at = now(), updated_at = now()
     FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(run_id, job_id, output)
     WHERE r.id = t.run_id AND r.status = 'running' AND r.job_id = t.job_id
-      AND r.parent_run_id IS NULL
+      AND r.parent_run_id IS NULL AND NOT r.gated
     RETURNING r.id, t.job_id
 ), ended AS (
     DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done)
@@ -34,8 +35,8 @@ SELECT id FROM done
 class RunCompletion:
     """A run's result, to be stored by the job driving it."""
 
-    run_id: str
-    job_id: int
+    run_id: RunId
+    job_id: JobId
     # JSON text.
     output: str
 
@@ -45,8 +46,8 @@ async def complete_runs(
 ) -> list[bool]:
     """Complete the parentless runs these jobs drive, in one statement; one flag per input.
 
-    False: not completed here (a parent waits on it, or the job no longer drives
-    it); `complete_run` tells which. Raises asyncpg.DataError if an output is not
+    False: not completed here (a parent waits on it, gates must be told, or the job no
+    longer drives it); `complete_run` tells which. Raises asyncpg.DataError if an output is not
     storable JSON (then none is stored).
     """
     rows = await connection.fetch(

@@ -5,6 +5,8 @@ already claimed (`running`, first invocation) with their `advance_run` job
 inserted as picked by the worker's queue manager, in the same transaction. If
 the worker dies, pgqueuer hands the job on once its heartbeat is stale, and the
 job takes the run over (`runs.job_id` is that job), as with any dequeued job.
+Runs of a function a run gate applies to are created `gated` and queued: their
+start is a claim like any other, where the gates decide (`admission`).
 """
 
 from collections.abc import Callable, Sequence
@@ -14,8 +16,9 @@ from uuid import UUID
 import asyncpg
 
 from reverb_store import jobs
+from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
-from reverb_store.ids import new_id
+from reverb_store.ids import EventId, FunctionId, JobId, RunId, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +33,11 @@ class Driver:
 
 @dataclass(frozen=True, slots=True)
 class TriggeredRun:
-    run_id: str
-    function_id: str
-    event_id: str
+    run_id: RunId
+    function_id: FunctionId
+    event_id: EventId
     # Set when the run was created claimed for the driver: its job and its claim.
-    job_id: int | None = None
+    job_id: JobId | None = None
     claim: ClaimedRun | None = None
 
 
@@ -53,14 +56,15 @@ ORDER BY t.position, f.id
 _CREATE = f"""
 WITH input AS (
     SELECT t.*, CASE WHEN t.claimed THEN nextval(pg_get_serial_sequence($9, 'id')) END AS job_id
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[])
-         AS t(id, function_id, app_id, event_id, max_attempts, claimed)
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[],
+                $10::bool[])
+         AS t(id, function_id, app_id, event_id, max_attempts, claimed, gated)
 ), created AS (
     INSERT INTO reverb.runs (id, function_id, app_id, status, event_ids, max_attempts,
-                             traceparent, job_id, invocations, started_at)
+                             traceparent, job_id, invocations, started_at, gated)
     SELECT id, function_id, app_id, CASE WHEN claimed THEN 'running' ELSE 'queued' END,
            ARRAY[event_id], max_attempts, $7, job_id, CASE WHEN claimed THEN 1 ELSE 0 END,
-           CASE WHEN claimed THEN now() END
+           CASE WHEN claimed THEN now() END, gated
     FROM input
     ON CONFLICT (function_id, (event_ids[1]))
         WHERE parent_run_id IS NULL AND cardinality(event_ids) > 0
@@ -81,23 +85,33 @@ SELECT id, function_id, event_id, job_id FROM created
 
 async def create_runs(
     connection: asyncpg.Connection,
-    event_ids: Sequence[str],
+    event_ids: Sequence[EventId],
     traceparent: str | None,
     driver: Driver | None = None,
+    gates: Gates = NO_GATES,
 ) -> list[TriggeredRun]:
     """Create one run per function listening to each event, each with its `advance_run` job.
 
     One statement. A (function, event) pair that already has a run gets no
     new one, so a retried fan-out job adds nothing. With a `driver`, the runs it
-    takes are created claimed for it (see the module).
-    Returns the runs created.
+    takes are created claimed for it, among those no gate applies to (see the
+    module). Returns the runs created.
     """
     # The runs and their jobs are one statement (so one transaction); the matches are read
     # before it, outside: a trigger registered in between only misses this fan-out.
     matches = await connection.fetch(_MATCHES, list(event_ids))
     if not matches:
         return []
-    limit = driver.take(len(matches)) if driver is not None else 0
+    if gates:
+        gated = [gates.applies(_function(match)) for match in matches]
+    else:
+        gated = [False] * len(matches)
+    # The driver takes the first of the runs no gate applies to.
+    room = driver.take(gated.count(False)) if driver is not None else 0
+    claimed = []
+    for is_gated in gated:
+        claimed.append(room > 0 and not is_gated)
+        room -= claimed[-1]
     run_ids = [new_id() for _ in matches]
     rows = await connection.fetch(
         _CREATE,
@@ -106,17 +120,22 @@ async def create_runs(
         [match["app_id"] for match in matches],
         [match["event_id"] for match in matches],
         [match["retries"] + 1 for match in matches],
-        [index < limit for index in range(len(matches))],
+        claimed,
         traceparent,
         driver.queue_manager_id if driver is not None else None,
         jobs.QUEUE_TABLE,
+        gated,
     )
     by_run = dict(zip(run_ids, matches, strict=True))
     return [_triggered(row, by_run[row["id"]], traceparent) for row in rows]
 
 
+def _function(match: asyncpg.Record) -> FunctionRef:
+    return FunctionRef(match["function_id"], match["app_id"])
+
+
 def _triggered(row: asyncpg.Record, match: asyncpg.Record, traceparent: str | None) -> TriggeredRun:
-    job_id: int | None = row["job_id"]
+    job_id: JobId | None = row["job_id"]
     claim = None
     if job_id is not None:
         event = EventRecord(match["event_id"], match["name"], match["data"], match["ts"])
@@ -140,4 +159,4 @@ async def prepare_fan_out(connection: asyncpg.Connection) -> None:
     first fan-out does not pay for their planning and the queue triggers' compilation
     (tens of ms on a new PostgreSQL backend)."""
     await connection.fetch(_MATCHES, [])
-    await connection.fetch(_CREATE, [], [], [], [], [], [], None, None, jobs.QUEUE_TABLE)
+    await connection.fetch(_CREATE, [], [], [], [], [], [], None, None, jobs.QUEUE_TABLE, [])

@@ -4,10 +4,12 @@ from datetime import timedelta
 
 import asyncpg
 
+from reverb.engine_errors import FUNCTION_NOT_FOUND
 from reverb_store import jobs
+from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ErrorRecord, StepState, StepTiming
 from reverb_store.execution.steps import step_state
-from reverb_store.ids import new_id
+from reverb_store.ids import FunctionId, RunId, StepId, new_id
 
 # The event a child run receives: its data is what the parent passed to `invoke`.
 INVOKED_EVENT = "reverb/function.invoked"
@@ -34,32 +36,36 @@ INSERT INTO reverb.events (id, name, data, ts) VALUES ($1, $2, $3::jsonb, now())
 _INSERT_CHILD = """
 INSERT INTO reverb.runs
     (id, function_id, app_id, status, event_ids, max_attempts, parent_run_id, parent_step_id,
-     traceparent)
-VALUES ($1, $2, $3, 'queued', ARRAY[$4::text], $5, $6, $7, $8)
+     traceparent, gated)
+VALUES ($1, $2, $3, 'queued', ARRAY[$4::text], $5, $6, $7, $8, $9)
 """
 
 
 async def start_child(
     connection: asyncpg.Connection,
-    run_id: str,
+    run_id: RunId,
     timing: StepTiming,
     *,
-    function_id: str,
+    function_id: FunctionId,
     data: str,
     wait_limit: timedelta,
     traceparent: str | None,
+    gates: Gates = NO_GATES,
 ) -> StepState:
     """Record the invoke step as waiting and start the child run, in one transaction.
 
     A step already recorded starts nothing (its state is returned). An unknown
-    function fails the step at once.
+    function fails the step at once. The child is gated if a run gate applies to its
+    function (`admission`).
     """
     async with connection.transaction():
         function = await connection.fetchrow(
             "SELECT app_id, retries FROM reverb.functions WHERE id = $1", function_id
         )
         if function is None:
-            error = ErrorRecord("FunctionNotFound", f"no function {function_id!r} is registered")
+            error = ErrorRecord(
+                FUNCTION_NOT_FOUND.name, f"no function {function_id!r} is registered"
+            )
             inserted = await connection.fetchval(
                 _INSERT_FAILED_STEP,
                 run_id,
@@ -95,6 +101,7 @@ async def start_child(
             run_id,
             timing.step_id,
             traceparent,
+            bool(gates) and gates.applies(FunctionRef(function_id, function["app_id"])),
         )
         await jobs.enqueue(connection, [jobs.AdvanceRun(child_id, traceparent)])
         return StepState("waiting")
@@ -102,8 +109,8 @@ async def start_child(
 
 async def resume_parent(
     connection: asyncpg.Connection,
-    parent_run_id: str,
-    step_id: str,
+    parent_run_id: RunId,
+    step_id: StepId,
     *,
     output: str | None = None,
     error: ErrorRecord | None = None,

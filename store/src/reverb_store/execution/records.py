@@ -6,7 +6,13 @@ from typing import Literal
 
 import orjson
 
+from reverb.engine_errors import UNTYPED
+from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
+
+# The values of `runs.status` and `steps.status`/`steps.kind` (migration 0001's CHECKs).
+RunStatus = Literal["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]
 StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting"]
+StepKind = Literal["run", "sleep", "invoke", "send_event", "wait_for_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +31,9 @@ class ErrorRecord:
     def from_json(cls, text: str) -> "ErrorRecord":
         body = orjson.loads(text)
         if not isinstance(body, dict):
-            return cls("Error", str(body))
+            return cls(UNTYPED.name, str(body))
         return cls(
-            str(body.get("type") or "Error"),
+            str(body.get("type") or UNTYPED.name),
             str(body.get("message") or ""),
             str(body.get("stack") or ""),
         )
@@ -37,7 +43,7 @@ class ErrorRecord:
 class EventRecord:
     """A stored event, as a run receives it."""
 
-    id: str
+    id: EventId
     name: str
     # JSON text of an object.
     data: str
@@ -49,7 +55,7 @@ class MemoEntry:
     """A step of the memo: its output (JSON text) or its error, or `pending` while it still
     waits (so the host neither runs nor reports it again)."""
 
-    step_id: str
+    step_id: StepId
     output: str | None
     error: ErrorRecord | None
     pending: bool = False
@@ -59,9 +65,9 @@ class MemoEntry:
 class ClaimedRun:
     """A run this job now drives, with everything its invocation starts from."""
 
-    run_id: str
-    function_id: str
-    app_id: str
+    run_id: RunId
+    function_id: FunctionId
+    app_id: AppId
     # 0-based attempt of the function.
     attempt: int
     max_attempts: int
@@ -84,7 +90,7 @@ class ClaimedRun:
 class StepTiming:
     """Which step a report is about, and when the host says it ran."""
 
-    step_id: str
+    step_id: StepId
     name: str
     started_at: datetime | None
     ended_at: datetime | None
@@ -103,7 +109,7 @@ class StepState:
 class StepOutput:
     """A `step.run` result waiting to be checkpointed."""
 
-    run_id: str
+    run_id: RunId
     timing: StepTiming
     # JSON text.
     output: str

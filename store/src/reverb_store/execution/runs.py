@@ -1,10 +1,11 @@
-"""A run's transitions: claim, release, suspend, complete, retry and fail.
+"""A run's transitions after its claim (`admission`): release, suspend, complete, retry, fail.
 
-Every transition after the claim is guarded by `status = 'running' AND job_id`,
+Every transition is guarded by `status = 'running' AND job_id`,
 so only the job that drives a run moves it on. The transition that ends a job's
 work deletes the job's row in the same statement: the job is done once it
 commits (a worker running jobs itself needs no other step; pgqueuer's own
-completion of a dequeued job then finds nothing left to do).
+completion of a dequeued job then finds nothing left to do). Each tells the run
+gates, in its transaction, that a gated run stopped executing (`tell_freed`).
 """
 
 from collections.abc import Sequence
@@ -14,83 +15,28 @@ from typing import Literal
 import asyncpg
 
 from reverb_store import jobs
+from reverb_store.execution.gates import NO_GATES, Gates, tell_freed
 from reverb_store.execution.invokes import resume_parent
-from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord, MemoEntry
-from reverb_store.execution.steps import resolve_and_load
+from reverb_store.execution.records import ErrorRecord, RunStatus
+from reverb_store.ids import JobId, RunId, StepId
 from reverb_store.jobs import QUEUE_TABLE
 
 # Prefixed to a transition's UPDATE ($2 is the job): the job's row goes with it.
 _ENDING = f"WITH ended AS (DELETE FROM {QUEUE_TABLE} WHERE id = $2) "
 
-# The events are looked up by `= ANY(event_ids)`: an index scan whatever the table's
-# size (joining an unnest, the planner chose a scan of every event while the table
-# was small, which made claims slower as events accumulated).
-_CLAIM = """
-WITH claimed AS (
-    UPDATE reverb.runs
-    SET status = 'running', job_id = $2, invocations = invocations + 1,
-        started_at = coalesce(started_at, now()), updated_at = now()
-    WHERE id = $1
-      AND (status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))
-    RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
-)
-SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
-       e.id AS event_id, e.name, e.data::text AS data, e.ts
-FROM claimed c
-LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
-ORDER BY array_position(c.event_ids, e.id)
-"""
-
-
-async def claim_run(connection: asyncpg.Connection, run_id: str, job_id: int) -> ClaimedRun | None:
-    """Take the run for this job and read what its invocation starts from; None if not claimable.
-
-    Then sleeps that are due complete and invokes past their timeout fail, so the
-    memo includes them. No transaction spans these statements: should the worker
-    die after the claim, the job that takes the run over (the same job) claims it
-    again and resolves what is due then.
-    """
-    rows = await connection.fetch(_CLAIM, run_id, job_id)
-    if not rows:
-        return None
-    first = rows[0]
-    # A run's first invocation has no steps yet (an invocation the host never got is
-    # given back by `release_run`): nothing to resolve or load.
-    memo: tuple[MemoEntry, ...] = ()
-    retrying_step_attempts = None
-    if first["invocations"] > 1:
-        memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
-    return ClaimedRun(
-        run_id=run_id,
-        function_id=first["function_id"],
-        app_id=first["app_id"],
-        attempt=first["attempt"],
-        max_attempts=first["max_attempts"],
-        invocations=first["invocations"],
-        traceparent=first["traceparent"],
-        events=tuple(
-            EventRecord(row["event_id"], row["name"], row["data"], row["ts"])
-            for row in rows
-            if row["event_id"] is not None
-        ),
-        memo=memo,
-        retrying_step_attempts=retrying_step_attempts,
-    )
-
-
-async def prepare_claim(connection: asyncpg.Connection) -> None:
-    """Run the claim's statement once for no run (see `prepare_fan_out`)."""
-    await connection.fetch(_CLAIM, "", 0)
+# What a transition's UPDATE returns for `tell_freed`.
+_FREED = "id, function_id, app_id, gated"
 
 
 async def release_run(
     connection: asyncpg.Connection,
-    run_id: str,
-    job_id: int,
+    run_id: RunId,
+    job_id: JobId,
     *,
     invoked: bool,
     resume_after: timedelta,
     wakeups: jobs.Wakeups,
+    gates: Gates = NO_GATES,
 ) -> bool:
     """Give the run back (status queued) without counting a function attempt.
 
@@ -99,27 +45,31 @@ async def release_run(
     takes back the claim's invocation. False if this job no longer drives the run.
     """
     async with connection.transaction():
-        traceparent = await connection.fetchval(
+        row = await connection.fetchrow(
             _ENDING + "UPDATE reverb.runs SET status = 'queued', job_id = NULL,"
             " invocations = invocations - $3::int, updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
-            " RETURNING coalesce(traceparent, '')",
+            f" RETURNING coalesce(traceparent, '') AS traceparent, {_FREED}",
             run_id,
             job_id,
             0 if invoked else 1,
         )
-        if traceparent is None:
+        if row is None:
             return False
         await jobs.schedule(
-            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [resume_after], wakeups
+            connection,
+            [jobs.AdvanceRun(run_id, row["traceparent"] or None)],
+            [resume_after],
+            wakeups,
         )
+        await tell_freed(connection, gates, row, "queued")
         return True
 
 
 SuspendOutcome = Literal["resumed", "sleeping", "waiting"]
 
-_LOCK_OWNED = """
-SELECT traceparent FROM reverb.runs
+_LOCK_OWNED = f"""
+SELECT traceparent, {_FREED} FROM reverb.runs
 WHERE id = $1 AND status = 'running' AND job_id = $2 FOR UPDATE
 """
 
@@ -139,10 +89,11 @@ _NOTHING_PENDING_DELAY = timedelta(seconds=1)
 
 async def suspend_run(
     connection: asyncpg.Connection,
-    run_id: str,
-    job_id: int,
-    known_step_ids: Sequence[str],
+    run_id: RunId,
+    job_id: JobId,
+    known_step_ids: Sequence[StepId],
     wakeups: jobs.Wakeups,
+    gates: Gates = NO_GATES,
 ) -> SuspendOutcome | None:
     """End an invocation that must wait; schedule the run's next `advance_run`
     (`wakeups` hears of it).
@@ -160,6 +111,7 @@ async def suspend_run(
         assert pending is not None  # an aggregate always returns a row
         delay: timedelta | None = pending["delay"]
         outcome: SuspendOutcome
+        status: RunStatus
         if pending["due"]:
             outcome, status, delay = "resumed", "queued", timedelta(0)
         elif delay is None:
@@ -179,11 +131,16 @@ async def suspend_run(
         await jobs.schedule(
             connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay], wakeups
         )
+        await tell_freed(connection, gates, owned, status)
         return outcome
 
 
 async def complete_run(
-    connection: asyncpg.Connection, run_id: str, job_id: int, output: str
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    job_id: JobId,
+    output: str,
+    gates: Gates = NO_GATES,
 ) -> bool:
     """Store the run's result; a parent waiting on it gets it. False if not driven by this job."""
     async with connection.transaction():
@@ -192,7 +149,7 @@ async def complete_run(
             + "UPDATE reverb.runs SET status = 'completed', output = $3::jsonb, error = NULL,"
             " job_id = NULL, ended_at = now(), updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
-            " RETURNING parent_run_id, parent_step_id",
+            f" RETURNING parent_run_id, parent_step_id, {_FREED}",
             run_id,
             job_id,
             output,
@@ -203,40 +160,47 @@ async def complete_run(
             await resume_parent(
                 connection, row["parent_run_id"], row["parent_step_id"], output=output
             )
+        await tell_freed(connection, gates, row, "completed")
         return True
 
 
 async def retry_run(
     connection: asyncpg.Connection,
-    run_id: str,
-    job_id: int,
+    run_id: RunId,
+    job_id: JobId,
     error: ErrorRecord,
     delay: timedelta,
     wakeups: jobs.Wakeups,
+    gates: Gates = NO_GATES,
 ) -> bool:
     """Queue the function's next attempt after `delay` (`wakeups` hears of it). False if
     not driven by this job."""
     async with connection.transaction():
-        traceparent = await connection.fetchval(
+        row = await connection.fetchrow(
             _ENDING
             + "UPDATE reverb.runs SET status = 'queued', attempt = attempt + 1, job_id = NULL,"
             " error = $3::jsonb, updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
-            " RETURNING coalesce(traceparent, '')",
+            f" RETURNING coalesce(traceparent, '') AS traceparent, {_FREED}",
             run_id,
             job_id,
             error.to_json(),
         )
-        if traceparent is None:
+        if row is None:
             return False
         await jobs.schedule(
-            connection, [jobs.AdvanceRun(run_id, traceparent or None)], [delay], wakeups
+            connection, [jobs.AdvanceRun(run_id, row["traceparent"] or None)], [delay], wakeups
         )
+        await tell_freed(connection, gates, row, "queued")
         return True
 
 
 async def fail_run(
-    connection: asyncpg.Connection, run_id: str, job_id: int, error: ErrorRecord
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    job_id: JobId,
+    error: ErrorRecord,
+    gates: Gates = NO_GATES,
 ) -> bool:
     """Fail the run for good; a parent waiting on it sees the error. False if not ours."""
     async with connection.transaction():
@@ -244,7 +208,7 @@ async def fail_run(
             _ENDING + "UPDATE reverb.runs SET status = 'failed', error = $3::jsonb, job_id = NULL,"
             " ended_at = now(), updated_at = now()"
             " WHERE id = $1 AND status = 'running' AND job_id = $2"
-            " RETURNING parent_run_id, parent_step_id",
+            f" RETURNING parent_run_id, parent_step_id, {_FREED}",
             run_id,
             job_id,
             error.to_json(),
@@ -254,4 +218,5 @@ async def fail_run(
         if row["parent_run_id"] is not None:
             parent_run_id, parent_step_id = row["parent_run_id"], row["parent_step_id"]
             await resume_parent(connection, parent_run_id, parent_step_id, error=error)
+        await tell_freed(connection, gates, row, "failed")
         return True

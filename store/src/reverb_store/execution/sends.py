@@ -9,7 +9,7 @@ import orjson
 from reverb_store.events import NewEvent, insert_events
 from reverb_store.execution.records import StepState, StepTiming
 from reverb_store.execution.steps import step_state
-from reverb_store.ids import new_id
+from reverb_store.ids import RunId, new_id
 
 _INSERT_STEP = """
 INSERT INTO reverb.steps (run_id, id, name, kind, status, output, started_at, ended_at)
@@ -21,7 +21,7 @@ RETURNING id
 
 async def send_events(
     connection: asyncpg.Connection,
-    run_id: str,
+    run_id: RunId,
     timing: StepTiming,
     events: Sequence[NewEvent],
     traceparent: str | None,

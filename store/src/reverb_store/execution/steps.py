@@ -5,15 +5,18 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from reverb.engine_errors import INVOKE_TIMEOUT, STEP_ERROR
 from reverb_store.execution.records import (
     ErrorRecord,
     MemoEntry,
     OutputCommit,
+    StepKind,
     StepOutput,
     StepState,
     StepStatus,
     StepTiming,
 )
+from reverb_store.ids import RunId, StepId
 
 _FINAL = ("completed", "failed")
 
@@ -107,14 +110,14 @@ RETURNING s.status
 
 async def record_failure(
     connection: asyncpg.Connection,
-    run_id: str,
+    run_id: RunId,
     timing: StepTiming,
     error: ErrorRecord,
     *,
     retriable: bool,
     max_attempts: int,
     retry_delay: Callable[[int], timedelta],
-    kind: str = "run",
+    kind: StepKind = "run",
 ) -> StepState:
     """Record a failed attempt of a step: `retrying` while attempts remain, else `failed`.
 
@@ -157,7 +160,7 @@ RETURNING id
 
 
 async def record_sleep(
-    connection: asyncpg.Connection, run_id: str, timing: StepTiming, wake_at: datetime
+    connection: asyncpg.Connection, run_id: RunId, timing: StepTiming, wake_at: datetime
 ) -> StepState:
     """Record a sleep until `wake_at`; a sleep already recorded keeps its original wake-up."""
     inserted = await connection.fetchval(
@@ -168,7 +171,7 @@ async def record_sleep(
     return StepState("sleeping")
 
 
-async def step_state(connection: asyncpg.Connection, run_id: str, step_id: str) -> StepState:
+async def step_state(connection: asyncpg.Connection, run_id: RunId, step_id: StepId) -> StepState:
     row = await connection.fetchrow(
         "SELECT status, output::text AS output, error::text AS error"
         " FROM reverb.steps WHERE run_id = $1 AND id = $2",
@@ -192,16 +195,16 @@ UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, en
 WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
 """
 
-_INVOKE_TIMEOUT = ErrorRecord("InvokeTimeout", "the invoked function did not finish in time")
+_INVOKE_TIMEOUT = ErrorRecord(INVOKE_TIMEOUT.name, "the invoked function did not finish in time")
 _INVOKE_TIMEOUT_JSON = _INVOKE_TIMEOUT.to_json()
 
 
-async def resolve_due(connection: asyncpg.Connection, run_id: str) -> None:
+async def resolve_due(connection: asyncpg.Connection, run_id: RunId) -> None:
     """Finish the waits whose time came: sleeps complete, invokes past their timeout fail."""
     await connection.execute(_RESOLVE_DUE, run_id, _INVOKE_TIMEOUT_JSON)
 
 
-_STEP_FAILED = ErrorRecord("StepError", "the step failed")
+_STEP_FAILED = ErrorRecord(STEP_ERROR.name, "the step failed")
 
 # A retrying step whose time has come is left out: the host runs it again.
 _MEMO = """
@@ -214,13 +217,15 @@ ORDER BY seq
 """
 
 
-async def load_memo(connection: asyncpg.Connection, run_id: str) -> tuple[MemoEntry, ...]:
+async def load_memo(connection: asyncpg.Connection, run_id: RunId) -> tuple[MemoEntry, ...]:
     """The run's steps in commit order: final ones with their result, waiting ones pending."""
     rows = await connection.fetch(_MEMO, run_id)
     return tuple(_memo_entry(row["id"], row["status"], row["output"], row["error"]) for row in rows)
 
 
-def _memo_entry(step_id: str, status: str, output: str | None, error: str | None) -> MemoEntry:
+def _memo_entry(
+    step_id: StepId, status: StepStatus, output: str | None, error: str | None
+) -> MemoEntry:
     if status == "completed":
         return MemoEntry(step_id, output, None)
     if status == "failed":
@@ -258,7 +263,7 @@ _IN_MEMO = frozenset(("completed", "failed", "sleeping", "waiting"))
 
 
 async def resolve_and_load(
-    connection: asyncpg.Connection, run_id: str
+    connection: asyncpg.Connection, run_id: RunId
 ) -> tuple[tuple[MemoEntry, ...], int | None]:
     """`resolve_due`, then `load_memo` and `retrying_attempts`, in one round trip."""
     rows = await connection.fetch(_RESOLVE_AND_LOAD, run_id, _INVOKE_TIMEOUT_JSON)
@@ -271,7 +276,7 @@ async def resolve_and_load(
     return memo, max(retrying) if retrying else None
 
 
-async def retrying_attempts(connection: asyncpg.Connection, run_id: str) -> int | None:
+async def retrying_attempts(connection: asyncpg.Connection, run_id: RunId) -> int | None:
     """The highest failure count among the run's steps waiting for a retry, if any."""
     value: int | None = await connection.fetchval(
         "SELECT max(attempts) FROM reverb.steps WHERE run_id = $1 AND status = 'retrying'", run_id

@@ -15,6 +15,7 @@ import asyncpg
 from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.queries import Queries
 
+from reverb_store.ids import JobId
 from reverb_store.jobs.kinds import KINDS, JobPayload, KindName, kind_of
 
 # pgqueuer's queue table (no prefix) and its notification channel; migration 0002
@@ -108,7 +109,7 @@ RETURNING q.id, q.entrypoint, q.payload
 
 @dataclass(frozen=True, slots=True)
 class TakenJob:
-    job_id: int
+    job_id: JobId
     kind: KindName
     payload: bytes
 

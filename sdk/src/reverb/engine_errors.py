@@ -1,0 +1,104 @@
+"""The error types the engine itself produces: what `GET /runs/{id}` shows as `error.type`.
+
+An error a function raises is named after its exception class (`ValueError`,
+`reverb.StepError`, ...). These are the others: failures the engine, the worker
+or the function host records on a step's or a run's behalf. Every producer
+names them through this catalogue, never as a string of its own.
+
+The catalogue (retriable: whether the attempt may be tried again):
+
+* A step failed, as the function sees it
+    - StepError (no): a step failed for good; stored when no error of its own is known.
+    - StepFailed (no): the engine acknowledged a step as failed without an error.
+    - InvokeTimeout (no): an invoked function did not finish within the invoke's timeout.
+    - FunctionNotFound (no): `step.invoke` named a function that is not registered.
+    - InvalidPayload (no): a step's data cannot be stored (JSON PostgreSQL refuses).
+    - NotSupported (no): a step kind this worker cannot run yet.
+    - OutputTooLarge (no): a JSON value larger than the host may send.
+    - OutputUnserializableError (no): a step or a function returned a value that is not JSON.
+* An attempt of the function failed
+    - InvalidOutput (no): the function's result cannot be stored.
+    - InvocationTimeout (yes): the invocation ran past the worker's invocation timeout.
+    - HostError (yes): the host could not run the invocation (an unknown function, a
+      malformed start, an ack for no step) or its session handler failed.
+    - EngineError (yes): the SDK's engine failed inside the host.
+    - ProtocolError (no): the host sent what the protocol does not allow.
+* A run that never ran
+    - RunSkipped (no): a run gate skipped the run (its reason is the message).
+* Error (yes): an error stored without a type.
+"""
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CATALOGUE",
+    "ENGINE_ERROR",
+    "ErrorType",
+    "FUNCTION_NOT_FOUND",
+    "HOST_ERROR",
+    "INVALID_OUTPUT",
+    "INVALID_PAYLOAD",
+    "INVOCATION_TIMEOUT",
+    "INVOKE_TIMEOUT",
+    "NOT_SUPPORTED",
+    "OUTPUT_TOO_LARGE",
+    "OUTPUT_UNSERIALIZABLE",
+    "PROTOCOL_ERROR",
+    "RUN_SKIPPED",
+    "STEP_ERROR",
+    "STEP_FAILED",
+    "UNTYPED",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorType:
+    """One error type of the engine: its name (as users see it), whether the attempt it
+    ends may be retried, and what it means."""
+
+    name: str
+    retriable: bool
+    meaning: str
+
+
+STEP_ERROR = ErrorType("StepError", False, "a step failed for good")
+STEP_FAILED = ErrorType("StepFailed", False, "the engine acknowledged a step as failed")
+INVOKE_TIMEOUT = ErrorType("InvokeTimeout", False, "the invoked function did not finish in time")
+FUNCTION_NOT_FOUND = ErrorType("FunctionNotFound", False, "no such function is registered")
+INVALID_PAYLOAD = ErrorType("InvalidPayload", False, "the step's data cannot be stored")
+NOT_SUPPORTED = ErrorType("NotSupported", False, "this worker cannot run the step yet")
+OUTPUT_TOO_LARGE = ErrorType("OutputTooLarge", False, "a JSON value too large to send")
+OUTPUT_UNSERIALIZABLE = ErrorType(
+    "OutputUnserializableError", False, "a step or a function returned a value that is not JSON"
+)
+INVALID_OUTPUT = ErrorType("InvalidOutput", False, "the function's result cannot be stored")
+INVOCATION_TIMEOUT = ErrorType(
+    "InvocationTimeout", True, "the invocation ran past the worker's invocation timeout"
+)
+HOST_ERROR = ErrorType("HostError", True, "the function host could not run the invocation")
+ENGINE_ERROR = ErrorType("EngineError", True, "the SDK's engine failed inside the host")
+PROTOCOL_ERROR = ErrorType("ProtocolError", False, "the host broke the protocol")
+RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
+UNTYPED = ErrorType("Error", True, "an error stored without a type")
+
+# Every engine error type, by name.
+CATALOGUE: dict[str, ErrorType] = {
+    entry.name: entry
+    for entry in (
+        STEP_ERROR,
+        STEP_FAILED,
+        INVOKE_TIMEOUT,
+        FUNCTION_NOT_FOUND,
+        INVALID_PAYLOAD,
+        NOT_SUPPORTED,
+        OUTPUT_TOO_LARGE,
+        OUTPUT_UNSERIALIZABLE,
+        INVALID_OUTPUT,
+        INVOCATION_TIMEOUT,
+        HOST_ERROR,
+        ENGINE_ERROR,
+        PROTOCOL_ERROR,
+        RUN_SKIPPED,
+        UNTYPED,
+    )
+}

@@ -1,0 +1,203 @@
+"""Admission: the one way a run starts, resumes or retries, and where run gates decide.
+
+Every run begins executing by a claim (`claim_run`): a new run's first
+invocation, a resume from sleeping or waiting, a retry queued after a failure,
+a takeover of a crashed job's run. (A run the fan-out creates claimed for its
+own worker is the one exception, and it is taken only for functions no gate
+applies to: see below.) Run gates (concurrency, throttling, pause, ...) decide
+there, in the claim's transaction.
+
+A gate (`Gate`) is asked three things:
+- `applies(function)`, in memory, when a run is created (fan-out, `step.invoke`):
+  whether the function's runs must pass it. The answer is stored with the run
+  (`runs.gated`), so a claim knows without a query; only the gates that apply
+  to a run's function decide on it and are told about it.
+- `decide(connection, candidate)`, inside the claim's transaction with the run's
+  row locked: `Admit`, `Hold(reason, until)` or `Skip(reason)`. The first gate
+  that does not admit decides.
+  - Hold: the run stays (or becomes) `queued` and its job ends. It is woken by
+    the transition that frees capacity (below), or, with `until`, by a delayed
+    job at that time. Nothing polls a held run.
+  - Skip: the run ends `cancelled` (error RunSkipped, the reason as message);
+    a parent waiting on it sees the error.
+- `freed(connection, run)`, inside the transaction of every transition that
+  stops a gated run executing (complete, fail, retry, suspend, release): the
+  gate wakes what the freed capacity admits, with `wake` (an `advance_run` for
+  a held run, committed with the transition).
+
+The no-gate fast path costs nothing: a run no gate applies to is claimed by the
+same one statement as before (it only checks `NOT gated`), the fan-out stays
+one statement, and transitions read `gated` from the row they update anyway.
+A worker with no gate registered claims every run that way. Every worker of a
+deployment must register the same gates.
+"""
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+from reverb.engine_errors import RUN_SKIPPED
+from reverb_store import jobs
+from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refusal
+from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord, MemoEntry
+from reverb_store.execution.steps import resolve_and_load
+from reverb_store.ids import JobId, RunId
+
+_CLAIMABLE = "(status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))"
+
+# The events are looked up by `= ANY(event_ids)`: an index scan whatever the table's
+# size (joining an unnest, the planner chose a scan of every event while the table
+# was small, which made claims slower as events accumulated). `{gate}` is empty, or
+# `AND NOT gated` when the worker has gates: a gated run is then left to them.
+_CLAIM = f"""
+WITH claimed AS (
+    UPDATE reverb.runs
+    SET status = 'running', job_id = $2, invocations = invocations + 1,
+        started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE id = $1 AND {_CLAIMABLE} {{gate}}
+    RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
+)
+SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
+       e.id AS event_id, e.name, e.data::text AS data, e.ts
+FROM claimed c
+LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
+ORDER BY array_position(c.event_ids, e.id)
+"""
+_CLAIM_ANY = _CLAIM.format(gate="")
+_CLAIM_UNGATED = _CLAIM.format(gate="AND NOT gated")
+
+# A gated run this job may claim, locked while the gates decide.
+_LOCK_CANDIDATE = f"""
+SELECT function_id, app_id, status, attempt, invocations, traceparent FROM reverb.runs
+WHERE id = $1 AND gated AND {_CLAIMABLE}
+FOR UPDATE
+"""
+
+
+async def claim_run(
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    job_id: JobId,
+    gates: Gates = NO_GATES,
+    wakeups: jobs.Wakeups | None = None,
+) -> ClaimedRun | Refusal | None:
+    """Take the run for this job and read what its invocation starts from.
+
+    With `gates`, `wakeups` is required: it hears of the delayed job that wakes a run
+    held until a time (ValueError without it, on every gated claim, never silently).
+
+    None if the run is not claimable (another job drives it, or it ended); a
+    Refusal if a gate held or skipped it (this job's row is deleted: it ends).
+    Then sleeps that are due complete and invokes past their timeout fail, so the
+    memo includes them. No transaction spans these statements: should the worker
+    die after the claim, the job that takes the run over (the same job) claims it
+    again and resolves what is due then.
+    """
+    if not gates:
+        rows = await connection.fetch(_CLAIM_ANY, run_id, job_id)
+    else:
+        if wakeups is None:
+            raise ValueError("a claim with run gates needs the job's wakeups")
+        rows = await connection.fetch(_CLAIM_UNGATED, run_id, job_id)
+        if not rows:
+            admitted = await _admit(connection, run_id, job_id, gates, wakeups)
+            if not isinstance(admitted, list):
+                return admitted
+            rows = admitted
+    if not rows:
+        return None
+    first = rows[0]
+    # A run's first invocation has no steps yet (an invocation the host never got is
+    # given back by `release_run`): nothing to resolve or load.
+    memo: tuple[MemoEntry, ...] = ()
+    retrying_step_attempts = None
+    if first["invocations"] > 1:
+        memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
+    return ClaimedRun(
+        run_id=run_id,
+        function_id=first["function_id"],
+        app_id=first["app_id"],
+        attempt=first["attempt"],
+        max_attempts=first["max_attempts"],
+        invocations=first["invocations"],
+        traceparent=first["traceparent"],
+        events=tuple(
+            EventRecord(row["event_id"], row["name"], row["data"], row["ts"])
+            for row in rows
+            if row["event_id"] is not None
+        ),
+        memo=memo,
+        retrying_step_attempts=retrying_step_attempts,
+    )
+
+
+async def _admit(
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    job_id: JobId,
+    gates: Gates,
+    wakeups: jobs.Wakeups,
+) -> list[asyncpg.Record] | Refusal | None:
+    """The gated path: lock the run, let the gates decide, claim it or carry out the refusal."""
+    async with connection.transaction():
+        row = await connection.fetchrow(_LOCK_CANDIDATE, run_id, job_id)
+        if row is None:
+            return None
+        candidate = Candidate(
+            run_id,
+            row["function_id"],
+            row["app_id"],
+            row["status"],
+            row["attempt"],
+            row["invocations"],
+        )
+        refusal = await gates.decide(connection, candidate)
+        if refusal is None:
+            return await connection.fetch(_CLAIM_ANY, run_id, job_id)
+        await _refuse(connection, run_id, job_id, row["traceparent"], refusal, wakeups)
+        return refusal
+
+
+async def _refuse(
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    job_id: JobId,
+    traceparent: str | None,
+    refusal: Refusal,
+    wakeups: jobs.Wakeups,
+) -> None:
+    """Carry out a hold or a skip (in the claim's transaction): the job ends either way."""
+    verdict = refusal.verdict
+    if isinstance(verdict, Hold):
+        await connection.execute(
+            f"WITH ended AS (DELETE FROM {jobs.QUEUE_TABLE} WHERE id = $2)"
+            " UPDATE reverb.runs SET status = 'queued', job_id = NULL, updated_at = now()"
+            " WHERE id = $1",
+            run_id,
+            job_id,
+        )
+        if verdict.until is not None:
+            delay = verdict.until - datetime.now(UTC)
+            await jobs.schedule(
+                connection, [jobs.AdvanceRun(run_id, traceparent)], [delay], wakeups
+            )
+        return
+    error = ErrorRecord(RUN_SKIPPED.name, f"skipped by the {refusal.gate} gate: {verdict.reason}")
+    row = await connection.fetchrow(
+        f"WITH ended AS (DELETE FROM {jobs.QUEUE_TABLE} WHERE id = $2)"
+        " UPDATE reverb.runs SET status = 'cancelled', error = $3::jsonb, job_id = NULL,"
+        " ended_at = now(), updated_at = now() WHERE id = $1"
+        " RETURNING parent_run_id, parent_step_id",
+        run_id,
+        job_id,
+        error.to_json(),
+    )
+    if row is not None and row["parent_run_id"] is not None:
+        await resume_parent(connection, row["parent_run_id"], row["parent_step_id"], error=error)
+
+
+async def prepare_claim(connection: asyncpg.Connection) -> None:
+    """Run the claim's statements once for no run (see `prepare_fan_out`)."""
+    await connection.fetch(_CLAIM_ANY, "", 0)
+    await connection.fetch(_CLAIM_UNGATED, "", 0)

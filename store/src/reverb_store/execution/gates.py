@@ -1,0 +1,166 @@
+"""Run gates: the interface of the rules a run must pass before it executes.
+
+`admission` says when each question is asked; `Gates` is what a worker registers.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+
+from reverb_store import jobs
+from reverb_store.execution.records import RunStatus
+from reverb_store.ids import AppId, FunctionId, RunId
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """The function a new run belongs to, as a gate sees it when the run is created."""
+
+    function_id: FunctionId
+    app_id: AppId
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A run about to execute, as a gate sees it (its row is locked)."""
+
+    run_id: RunId
+    function_id: FunctionId
+    app_id: AppId
+    # queued (new or retried, or held before), sleeping or waiting (a resume), or running
+    # (a takeover: a crashed job's run, admitted before).
+    status: RunStatus
+    # 0-based attempt of the function.
+    attempt: int
+    # Invocations so far: 0 for a run that never started.
+    invocations: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """The run may execute."""
+
+
+ADMIT = Admit()
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The run waits, `queued`, until capacity frees (or until `until`, if given)."""
+
+    reason: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """The run will not execute: it ends `cancelled`."""
+
+    reason: str
+
+
+Verdict = Admit | Hold | Skip
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What a claim returns when a gate did not admit the run."""
+
+    gate: str
+    verdict: Hold | Skip
+
+
+@dataclass(frozen=True, slots=True)
+class Freed:
+    """A gated run stopped executing; `status` is the one it has now."""
+
+    run_id: RunId
+    function_id: FunctionId
+    app_id: AppId
+    status: RunStatus
+
+
+class Gate(Protocol):
+    """A rule every run of the functions it applies to must pass before it executes."""
+
+    @property
+    def name(self) -> str: ...
+
+    def applies(self, function: FunctionRef) -> bool:
+        """Whether runs of `function` must pass this gate: asked in memory when a run is
+        created (stored as `runs.gated`), and to choose the gates that decide and are told."""
+        ...
+
+    async def decide(self, connection: asyncpg.Connection, candidate: Candidate) -> Verdict:
+        """Admit, hold or skip the run (inside the claim's transaction)."""
+        ...
+
+    async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
+        """Capacity `run` held is free: `wake` what it admits (inside the transition)."""
+        ...
+
+
+class Gates:
+    """The gates a worker registered, in the order they decide."""
+
+    def __init__(self, gates: Sequence[Gate] = ()) -> None:
+        self._gates = tuple(gates)
+        names = [gate.name for gate in self._gates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"run gates need distinct names, not {names}")
+
+    def __bool__(self) -> bool:
+        return bool(self._gates)
+
+    def applies(self, function: FunctionRef) -> bool:
+        """Whether any gate applies to runs of `function`."""
+        return any(gate.applies(function) for gate in self._gates)
+
+    async def decide(self, connection: asyncpg.Connection, candidate: Candidate) -> Refusal | None:
+        """The first refusal of a gate that applies to the run, or None when all admit it."""
+        function = FunctionRef(candidate.function_id, candidate.app_id)
+        for gate in self._gates:
+            if not gate.applies(function):
+                continue
+            verdict = await gate.decide(connection, candidate)
+            if not isinstance(verdict, Admit):
+                return Refusal(gate.name, verdict)
+        return None
+
+    async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
+        """Tell the gates that apply to the run's function that it stopped executing."""
+        function = FunctionRef(run.function_id, run.app_id)
+        for gate in self._gates:
+            if gate.applies(function):
+                await gate.freed(connection, run)
+
+
+NO_GATES = Gates()
+
+
+async def wake(connection: asyncpg.Connection, run_id: RunId) -> bool:
+    """Enqueue an `advance_run` for a queued run no job drives (a held one), committed
+    with the caller's transaction: a gate's `freed` calls it. False when the run is not
+    queued (it started or ended meanwhile)."""
+    traceparent = await connection.fetchval(
+        "SELECT coalesce(traceparent, '') FROM reverb.runs"
+        " WHERE id = $1 AND status = 'queued' AND job_id IS NULL",
+        run_id,
+    )
+    if traceparent is None:
+        return False
+    await jobs.enqueue(connection, [jobs.AdvanceRun(run_id, traceparent or None)])
+    return True
+
+
+async def tell_freed(
+    connection: asyncpg.Connection, gates: Gates, row: asyncpg.Record, status: RunStatus
+) -> None:
+    """Tell the gates a run stopped executing, if it is gated. `row` is the transition's
+    RETURNING: `gated`, `id`, `function_id`, `app_id`."""
+    if row["gated"] and gates:
+        freed = Freed(row["id"], row["function_id"], row["app_id"], status)
+        await gates.freed(connection, freed)
