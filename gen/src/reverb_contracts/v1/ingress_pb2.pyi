@@ -153,7 +153,9 @@ class EventRecord(_message.Message):
     @_builtins.property
     def event(self) -> _common_pb2.Event: ...
     @_builtins.property
-    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When the gateway accepted it."""
+
     def __init__(
         self,
         *,
@@ -174,6 +176,7 @@ class GetEventRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """The event id."""
     def __init__(
         self,
         *,
@@ -223,7 +226,9 @@ class ListEventsRequest(_message.Message):
     name: _builtins.str
     """Only events with this name."""
     page_size: _builtins.int
+    """Page size (default 50)."""
     page_token: _builtins.str
+    """The next_cursor of the previous page."""
     def __init__(
         self,
         *,
@@ -246,19 +251,22 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass it as the cursor of the next page; unset on the last page."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventRecord]: ...
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___EventRecord] | None = ...,
-        next_page_token: _builtins.str = ...,
+        next_page_token: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "next_page_token", b"next_page_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_token: _TypeAlias = _typing.Literal["next_page_token"]  # noqa: Y015
+    _WhichOneofArgType__next_page_token: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_token) -> _WhichOneofReturnType__next_page_token | None: ...
 
 Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
 
@@ -289,7 +297,7 @@ class Run(_message.Message):
     invocations: _builtins.int
     """How many Invoke streams the run has taken so far."""
     output: _builtins.bytes
-    """JSON; set when completed."""
+    """The function's JSON result, once completed."""
     parent_run_id: _builtins.str
     """Set for a run started by step.invoke."""
     @_builtins.property
@@ -325,14 +333,16 @@ class Run(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
-        parent_run_id: _builtins.str = ...,
+        parent_run_id: _builtins.str | None = ...,
         steps: _abc.Iterable[Global___Step] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parent_run_id: _TypeAlias = _typing.Literal["parent_run_id"]  # noqa: Y015
+    _WhichOneofArgType__parent_run_id: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parent_run_id) -> _WhichOneofReturnType__parent_run_id | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
 
@@ -357,7 +367,7 @@ class Step(_message.Message):
     status: Global___StepStatus.ValueType
     attempts: _builtins.int
     output: _builtins.bytes
-    """JSON."""
+    """The step's JSON result."""
     child_run_id: _builtins.str
     """For an invoke step."""
     @_builtins.property
@@ -383,13 +393,15 @@ class Step(_message.Message):
         output: _builtins.bytes = ...,
         error: _common_pb2.ErrorInfo | None = ...,
         wake_at: _timestamp_pb2.Timestamp | None = ...,
-        child_run_id: _builtins.str = ...,
+        child_run_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "error", b"error", "started_at", b"started_at", "wake_at", b"wake_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_child_run_id", b"_child_run_id", "child_run_id", b"child_run_id", "ended_at", b"ended_at", "error", b"error", "started_at", b"started_at", "wake_at", b"wake_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "child_run_id", b"child_run_id", "ended_at", b"ended_at", "error", b"error", "id", b"id", "kind", b"kind", "name", b"name", "output", b"output", "started_at", b"started_at", "status", b"status", "wake_at", b"wake_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_child_run_id", b"_child_run_id", "attempts", b"attempts", "child_run_id", b"child_run_id", "ended_at", b"ended_at", "error", b"error", "id", b"id", "kind", b"kind", "name", b"name", "output", b"output", "started_at", b"started_at", "status", b"status", "wake_at", b"wake_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__child_run_id: _TypeAlias = _typing.Literal["child_run_id"]  # noqa: Y015
+    _WhichOneofArgType__child_run_id: _TypeAlias = _typing.Literal["_child_run_id", b"_child_run_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__child_run_id) -> _WhichOneofReturnType__child_run_id | None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
 
@@ -399,6 +411,7 @@ class GetRunRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """The run id."""
     def __init__(
         self,
         *,
@@ -442,11 +455,17 @@ class ListRunsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     function_id: _builtins.str
+    """Only runs of this function id."""
     event_id: _builtins.str
+    """Only runs this event triggered."""
     page_size: _builtins.int
+    """Page size (default 50)."""
     page_token: _builtins.str
+    """The next_cursor of the previous page."""
     @_builtins.property
-    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___RunStatus.ValueType]: ...
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___RunStatus.ValueType]:
+        """Only runs in these statuses (repeat it or separate with commas)."""
+
     def __init__(
         self,
         *,
@@ -471,19 +490,22 @@ class ListRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass it as the cursor of the next page; unset on the last page."""
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]: ...
     def __init__(
         self,
         *,
         runs: _abc.Iterable[Global___Run] | None = ...,
-        next_page_token: _builtins.str = ...,
+        next_page_token: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "next_page_token", b"next_page_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "next_page_token", b"next_page_token", "runs", b"runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_token: _TypeAlias = _typing.Literal["next_page_token"]  # noqa: Y015
+    _WhichOneofArgType__next_page_token: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_token) -> _WhichOneofReturnType__next_page_token | None: ...
 
 Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
 

@@ -75,8 +75,10 @@ class IngressServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SendEvents(self, request, context):
-        """SendEvents accepts events durably: it answers only once the events and
-        their fan-out job are committed. An event whose id was seen before is
+        """Send one event or a list of them (by default at most 5000).
+
+        The events are accepted durably: the answer comes only once the events
+        and their fan-out job are committed. An event whose id was seen before is
         accepted once; its original id is returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -84,31 +86,36 @@ class IngressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEvent(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """An event with the runs it triggered.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List events, newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A run with its steps in the order they started.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List runs, newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListFunctions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The registered functions.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -35,15 +35,22 @@ class IngressStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IngressAsyncStub: ...
     SendEvents: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.SendEventsRequest, _ingress_pb2.SendEventsResponse]
-    """SendEvents accepts events durably: it answers only once the events and
-    their fan-out job are committed. An event whose id was seen before is
+    """Send one event or a list of them (by default at most 5000).
+
+    The events are accepted durably: the answer comes only once the events
+    and their fan-out job are committed. An event whose id was seen before is
     accepted once; its original id is returned.
     """
     GetEvent: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.GetEventRequest, _ingress_pb2.GetEventResponse]
+    """An event with the runs it triggered."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListEventsRequest, _ingress_pb2.ListEventsResponse]
+    """List events, newest first."""
     GetRun: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.GetRunRequest, _ingress_pb2.GetRunResponse]
+    """A run with its steps in the order they started."""
     ListRuns: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListRunsRequest, _ingress_pb2.ListRunsResponse]
+    """List runs, newest first."""
     ListFunctions: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionsRequest, _ingress_pb2.ListFunctionsResponse]
+    """The registered functions."""
     RegisterApp: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]
     """RegisterApp stores an app's functions and the address of a host serving
     it. It changes nothing when the definitions' hash is unchanged.
@@ -53,15 +60,22 @@ class IngressStub:
 class IngressAsyncStub(IngressStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SendEvents: _aio.UnaryUnaryMultiCallable[_ingress_pb2.SendEventsRequest, _ingress_pb2.SendEventsResponse]  # type: ignore[assignment]
-    """SendEvents accepts events durably: it answers only once the events and
-    their fan-out job are committed. An event whose id was seen before is
+    """Send one event or a list of them (by default at most 5000).
+
+    The events are accepted durably: the answer comes only once the events
+    and their fan-out job are committed. An event whose id was seen before is
     accepted once; its original id is returned.
     """
     GetEvent: _aio.UnaryUnaryMultiCallable[_ingress_pb2.GetEventRequest, _ingress_pb2.GetEventResponse]  # type: ignore[assignment]
+    """An event with the runs it triggered."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListEventsRequest, _ingress_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """List events, newest first."""
     GetRun: _aio.UnaryUnaryMultiCallable[_ingress_pb2.GetRunRequest, _ingress_pb2.GetRunResponse]  # type: ignore[assignment]
+    """A run with its steps in the order they started."""
     ListRuns: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListRunsRequest, _ingress_pb2.ListRunsResponse]  # type: ignore[assignment]
+    """List runs, newest first."""
     ListFunctions: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionsRequest, _ingress_pb2.ListFunctionsResponse]  # type: ignore[assignment]
+    """The registered functions."""
     RegisterApp: _aio.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]  # type: ignore[assignment]
     """RegisterApp stores an app's functions and the address of a host serving
     it. It changes nothing when the definitions' hash is unchanged.
@@ -74,8 +88,10 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         request: _ingress_pb2.SendEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingress_pb2.SendEventsResponse, _abc.Awaitable[_ingress_pb2.SendEventsResponse]]:
-        """SendEvents accepts events durably: it answers only once the events and
-        their fan-out job are committed. An event whose id was seen before is
+        """Send one event or a list of them (by default at most 5000).
+
+        The events are accepted durably: the answer comes only once the events
+        and their fan-out job are committed. An event whose id was seen before is
         accepted once; its original id is returned.
         """
 
@@ -84,35 +100,40 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _ingress_pb2.GetEventRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingress_pb2.GetEventResponse, _abc.Awaitable[_ingress_pb2.GetEventResponse]]: ...
+    ) -> _typing.Union[_ingress_pb2.GetEventResponse, _abc.Awaitable[_ingress_pb2.GetEventResponse]]:
+        """An event with the runs it triggered."""
 
     @_abc_1.abstractmethod
     def ListEvents(
         self,
         request: _ingress_pb2.ListEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingress_pb2.ListEventsResponse, _abc.Awaitable[_ingress_pb2.ListEventsResponse]]: ...
+    ) -> _typing.Union[_ingress_pb2.ListEventsResponse, _abc.Awaitable[_ingress_pb2.ListEventsResponse]]:
+        """List events, newest first."""
 
     @_abc_1.abstractmethod
     def GetRun(
         self,
         request: _ingress_pb2.GetRunRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingress_pb2.GetRunResponse, _abc.Awaitable[_ingress_pb2.GetRunResponse]]: ...
+    ) -> _typing.Union[_ingress_pb2.GetRunResponse, _abc.Awaitable[_ingress_pb2.GetRunResponse]]:
+        """A run with its steps in the order they started."""
 
     @_abc_1.abstractmethod
     def ListRuns(
         self,
         request: _ingress_pb2.ListRunsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingress_pb2.ListRunsResponse, _abc.Awaitable[_ingress_pb2.ListRunsResponse]]: ...
+    ) -> _typing.Union[_ingress_pb2.ListRunsResponse, _abc.Awaitable[_ingress_pb2.ListRunsResponse]]:
+        """List runs, newest first."""
 
     @_abc_1.abstractmethod
     def ListFunctions(
         self,
         request: _ingress_pb2.ListFunctionsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingress_pb2.ListFunctionsResponse, _abc.Awaitable[_ingress_pb2.ListFunctionsResponse]]: ...
+    ) -> _typing.Union[_ingress_pb2.ListFunctionsResponse, _abc.Awaitable[_ingress_pb2.ListFunctionsResponse]]:
+        """The registered functions."""
 
     @_abc_1.abstractmethod
     def RegisterApp(
