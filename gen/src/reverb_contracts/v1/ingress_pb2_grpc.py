@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class IngressStub:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -72,7 +75,10 @@ class IngressStub:
 
 
 class IngressServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     def SendEvents(self, request, context):
         """Send one event or a list of them (by default at most 5000).
@@ -175,7 +181,10 @@ def add_IngressServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Ingress:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     @staticmethod
     def SendEvents(request,

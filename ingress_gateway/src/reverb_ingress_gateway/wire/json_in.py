@@ -1,0 +1,349 @@
+"""JSON onto reverb.v1 messages: request bodies, query strings and path parameters.
+
+Converters are compiled once per message type (closures over its descriptor);
+a request then costs a dict lookup, a type check and a set per field. Over
+HTTP a Timestamp is an ISO-8601 string (UTC when it names no offset) or Unix
+milliseconds, an enum is its lower-case name without the enum's prefix, a
+bytes field marked `json` is the JSON document itself. A missing or null value
+leaves the field unset, unless google.api.field_behavior marks it REQUIRED.
+Unknown keys are ignored.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from reverb_contracts.v1 import options_pb2
+from reverb_ingress_gateway.errors import InvalidArgument
+from reverb_ingress_gateway.wire.options import (
+    enum_names,
+    http_field,
+    http_name,
+    is_map,
+    is_message,
+    is_timestamp,
+    required,
+)
+
+_MAX_TS_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+Setter = Callable[[Message, Any], None]
+Filler = Callable[[Message, dict[str, Any]], None]
+
+
+class Misfit(Exception):
+    """A JSON value that does not fit its field: where it is (keys and [index]es), and why."""
+
+    def __init__(self, path: list[str], problem: str) -> None:
+        super().__init__(problem)
+        self.path = path
+        self.problem = problem
+
+    def within(self, *parts: str) -> "Misfit":
+        self.path[:0] = parts
+        return self
+
+    def describe(self) -> str:
+        where = "".join(part if part.startswith("[") else f".{part}" for part in self.path)
+        return f"{where.removeprefix('.')} {self.problem}"
+
+
+class Query(Protocol):
+    def getlist(self, key: str) -> list[str]: ...
+
+
+QuerySetter = Callable[[Message, Sequence[str]], None]
+
+
+# Bodies -------------------------------------------------------------------------------------
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise Misfit([], "must be an ISO-8601 time or Unix milliseconds") from None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= _MAX_TS_MILLISECONDS:
+            raise Misfit([], "is out of range")
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    raise Misfit([], "must be an ISO-8601 time or Unix milliseconds")
+
+
+def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
+    """A JSON value to the Python value of one (non-message) item of `field`."""
+    options = http_field(field)
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        if options.non_empty:
+
+            def non_empty(value: Any) -> str:
+                if not isinstance(value, str) or not value:
+                    raise Misfit([], "must be a non-empty string")
+                return value
+
+            return non_empty
+
+        def string(value: Any) -> str:
+            if not isinstance(value, str):
+                raise Misfit([], "must be a string")
+            return value
+
+        return string
+    if kind == FieldDescriptor.TYPE_BYTES:
+        if options.json == options_pb2.JSON_DOCUMENT_OBJECT:
+
+            def json_object(value: Any) -> bytes:
+                if not isinstance(value, dict):
+                    raise Misfit([], "must be an object")
+                return orjson.dumps(value)
+
+            return json_object
+        if options.json == options_pb2.JSON_DOCUMENT_VALUE:
+            return orjson.dumps
+        raise TypeError(f"{field.full_name}: bytes over HTTP must be marked json")
+    if kind == FieldDescriptor.TYPE_BOOL:
+
+        def boolean(value: Any) -> bool:
+            if not isinstance(value, bool):
+                raise Misfit([], "must be true or false")
+            return value
+
+        return boolean
+    if field.cpp_type in _INTEGERS:
+        return _integer_check(field)[0]
+    if kind == FieldDescriptor.TYPE_ENUM:
+        numbers = {name: number for number, name in enum_names(field).items()}
+
+        def enum(value: Any) -> int:
+            if not isinstance(value, str) or value.lower() not in numbers:
+                raise Misfit([], f"must be one of: {', '.join(numbers)}")
+            return numbers[value.lower()]
+
+        return enum
+    raise TypeError(f"{field.full_name}: this field type has no HTTP mapping")
+
+
+_INTEGERS = {
+    FieldDescriptor.CPPTYPE_INT32,
+    FieldDescriptor.CPPTYPE_INT64,
+    FieldDescriptor.CPPTYPE_UINT32,
+    FieldDescriptor.CPPTYPE_UINT64,
+}
+
+
+def _integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
+    """The check of an integer in its range, and what it says when one is not."""
+    options = http_field(field)
+    low = options.minimum if options.HasField("minimum") else None
+    high = options.maximum if options.HasField("maximum") else None
+    problem = "must be an integer" + (f" from {low} to {high}" if low is not None else "")
+
+    def integer(value: Any) -> int:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            raise Misfit([], problem)
+        return value
+
+    return integer, problem
+
+
+def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
+    """Sets `field` of a message from its (non-null) JSON value."""
+    name = field.name
+    key = http_name(field)
+    if is_map(field):
+        raise TypeError(f"{field.full_name}: maps have no HTTP mapping yet")
+    if field.is_repeated:
+        if is_message(field):
+            fill = filler(field.message_type, fillers)
+
+            def messages(message: Message, value: Any) -> None:
+                if not isinstance(value, list):
+                    raise Misfit([key], "must be a list")
+                container = getattr(message, name)
+                for index, item in enumerate(value):
+                    fill_item(fill, container.add(), item, key, index)
+
+            return messages
+        convert = _converter(field)
+
+        def scalars(message: Message, value: Any) -> None:
+            if not isinstance(value, list):
+                raise Misfit([key], "must be a list")
+            container = getattr(message, name)
+            for index, item in enumerate(value):
+                try:
+                    container.append(convert(item))
+                except Misfit as misfit:
+                    raise misfit.within(key, f"[{index}]") from None
+
+        return scalars
+    if is_timestamp(field):
+
+        def timestamp(message: Message, value: Any) -> None:
+            try:
+                getattr(message, name).FromDatetime(_timestamp(value))
+            except Misfit as misfit:
+                raise misfit.within(key) from None
+
+        return timestamp
+    if is_message(field):
+        fill = filler(field.message_type, fillers)
+
+        def submessage(message: Message, value: Any) -> None:
+            try:
+                if not isinstance(value, dict):
+                    raise Misfit([], "must be an object")
+                fill(getattr(message, name), value)
+            except Misfit as misfit:
+                raise misfit.within(key) from None
+
+        return submessage
+    convert = _converter(field)
+
+    def scalar(message: Message, value: Any) -> None:
+        try:
+            setattr(message, name, convert(value))
+        except Misfit as misfit:
+            raise misfit.within(key) from None
+
+    return scalar
+
+
+def fill_item(fill: Filler, message: Message, item: Any, key: str, index: int) -> None:
+    try:
+        if not isinstance(item, dict):
+            raise Misfit([], "must be an object")
+        fill(message, item)
+    except Misfit as misfit:
+        raise misfit.within(*((key,) if key else ()), f"[{index}]") from None
+
+
+def filler(message: Descriptor, fillers: dict[str, Filler]) -> Filler:
+    """Fills a message of this type from a JSON object (compiled once per type)."""
+    known = fillers.get(message.full_name)
+    if known is not None:
+        return known
+
+    def fill_later(target: Message, value: dict[str, Any]) -> None:  # a recursive type
+        fillers[message.full_name](target, value)
+
+    fillers[message.full_name] = fill_later
+    fields = [
+        (http_name(field), required(field), _setter(field, fillers)) for field in message.fields
+    ]
+
+    def fill(target: Message, value: dict[str, Any]) -> None:
+        get = value.get
+        for key, needed, put in fields:
+            item = get(key)
+            if item is None:
+                if needed:
+                    raise Misfit([key], "is required")
+                continue
+            put(target, item)
+
+    fillers[message.full_name] = fill
+    return fill
+
+
+# Query strings and paths --------------------------------------------------------------------
+
+
+def query_setter(field: FieldDescriptor) -> QuerySetter:
+    """Sets `field` from a query parameter's values (the first, unless repeated); a repeated
+    enum also takes comma-separated values. Errors are InvalidArgument naming the parameter."""
+    name = field.name
+    key = http_name(field)
+    if is_message(field):
+        raise TypeError(f"{field.full_name}: a message cannot be a query parameter")
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        names = enum_names(field)
+        numbers = {name: number for number, name in names.items() if number != 0}
+        known = ", ".join(numbers)
+
+        def enum_numbers(values: Sequence[str]) -> list[int]:
+            found = []
+            for value in values:
+                for part in filter(None, (part.strip().lower() for part in value.split(","))):
+                    if part not in numbers:
+                        raise InvalidArgument(f"unknown {key} {part!r}; one of: {known}")
+                    found.append(numbers[part])
+            return found
+
+        if field.is_repeated:
+            return lambda message, values: getattr(message, name).extend(enum_numbers(values))
+
+        def one_enum(message: Message, values: Sequence[str]) -> None:
+            found = enum_numbers(values[:1])
+            if found:
+                setattr(message, name, found[0])
+
+        return one_enum
+    convert = _text(field)
+    if field.is_repeated:
+        return lambda message, values: getattr(message, name).extend(
+            convert(value) for value in values if value
+        )
+
+    def first(message: Message, values: Sequence[str]) -> None:
+        if values[0]:
+            setattr(message, name, convert(values[0]))
+
+    return first
+
+
+def _text(field: FieldDescriptor) -> Callable[[str], Any]:
+    """A query or path value's text to the field's Python value."""
+    key = http_name(field)
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return str
+    if field.type == FieldDescriptor.TYPE_BOOL:
+
+        def boolean(text: str) -> bool:
+            if text not in ("true", "false"):
+                raise InvalidArgument(f"{key} must be true or false")
+            return text == "true"
+
+        return boolean
+    if field.cpp_type in _INTEGERS:
+        check, problem = _integer_check(field)
+
+        def integer(text: str) -> int:
+            try:
+                if not text.removeprefix("-").isdigit():
+                    raise Misfit([], problem)
+                return check(int(text))
+            except Misfit:
+                raise InvalidArgument(f"{key} {problem}") from None
+
+        return integer
+    raise TypeError(f"{field.full_name}: this field type cannot be a query or path parameter")
+
+
+def path_setter(field: FieldDescriptor) -> Callable[[Message, str], None]:
+    """Sets `field` from a path parameter."""
+    if field.is_repeated or is_message(field) or field.type == FieldDescriptor.TYPE_ENUM:
+        raise TypeError(f"{field.full_name}: a path parameter must be a string or a number")
+    name = field.name
+    convert = _text(field)
+    return lambda message, text: setattr(message, name, convert(text))
+
+
+def read_query(setters: Sequence[tuple[str, QuerySetter]], message: Message, query: Query) -> None:
+    for key, put in setters:
+        values = query.getlist(key)
+        if values:
+            put(message, values)
+
