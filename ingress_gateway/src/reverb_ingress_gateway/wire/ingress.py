@@ -29,9 +29,7 @@ class IngressServicer:
     async def ListEvents(
         self, request: ingress_pb2.ListEventsRequest
     ) -> ingress_pb2.ListEventsResponse:
-        page = await self._service.list_events(
-            request.name, request.page_size, request.page_token
-        )
+        page = await self._service.list_events(request.name, request.page_size, request.page_token)
         return messages.list_events_response(page)
 
     async def GetRun(self, request: ingress_pb2.GetRunRequest) -> ingress_pb2.GetRunResponse:

@@ -26,6 +26,7 @@ from reverb_ingress_gateway.wire.options import (
     is_map,
     is_message,
     is_timestamp,
+    message_of,
     required,
 )
 
@@ -76,58 +77,61 @@ def _timestamp(value: Any) -> datetime:
     raise Misfit([], "must be an ISO-8601 time or Unix milliseconds")
 
 
-def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
-    """A JSON value to the Python value of one (non-message) item of `field`."""
-    options = http_field(field)
-    kind = field.type
-    if kind == FieldDescriptor.TYPE_STRING:
-        if options.non_empty:
+def _string(field: FieldDescriptor) -> Callable[[Any], Any]:
+    if http_field(field).non_empty:
 
-            def non_empty(value: Any) -> str:
-                if not isinstance(value, str) or not value:
-                    raise Misfit([], "must be a non-empty string")
-                return value
-
-            return non_empty
-
-        def string(value: Any) -> str:
-            if not isinstance(value, str):
-                raise Misfit([], "must be a string")
+        def non_empty(value: Any) -> str:
+            if not isinstance(value, str) or not value:
+                raise Misfit([], "must be a non-empty string")
             return value
 
-        return string
-    if kind == FieldDescriptor.TYPE_BYTES:
-        if options.json == options_pb2.JSON_DOCUMENT_OBJECT:
+        return non_empty
 
-            def json_object(value: Any) -> bytes:
-                if not isinstance(value, dict):
-                    raise Misfit([], "must be an object")
-                return orjson.dumps(value)
+    def string(value: Any) -> str:
+        if not isinstance(value, str):
+            raise Misfit([], "must be a string")
+        return value
 
-            return json_object
-        if options.json == options_pb2.JSON_DOCUMENT_VALUE:
-            return orjson.dumps
-        raise TypeError(f"{field.full_name}: bytes over HTTP must be marked json")
-    if kind == FieldDescriptor.TYPE_BOOL:
+    return string
 
-        def boolean(value: Any) -> bool:
-            if not isinstance(value, bool):
-                raise Misfit([], "must be true or false")
-            return value
 
-        return boolean
-    if field.cpp_type in _INTEGERS:
-        return _integer_check(field)[0]
-    if kind == FieldDescriptor.TYPE_ENUM:
-        numbers = {name: number for number, name in enum_names(field).items()}
+def _json(field: FieldDescriptor) -> Callable[[Any], Any]:
+    shape = http_field(field).json
+    if shape == options_pb2.JSON_DOCUMENT_OBJECT:
 
-        def enum(value: Any) -> int:
-            if not isinstance(value, str) or value.lower() not in numbers:
-                raise Misfit([], f"must be one of: {', '.join(numbers)}")
-            return numbers[value.lower()]
+        def json_object(value: Any) -> bytes:
+            if not isinstance(value, dict):
+                raise Misfit([], "must be an object")
+            return orjson.dumps(value)
 
-        return enum
-    raise TypeError(f"{field.full_name}: this field type has no HTTP mapping")
+        return json_object
+    if shape == options_pb2.JSON_DOCUMENT_VALUE:
+        return orjson.dumps
+    raise TypeError(f"{field.full_name}: bytes over HTTP must be marked json")
+
+
+def _boolean(field: FieldDescriptor) -> Callable[[Any], Any]:
+    def boolean(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise Misfit([], "must be true or false")
+        return value
+
+    return boolean
+
+
+def _enum(field: FieldDescriptor) -> Callable[[Any], Any]:
+    numbers = {name: number for number, name in enum_names(field).items()}
+
+    def enum(value: Any) -> int:
+        if not isinstance(value, str) or value.lower() not in numbers:
+            raise Misfit([], f"must be one of: {', '.join(numbers)}")
+        return numbers[value.lower()]
+
+    return enum
+
+
+def _integer(field: FieldDescriptor) -> Callable[[Any], Any]:
+    return _integer_check(field)[0]
 
 
 _INTEGERS = {
@@ -136,6 +140,22 @@ _INTEGERS = {
     FieldDescriptor.CPPTYPE_UINT32,
     FieldDescriptor.CPPTYPE_UINT64,
 }
+_CONVERTERS: dict[int, Callable[[FieldDescriptor], Callable[[Any], Any]]] = {
+    FieldDescriptor.TYPE_STRING: _string,
+    FieldDescriptor.TYPE_BYTES: _json,
+    FieldDescriptor.TYPE_BOOL: _boolean,
+    FieldDescriptor.TYPE_ENUM: _enum,
+}
+
+
+def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
+    """A JSON value to the Python value of one (scalar) item of `field`."""
+    if field.cpp_type in _INTEGERS:
+        return _integer(field)
+    make = _CONVERTERS.get(field.type)
+    if make is None:
+        raise TypeError(f"{field.full_name}: this field type has no HTTP mapping")
+    return make(field)
 
 
 def _integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
@@ -160,35 +180,12 @@ def _integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
 
 def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
     """Sets `field` of a message from its (non-null) JSON value."""
+    if is_map(field) or http_field(field).inline:
+        raise TypeError(f"{field.full_name}: maps and inline fields are not read from JSON")
+    if field.is_repeated:
+        return _repeated(field, fillers)
     name = field.name
     key = http_name(field)
-    if is_map(field):
-        raise TypeError(f"{field.full_name}: maps have no HTTP mapping yet")
-    if field.is_repeated:
-        if is_message(field):
-            fill = filler(field.message_type, fillers)
-
-            def messages(message: Message, value: Any) -> None:
-                if not isinstance(value, list):
-                    raise Misfit([key], "must be a list")
-                container = getattr(message, name)
-                for index, item in enumerate(value):
-                    fill_item(fill, container.add(), item, key, index)
-
-            return messages
-        convert = _converter(field)
-
-        def scalars(message: Message, value: Any) -> None:
-            if not isinstance(value, list):
-                raise Misfit([key], "must be a list")
-            container = getattr(message, name)
-            for index, item in enumerate(value):
-                try:
-                    container.append(convert(item))
-                except Misfit as misfit:
-                    raise misfit.within(key, f"[{index}]") from None
-
-        return scalars
     if is_timestamp(field):
 
         def timestamp(message: Message, value: Any) -> None:
@@ -199,7 +196,7 @@ def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
 
         return timestamp
     if is_message(field):
-        fill = filler(field.message_type, fillers)
+        fill = filler(message_of(field), fillers)
 
         def submessage(message: Message, value: Any) -> None:
             try:
@@ -219,6 +216,37 @@ def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
             raise misfit.within(key) from None
 
     return scalar
+
+
+def _repeated(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
+    name = field.name
+    key = http_name(field)
+    if is_timestamp(field):
+        raise TypeError(f"{field.full_name}: lists of times are not read from JSON")
+    if is_message(field):
+        fill = filler(message_of(field), fillers)
+
+        def messages(message: Message, value: Any) -> None:
+            if not isinstance(value, list):
+                raise Misfit([key], "must be a list")
+            container = getattr(message, name)
+            for index, item in enumerate(value):
+                fill_item(fill, container.add(), item, key, index)
+
+        return messages
+    convert = _converter(field)
+
+    def scalars(message: Message, value: Any) -> None:
+        if not isinstance(value, list):
+            raise Misfit([key], "must be a list")
+        container = getattr(message, name)
+        for index, item in enumerate(value):
+            try:
+                container.append(convert(item))
+            except Misfit as misfit:
+                raise misfit.within(key, f"[{index}]") from None
+
+    return scalars
 
 
 def fill_item(fill: Filler, message: Message, item: Any, key: str, index: int) -> None:
@@ -265,32 +293,10 @@ def query_setter(field: FieldDescriptor) -> QuerySetter:
     """Sets `field` from a query parameter's values (the first, unless repeated); a repeated
     enum also takes comma-separated values. Errors are InvalidArgument naming the parameter."""
     name = field.name
-    key = http_name(field)
     if is_message(field):
         raise TypeError(f"{field.full_name}: a message cannot be a query parameter")
     if field.type == FieldDescriptor.TYPE_ENUM:
-        names = enum_names(field)
-        numbers = {name: number for number, name in names.items() if number != 0}
-        known = ", ".join(numbers)
-
-        def enum_numbers(values: Sequence[str]) -> list[int]:
-            found = []
-            for value in values:
-                for part in filter(None, (part.strip().lower() for part in value.split(","))):
-                    if part not in numbers:
-                        raise InvalidArgument(f"unknown {key} {part!r}; one of: {known}")
-                    found.append(numbers[part])
-            return found
-
-        if field.is_repeated:
-            return lambda message, values: getattr(message, name).extend(enum_numbers(values))
-
-        def one_enum(message: Message, values: Sequence[str]) -> None:
-            found = enum_numbers(values[:1])
-            if found:
-                setattr(message, name, found[0])
-
-        return one_enum
+        return _enum_query_setter(field)
     convert = _text(field)
     if field.is_repeated:
         return lambda message, values: getattr(message, name).extend(
@@ -302,6 +308,32 @@ def query_setter(field: FieldDescriptor) -> QuerySetter:
             setattr(message, name, convert(values[0]))
 
     return first
+
+
+def _enum_query_setter(field: FieldDescriptor) -> QuerySetter:
+    name = field.name
+    key = http_name(field)
+    numbers = {name: number for number, name in enum_names(field).items() if number != 0}
+    known = ", ".join(numbers)
+
+    def enum_numbers(values: Sequence[str]) -> list[int]:
+        found = []
+        for value in values:
+            for part in filter(None, (part.strip().lower() for part in value.split(","))):
+                if part not in numbers:
+                    raise InvalidArgument(f"unknown {key} {part!r}; one of: {known}")
+                found.append(numbers[part])
+        return found
+
+    if field.is_repeated:
+        return lambda message, values: getattr(message, name).extend(enum_numbers(values))
+
+    def one_enum(message: Message, values: Sequence[str]) -> None:
+        found = enum_numbers(values[:1])
+        if found:
+            setattr(message, name, found[0])
+
+    return one_enum
 
 
 def _text(field: FieldDescriptor) -> Callable[[str], Any]:
@@ -346,4 +378,3 @@ def read_query(setters: Sequence[tuple[str, QuerySetter]], message: Message, que
         values = query.getlist(key)
         if values:
             put(message, values)
-

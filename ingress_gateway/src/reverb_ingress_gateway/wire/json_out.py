@@ -27,6 +27,7 @@ from reverb_ingress_gateway.wire.options import (
     is_map,
     is_message,
     is_timestamp,
+    message_of,
 )
 
 Document = dict[str, Any]
@@ -46,7 +47,7 @@ def _value(field: FieldDescriptor, renderers: dict[tuple[str, bool], Renderer]) 
     if is_timestamp(field):
         return time_text
     if is_message(field):
-        return renderer(field.message_type, renderers, summary=field.is_repeated)
+        return renderer(message_of(field), renderers, summary=field.is_repeated)
     if field.type == FieldDescriptor.TYPE_ENUM:
         names = enum_names(field)
         return lambda number: names.get(number, "unspecified")
@@ -60,9 +61,7 @@ def _value(field: FieldDescriptor, renderers: dict[tuple[str, bool], Renderer]) 
     return None  # a string, number or bool is itself
 
 
-def _put(
-    field: FieldDescriptor, renderers: dict[tuple[str, bool], Renderer], summary: bool
-) -> Put:
+def _put(field: FieldDescriptor, renderers: dict[tuple[str, bool], Renderer], summary: bool) -> Put:
     key = http_name(field)
     get = attrgetter(field.name)
     name = field.name
@@ -71,7 +70,7 @@ def _put(
     if http_field(field).inline:
         if field.is_repeated or not is_message(field):
             raise TypeError(f"{field.full_name}: only a singular message can be inline")
-        inner = renderer(field.message_type, renderers, summary=summary)
+        inner = renderer(message_of(field), renderers, summary=summary)
         return lambda message, document: document.update(inner(get(message)))
     convert = _value(field, renderers)
     if field.is_repeated:

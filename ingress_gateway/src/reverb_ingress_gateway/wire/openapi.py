@@ -27,6 +27,7 @@ from reverb_ingress_gateway.wire.options import (
     http_route,
     is_message,
     is_timestamp,
+    message_of,
     required,
 )
 from reverb_ingress_gateway.wire.routes import INGRESS, Route
@@ -167,7 +168,7 @@ class _Schemas:
     ) -> None:
         options = http_field(field)
         if options.inline and not reading:
-            inner, inner_needed, variants = self._parts(field.message_type, reading)
+            inner, inner_needed, variants = self._parts(message_of(field), reading)
             properties.update(inner)
             needed += inner_needed
             if variants:
@@ -197,7 +198,7 @@ class _Schemas:
                 return {"oneOf": [_TIME, millis]}
             return {**_TIME, "type": ["string", "null"]} if nullable else dict(_TIME)
         if is_message(field):
-            ref = self.ref(field.message_type, reading=reading)
+            ref = self.ref(message_of(field), reading=reading)
             return {"anyOf": [ref, {"type": "null"}]} if nullable and not reading else ref
         kind = field.type
         if kind == FieldDescriptor.TYPE_BYTES:
@@ -251,7 +252,10 @@ def _error_responses(codes: Iterable[str]) -> dict[str, Schema]:
 
 def _ok(status: int, description: str, schema: Schema) -> dict[str, Schema]:
     return {
-        str(status): {"description": description, "content": {"application/json": {"schema": schema}}}
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
     }
 
 
@@ -267,9 +271,9 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
     operation: Schema = {"operationId": route.rpc.name, "summary": summary}
     if description:
         operation["description"] = description
-    parameters = [
-        _parameter(field, "path", schemas) for field in route.path_fields
-    ] + [_parameter(field, "query", schemas) for field in route.query_fields]
+    parameters = [_parameter(field, "path", schemas) for field in route.path_fields] + [
+        _parameter(field, "query", schemas) for field in route.query_fields
+    ]
     if parameters:
         operation["parameters"] = parameters
     codes = [*_ALWAYS, *options.errors]
@@ -305,9 +309,9 @@ def _body(route: Route, schemas: _Schemas) -> Schema:
     if route.body == "*":
         return schemas.ref(request, reading=True)
     field = request.fields_by_name[route.body or ""]
-    items = {"type": "array", "items": schemas.ref(field.message_type, reading=True)}
+    items = {"type": "array", "items": schemas.ref(message_of(field), reading=True)}
     if http_route(route.rpc).single_item:
-        return {"oneOf": [schemas.ref(field.message_type, reading=True), items]}
+        return {"oneOf": [schemas.ref(message_of(field), reading=True), items]}
     return items
 
 
@@ -346,8 +350,8 @@ def document(routes: Sequence[Route], plain: Sequence[PlainRoute]) -> Schema:
     paths: dict[str, Schema] = {}
     for route in routes:
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, schemas)
-    for route in plain:
-        paths[route.path] = _plain(route)
+    for extra in plain:
+        paths[extra.path] = _plain(extra)
     summary, description = _split(schemas.comments.get(INGRESS.full_name, ""))
     return {
         "openapi": "3.1.0",

@@ -21,7 +21,7 @@ from reverb_ingress_gateway.errors import BY_CODE, GatewayError
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.wire import json_in, json_out
 from reverb_ingress_gateway.wire.ingress import IngressServicer
-from reverb_ingress_gateway.wire.options import http_name, http_route, http_rule
+from reverb_ingress_gateway.wire.options import http_name, http_route, http_rule, message_of
 
 INGRESS = ingress_pb2.DESCRIPTOR.services_by_name["Ingress"]
 
@@ -56,9 +56,7 @@ def _pattern(rule: Any) -> tuple[str, str]:
     raise ValueError("only get, put, post, delete and patch rules are mapped")
 
 
-def _paths(
-    pattern: str, request: Descriptor
-) -> tuple[str, str, list[FieldDescriptor]]:
+def _paths(pattern: str, request: Descriptor) -> tuple[str, str, list[FieldDescriptor]]:
     """Starlette's path, OpenAPI's path and the fields bound by the path."""
     fields: list[FieldDescriptor] = []
 
@@ -101,7 +99,7 @@ def _body_reader(
     item = options.single_item
     if not (target.is_repeated and target.type == FieldDescriptor.TYPE_MESSAGE):
         raise ValueError(f"{request.name}.{body}: a body field must be a repeated message")
-    fill = json_in.filler(target.message_type, fillers)
+    fill = json_in.filler(message_of(target), fillers)
     name = target.name
     shape = f"an {item} object or a list of {item} objects" if item else "a list of objects"
 
@@ -177,4 +175,3 @@ def routes(service: IngressService) -> list[Route]:
         for method in INGRESS.methods
         if http_rule(method) is not None
     ]
-
