@@ -1,4 +1,4 @@
-"""JSON onto reverb.v1 messages: request bodies, query strings and path parameters.
+"""JSON bodies onto reverb.v1 messages (query strings and paths: `parameters`).
 
 Converters are compiled once per message type (closures over its descriptor);
 a request then costs a dict lookup, a type check and a set per field. Over
@@ -9,16 +9,15 @@ leaves the field unset, unless google.api.field_behavior marks it REQUIRED.
 Unknown keys are ignored.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from reverb_contracts.v1 import options_pb2
-from reverb_ingress_gateway.errors import InvalidArgument
 from reverb_ingress_gateway.wire.options import (
     enum_names,
     http_field,
@@ -51,13 +50,6 @@ class Misfit(Exception):
     def describe(self) -> str:
         where = "".join(part if part.startswith("[") else f".{part}" for part in self.path)
         return f"{where.removeprefix('.')} {self.problem}"
-
-
-class Query(Protocol):
-    def getlist(self, key: str) -> list[str]: ...
-
-
-QuerySetter = Callable[[Message, Sequence[str]], None]
 
 
 # Bodies -------------------------------------------------------------------------------------
@@ -131,10 +123,10 @@ def _enum(field: FieldDescriptor) -> Callable[[Any], Any]:
 
 
 def _integer(field: FieldDescriptor) -> Callable[[Any], Any]:
-    return _integer_check(field)[0]
+    return integer_check(field)[0]
 
 
-_INTEGERS = {
+INTEGERS = {
     FieldDescriptor.CPPTYPE_INT32,
     FieldDescriptor.CPPTYPE_INT64,
     FieldDescriptor.CPPTYPE_UINT32,
@@ -150,7 +142,7 @@ _CONVERTERS: dict[int, Callable[[FieldDescriptor], Callable[[Any], Any]]] = {
 
 def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
     """A JSON value to the Python value of one (scalar) item of `field`."""
-    if field.cpp_type in _INTEGERS:
+    if field.cpp_type in INTEGERS:
         return _integer(field)
     make = _CONVERTERS.get(field.type)
     if make is None:
@@ -158,7 +150,7 @@ def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
     return make(field)
 
 
-def _integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
+def integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
     """The check of an integer in its range, and what it says when one is not."""
     options = http_field(field)
     low = options.minimum if options.HasField("minimum") else None
@@ -284,97 +276,3 @@ def filler(message: Descriptor, fillers: dict[str, Filler]) -> Filler:
 
     fillers[message.full_name] = fill
     return fill
-
-
-# Query strings and paths --------------------------------------------------------------------
-
-
-def query_setter(field: FieldDescriptor) -> QuerySetter:
-    """Sets `field` from a query parameter's values (the first, unless repeated); a repeated
-    enum also takes comma-separated values. Errors are InvalidArgument naming the parameter."""
-    name = field.name
-    if is_message(field):
-        raise TypeError(f"{field.full_name}: a message cannot be a query parameter")
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return _enum_query_setter(field)
-    convert = _text(field)
-    if field.is_repeated:
-        return lambda message, values: getattr(message, name).extend(
-            convert(value) for value in values if value
-        )
-
-    def first(message: Message, values: Sequence[str]) -> None:
-        if values[0]:
-            setattr(message, name, convert(values[0]))
-
-    return first
-
-
-def _enum_query_setter(field: FieldDescriptor) -> QuerySetter:
-    name = field.name
-    key = http_name(field)
-    numbers = {name: number for number, name in enum_names(field).items() if number != 0}
-    known = ", ".join(numbers)
-
-    def enum_numbers(values: Sequence[str]) -> list[int]:
-        found = []
-        for value in values:
-            for part in filter(None, (part.strip().lower() for part in value.split(","))):
-                if part not in numbers:
-                    raise InvalidArgument(f"unknown {key} {part!r}; one of: {known}")
-                found.append(numbers[part])
-        return found
-
-    if field.is_repeated:
-        return lambda message, values: getattr(message, name).extend(enum_numbers(values))
-
-    def one_enum(message: Message, values: Sequence[str]) -> None:
-        found = enum_numbers(values[:1])
-        if found:
-            setattr(message, name, found[0])
-
-    return one_enum
-
-
-def _text(field: FieldDescriptor) -> Callable[[str], Any]:
-    """A query or path value's text to the field's Python value."""
-    key = http_name(field)
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return str
-    if field.type == FieldDescriptor.TYPE_BOOL:
-
-        def boolean(text: str) -> bool:
-            if text not in ("true", "false"):
-                raise InvalidArgument(f"{key} must be true or false")
-            return text == "true"
-
-        return boolean
-    if field.cpp_type in _INTEGERS:
-        check, problem = _integer_check(field)
-
-        def integer(text: str) -> int:
-            try:
-                if not text.removeprefix("-").isdigit():
-                    raise Misfit([], problem)
-                return check(int(text))
-            except Misfit:
-                raise InvalidArgument(f"{key} {problem}") from None
-
-        return integer
-    raise TypeError(f"{field.full_name}: this field type cannot be a query or path parameter")
-
-
-def path_setter(field: FieldDescriptor) -> Callable[[Message, str], None]:
-    """Sets `field` from a path parameter."""
-    if field.is_repeated or is_message(field) or field.type == FieldDescriptor.TYPE_ENUM:
-        raise TypeError(f"{field.full_name}: a path parameter must be a string or a number")
-    name = field.name
-    convert = _text(field)
-    return lambda message, text: setattr(message, name, convert(text))
-
-
-def read_query(setters: Sequence[tuple[str, QuerySetter]], message: Message, query: Query) -> None:
-    for key, put in setters:
-        values = query.getlist(key)
-        if values:
-            put(message, values)

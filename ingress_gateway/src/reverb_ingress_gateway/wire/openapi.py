@@ -68,9 +68,14 @@ def _comments() -> dict[str, str]:
         for location in file.source_code_info.location:
             name = names.get(tuple(location.path))
             if name is not None and location.leading_comments:
-                lines = (line.strip() for line in location.leading_comments.splitlines())
-                found[name] = "\n".join(lines).strip()
+                found[name] = _paragraphs(location.leading_comments)
     return found
+
+
+def _paragraphs(comment: str) -> str:
+    """A comment's paragraphs, each on one line."""
+    paragraphs = comment.strip().split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
 def _name_messages(

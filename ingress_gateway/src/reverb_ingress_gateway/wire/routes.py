@@ -12,23 +12,40 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.api import http_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from reverb_contracts.v1 import ingress_pb2
+from reverb_contracts.v1 import ingress_pb2, options_pb2
 from reverb_ingress_gateway.errors import BY_CODE, GatewayError
 from reverb_ingress_gateway.servicer import IngressService
-from reverb_ingress_gateway.wire import json_in, json_out
+from reverb_ingress_gateway.wire import json_in, json_out, parameters
 from reverb_ingress_gateway.wire.ingress import IngressServicer
-from reverb_ingress_gateway.wire.options import http_name, http_route, http_rule, message_of
+from reverb_ingress_gateway.wire.options import (
+    http_name,
+    http_route,
+    http_rule,
+    is_map,
+    message_of,
+)
 
 INGRESS = ingress_pb2.DESCRIPTOR.services_by_name["Ingress"]
 
 # {field} or {field=*}: one segment; {field=**}: the rest of the path.
 _VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:=(\*\*?))?\}")
 
-Answer = Callable[[Mapping[str, str], json_in.Query, Any], Awaitable[json_out.Document]]
+Answer = Callable[[Mapping[str, str], parameters.Query, Any], Awaitable[json_out.Document]]
+# Maps a parsed JSON body onto the request message.
+BodyReader = Callable[[Message, Any], None]
+
+
+@dataclass
+class _Compiled:
+    """Converters compiled so far, by message type, shared by the routes."""
+
+    fillers: dict[str, json_in.Filler] = field(default_factory=dict)
+    renderers: dict[tuple[str, bool], json_out.Renderer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +65,7 @@ class Route:
     answer: Answer = field(repr=False)
 
 
-def _pattern(rule: Any) -> tuple[str, str]:
+def _pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:
     for method in ("get", "put", "post", "delete", "patch"):
         pattern = getattr(rule, method)
         if pattern:
@@ -79,27 +96,19 @@ def _paths(pattern: str, request: Descriptor) -> tuple[str, str, list[FieldDescr
 
 
 def _body_reader(
-    request: Descriptor, body: str, options: Any, fillers: dict[str, json_in.Filler]
-) -> Callable[[Message, Any], None]:
+    request: Descriptor, body: str, options: options_pb2.HttpRoute, compiled: _Compiled
+) -> BodyReader:
     """Maps a parsed JSON body onto the request; a misfit is the route's body error."""
     error: type[GatewayError] = BY_CODE[options.body_error or "invalid_argument"]
     if body == "*":
-        fill = json_in.filler(request, fillers)
-
-        def whole(message: Message, document: Any) -> None:
-            if not isinstance(document, dict):
-                raise error("the body must be an object")
-            try:
-                fill(message, document)
-            except json_in.Misfit as misfit:
-                raise error(misfit.describe()) from None
-
-        return whole
-    target = request.fields_by_name[body]
+        return _message_body(json_in.filler(request, compiled.fillers), None, error)
+    target = request.fields_by_name.get(body)
+    if target is None or target.type != FieldDescriptor.TYPE_MESSAGE or is_map(target):
+        raise ValueError(f"{request.name}.{body}: a body field must be a message or a list of them")
+    fill = json_in.filler(message_of(target), compiled.fillers)
+    if not target.is_repeated:
+        return _message_body(fill, target.name, error)
     item = options.single_item
-    if not (target.is_repeated and target.type == FieldDescriptor.TYPE_MESSAGE):
-        raise ValueError(f"{request.name}.{body}: a body field must be a repeated message")
-    fill = json_in.filler(message_of(target), fillers)
     name = target.name
     shape = f"an {item} object or a list of {item} objects" if item else "a list of objects"
 
@@ -122,7 +131,21 @@ def _body_reader(
     return items
 
 
-def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: dict[str, Any]) -> Route:
+def _message_body(fill: json_in.Filler, name: str | None, error: type[GatewayError]) -> BodyReader:
+    """A body that is one object: the request itself (`name` None) or one of its fields."""
+
+    def message_body(message: Message, document: Any) -> None:
+        if not isinstance(document, dict):
+            raise error("the body must be an object")
+        try:
+            fill(message if name is None else getattr(message, name), document)
+        except json_in.Misfit as misfit:
+            raise error(misfit.describe()) from None
+
+    return message_body
+
+
+def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: _Compiled) -> Route:
     rule = http_rule(method)
     assert rule is not None
     options = http_route(method)
@@ -136,19 +159,21 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: dict[s
         query_fields = [
             field for field in request.fields if field.name not in bound and field.name != body
         ]
-    path_setters = [(http_name(field), json_in.path_setter(field)) for field in path_fields]
-    query_setters = [(http_name(field), json_in.query_setter(field)) for field in query_fields]
-    read_body = _body_reader(request, body, options, compiled["in"]) if body else None
+    path_setters = [(http_name(field), parameters.path_setter(field)) for field in path_fields]
+    query_setters = [(http_name(field), parameters.query_setter(field)) for field in query_fields]
+    read_body = _body_reader(request, body, options, compiled) if body else None
     new_request = GetMessageClass(request)
     call: Callable[[Message], Awaitable[Message]] = getattr(servicer, method.name)
-    render = json_out.renderer(method.output_type, compiled["out"])
+    render = json_out.renderer(method.output_type, compiled.renderers)
 
-    async def answer(parameters: Mapping[str, str], query: json_in.Query, document: Any) -> Any:
+    async def answer(
+        path_values: Mapping[str, str], query: parameters.Query, document: Any
+    ) -> json_out.Document:
         message = new_request()
         for key, put in path_setters:
-            put(message, parameters[key])
+            put(message, path_values[key])
         if query_setters:
-            json_in.read_query(query_setters, message, query)
+            parameters.read_query(query_setters, message, query)
         if read_body is not None:
             read_body(message, document)
         return render(await call(message))
@@ -169,7 +194,7 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: dict[s
 def routes(service: IngressService) -> list[Route]:
     """A route for every Ingress RPC with a google.api.http rule, in the proto's order."""
     servicer = IngressServicer(service)
-    compiled: dict[str, Any] = {"in": {}, "out": {}}
+    compiled = _Compiled()
     return [
         _route(method, servicer, compiled)
         for method in INGRESS.methods
