@@ -250,18 +250,24 @@ def fill_item(fill: Filler, message: Message, item: Any, key: str, index: int) -
         raise misfit.within(*((key,) if key else ()), f"[{index}]") from None
 
 
-def filler(message: Descriptor, fillers: dict[str, Filler]) -> Filler:
-    """Fills a message of this type from a JSON object (compiled once per type)."""
-    known = fillers.get(message.full_name)
+def filler(
+    message: Descriptor, fillers: dict[str, Filler], *, skip: frozenset[str] = frozenset()
+) -> Filler:
+    """Fills a message of this type from a JSON object (compiled once per type); the fields
+    named in `skip` (those a route's path binds) are not read."""
+    cache_key = message.full_name + "".join(f" -{name}" for name in sorted(skip))
+    known = fillers.get(cache_key)
     if known is not None:
         return known
 
     def fill_later(target: Message, value: dict[str, Any]) -> None:  # a recursive type
-        fillers[message.full_name](target, value)
+        fillers[cache_key](target, value)
 
-    fillers[message.full_name] = fill_later
+    fillers[cache_key] = fill_later
     fields = [
-        (http_name(field), required(field), _setter(field, fillers)) for field in message.fields
+        (http_name(field), required(field), _setter(field, fillers))
+        for field in message.fields
+        if field.name not in skip
     ]
 
     def fill(target: Message, value: dict[str, Any]) -> None:
@@ -274,5 +280,5 @@ def filler(message: Descriptor, fillers: dict[str, Filler]) -> Filler:
                 continue
             put(target, item)
 
-    fillers[message.full_name] = fill
+    fillers[cache_key] = fill
     return fill

@@ -125,7 +125,7 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{name}"}
 
     def _message(self, message: Descriptor, reading: bool) -> Schema:
-        properties, needed, variants = self._parts(message, reading)
+        properties, needed, variants = self.parts(message, reading)
         schema: Schema = {"type": "object"}
         description = self.comments.get(message.full_name)
         if description:
@@ -137,7 +137,7 @@ class _Schemas:
             schema["oneOf"] = variants
         return schema
 
-    def _parts(
+    def parts(
         self, message: Descriptor, reading: bool
     ) -> tuple[dict[str, Schema], list[str], list[Schema]]:
         """A message's properties, the keys always present (or, read, required), and the
@@ -173,7 +173,7 @@ class _Schemas:
     ) -> None:
         options = http_field(field)
         if options.inline and not reading:
-            inner, inner_needed, variants = self._parts(message_of(field), reading)
+            inner, inner_needed, variants = self.parts(message_of(field), reading)
             properties.update(inner)
             needed += inner_needed
             if variants:
@@ -312,7 +312,14 @@ def _parameter(field: FieldDescriptor, where: str, schemas: _Schemas) -> Schema:
 def _body(route: Route, schemas: _Schemas) -> Schema:
     request = route.rpc.input_type
     if route.body == "*":
-        return schemas.ref(request, reading=True)
+        if not route.path_fields:
+            return schemas.ref(request, reading=True)
+        # The fields the path binds are not read from the body.
+        properties, needed, _ = schemas.parts(request, reading=True)
+        for bound in route.path_fields:
+            properties.pop(http_name(bound), None)
+        kept = [key for key in needed if key in properties]
+        return {"type": "object", "properties": properties, "required": kept}
     field = request.fields_by_name[route.body or ""]
     items = {"type": "array", "items": schemas.ref(message_of(field), reading=True)}
     if http_route(route.rpc).single_item:

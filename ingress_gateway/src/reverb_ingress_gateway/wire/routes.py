@@ -96,12 +96,18 @@ def _paths(pattern: str, request: Descriptor) -> tuple[str, str, list[FieldDescr
 
 
 def _body_reader(
-    request: Descriptor, body: str, options: options_pb2.HttpRoute, compiled: _Compiled
+    request: Descriptor,
+    body: str,
+    bound: frozenset[str],
+    options: options_pb2.HttpRoute,
+    compiled: _Compiled,
 ) -> BodyReader:
-    """Maps a parsed JSON body onto the request; a misfit is the route's body error."""
+    """Maps a parsed JSON body onto the request (but for the fields the path binds, with
+    "*"); a misfit is the route's body error."""
     error: type[GatewayError] = BY_CODE[options.body_error or "invalid_argument"]
     if body == "*":
-        return _message_body(json_in.filler(request, compiled.fillers), None, error)
+        fill = json_in.filler(request, compiled.fillers, skip=bound)
+        return _message_body(fill, None, error)
     target = request.fields_by_name.get(body)
     if target is None or target.type != FieldDescriptor.TYPE_MESSAGE or is_map(target):
         raise ValueError(f"{request.name}.{body}: a body field must be a message or a list of them")
@@ -153,7 +159,7 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: _Compi
     request = method.input_type
     path, template, path_fields = _paths(pattern, request)
     body = rule.body or None
-    bound = {field.name for field in path_fields}
+    bound = frozenset(field.name for field in path_fields)
     query_fields = []
     if body != "*":
         query_fields = [
@@ -161,7 +167,7 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: _Compi
         ]
     path_setters = [(http_name(field), parameters.path_setter(field)) for field in path_fields]
     query_setters = [(http_name(field), parameters.query_setter(field)) for field in query_fields]
-    read_body = _body_reader(request, body, options, compiled) if body else None
+    read_body = _body_reader(request, body, bound, options, compiled) if body else None
     new_request = GetMessageClass(request)
     call: Callable[[Message], Awaitable[Message]] = getattr(servicer, method.name)
     render = json_out.renderer(method.output_type, compiled.renderers)
