@@ -15,7 +15,7 @@ from reverb_ingress_gateway.wire import json_in, json_out
 
 def _event(document: dict[str, object]) -> function_host_pb2.EventInput:
     message = function_host_pb2.EventInput()
-    json_in.filler(function_host_pb2.EventInput.DESCRIPTOR, {})(message, document)
+    json_in.reader(function_host_pb2.EventInput.DESCRIPTOR, {}).fill(message, document)
     return message
 
 
@@ -97,13 +97,13 @@ def test_bytes_not_marked_json_are_refused_when_compiled() -> None:
     with pytest.raises(TypeError, match=r"reverb\.v1\.Ack\.output: bytes over HTTP"):
         json_out.renderer(function_host_pb2.Ack.DESCRIPTOR, {})
     with pytest.raises(TypeError, match=r"reverb\.v1\.Ack\.output: bytes over HTTP"):
-        json_in.filler(function_host_pb2.Ack.DESCRIPTOR, {})
+        json_in.reader(function_host_pb2.Ack.DESCRIPTOR, {})
 
 
-def test_a_body_filler_leaves_the_path_bound_fields_to_the_path() -> None:
+def test_a_body_reader_leaves_the_path_bound_fields_to_the_path() -> None:
     request = ingress_pb2.GetRunRequest()
-    fill = json_in.filler(ingress_pb2.GetRunRequest.DESCRIPTOR, {}, skip=frozenset({"id"}))
-    fill(request, {"run_id": "from-the-body"})
+    read = json_in.reader(ingress_pb2.GetRunRequest.DESCRIPTOR, {}, skip=frozenset({"id"}))
+    read.fill(request, {"run_id": "from-the-body"})
     assert request.id == ""
     with pytest.raises(json_in.Misfit, match="is required"):
-        json_in.filler(ingress_pb2.GetRunRequest.DESCRIPTOR, {})(request, {})
+        json_in.reader(ingress_pb2.GetRunRequest.DESCRIPTOR, {}).fill(request, {})

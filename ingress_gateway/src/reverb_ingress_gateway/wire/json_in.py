@@ -32,7 +32,6 @@ from reverb_ingress_gateway.wire.options import (
 _MAX_TS_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 Setter = Callable[[Message, Any], None]
-Filler = Callable[[Message, dict[str, Any]], None]
 
 
 class Misfit(Exception):
@@ -69,6 +68,12 @@ def _timestamp(value: Any) -> datetime:
     raise Misfit([], "must be an ISO-8601 time or Unix milliseconds")
 
 
+def _string_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Misfit([], "must be a string")
+    return value
+
+
 def _string(field: FieldDescriptor) -> Callable[[Any], Any]:
     if http_field(field).non_empty:
 
@@ -79,12 +84,7 @@ def _string(field: FieldDescriptor) -> Callable[[Any], Any]:
 
         return non_empty
 
-    def string(value: Any) -> str:
-        if not isinstance(value, str):
-            raise Misfit([], "must be a string")
-        return value
-
-    return string
+    return _string_value
 
 
 def _json(field: FieldDescriptor) -> Callable[[Any], Any]:
@@ -170,12 +170,10 @@ def integer_check(field: FieldDescriptor) -> tuple[Callable[[Any], int], str]:
     return integer, problem
 
 
-def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
-    """Sets `field` of a message from its (non-null) JSON value."""
-    if is_map(field) or http_field(field).inline:
-        raise TypeError(f"{field.full_name}: maps and inline fields are not read from JSON")
+def _setter(field: FieldDescriptor, readers: dict[str, "Reader"]) -> Setter:
+    """Sets a message, Timestamp or repeated `field` of a message from its (non-null) JSON."""
     if field.is_repeated:
-        return _repeated(field, fillers)
+        return _repeated(field, readers)
     name = field.name
     key = http_name(field)
     if is_timestamp(field):
@@ -187,43 +185,33 @@ def _setter(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
                 raise misfit.within(key) from None
 
         return timestamp
-    if is_message(field):
-        fill = filler(message_of(field), fillers)
+    read = reader(message_of(field), readers)
 
-        def submessage(message: Message, value: Any) -> None:
-            try:
-                if not isinstance(value, dict):
-                    raise Misfit([], "must be an object")
-                fill(getattr(message, name), value)
-            except Misfit as misfit:
-                raise misfit.within(key) from None
-
-        return submessage
-    convert = _converter(field)
-
-    def scalar(message: Message, value: Any) -> None:
+    def submessage(message: Message, value: Any) -> None:
         try:
-            setattr(message, name, convert(value))
+            if not isinstance(value, dict):
+                raise Misfit([], "must be an object")
+            read.fill(getattr(message, name), value)
         except Misfit as misfit:
             raise misfit.within(key) from None
 
-    return scalar
+    return submessage
 
 
-def _repeated(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
+def _repeated(field: FieldDescriptor, readers: dict[str, "Reader"]) -> Setter:
     name = field.name
     key = http_name(field)
     if is_timestamp(field):
         raise TypeError(f"{field.full_name}: lists of times are not read from JSON")
     if is_message(field):
-        fill = filler(message_of(field), fillers)
+        read = reader(message_of(field), readers)
 
         def messages(message: Message, value: Any) -> None:
             if not isinstance(value, list):
                 raise Misfit([key], "must be a list")
             container = getattr(message, name)
             for index, item in enumerate(value):
-                fill_item(fill, container.add(), item, key, index)
+                read_item(read, container, item, key, index)
 
         return messages
     convert = _converter(field)
@@ -241,44 +229,97 @@ def _repeated(field: FieldDescriptor, fillers: dict[str, Filler]) -> Setter:
     return scalars
 
 
-def fill_item(fill: Filler, message: Message, item: Any, key: str, index: int) -> None:
+def read_item(read: "Reader", container: Any, item: Any, key: str, index: int) -> Message:
+    """Adds the JSON object `item` to a repeated message field (`key`'s `index`th item)."""
     try:
         if not isinstance(item, dict):
             raise Misfit([], "must be an object")
-        fill(message, item)
+        return read.add(container, item)
     except Misfit as misfit:
         raise misfit.within(*((key,) if key else ()), f"[{index}]") from None
 
 
-def filler(
-    message: Descriptor, fillers: dict[str, Filler], *, skip: frozenset[str] = frozenset()
-) -> Filler:
-    """Fills a message of this type from a JSON object (compiled once per type); the fields
-    named in `skip` (those a route's path binds) are not read."""
-    cache_key = message.full_name + "".join(f" -{name}" for name in sorted(skip))
-    known = fillers.get(cache_key)
-    if known is not None:
-        return known
+class Reader:
+    """Reads JSON objects into messages of one type. Scalars are checked and converted in one
+    pass (and given to `add` at once, cheaper than setting them one by one); Timestamps,
+    messages and lists are set after."""
 
-    def fill_later(target: Message, value: dict[str, Any]) -> None:  # a recursive type
-        fillers[cache_key](target, value)
+    __slots__ = ("_scalars", "_others")
 
-    fillers[cache_key] = fill_later
-    fields = [
-        (http_name(field), required(field), _setter(field, fillers))
-        for field in message.fields
-        if field.name not in skip
-    ]
+    def __init__(self) -> None:
+        # (key, field name, required, convert; None: a plain string)
+        self._scalars: list[tuple[str, str, bool, Callable[[Any], Any] | None]] = []
+        self._others: list[tuple[str, bool, Setter]] = []
 
-    def fill(target: Message, value: dict[str, Any]) -> None:
-        get = value.get
-        for key, needed, put in fields:
-            item = get(key)
-            if item is None:
+    def compile(
+        self, message: Descriptor, readers: dict[str, "Reader"], skip: frozenset[str]
+    ) -> None:
+        for field in message.fields:
+            if field.name in skip:
+                continue
+            if is_map(field) or http_field(field).inline:
+                raise TypeError(f"{field.full_name}: maps and inline fields are not read from JSON")
+            key = http_name(field)
+            if is_message(field) or field.is_repeated:
+                self._others.append((key, required(field), _setter(field, readers)))
+                continue
+            convert = _converter(field)
+            plain = field.type == FieldDescriptor.TYPE_STRING and convert is _string_value
+            self._scalars.append((key, field.name, required(field), None if plain else convert))
+
+    def _values(self, document: dict[str, Any]) -> dict[str, Any]:
+        values = {}
+        get = document.get
+        for key, name, needed, convert in self._scalars:
+            value = get(key)
+            if value is None:
                 if needed:
                     raise Misfit([key], "is required")
                 continue
-            put(target, item)
+            if convert is None:
+                if not isinstance(value, str):
+                    raise Misfit([key], "must be a string")
+                values[name] = value
+                continue
+            try:
+                values[name] = convert(value)
+            except Misfit as misfit:
+                raise misfit.within(key) from None
+        return values
 
-    fillers[cache_key] = fill
-    return fill
+    def _rest(self, target: Message, document: dict[str, Any]) -> None:
+        get = document.get
+        for key, needed, put in self._others:
+            value = get(key)
+            if value is None:
+                if needed:
+                    raise Misfit([key], "is required")
+                continue
+            put(target, value)
+
+    def fill(self, target: Message, document: dict[str, Any]) -> None:
+        """Sets the fields `document` gives on `target`."""
+        for name, value in self._values(document).items():
+            setattr(target, name, value)
+        if self._others:
+            self._rest(target, document)
+
+    def add(self, container: Any, document: dict[str, Any]) -> Message:
+        """Adds a message made from `document` to a repeated field's `container`."""
+        item: Message = container.add(**self._values(document))
+        if self._others:
+            self._rest(item, document)
+        return item
+
+
+def reader(
+    message: Descriptor, readers: dict[str, Reader], *, skip: frozenset[str] = frozenset()
+) -> Reader:
+    """The reader of this message type (compiled once per type); the fields named in `skip`
+    (those a route's path binds) are not read."""
+    cache_key = message.full_name + "".join(f" -{name}" for name in sorted(skip))
+    known = readers.get(cache_key)
+    if known is None:
+        known = readers[cache_key] = Reader()  # before compiling: a type may contain itself
+        known.compile(message, readers, skip)
+    return known

@@ -44,7 +44,7 @@ BodyReader = Callable[[Message, Any], None]
 class _Compiled:
     """Converters compiled so far, by message type, shared by the routes."""
 
-    fillers: dict[str, json_in.Filler] = field(default_factory=dict)
+    readers: dict[str, json_in.Reader] = field(default_factory=dict)
     renderers: dict[tuple[str, bool], json_out.Renderer] = field(default_factory=dict)
 
 
@@ -106,14 +106,14 @@ def _body_reader(
     "*"); a misfit is the route's body error."""
     error: type[GatewayError] = BY_CODE[options.body_error or "invalid_argument"]
     if body == "*":
-        fill = json_in.filler(request, compiled.fillers, skip=bound)
-        return _message_body(fill, None, error)
+        read = json_in.reader(request, compiled.readers, skip=bound)
+        return _message_body(read, None, error)
     target = request.fields_by_name.get(body)
     if target is None or target.type != FieldDescriptor.TYPE_MESSAGE or is_map(target):
         raise ValueError(f"{request.name}.{body}: a body field must be a message or a list of them")
-    fill = json_in.filler(message_of(target), compiled.fillers)
+    read = json_in.reader(message_of(target), compiled.readers)
     if not target.is_repeated:
-        return _message_body(fill, target.name, error)
+        return _message_body(read, target.name, error)
     item = options.single_item
     name = target.name
     shape = f"an {item} object or a list of {item} objects" if item else "a list of objects"
@@ -123,10 +123,10 @@ def _body_reader(
         try:
             if isinstance(document, list):
                 for index, value in enumerate(document):
-                    json_in.fill_item(fill, container.add(), value, name, index)
+                    json_in.read_item(read, container, value, name, index)
             elif isinstance(document, dict) and item:
                 try:
-                    fill(container.add(), document)
+                    read.add(container, document)
                 except json_in.Misfit as misfit:
                     raise misfit.within(item) from None
             else:
@@ -137,14 +137,14 @@ def _body_reader(
     return items
 
 
-def _message_body(fill: json_in.Filler, name: str | None, error: type[GatewayError]) -> BodyReader:
+def _message_body(read: json_in.Reader, name: str | None, error: type[GatewayError]) -> BodyReader:
     """A body that is one object: the request itself (`name` None) or one of its fields."""
 
     def message_body(message: Message, document: Any) -> None:
         if not isinstance(document, dict):
             raise error("the body must be an object")
         try:
-            fill(message if name is None else getattr(message, name), document)
+            read.fill(message if name is None else getattr(message, name), document)
         except json_in.Misfit as misfit:
             raise error(misfit.describe()) from None
 
