@@ -105,7 +105,7 @@ def _name_enum(
 
 class _Schemas:
     """Component schemas, built as routes refer to them: a message's JSON as a response
-    renders it (`out`) or as a body is read (`in`)."""
+    renders it, or (`reading`) as a body is read."""
 
     def __init__(self, comments: dict[str, str]) -> None:
         self.comments = comments

@@ -66,6 +66,8 @@ class Route:
 
 
 def _pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:
+    if rule.additional_bindings or rule.response_body:
+        raise ValueError("additional_bindings and response_body are not mapped")
     for method in ("get", "put", "post", "delete", "patch"):
         pattern = getattr(rule, method)
         if pattern:
