@@ -52,10 +52,9 @@ def _handler(
             if isinstance(error, Internal | Unavailable):
                 span.set_status(Status(StatusCode.ERROR, error.code))
             status = error.status
-            await context.abort(
+            return await context.abort(
                 grpc.StatusCode[status.grpc], error.message, ((ERROR_CODE_METADATA, status.code),)
             )
-            raise AssertionError("abort returned")  # pragma: no cover
 
     return grpc.unary_unary_rpc_method_handler(
         call,
