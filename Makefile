@@ -41,6 +41,7 @@ lint: sync  ## ruff, ruff format --check, mypy --strict, import contracts, buf l
 	$(UV) run ruff format --check .
 	$(UV) run mypy $(TYPED)
 	$(UV) run lint-imports
+	$(UV) run bash scripts/protodeps.sh
 	$(UV) run buf lint
 
 format: sync  ## Fix imports and formatting.

@@ -1,4 +1,5 @@
-"""API-key checks for both APIs: `authorization: Bearer <key>`, verified against reverb.api_keys.
+"""API-key checks for both APIs: `authorization: Bearer <key>`, verified against reverb.api_keys
+(the gRPC side's interceptor is in `wire.rpc`).
 
 A verified key's digest is trusted for `cache_seconds` (revoking a key takes
 effect within that time), so a busy client costs no database query per call.
@@ -7,18 +8,13 @@ effect within that time), so a busy client costs no database query per call.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import cast
 
 import asyncpg
-import grpc
 
-from reverb_ingress_gateway.calls import as_gateway_error
-from reverb_ingress_gateway.errors import ERROR_CODE_METADATA
 from reverb_store.control import hash_key, verify
 
 _MAX_CACHED = 10_000
-_PROTECTED_PREFIX = "/reverb.v1.Ingress/"
 
 
 def bearer_key(authorization: str | None) -> str | None:
@@ -58,43 +54,3 @@ class ApiKeys:
                 self._trusted.clear()
         self._trusted[digest] = now + self._cache_seconds
         return True
-
-
-def _denial(status: grpc.StatusCode, code: str, message: str) -> grpc.RpcMethodHandler[Any, Any]:
-    async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(status, message, ((ERROR_CODE_METADATA, code),))
-
-    return grpc.unary_unary_rpc_method_handler(deny)
-
-
-class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses reverb.v1.Ingress calls without a live key; health and reflection stay open."""
-
-    def __init__(self, keys: ApiKeys) -> None:
-        self._keys = keys
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        if not handler_call_details.method.startswith(_PROTECTED_PREFIX):
-            return await continuation(handler_call_details)
-        authorization = None
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == "authorization":
-                authorization = value if isinstance(value, str) else value.decode()
-        try:
-            allowed = await self._keys.allows(authorization)
-        except Exception as raised:
-            error = as_gateway_error(raised, "authentication")
-            return _denial(error.grpc_status, error.code, error.message)
-        if allowed:
-            return await continuation(handler_call_details)
-        return _denial(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "unauthenticated",
-            "missing or invalid API key: send `authorization: Bearer <key>`",
-        )

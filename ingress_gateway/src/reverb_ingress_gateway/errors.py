@@ -1,136 +1,144 @@
-"""The gateway's errors: one tree, each with a code that travels over gRPC and HTTP alike.
+"""The gateway's errors: one tree, and one table of what each is over gRPC and HTTP.
 
-    GatewayError                    code               gRPC status        HTTP
-     ├── InvalidArgument            invalid_argument   INVALID_ARGUMENT   400
-     │    ├── InvalidJson           invalid_json       INVALID_ARGUMENT   400
-     │    ├── InvalidEvent          invalid_event      INVALID_ARGUMENT   400
-     │    └── TooManyEvents         too_many_events    INVALID_ARGUMENT   400
-     ├── PayloadTooLarge            payload_too_large  INVALID_ARGUMENT   413
-     ├── UnsupportedMediaType       unsupported_media_type  (HTTP only)   415
-     ├── MethodNotAllowed           method_not_allowed      (HTTP only)   405
-     ├── NotFound                   not_found          NOT_FOUND          404
-     ├── AlreadyExists              already_exists     ALREADY_EXISTS     409
-     ├── Unauthenticated            unauthenticated    UNAUTHENTICATED    401
-     ├── Unavailable                unavailable        UNAVAILABLE        503
-     └── Internal                   internal           INTERNAL           500
+    GatewayError                    code                    gRPC status        HTTP
+     ├── InvalidArgument            invalid_argument        INVALID_ARGUMENT   400
+     │    ├── InvalidJson           invalid_json            INVALID_ARGUMENT   400
+     │    ├── InvalidEvent          invalid_event           INVALID_ARGUMENT   400
+     │    └── TooManyEvents         too_many_events         INVALID_ARGUMENT   400
+     ├── PayloadTooLarge            payload_too_large       INVALID_ARGUMENT   413
+     ├── UnsupportedMediaType       unsupported_media_type  (HTTP only)        415
+     ├── MethodNotAllowed           method_not_allowed      (HTTP only)        405
+     ├── NotFound                   not_found               NOT_FOUND          404
+     ├── AlreadyExists              already_exists          ALREADY_EXISTS     409
+     ├── Unauthenticated            unauthenticated         UNAUTHENTICATED    401
+     ├── Unavailable                unavailable             UNAVAILABLE        503
+     └── Internal                   internal                INTERNAL           500
 
-The servicer raises these; gRPC callers get the status with the code in the
-`reverb-error-code` trailing metadata, and the HTTP API renders
-`{"error": {"code", "message"}}` with the HTTP status.
+The servicer raises these. The gRPC glue (`wire.rpc`) aborts a call with the
+error's status and its code in the `reverb-error-code` trailing metadata; the
+HTTP API catches the same error and renders `{"error": {"code", "message"}}`
+with its HTTP status. Both read `STATUSES`.
 """
 
 import asyncio
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import asyncpg
-import grpc
+import structlog
 
-ERROR_CODE_METADATA = "reverb-error-code"
+logger = structlog.get_logger("reverb.ingress_gateway")
 
 
 class GatewayError(Exception):
-    code: ClassVar[str] = "internal"
-    grpc_status: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
-    http_status: ClassVar[int] = 500
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def status(self) -> "Status":
+        return status_of(type(self))
+
+    @property
+    def code(self) -> str:
+        return self.status.code
+
 
 class InvalidArgument(GatewayError):
-    code = "invalid_argument"
-    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
-    http_status = 400
+    pass
 
 
 class InvalidJson(InvalidArgument):
-    code = "invalid_json"
+    pass
 
 
 class InvalidEvent(InvalidArgument):
-    code = "invalid_event"
+    pass
 
 
 class TooManyEvents(InvalidArgument):
-    code = "too_many_events"
+    pass
 
 
 class PayloadTooLarge(GatewayError):
-    code = "payload_too_large"
-    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
-    http_status = 413
+    pass
 
 
 class UnsupportedMediaType(GatewayError):
-    code = "unsupported_media_type"
-    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
-    http_status = 415
+    pass
 
 
 class MethodNotAllowed(GatewayError):
-    code = "method_not_allowed"
-    grpc_status = grpc.StatusCode.UNIMPLEMENTED
-    http_status = 405
+    pass
 
 
 class NotFound(GatewayError):
-    code = "not_found"
-    grpc_status = grpc.StatusCode.NOT_FOUND
-    http_status = 404
+    pass
 
 
 class AlreadyExists(GatewayError):
-    code = "already_exists"
-    grpc_status = grpc.StatusCode.ALREADY_EXISTS
-    http_status = 409
+    pass
 
 
 class Unauthenticated(GatewayError):
-    code = "unauthenticated"
-    grpc_status = grpc.StatusCode.UNAUTHENTICATED
-    http_status = 401
+    pass
 
 
 class Unavailable(GatewayError):
-    code = "unavailable"
-    grpc_status = grpc.StatusCode.UNAVAILABLE
-    http_status = 503
+    pass
 
 
 class Internal(GatewayError):
     pass
 
 
-_BY_CODE: dict[str, type[GatewayError]] = {
-    error.code: error
-    for error in (
-        InvalidArgument,
-        InvalidJson,
-        InvalidEvent,
-        TooManyEvents,
-        PayloadTooLarge,
-        NotFound,
-        AlreadyExists,
-        Unauthenticated,
-        Unavailable,
-        Internal,
-    )
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What an error is on the wire: its code, its HTTP status, its gRPC status's name."""
+
+    code: str
+    http: int
+    grpc: str
+
+
+STATUSES: Mapping[type[GatewayError], Status] = {
+    InvalidArgument: Status("invalid_argument", 400, "INVALID_ARGUMENT"),
+    InvalidJson: Status("invalid_json", 400, "INVALID_ARGUMENT"),
+    InvalidEvent: Status("invalid_event", 400, "INVALID_ARGUMENT"),
+    TooManyEvents: Status("too_many_events", 400, "INVALID_ARGUMENT"),
+    PayloadTooLarge: Status("payload_too_large", 413, "INVALID_ARGUMENT"),
+    UnsupportedMediaType: Status("unsupported_media_type", 415, "INVALID_ARGUMENT"),
+    MethodNotAllowed: Status("method_not_allowed", 405, "UNIMPLEMENTED"),
+    NotFound: Status("not_found", 404, "NOT_FOUND"),
+    AlreadyExists: Status("already_exists", 409, "ALREADY_EXISTS"),
+    Unauthenticated: Status("unauthenticated", 401, "UNAUTHENTICATED"),
+    Unavailable: Status("unavailable", 503, "UNAVAILABLE"),
+    Internal: Status("internal", 500, "INTERNAL"),
+}
+_ROWS: dict[type, Status] = dict(STATUSES)
+BY_CODE: Mapping[str, type[GatewayError]] = {
+    status.code: error for error, status in STATUSES.items()
 }
 
-_BY_STATUS: dict[grpc.StatusCode, type[GatewayError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-}
+
+def status_of(error: type[GatewayError]) -> Status:
+    """The table's row for `error`, or for the nearest class above it."""
+    for kind in error.__mro__:
+        status = _ROWS.get(kind)
+        if status is not None:
+            return status
+    return _ROWS[Internal]
 
 
-def error_from_status(status: grpc.StatusCode, message: str, code: str | None) -> GatewayError:
-    """Rebuild the error a servicer call ended with, from its status and error code."""
-    error = _BY_CODE.get(code or "") or _BY_STATUS.get(status, Internal)
-    return error(message)
+def as_gateway_error(error: Exception, where: str) -> GatewayError:
+    """What to tell a caller about an error nobody planned for; logs it."""
+    if isinstance(error, GatewayError):
+        return error
+    if is_database_unavailable(error):
+        logger.warning("database unavailable", call=where, error=repr(error))
+        return Unavailable("the database is unavailable; try again shortly")
+    logger.exception("unexpected error", call=where)
+    return Internal("internal error")
 
 
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (

@@ -7,18 +7,16 @@ seconds), and NOT_SERVING for good once the server stops.
 
 import asyncio
 import contextlib
-from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from reverb_contracts.v1 import ingress_pb2, ingress_pb2_grpc
-from reverb_ingress_gateway.auth import ApiKeyInterceptor, ApiKeys
+from reverb_ingress_gateway.auth import ApiKeys
 from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.servicer import IngressService
+from reverb_ingress_gateway.wire.rpc import INGRESS_SERVICE, ApiKeyInterceptor, add_ingress
 
-INGRESS_SERVICE = ingress_pb2.DESCRIPTOR.services_by_name["Ingress"].full_name
 _HEALTH_SERVICES = ("", INGRESS_SERVICE)
 
 
@@ -79,9 +77,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    ingress_pb2_grpc.add_IngressServicer_to_server(
-        cast(ingress_pb2_grpc.IngressServicer, service), server
-    )
+    add_ingress(server, service)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

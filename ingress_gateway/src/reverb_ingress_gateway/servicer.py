@@ -1,27 +1,45 @@
-"""reverb.v1.Ingress on PostgreSQL: events in; events, runs and functions out; app registration."""
+"""The Ingress calls on PostgreSQL: events in; events, runs and functions out; app registration.
 
-from collections.abc import AsyncIterator
+Domain types in and out, and GatewayError for what the caller got wrong: the
+gRPC service and the HTTP API both reach these methods through
+`wire.ingress.IngressServicer`, which converts reverb.v1 messages.
+"""
+
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import cast
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 import asyncpg
 
-from reverb_contracts.v1 import ingress_pb2
 from reverb_ingress_gateway import paging, validation
-from reverb_ingress_gateway.calls import CallContext, rpc
 from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from reverb_ingress_gateway.intake import EventIntake
 from reverb_ingress_gateway.settings import GatewaySettings
-from reverb_ingress_gateway.wire import messages
+from reverb_ingress_gateway.validation import EventDraft
 from reverb_store import control as store
-from reverb_store.control import EventCursor
+from reverb_store.control import (
+    AppDefinition,
+    EventCursor,
+    EventRecord,
+    FunctionRecord,
+    RunFilter,
+    RunRecord,
+    StepRecord,
+)
 from reverb_telemetry import current_traceparent
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[Item]):
+    items: Sequence[Item]
+    # Where the next page starts; empty on the last page.
+    next_page_token: str
 
 
 class IngressService:
-    """The servicer. Its methods take a CallContext (a grpc.aio.ServicerContext, or the
-    HTTP API's stand-in), so it is registered with a cast to the generated base class."""
-
     def __init__(self, pool: asyncpg.Pool, settings: GatewaySettings) -> None:
         self._pool = pool
         self._settings = settings
@@ -32,91 +50,70 @@ class IngressService:
         async with self._pool.acquire(timeout=self._settings.database_timeout) as connection:
             yield cast(asyncpg.Connection, connection)
 
-    @rpc
-    async def SendEvents(
-        self, request: ingress_pb2.SendEventsRequest, context: CallContext
-    ) -> ingress_pb2.SendEventsResponse:
+    async def send_events(self, drafts: Sequence[EventDraft]) -> list[str]:
+        """The events' ids, once they are committed with their fan-out job."""
         events = validation.accept_events(
-            messages.event_drafts(request),
+            drafts,
             max_event_bytes=self._settings.max_event_bytes,
             max_events=self._settings.max_events_per_request,
         )
-        ids = await self._intake.accept(events, current_traceparent())
-        return messages.send_events_response(ids)
+        return await self._intake.accept(events, current_traceparent())
 
-    @rpc
-    async def GetEvent(
-        self, request: ingress_pb2.GetEventRequest, context: CallContext
-    ) -> ingress_pb2.GetEventResponse:
-        event_id = _required(request.id, "id")
+    async def get_event(self, event_id: str) -> tuple[EventRecord, list[RunRecord]]:
+        """The event and the runs it triggered."""
+        _required(event_id, "id")
         async with self._connection() as connection:
             event = await store.get_event(connection, event_id)
             if event is None:
                 raise NotFound(f"no event with id {event_id!r}")
             runs = await store.runs_of_event(connection, event.id)
-        return messages.get_event_response(event, runs)
+        return event, runs
 
-    @rpc
-    async def ListEvents(
-        self, request: ingress_pb2.ListEventsRequest, context: CallContext
-    ) -> ingress_pb2.ListEventsResponse:
-        size = paging.page_size(request.page_size)
-        after = paging.event_from_token(request.page_token)
+    async def list_events(self, name: str, page_size: int, page_token: str) -> Page[EventRecord]:
+        size = paging.page_size(page_size)
+        after = paging.event_from_token(page_token)
         async with self._connection() as connection:
             events = await store.list_events(
-                connection, name=request.name or None, limit=size + 1, after=after
+                connection, name=name or None, limit=size + 1, after=after
             )
         page = events[:size]
         token = ""
         if len(events) > size:
             token = paging.event_token(EventCursor(page[-1].received_at, page[-1].id))
-        return messages.list_events_response(page, token)
+        return Page(page, token)
 
-    @rpc
-    async def GetRun(
-        self, request: ingress_pb2.GetRunRequest, context: CallContext
-    ) -> ingress_pb2.GetRunResponse:
-        run_id = _required(request.id, "id")
+    async def get_run(self, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
+        """The run and its steps in the order they started."""
+        _required(run_id, "id")
         async with self._connection() as connection:
             run = await store.get_run(connection, run_id)
             if run is None:
                 raise NotFound(f"no run with id {run_id!r}")
             steps = await store.list_steps(connection, run_id)
-        return messages.get_run_response(run, steps)
+        return run, steps
 
-    @rpc
-    async def ListRuns(
-        self, request: ingress_pb2.ListRunsRequest, context: CallContext
-    ) -> ingress_pb2.ListRunsResponse:
-        size = paging.page_size(request.page_size)
-        before = paging.run_from_token(request.page_token)
-        run_filter = messages.run_filter(request)
+    async def list_runs(
+        self, run_filter: RunFilter, page_size: int, page_token: str
+    ) -> Page[RunRecord]:
+        size = paging.page_size(page_size)
+        before = paging.run_from_token(page_token)
         async with self._connection() as connection:
             runs = await store.list_runs(connection, run_filter, limit=size + 1, before_id=before)
         page = runs[:size]
-        token = paging.run_token(page[-1].id) if len(runs) > size else ""
-        return messages.list_runs_response(page, token)
+        return Page(page, paging.run_token(page[-1].id) if len(runs) > size else "")
 
-    @rpc
-    async def ListFunctions(
-        self, request: ingress_pb2.ListFunctionsRequest, context: CallContext
-    ) -> ingress_pb2.ListFunctionsResponse:
+    async def list_functions(self) -> list[FunctionRecord]:
         async with self._connection() as connection:
-            functions = await store.list_functions(connection)
-        return messages.list_functions_response(functions)
+            return await store.list_functions(connection)
 
-    @rpc
-    async def RegisterApp(
-        self, request: ingress_pb2.RegisterAppRequest, context: CallContext
-    ) -> ingress_pb2.RegisterAppResponse:
-        app = messages.app_definition(request.app)
-        validation.check_app(app, request.host_address)
+    async def register_app(self, app: AppDefinition, host_address: str) -> bool:
+        """Whether the app's definitions changed."""
+        validation.check_app(app, host_address)
         try:
             async with self._connection() as connection:
-                changed = await store.register_app(connection, app, request.host_address)
+                return await store.register_app(connection, app, host_address)
         except store.FunctionOwnedByAnotherApp as error:
             raise AlreadyExists(str(error)) from None
-        return messages.register_app_response(changed)
 
 
 def _required(value: str, field: str) -> str:

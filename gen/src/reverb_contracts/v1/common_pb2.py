@@ -22,26 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from reverb_contracts.v1 import options_pb2 as reverb__contracts_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reverb_contracts/v1/common.proto\x12\treverb.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12&\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"J\n\x07Trigger\x12\x0f\n\x05\x65vent\x18\x01 \x01(\tH\x00\x12&\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.reverb.v1.CronTriggerH\x00\x42\x06\n\x04kind\"3\n\x0b\x43ronTrigger\x12\x12\n\nexpression\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\"e\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.reverb.v1.Trigger\x12\x0f\n\x07retries\x18\x04 \x01(\x05\"M\n\rAppDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\tfunctions\x18\x02 \x03(\x0b\x32\x1d.reverb.v1.FunctionDefinitionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reverb_contracts/v1/common.proto\x12\treverb.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!reverb_contracts/v1/options.proto\"e\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x02\x12,\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"9\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"R\n\x07Trigger\x12\x0f\n\x05\x65vent\x18\x01 \x01(\tH\x00\x12.\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.reverb.v1.CronTriggerB\x06\xc2\xf3\x18\x02\x18\x01H\x00\x42\x06\n\x04kind\"Q\n\x0b\x43ronTrigger\x12\x1e\n\nexpression\x18\x01 \x01(\tB\n\xc2\xf3\x18\x06\n\x04\x63ron\x12\x15\n\x08timezone\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_timezone\"e\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.reverb.v1.Trigger\x12\x0f\n\x07retries\x18\x04 \x01(\x05\"M\n\rAppDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\tfunctions\x18\x02 \x03(\x0b\x32\x1d.reverb.v1.FunctionDefinitionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reverb_contracts.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENT']._serialized_start=80
-  _globals['_EVENT']._serialized_end=167
-  _globals['_ERRORINFO']._serialized_start=169
-  _globals['_ERRORINFO']._serialized_end=226
-  _globals['_TRIGGER']._serialized_start=228
-  _globals['_TRIGGER']._serialized_end=302
-  _globals['_CRONTRIGGER']._serialized_start=304
-  _globals['_CRONTRIGGER']._serialized_end=355
-  _globals['_FUNCTIONDEFINITION']._serialized_start=357
-  _globals['_FUNCTIONDEFINITION']._serialized_end=458
-  _globals['_APPDEFINITION']._serialized_start=460
-  _globals['_APPDEFINITION']._serialized_end=537
+  _globals['_EVENT'].fields_by_name['data']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['data']._serialized_options = b'\302\363\030\002\020\002'
+  _globals['_EVENT'].fields_by_name['ts']._loaded_options = None
+  _globals['_EVENT'].fields_by_name['ts']._serialized_options = b'\342A\001\002'
+  _globals['_TRIGGER'].fields_by_name['cron']._loaded_options = None
+  _globals['_TRIGGER'].fields_by_name['cron']._serialized_options = b'\302\363\030\002\030\001'
+  _globals['_CRONTRIGGER'].fields_by_name['expression']._loaded_options = None
+  _globals['_CRONTRIGGER'].fields_by_name['expression']._serialized_options = b'\302\363\030\006\n\004cron'
+  _globals['_EVENT']._serialized_start=148
+  _globals['_EVENT']._serialized_end=249
+  _globals['_ERRORINFO']._serialized_start=251
+  _globals['_ERRORINFO']._serialized_end=308
+  _globals['_TRIGGER']._serialized_start=310
+  _globals['_TRIGGER']._serialized_end=392
+  _globals['_CRONTRIGGER']._serialized_start=394
+  _globals['_CRONTRIGGER']._serialized_end=475
+  _globals['_FUNCTIONDEFINITION']._serialized_start=477
+  _globals['_FUNCTIONDEFINITION']._serialized_end=578
+  _globals['_APPDEFINITION']._serialized_start=580
+  _globals['_APPDEFINITION']._serialized_end=657
 # @@protoc_insertion_point(module_scope)

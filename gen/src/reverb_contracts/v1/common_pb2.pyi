@@ -37,9 +37,11 @@ class Event(_message.Message):
     id: _builtins.str
     name: _builtins.str
     data: _builtins.bytes
-    """JSON object."""
+    """A JSON object."""
     @_builtins.property
-    def ts(self) -> _timestamp_pb2.Timestamp: ...
+    def ts(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened."""
+
     def __init__(
         self,
         *,
@@ -124,18 +126,20 @@ class CronTrigger(_message.Message):
     expression: _builtins.str
     """A five-field cron expression."""
     timezone: _builtins.str
-    """An IANA time zone, e.g. "Europe/Paris". Empty means UTC."""
+    """An IANA time zone, e.g. "Europe/Paris". Unset means UTC."""
     def __init__(
         self,
         *,
         expression: _builtins.str = ...,
-        timezone: _builtins.str = ...,
+        timezone: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "timezone", b"timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "expression", b"expression", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
 
 Global___CronTrigger: _TypeAlias = CronTrigger  # noqa: Y015
 

@@ -518,13 +518,16 @@ class EventInput(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     TS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """1-256 characters without control characters."""
     data: _builtins.bytes
-    """JSON object."""
+    """A JSON object; {} when unset. By default at most 512 KiB of JSON."""
     id: _builtins.str
-    """Optional idempotency id."""
+    """An idempotency id: an event is accepted once per id."""
     @_builtins.property
     def ts(self) -> _timestamp_pb2.Timestamp:
-        """Optional event time; unset means now."""
+        """When the event happened; unset means now. Over HTTP, an RFC 3339 time
+        (UTC when it names no offset) or Unix milliseconds.
+        """
 
     def __init__(
         self,

@@ -22,60 +22,117 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from reverb_contracts.v1 import common_pb2 as reverb__contracts_dot_v1_dot_common__pb2
 from reverb_contracts.v1 import function_host_pb2 as reverb__contracts_dot_v1_dot_function__host__pb2
+from reverb_contracts.v1 import options_pb2 as reverb__contracts_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/ingress.proto\x12\treverb.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a\'reverb_contracts/v1/function_host.proto\":\n\x11SendEventsRequest\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInput\"!\n\x12SendEventsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"_\n\x0b\x45ventRecord\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.reverb.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1d\n\x0fGetEventRequest\x12\n\n\x02id\x18\x01 \x01(\t\"W\n\x10GetEventResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.reverb.v1.EventRecord\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.reverb.v1.Run\"H\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.reverb.v1.EventRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8f\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.reverb.v1.RunStatus\x12\x11\n\tevent_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x13\n\x0binvocations\x18\x07 \x01(\x05\x12\x0e\n\x06output\x18\x08 \x01(\x0c\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rparent_run_id\x18\r \x01(\t\x12\x1e\n\x05steps\x18\x0e \x03(\x0b\x32\x0f.reverb.v1.Step\"\xd2\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.reverb.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.reverb.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x08 \x01(\x0c\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12+\n\x07wake_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63hild_run_id\x18\x0b \x01(\t\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.reverb.v1.Run\"\x87\x01\n\x0fListRunsRequest\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.reverb.v1.RunStatus\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.reverb.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14ListFunctionsRequest\"Q\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x31\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.reverb.v1.FunctionDefinition\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.reverb.v1.FunctionInfo\"Q\n\x12RegisterAppRequest\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\x12\x14\n\x0chost_address\x18\x02 \x01(\t\"&\n\x13RegisterAppResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x14\n\x10STEP_KIND_INVOKE\x10\x03\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x04\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x05*\xa9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x18\n\x14STEP_STATUS_SLEEPING\x10\x04\x12\x17\n\x13STEP_STATUS_WAITING\x10\x05\x32\x8a\x04\n\x07Ingress\x12I\n\nSendEvents\x12\x1c.reverb.v1.SendEventsRequest\x1a\x1d.reverb.v1.SendEventsResponse\x12\x43\n\x08GetEvent\x12\x1a.reverb.v1.GetEventRequest\x1a\x1b.reverb.v1.GetEventResponse\x12I\n\nListEvents\x12\x1c.reverb.v1.ListEventsRequest\x1a\x1d.reverb.v1.ListEventsResponse\x12=\n\x06GetRun\x12\x18.reverb.v1.GetRunRequest\x1a\x19.reverb.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.reverb.v1.ListRunsRequest\x1a\x1b.reverb.v1.ListRunsResponse\x12R\n\rListFunctions\x12\x1f.reverb.v1.ListFunctionsRequest\x1a .reverb.v1.ListFunctionsResponse\x12L\n\x0bRegisterApp\x12\x1d.reverb.v1.RegisterAppRequest\x1a\x1e.reverb.v1.RegisterAppResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/ingress.proto\x12\treverb.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a\'reverb_contracts/v1/function_host.proto\x1a!reverb_contracts/v1/options.proto\"@\n\x11SendEventsRequest\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInputB\x04\xe2\x41\x01\x02\"!\n\x12SendEventsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"m\n\x0b\x45ventRecord\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.reverb.v1.EventB\x06\xc2\xf3\x18\x02\x18\x01\x12\x35\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"1\n\x0fGetEventRequest\x12\x1e\n\x02id\x18\x01 \x01(\tB\x12\xe2\x41\x01\x02\xc2\xf3\x18\n\n\x08\x65vent_id\"_\n\x10GetEventResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.reverb.v1.EventRecordB\x06\xc2\xf3\x18\x02\x18\x01\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.reverb.v1.Run\"h\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\tpage_size\x18\x02 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"\x81\x01\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.reverb.v1.EventRecord\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\xbc\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.reverb.v1.RunStatus\x12\x11\n\tevent_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x13\n\x0binvocations\x18\x07 \x01(\x05\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rparent_run_id\x18\r \x01(\tH\x00\x88\x01\x01\x12&\n\x05steps\x18\x0e \x03(\x0b\x32\x0f.reverb.v1.StepB\x06\xc2\xf3\x18\x02 \x01\x42\x10\n\x0e_parent_run_id\"\xf0\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.reverb.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.reverb.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12+\n\x07wake_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63hild_run_id\x18\x0b \x01(\tH\x00\x88\x01\x01\x42\x0f\n\r_child_run_id\"-\n\rGetRunRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xc2\xf3\x18\x08\n\x06run_id\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x0e.reverb.v1.RunB\x06\xc2\xf3\x18\x02\x18\x01\"\xd2\x01\n\x0fListRunsRequest\x12#\n\x0b\x66unction_id\x18\x01 \x01(\tB\x0e\xc2\xf3\x18\n\n\x08\x66unction\x12\x34\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.reverb.v1.RunStatusB\x0c\xc2\xf3\x18\x08\n\x06status\x12\x1d\n\x08\x65vent_id\x18\x03 \x01(\tB\x0b\xc2\xf3\x18\x07\n\x05\x65vent\x12#\n\tpage_size\x18\x04 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x05 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"u\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.reverb.v1.Run\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\x16\n\x14ListFunctionsRequest\"Y\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x39\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.reverb.v1.FunctionDefinitionB\x06\xc2\xf3\x18\x02\x18\x01\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.reverb.v1.FunctionInfo\"Q\n\x12RegisterAppRequest\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\x12\x14\n\x0chost_address\x18\x02 \x01(\t\"&\n\x13RegisterAppResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x14\n\x10STEP_KIND_INVOKE\x10\x03\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x04\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x05*\xa9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x18\n\x14STEP_STATUS_SLEEPING\x10\x04\x12\x17\n\x13STEP_STATUS_WAITING\x10\x05\x32\xc3\x06\n\x07Ingress\x12\xb2\x01\n\nSendEvents\x12\x1c.reverb.v1.SendEventsRequest\x1a\x1d.reverb.v1.SendEventsResponse\"g\xc2\xf3\x18L\x08\xca\x01\x12\rinvalid_event\x12\x0ftoo_many_events\x12\x11payload_too_large\x1a\rinvalid_event\"\x05\x65vent\x82\xd3\xe4\x93\x02\x11\"\x07/events:\x06\x65vents\x12}\n\x08GetEvent\x12\x1a.reverb.v1.GetEventRequest\x1a\x1b.reverb.v1.GetEventResponse\"8\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\x82\xd3\xe4\x93\x02\x11\x12\x0f/events/{id=**}\x12p\n\nListEvents\x12\x1c.reverb.v1.ListEventsRequest\x1a\x1d.reverb.v1.ListEventsResponse\"%\xc2\xf3\x18\x12\x12\x10invalid_argument\x82\xd3\xe4\x93\x02\t\x12\x07/events\x12r\n\x06GetRun\x12\x18.reverb.v1.GetRunRequest\x1a\x19.reverb.v1.GetRunResponse\"3\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\x82\xd3\xe4\x93\x02\x0c\x12\n/runs/{id}\x12h\n\x08ListRuns\x12\x1a.reverb.v1.ListRunsRequest\x1a\x1b.reverb.v1.ListRunsResponse\"#\xc2\xf3\x18\x12\x12\x10invalid_argument\x82\xd3\xe4\x93\x02\x07\x12\x05/runs\x12\x66\n\rListFunctions\x12\x1f.reverb.v1.ListFunctionsRequest\x1a .reverb.v1.ListFunctionsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/functions\x12L\n\x0bRegisterApp\x12\x1d.reverb.v1.RegisterAppRequest\x1a\x1e.reverb.v1.RegisterAppResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reverb_contracts.v1.ingress_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATUS']._serialized_start=1961
-  _globals['_RUNSTATUS']._serialized_end=2171
-  _globals['_STEPKIND']._serialized_start=2174
-  _globals['_STEPKIND']._serialized_end=2329
-  _globals['_STEPSTATUS']._serialized_start=2332
-  _globals['_STEPSTATUS']._serialized_end=2501
-  _globals['_SENDEVENTSREQUEST']._serialized_start=156
-  _globals['_SENDEVENTSREQUEST']._serialized_end=214
-  _globals['_SENDEVENTSRESPONSE']._serialized_start=216
-  _globals['_SENDEVENTSRESPONSE']._serialized_end=249
-  _globals['_EVENTRECORD']._serialized_start=251
-  _globals['_EVENTRECORD']._serialized_end=346
-  _globals['_GETEVENTREQUEST']._serialized_start=348
-  _globals['_GETEVENTREQUEST']._serialized_end=377
-  _globals['_GETEVENTRESPONSE']._serialized_start=379
-  _globals['_GETEVENTRESPONSE']._serialized_end=466
-  _globals['_LISTEVENTSREQUEST']._serialized_start=468
-  _globals['_LISTEVENTSREQUEST']._serialized_end=540
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=542
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=627
-  _globals['_RUN']._serialized_start=630
-  _globals['_RUN']._serialized_end=1029
-  _globals['_STEP']._serialized_start=1032
-  _globals['_STEP']._serialized_end=1370
-  _globals['_GETRUNREQUEST']._serialized_start=1372
-  _globals['_GETRUNREQUEST']._serialized_end=1399
-  _globals['_GETRUNRESPONSE']._serialized_start=1401
-  _globals['_GETRUNRESPONSE']._serialized_end=1446
-  _globals['_LISTRUNSREQUEST']._serialized_start=1449
-  _globals['_LISTRUNSREQUEST']._serialized_end=1584
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1586
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1659
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1661
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1683
-  _globals['_FUNCTIONINFO']._serialized_start=1685
-  _globals['_FUNCTIONINFO']._serialized_end=1766
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1768
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1835
-  _globals['_REGISTERAPPREQUEST']._serialized_start=1837
-  _globals['_REGISTERAPPREQUEST']._serialized_end=1918
-  _globals['_REGISTERAPPRESPONSE']._serialized_start=1920
-  _globals['_REGISTERAPPRESPONSE']._serialized_end=1958
-  _globals['_INGRESS']._serialized_start=2504
-  _globals['_INGRESS']._serialized_end=3026
+  _globals['_SENDEVENTSREQUEST'].fields_by_name['events']._loaded_options = None
+  _globals['_SENDEVENTSREQUEST'].fields_by_name['events']._serialized_options = b'\342A\001\002'
+  _globals['_EVENTRECORD'].fields_by_name['event']._loaded_options = None
+  _globals['_EVENTRECORD'].fields_by_name['event']._serialized_options = b'\302\363\030\002\030\001'
+  _globals['_EVENTRECORD'].fields_by_name['received_at']._loaded_options = None
+  _globals['_EVENTRECORD'].fields_by_name['received_at']._serialized_options = b'\342A\001\002'
+  _globals['_GETEVENTREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETEVENTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\302\363\030\n\n\010event_id'
+  _globals['_GETEVENTRESPONSE'].fields_by_name['event']._loaded_options = None
+  _globals['_GETEVENTRESPONSE'].fields_by_name['event']._serialized_options = b'\302\363\030\002\030\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\302\363\030\014\n\005limit0\0018\364\003'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\302\363\030\010\n\006cursor'
+  _globals['_LISTEVENTSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTEVENTSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\302\363\030\r\n\013next_cursor'
+  _globals['_RUN'].fields_by_name['output']._loaded_options = None
+  _globals['_RUN'].fields_by_name['output']._serialized_options = b'\302\363\030\002\020\001'
+  _globals['_RUN'].fields_by_name['created_at']._loaded_options = None
+  _globals['_RUN'].fields_by_name['created_at']._serialized_options = b'\342A\001\002'
+  _globals['_RUN'].fields_by_name['steps']._loaded_options = None
+  _globals['_RUN'].fields_by_name['steps']._serialized_options = b'\302\363\030\002 \001'
+  _globals['_STEP'].fields_by_name['output']._loaded_options = None
+  _globals['_STEP'].fields_by_name['output']._serialized_options = b'\302\363\030\002\020\001'
+  _globals['_GETRUNREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETRUNREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\302\363\030\010\n\006run_id'
+  _globals['_GETRUNRESPONSE'].fields_by_name['run']._loaded_options = None
+  _globals['_GETRUNRESPONSE'].fields_by_name['run']._serialized_options = b'\302\363\030\002\030\001'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['function_id']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['function_id']._serialized_options = b'\302\363\030\n\n\010function'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['statuses']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['statuses']._serialized_options = b'\302\363\030\010\n\006status'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['event_id']._serialized_options = b'\302\363\030\007\n\005event'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['page_size']._serialized_options = b'\302\363\030\014\n\005limit0\0018\364\003'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTRUNSREQUEST'].fields_by_name['page_token']._serialized_options = b'\302\363\030\010\n\006cursor'
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\302\363\030\r\n\013next_cursor'
+  _globals['_FUNCTIONINFO'].fields_by_name['definition']._loaded_options = None
+  _globals['_FUNCTIONINFO'].fields_by_name['definition']._serialized_options = b'\302\363\030\002\030\001'
+  _globals['_INGRESS'].methods_by_name['SendEvents']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['SendEvents']._serialized_options = b'\302\363\030L\010\312\001\022\rinvalid_event\022\017too_many_events\022\021payload_too_large\032\rinvalid_event\"\005event\202\323\344\223\002\021\"\007/events:\006events'
+  _globals['_INGRESS'].methods_by_name['GetEvent']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['GetEvent']._serialized_options = b'\302\363\030\035\022\020invalid_argument\022\tnot_found\202\323\344\223\002\021\022\017/events/{id=**}'
+  _globals['_INGRESS'].methods_by_name['ListEvents']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['ListEvents']._serialized_options = b'\302\363\030\022\022\020invalid_argument\202\323\344\223\002\t\022\007/events'
+  _globals['_INGRESS'].methods_by_name['GetRun']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['GetRun']._serialized_options = b'\302\363\030\035\022\020invalid_argument\022\tnot_found\202\323\344\223\002\014\022\n/runs/{id}'
+  _globals['_INGRESS'].methods_by_name['ListRuns']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['ListRuns']._serialized_options = b'\302\363\030\022\022\020invalid_argument\202\323\344\223\002\007\022\005/runs'
+  _globals['_INGRESS'].methods_by_name['ListFunctions']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['ListFunctions']._serialized_options = b'\202\323\344\223\002\014\022\n/functions'
+  _globals['_RUNSTATUS']._serialized_start=2412
+  _globals['_RUNSTATUS']._serialized_end=2622
+  _globals['_STEPKIND']._serialized_start=2625
+  _globals['_STEPKIND']._serialized_end=2780
+  _globals['_STEPSTATUS']._serialized_start=2783
+  _globals['_STEPSTATUS']._serialized_end=2952
+  _globals['_SENDEVENTSREQUEST']._serialized_start=254
+  _globals['_SENDEVENTSREQUEST']._serialized_end=318
+  _globals['_SENDEVENTSRESPONSE']._serialized_start=320
+  _globals['_SENDEVENTSRESPONSE']._serialized_end=353
+  _globals['_EVENTRECORD']._serialized_start=355
+  _globals['_EVENTRECORD']._serialized_end=464
+  _globals['_GETEVENTREQUEST']._serialized_start=466
+  _globals['_GETEVENTREQUEST']._serialized_end=515
+  _globals['_GETEVENTRESPONSE']._serialized_start=517
+  _globals['_GETEVENTRESPONSE']._serialized_end=612
+  _globals['_LISTEVENTSREQUEST']._serialized_start=614
+  _globals['_LISTEVENTSREQUEST']._serialized_end=718
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=721
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=850
+  _globals['_RUN']._serialized_start=853
+  _globals['_RUN']._serialized_end=1297
+  _globals['_STEP']._serialized_start=1300
+  _globals['_STEP']._serialized_end=1668
+  _globals['_GETRUNREQUEST']._serialized_start=1670
+  _globals['_GETRUNREQUEST']._serialized_end=1715
+  _globals['_GETRUNRESPONSE']._serialized_start=1717
+  _globals['_GETRUNRESPONSE']._serialized_end=1770
+  _globals['_LISTRUNSREQUEST']._serialized_start=1773
+  _globals['_LISTRUNSREQUEST']._serialized_end=1983
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1985
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2102
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=2104
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2126
+  _globals['_FUNCTIONINFO']._serialized_start=2128
+  _globals['_FUNCTIONINFO']._serialized_end=2217
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2219
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2286
+  _globals['_REGISTERAPPREQUEST']._serialized_start=2288
+  _globals['_REGISTERAPPREQUEST']._serialized_end=2369
+  _globals['_REGISTERAPPRESPONSE']._serialized_start=2371
+  _globals['_REGISTERAPPRESPONSE']._serialized_end=2409
+  _globals['_INGRESS']._serialized_start=2955
+  _globals['_INGRESS']._serialized_end=3790
 # @@protoc_insertion_point(module_scope)

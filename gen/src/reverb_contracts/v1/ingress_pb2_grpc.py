@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class IngressStub:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -72,11 +75,16 @@ class IngressStub:
 
 
 class IngressServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     def SendEvents(self, request, context):
-        """SendEvents accepts events durably: it answers only once the events and
-        their fan-out job are committed. An event whose id was seen before is
+        """Send one event or a list of them (by default at most 5000).
+
+        The events are accepted durably: the answer comes only once the events
+        and their fan-out job are committed. An event whose id was seen before is
         accepted once; its original id is returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -84,31 +92,36 @@ class IngressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEvent(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """An event with the runs it triggered.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List events, newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A run with its steps in the order they started.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """List runs, newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListFunctions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The registered functions.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -168,7 +181,10 @@ def add_IngressServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Ingress:
-    """Missing associated documentation comment in .proto file."""
+    """The control plane. Every write (events, app registration) goes through it,
+    so a client or host in any language needs only gRPC. The HTTP API is a
+    translation of these calls: each route is declared next to its RPC.
+    """
 
     @staticmethod
     def SendEvents(request,

@@ -1,5 +1,5 @@
-"""The HTTP API's routes: each parses its request into a reverb.v1 message, calls the
-Ingress servicer in-process, and renders the answer as JSON."""
+"""The HTTP API: a Starlette route for every annotated Ingress RPC (`wire.routes` maps the
+JSON onto the servicer in-process), plus /healthz and /openapi.json."""
 
 from collections.abc import Awaitable, Callable
 
@@ -11,30 +11,36 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from reverb_ingress_gateway.auth import ApiKeys
-from reverb_ingress_gateway.calls import as_gateway_error
 from reverb_ingress_gateway.errors import (
     Internal,
     MethodNotAllowed,
     NotFound,
     Unauthenticated,
     Unavailable,
+    as_gateway_error,
 )
 from reverb_ingress_gateway.health import Health
-from reverb_ingress_gateway.http import openapi
-from reverb_ingress_gateway.http.adapter import call
 from reverb_ingress_gateway.http.body import read_json
 from reverb_ingress_gateway.http.responses import error_response, json_response
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.spans import server_span
-from reverb_ingress_gateway.wire import json_api
+from reverb_ingress_gateway.wire import openapi, routes
 from reverb_telemetry import context_from_traceparent
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-
-def _query(request: Request) -> dict[str, list[str]]:
-    return {key: request.query_params.getlist(key) for key in request.query_params}
+# The routes that are not RPCs, in the OpenAPI document.
+_PLAIN_ROUTES = [
+    openapi.PlainRoute(
+        "/healthz",
+        "Whether the gateway can reach PostgreSQL and the apps named in"
+        " REVERB_GATEWAY_REQUIRED_APPS are registered. Needs no API key.",
+        {"type": "object", "properties": {"status": {"const": "ok"}}},
+        (503,),
+    ),
+    openapi.PlainRoute("/openapi.json", "This document. Needs no API key.", {"type": "object"}),
+]
 
 
 class HttpApi:
@@ -49,6 +55,8 @@ class HttpApi:
         self._health = health
         self._keys = keys
         self._max_body_bytes = settings.max_body_bytes
+        self._routes = routes.routes(service)
+        self._document = openapi.document(self._routes, _PLAIN_ROUTES)
 
     def _endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
         """The handler in a span (joining the caller's traceparent), behind the API key check,
@@ -67,7 +75,7 @@ class HttpApi:
                     error = as_gateway_error(raised, route)
                 if isinstance(error, Internal | Unavailable):
                     span.set_status(Status(StatusCode.ERROR, error.code))
-                span.set_attribute("http.response.status_code", error.http_status)
+                span.set_attribute("http.response.status_code", error.status.http)
                 return error_response(error)
 
         return endpoint
@@ -78,30 +86,25 @@ class HttpApi:
         if not await self._keys.allows(request.headers.get("authorization")):
             raise Unauthenticated("missing or invalid API key: send `Authorization: Bearer <key>`")
 
-    async def send_events(self, request: Request) -> Response:
-        body = await read_json(request, self._max_body_bytes)
-        response = await call(self._service.SendEvents, json_api.send_events_request(body))
-        return json_response(json_api.ids(response), 202)
+    def _handler(self, route: routes.Route) -> Handler:
+        """Reads the body (if the route has one), answers, and renders the answer."""
+        answer = route.answer
+        status = route.status
+        limit = self._max_body_bytes
+        if route.body is None:
 
-    async def list_events(self, request: Request) -> Response:
-        message = json_api.list_events_request(_query(request))
-        return json_response(json_api.events_page(await call(self._service.ListEvents, message)))
+            async def without_body(request: Request) -> Response:
+                document = await answer(request.path_params, request.query_params, None)
+                return json_response(document, status)
 
-    async def get_event(self, request: Request) -> Response:
-        message = json_api.get_event_request(request.path_params["event_id"])
-        return json_response(json_api.event_with_runs(await call(self._service.GetEvent, message)))
+            return without_body
 
-    async def list_runs(self, request: Request) -> Response:
-        message = json_api.list_runs_request(_query(request))
-        return json_response(json_api.runs_page(await call(self._service.ListRuns, message)))
+        async def with_body(request: Request) -> Response:
+            body = await read_json(request, limit)
+            document = await answer(request.path_params, request.query_params, body)
+            return json_response(document, status)
 
-    async def get_run(self, request: Request) -> Response:
-        message = json_api.get_run_request(request.path_params["run_id"])
-        return json_response(json_api.run_with_steps(await call(self._service.GetRun, message)))
-
-    async def list_functions(self, request: Request) -> Response:
-        message = json_api.list_functions_request()
-        return json_response(json_api.functions(await call(self._service.ListFunctions, message)))
+        return with_body
 
     async def health(self, request: Request) -> Response:
         problem = await self._health.check()
@@ -110,16 +113,13 @@ class HttpApi:
         return json_response({"status": "ok"})
 
     async def openapi(self, request: Request) -> Response:
-        return json_response(openapi.DOCUMENT)
+        return json_response(self._document)
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, str, Handler, bool]] = [
-            ("/events", "POST", self.send_events, False),
-            ("/events", "GET", self.list_events, False),
-            ("/events/{event_id:path}", "GET", self.get_event, False),
-            ("/runs", "GET", self.list_runs, False),
-            ("/runs/{run_id}", "GET", self.get_run, False),
-            ("/functions", "GET", self.list_functions, False),
+            (route.path, route.method, self._handler(route), False) for route in self._routes
+        ]
+        table += [
             ("/healthz", "GET", self.health, True),
             ("/openapi.json", "GET", self.openapi, True),
         ]

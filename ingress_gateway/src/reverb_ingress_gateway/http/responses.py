@@ -19,5 +19,5 @@ def json_response(
 
 def error_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     return json_response(
-        {"error": {"code": error.code, "message": error.message}}, error.http_status, headers
+        {"error": {"code": error.code, "message": error.message}}, error.status.http, headers
     )

@@ -1,6 +1,8 @@
-"""Where reverb.v1 protobuf messages are built and converted (the servicer only reads a
-request's scalar fields, and the gRPC server registers the generated service).
+"""Where reverb.v1 protobuf messages are built, converted and served; the only modules that
+import `reverb_contracts`.
 
-`messages` converts them to and from the gateway's domain types (for the
-servicer); `json_api` converts them to and from the HTTP API's JSON.
+`ingress` is the servicer of the RPCs (messages in and out, over the domain
+`servicer.IngressService`, converted by `messages`); `rpc` serves it over gRPC;
+`routes` serves the annotated RPCs over HTTP with the generic transcoder
+(`json_in`, `parameters`, `json_out`, reading `options`); `openapi` documents them.
 """

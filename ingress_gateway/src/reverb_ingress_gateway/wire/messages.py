@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
+from reverb_ingress_gateway.servicer import Page
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_store.control import (
     AppDefinition,
@@ -67,19 +68,6 @@ def event_drafts(request: ingress_pb2.SendEventsRequest) -> list[EventDraft]:
     return drafts
 
 
-def add_event(
-    request: ingress_pb2.SendEventsRequest,
-    name: str,
-    data: bytes,
-    event_id: str,
-    ts: datetime | None,
-) -> None:
-    """Append an EventInput to the request (in place: cheaper than building and copying one)."""
-    event = request.events.add(name=name, data=data, id=event_id)
-    if ts is not None:
-        event.ts.FromDatetime(ts)
-
-
 def event_record(record: EventRecord) -> ingress_pb2.EventRecord:
     return ingress_pb2.EventRecord(
         event=common_pb2.Event(
@@ -113,7 +101,7 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         created_at=timestamp(record.created_at),
         started_at=_optional_timestamp(record.started_at),
         ended_at=_optional_timestamp(record.ended_at),
-        parent_run_id=record.parent_run_id or "",
+        parent_run_id=record.parent_run_id,
         steps=[step(item) for item in steps],
     )
 
@@ -130,7 +118,7 @@ def step(record: StepRecord) -> ingress_pb2.Step:
         output=record.output.encode() if record.output is not None else b"",
         error=_error(record.error),
         wake_at=_optional_timestamp(record.wake_at),
-        child_run_id=record.child_run_id or "",
+        child_run_id=record.child_run_id,
     )
 
 
@@ -159,7 +147,7 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
                 if trigger.event is not None
                 else common_pb2.Trigger(
                     cron=common_pb2.CronTrigger(
-                        expression=trigger.cron or "", timezone=trigger.timezone or ""
+                        expression=trigger.cron or "", timezone=trigger.timezone
                     )
                 )
                 for trigger in record.triggers
@@ -195,10 +183,6 @@ def _trigger(message: common_pb2.Trigger) -> TriggerDefinition:
     return TriggerDefinition()
 
 
-def send_events_response(ids: Sequence[str]) -> ingress_pb2.SendEventsResponse:
-    return ingress_pb2.SendEventsResponse(ids=ids)
-
-
 def get_event_response(
     record: EventRecord, runs: Sequence[RunRecord]
 ) -> ingress_pb2.GetEventResponse:
@@ -207,11 +191,10 @@ def get_event_response(
     )
 
 
-def list_events_response(
-    records: Sequence[EventRecord], next_page_token: str
-) -> ingress_pb2.ListEventsResponse:
+def list_events_response(page: Page[EventRecord]) -> ingress_pb2.ListEventsResponse:
     return ingress_pb2.ListEventsResponse(
-        events=[event_record(record) for record in records], next_page_token=next_page_token
+        events=[event_record(record) for record in page.items],
+        next_page_token=page.next_page_token or None,
     )
 
 
@@ -219,11 +202,10 @@ def get_run_response(record: RunRecord, steps: Sequence[StepRecord]) -> ingress_
     return ingress_pb2.GetRunResponse(run=run(record, steps))
 
 
-def list_runs_response(
-    records: Sequence[RunRecord], next_page_token: str
-) -> ingress_pb2.ListRunsResponse:
+def list_runs_response(page: Page[RunRecord]) -> ingress_pb2.ListRunsResponse:
     return ingress_pb2.ListRunsResponse(
-        runs=[run(record) for record in records], next_page_token=next_page_token
+        runs=[run(record) for record in page.items],
+        next_page_token=page.next_page_token or None,
     )
 
 
@@ -231,7 +213,3 @@ def list_functions_response(
     records: Sequence[FunctionRecord],
 ) -> ingress_pb2.ListFunctionsResponse:
     return ingress_pb2.ListFunctionsResponse(functions=[function_info(item) for item in records])
-
-
-def register_app_response(changed: bool) -> ingress_pb2.RegisterAppResponse:
-    return ingress_pb2.RegisterAppResponse(changed=changed)

@@ -1,0 +1,56 @@
+"""reverb.v1.Ingress's calls: each converts its request, calls the servicer, converts the answer.
+
+The gRPC service (`wire.rpc`) and the HTTP routes (`wire.routes`) both call
+these methods, in-process for HTTP; a failure is the GatewayError the servicer
+raised, which each side renders with `errors.STATUSES`.
+"""
+
+from reverb_contracts.v1 import ingress_pb2
+from reverb_ingress_gateway.servicer import IngressService
+from reverb_ingress_gateway.wire import messages
+
+
+class IngressServicer:
+    """One method per Ingress RPC, named as in the proto: a request in, a response out."""
+
+    def __init__(self, service: IngressService) -> None:
+        self._service = service
+
+    async def SendEvents(
+        self, request: ingress_pb2.SendEventsRequest
+    ) -> ingress_pb2.SendEventsResponse:
+        ids = await self._service.send_events(messages.event_drafts(request))
+        return ingress_pb2.SendEventsResponse(ids=ids)
+
+    async def GetEvent(self, request: ingress_pb2.GetEventRequest) -> ingress_pb2.GetEventResponse:
+        event, runs = await self._service.get_event(request.id)
+        return messages.get_event_response(event, runs)
+
+    async def ListEvents(
+        self, request: ingress_pb2.ListEventsRequest
+    ) -> ingress_pb2.ListEventsResponse:
+        page = await self._service.list_events(request.name, request.page_size, request.page_token)
+        return messages.list_events_response(page)
+
+    async def GetRun(self, request: ingress_pb2.GetRunRequest) -> ingress_pb2.GetRunResponse:
+        run, steps = await self._service.get_run(request.id)
+        return messages.get_run_response(run, steps)
+
+    async def ListRuns(self, request: ingress_pb2.ListRunsRequest) -> ingress_pb2.ListRunsResponse:
+        page = await self._service.list_runs(
+            messages.run_filter(request), request.page_size, request.page_token
+        )
+        return messages.list_runs_response(page)
+
+    async def ListFunctions(
+        self, request: ingress_pb2.ListFunctionsRequest
+    ) -> ingress_pb2.ListFunctionsResponse:
+        return messages.list_functions_response(await self._service.list_functions())
+
+    async def RegisterApp(
+        self, request: ingress_pb2.RegisterAppRequest
+    ) -> ingress_pb2.RegisterAppResponse:
+        changed = await self._service.register_app(
+            messages.app_definition(request.app), request.host_address
+        )
+        return ingress_pb2.RegisterAppResponse(changed=changed)
