@@ -11,6 +11,7 @@
      ├── NotFound                   not_found               NOT_FOUND          404
      ├── AlreadyExists              already_exists          ALREADY_EXISTS     409
      ├── Unauthenticated            unauthenticated         UNAUTHENTICATED    401
+     ├── PermissionDenied           permission_denied       PERMISSION_DENIED  403
      ├── Unavailable                unavailable             UNAVAILABLE        503
      └── Internal                   internal                INTERNAL           500
 
@@ -84,6 +85,10 @@ class Unauthenticated(GatewayError):
     pass
 
 
+class PermissionDenied(GatewayError):
+    """A live key without the scope a call needs (or a host key not bound to the app)."""
+
+
 class Unavailable(GatewayError):
     pass
 
@@ -112,6 +117,7 @@ STATUSES: Mapping[type[GatewayError], Status] = {
     NotFound: Status("not_found", 404, "NOT_FOUND"),
     AlreadyExists: Status("already_exists", 409, "ALREADY_EXISTS"),
     Unauthenticated: Status("unauthenticated", 401, "UNAUTHENTICATED"),
+    PermissionDenied: Status("permission_denied", 403, "PERMISSION_DENIED"),
     Unavailable: Status("unavailable", 503, "UNAVAILABLE"),
     Internal: Status("internal", 500, "INTERNAL"),
 }

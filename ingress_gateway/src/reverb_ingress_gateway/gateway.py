@@ -95,6 +95,8 @@ class Gateway:
 
     http_port: int
     grpc_port: int
+    # The API key checks (None in dev mode).
+    keys: ApiKeys | None
     _pool: asyncpg.Pool
     _grpc: GrpcServer
     _http: uvicorn.Server
@@ -108,6 +110,8 @@ class Gateway:
         await asyncio.gather(
             self._http.shutdown(sockets=[self._http_socket]), self._grpc.stop(_GRACE_SECONDS)
         )
+        if self.keys is not None:
+            await self.keys.close()
         try:
             await asyncio.wait_for(self._pool.close(), _GRACE_SECONDS)
         except TimeoutError:
@@ -127,19 +131,20 @@ async def start(settings: GatewaySettings) -> Gateway:
         # A new backend's first acceptance would plan it and compile the queue's triggers.
         init=prepare_insert,
     )
+    keys: ApiKeys | None = None
     try:
         await _warm_up(pool, min(4, settings.database_pool_size), settings.database_timeout)
         service = IngressService(pool, settings)
         health = Health(pool, settings)
-        keys = (
-            None
-            if settings.dev
-            else ApiKeys(
+        if not settings.dev:
+            keys = ApiKeys(
                 pool,
+                database_url=settings.database_url,
                 cache_seconds=settings.api_key_cache_seconds,
+                unknown_cache_seconds=settings.api_key_unknown_cache_seconds,
                 timeout=settings.database_timeout,
             )
-        )
+            await keys.start()
         grpc_server = await start_grpc_server(
             service,
             keys,
@@ -149,6 +154,8 @@ async def start(settings: GatewaySettings) -> Gateway:
             health_check_interval=settings.health_check_interval,
         )
     except BaseException:
+        if keys is not None:
+            await keys.close()
         pool.terminate()
         raise
     try:
@@ -169,11 +176,14 @@ async def start(settings: GatewaySettings) -> Gateway:
         await server.startup(sockets=[http_socket])
     except BaseException:
         await grpc_server.stop(0)
+        if keys is not None:
+            await keys.close()
         pool.terminate()
         raise
     gateway = Gateway(
         http_port=http_socket.getsockname()[1],
         grpc_port=grpc_server.port,
+        keys=keys,
         _pool=pool,
         _grpc=grpc_server,
         _http=server,

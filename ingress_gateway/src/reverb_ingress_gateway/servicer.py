@@ -13,7 +13,8 @@ from typing import Generic, TypeVar, cast
 import asyncpg
 
 from reverb_ingress_gateway import paging, validation
-from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound
+from reverb_ingress_gateway.auth import CALLER
+from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from reverb_ingress_gateway.intake import EventIntake
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
@@ -107,13 +108,26 @@ class IngressService:
             return await store.list_functions(connection)
 
     async def register_app(self, app: AppDefinition, host_address: str) -> bool:
-        """Whether the app's definitions changed."""
+        """Whether the app's definitions changed. Outside dev mode, only a host key bound to
+        the app may register it."""
+        self._check_host_of(app.id)
         validation.check_app(app, host_address)
         try:
             async with self._connection() as connection:
                 return await store.register_app(connection, app, host_address)
         except store.FunctionOwnedByAnotherApp as error:
             raise AlreadyExists(str(error)) from None
+
+    def _check_host_of(self, app_id: str) -> None:
+        if self._settings.dev:
+            return
+        caller = CALLER.get()
+        if caller is None or store.HOST not in caller.scopes or app_id not in caller.apps:
+            bound = ", ".join(sorted(caller.apps)) if caller is not None else ""
+            raise PermissionDenied(
+                f"this API key may not register app {app_id!r}: only a host key bound to it may"
+                + (f" (this one is bound to {bound})" if bound else "")
+            )
 
 
 def _required(value: str, field: str) -> str:

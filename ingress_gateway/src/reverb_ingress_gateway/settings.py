@@ -24,8 +24,12 @@ class GatewaySettings(BaseSettings):
     database_pool_size: int = Field(default=20, gt=0)
     # Seconds to wait for a database connection before answering "unavailable".
     database_timeout: float = Field(default=5.0, gt=0)
-    # Seconds a verified API key is trusted without asking the database again.
+    # Seconds a verified API key is trusted without asking the database again (a change to
+    # the keys, such as a revocation, drops the cache at once: see auth.py).
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # Seconds an unknown key is remembered as unknown, so a flood of wrong keys costs no
+    # database query each (creating a key drops this cache at once too).
+    api_key_unknown_cache_seconds: float = Field(default=5.0, ge=0)
     # Apps that must be registered (a host of each has registered it) before /healthz and
     # gRPC health report healthy, comma-separated ("shop,billing"); `reverb dev` names its app.
     gateway_required_apps: Annotated[tuple[str, ...], NoDecode] = ()

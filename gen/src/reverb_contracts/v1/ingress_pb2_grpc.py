@@ -129,6 +129,9 @@ class IngressServicer:
     def RegisterApp(self, request, context):
         """RegisterApp stores an app's functions and the address of a host serving
         it. It changes nothing when the definitions' hash is unchanged.
+
+        Only a host key bound to the app (`reverb keys create NAME --scope host
+        --app ID`) may register it; no other key may, not even an admin key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

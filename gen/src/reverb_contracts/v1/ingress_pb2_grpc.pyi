@@ -56,6 +56,9 @@ class IngressStub:
     RegisterApp: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]
     """RegisterApp stores an app's functions and the address of a host serving
     it. It changes nothing when the definitions' hash is unchanged.
+
+    Only a host key bound to the app (`reverb keys create NAME --scope host
+    --app ID`) may register it; no other key may, not even an admin key.
     """
 
 @_typing.type_check_only
@@ -86,6 +89,9 @@ class IngressAsyncStub(IngressStub):
     RegisterApp: _aio.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]  # type: ignore[assignment]
     """RegisterApp stores an app's functions and the address of a host serving
     it. It changes nothing when the definitions' hash is unchanged.
+
+    Only a host key bound to the app (`reverb keys create NAME --scope host
+    --app ID`) may register it; no other key may, not even an admin key.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -155,6 +161,9 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ingress_pb2.RegisterAppResponse, _abc.Awaitable[_ingress_pb2.RegisterAppResponse]]:
         """RegisterApp stores an app's functions and the address of a host serving
         it. It changes nothing when the definitions' hash is unchanged.
+
+        Only a host key bound to the app (`reverb keys create NAME --scope host
+        --app ID`) may register it; no other key may, not even an admin key.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

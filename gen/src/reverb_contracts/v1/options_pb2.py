@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/options.proto\x12\treverb.v1\x1a google/protobuf/descriptor.proto\"\xb7\x01\n\tHttpField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04json\x18\x02 \x01(\x0e\x32\x17.reverb.v1.JsonDocument\x12\x0e\n\x06inline\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\x08\x12\x11\n\tnon_empty\x18\x05 \x01(\x08\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_minimumB\n\n\x08_maximum\"T\n\tHttpRoute\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x12\n\nbody_error\x18\x03 \x01(\t\x12\x13\n\x0bsingle_item\x18\x04 \x01(\t*`\n\x0cJsonDocument\x12\x1d\n\x19JSON_DOCUMENT_UNSPECIFIED\x10\x00\x12\x17\n\x13JSON_DOCUMENT_VALUE\x10\x01\x12\x18\n\x14JSON_DOCUMENT_OBJECT\x10\x02:I\n\nhttp_field\x12\x1d.google.protobuf.FieldOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x14.reverb.v1.HttpField:J\n\nhttp_route\x12\x1e.google.protobuf.MethodOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x14.reverb.v1.HttpRouteb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/options.proto\x12\treverb.v1\x1a google/protobuf/descriptor.proto\"\xb7\x01\n\tHttpField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04json\x18\x02 \x01(\x0e\x32\x17.reverb.v1.JsonDocument\x12\x0e\n\x06inline\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\x08\x12\x11\n\tnon_empty\x18\x05 \x01(\x08\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x42\n\n\x08_minimumB\n\n\x08_maximum\"T\n\tHttpRoute\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x12\n\nbody_error\x18\x03 \x01(\t\x12\x13\n\x0bsingle_item\x18\x04 \x01(\t*`\n\x0cJsonDocument\x12\x1d\n\x19JSON_DOCUMENT_UNSPECIFIED\x10\x00\x12\x17\n\x13JSON_DOCUMENT_VALUE\x10\x01\x12\x18\n\x14JSON_DOCUMENT_OBJECT\x10\x02*t\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_INGEST\x10\x01\x12\x0e\n\nSCOPE_READ\x10\x02\x12\x11\n\rSCOPE_OPERATE\x10\x03\x12\x0f\n\x0bSCOPE_ADMIN\x10\x04\x12\x0e\n\nSCOPE_HOST\x10\x05:I\n\nhttp_field\x12\x1d.google.protobuf.FieldOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x14.reverb.v1.HttpField:J\n\nhttp_route\x12\x1e.google.protobuf.MethodOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x14.reverb.v1.HttpRoute:A\n\x05scope\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x10.reverb.v1.Scopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JSONDOCUMENT']._serialized_start=354
   _globals['_JSONDOCUMENT']._serialized_end=450
+  _globals['_SCOPE']._serialized_start=452
+  _globals['_SCOPE']._serialized_end=568
   _globals['_HTTPFIELD']._serialized_start=83
   _globals['_HTTPFIELD']._serialized_end=266
   _globals['_HTTPROUTE']._serialized_start=268

@@ -54,6 +54,46 @@ JSON_DOCUMENT_OBJECT: JsonDocument.ValueType  # 2
 """A JSON object, embedded as it is; {} when empty."""
 Global___JsonDocument: _TypeAlias = JsonDocument  # noqa: Y015
 
+class _Scope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Scope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCOPE_UNSPECIFIED: _Scope.ValueType  # 0
+    """Not declared (the gateway refuses to start with such an RPC)."""
+    SCOPE_INGEST: _Scope.ValueType  # 1
+    """Send events and webhooks."""
+    SCOPE_READ: _Scope.ValueType  # 2
+    """Read events, runs, functions and logs."""
+    SCOPE_OPERATE: _Scope.ValueType  # 3
+    """Act on runs: cancel, replay, pause, backfill."""
+    SCOPE_ADMIN: _Scope.ValueType  # 4
+    """Manage API keys."""
+    SCOPE_HOST: _Scope.ValueType  # 5
+    """Register the apps the key is bound to, and nothing else."""
+
+class Scope(_Scope, metaclass=_ScopeEnumTypeWrapper):
+    """What an API key must be allowed to do to make a call. Every Ingress RPC
+    declares one (`option (scope) = ...;`), over gRPC and HTTP alike; a key
+    without it is refused with PERMISSION_DENIED (HTTP 403, permission_denied).
+    Scopes are independent: none implies another.
+    """
+
+SCOPE_UNSPECIFIED: Scope.ValueType  # 0
+"""Not declared (the gateway refuses to start with such an RPC)."""
+SCOPE_INGEST: Scope.ValueType  # 1
+"""Send events and webhooks."""
+SCOPE_READ: Scope.ValueType  # 2
+"""Read events, runs, functions and logs."""
+SCOPE_OPERATE: Scope.ValueType  # 3
+"""Act on runs: cancel, replay, pause, backfill."""
+SCOPE_ADMIN: Scope.ValueType  # 4
+"""Manage API keys."""
+SCOPE_HOST: Scope.ValueType  # 5
+"""Register the apps the key is bound to, and nothing else."""
+Global___Scope: _TypeAlias = Scope  # noqa: Y015
+
 @_typing.final
 class HttpField(_message.Message):
     """How a field appears over HTTP."""
@@ -150,5 +190,8 @@ Global___HttpRoute: _TypeAlias = HttpRoute  # noqa: Y015
 
 HTTP_FIELD_FIELD_NUMBER: _builtins.int
 HTTP_ROUTE_FIELD_NUMBER: _builtins.int
+SCOPE_FIELD_NUMBER: _builtins.int
 http_field: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___HttpField]
 http_route: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpRoute]
+scope: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Scope.ValueType]
+"""The scope a key needs to make the call."""

@@ -10,12 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reverb_ingress_gateway.auth import ApiKeys
+from reverb_ingress_gateway.auth import CALLER, ApiKeys
 from reverb_ingress_gateway.errors import (
     Internal,
     MethodNotAllowed,
     NotFound,
-    Unauthenticated,
     Unavailable,
     as_gateway_error,
 )
@@ -58,19 +57,27 @@ class HttpApi:
         self._routes = routes.routes(service)
         self._document = openapi.document(self._routes, _PLAIN_ROUTES)
 
-    def _endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
-        """The handler in a span (joining the caller's traceparent), behind the API key check,
-        with every failure rendered as a JSON error."""
+    def _endpoint(self, route: str, handler: Handler, scope: str | None) -> Handler:
+        """The handler in a span (joining the caller's traceparent), behind the API key check
+        (a live key holding `scope`; None: a public route), with every failure rendered as a
+        JSON error."""
 
         span_route = route.replace(":path}", "}")
+        keys = self._keys if scope is not None else None
 
         async def endpoint(request: Request) -> Response:
             parent = context_from_traceparent(request.headers.get("traceparent"))
-            with server_span(f"{request.method} {span_route}", parent) as span:
+            call = f"{request.method} {span_route}"
+            with server_span(call, parent) as span:
                 try:
-                    if not public:
-                        await self._authenticate(request)
-                    return await handler(request)
+                    if keys is None or scope is None:
+                        return await handler(request)
+                    grant = await keys.authorize(request.headers.get("authorization"), scope, call)
+                    token = CALLER.set(grant)
+                    try:
+                        return await handler(request)
+                    finally:
+                        CALLER.reset(token)
                 except Exception as raised:
                     error = as_gateway_error(raised, route)
                 if isinstance(error, Internal | Unavailable):
@@ -79,12 +86,6 @@ class HttpApi:
                 return error_response(error)
 
         return endpoint
-
-    async def _authenticate(self, request: Request) -> None:
-        if self._keys is None:
-            return
-        if not await self._keys.allows(request.headers.get("authorization")):
-            raise Unauthenticated("missing or invalid API key: send `Authorization: Bearer <key>`")
 
     def _handler(self, route: routes.Route) -> Handler:
         """Reads the body (if the route has one), answers, and renders the answer."""
@@ -116,19 +117,19 @@ class HttpApi:
         return json_response(self._document)
 
     def routes(self) -> list[Route]:
-        table: list[tuple[str, str, Handler, bool]] = [
-            (route.path, route.method, self._handler(route), False) for route in self._routes
+        table: list[tuple[str, str, Handler, str | None]] = [
+            (route.path, route.method, self._handler(route), route.scope) for route in self._routes
         ]
         table += [
-            ("/healthz", "GET", self.health, True),
-            ("/openapi.json", "GET", self.openapi, True),
+            ("/healthz", "GET", self.health, None),
+            ("/openapi.json", "GET", self.openapi, None),
         ]
         methods: dict[str, list[str]] = {}
         for path, method, _, _ in table:
             methods.setdefault(path, []).append(method)
         handlers: dict[str, dict[str, Handler]] = {}
-        for path, method, handler, public in table:
-            handlers.setdefault(path, {})[method] = self._endpoint(path, handler, public=public)
+        for path, method, handler, scope in table:
+            handlers.setdefault(path, {})[method] = self._endpoint(path, handler, scope)
         return [Route(path, _by_method(handlers[path]), methods=methods[path]) for path in handlers]
 
 

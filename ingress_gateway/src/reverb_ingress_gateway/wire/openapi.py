@@ -6,7 +6,9 @@ options); descriptions are the proto comments, read from the descriptor set
 `make gen` writes with source info (`reverb_contracts/v1/contracts.binpb`).
 The errors a route can give are its own (`HttpRoute.errors`) and the
 transcoder's (a bad parameter or body), authentication's and the database's,
-with their HTTP statuses from `errors.STATUSES`.
+with their HTTP statuses from `errors.STATUSES`. Each operation names the API
+key scope its RPC declares (`(reverb.v1.scope)`) in its `security` requirement
+and in `x-reverb-scope`.
 """
 
 from collections.abc import Iterable, Sequence
@@ -36,7 +38,7 @@ Schema = dict[str, Any]
 
 _TIME: Schema = {"type": "string", "format": "date-time"}
 # What every protected route can end with besides its own errors.
-_ALWAYS = ("unauthenticated", "internal", "unavailable")
+_ALWAYS = ("unauthenticated", "permission_denied", "internal", "unavailable")
 # What reading a body can end with (http/body.py), besides the route's body error.
 _BODY = ("invalid_json", "invalid_argument", "payload_too_large", "unsupported_media_type")
 
@@ -274,8 +276,10 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
     summary, description = _split(schemas.comments.get(route.rpc.full_name, route.rpc.name))
     options = http_route(route.rpc)
     operation: Schema = {"operationId": route.rpc.name, "summary": summary}
-    if description:
-        operation["description"] = description
+    needs = f"Needs an API key with the `{route.scope}` scope."
+    operation["description"] = f"{description}\n\n{needs}" if description else needs
+    operation["security"] = [{"apiKey": [route.scope]}]
+    operation["x-reverb-scope"] = route.scope
     parameters = [_parameter(field, "path", schemas) for field in route.path_fields] + [
         _parameter(field, "query", schemas) for field in route.query_fields
     ]
@@ -379,7 +383,9 @@ def document(routes: Sequence[Route], plain: Sequence[PlainRoute]) -> Schema:
                 "apiKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (rvb_…); not needed in dev mode.",
+                    "description": "An API key (rvb_…); not needed in dev mode. Each"
+                    " operation names the scope the key must hold (ingest, read, operate,"
+                    " admin); a key without it gets 403 permission_denied.",
                 }
             },
             "schemas": {"Error": _error_schema(), **schemas.components},

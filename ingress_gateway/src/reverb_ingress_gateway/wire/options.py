@@ -42,6 +42,15 @@ def http_route(method: MethodDescriptor) -> options_pb2.HttpRoute:
     return method.GetOptions().Extensions[options_pb2.http_route]
 
 
+def scope(method: MethodDescriptor) -> str:
+    """The scope a key needs for the RPC, as its (reverb.v1.scope) option names it ("ingest");
+    ValueError when the RPC declares none."""
+    declared: options_pb2.Scope.ValueType = method.GetOptions().Extensions[options_pb2.scope]
+    if declared == options_pb2.SCOPE_UNSPECIFIED:
+        raise ValueError(f"{method.full_name} declares no (reverb.v1.scope) option")
+    return options_pb2.Scope.Name(declared).removeprefix("SCOPE_").lower()
+
+
 def is_message(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_MESSAGE
 

@@ -28,6 +28,7 @@ from reverb_ingress_gateway.wire.options import (
     http_rule,
     is_map,
     message_of,
+    scope,
 )
 
 INGRESS = ingress_pb2.DESCRIPTOR.services_by_name["Ingress"]
@@ -56,6 +57,8 @@ class Route:
     path: str  # Starlette's form: "/events/{event_id:path}"
     template: str  # OpenAPI's form: "/events/{event_id}"
     rpc: MethodDescriptor
+    # The scope an API key needs: the RPC's (reverb.v1.scope) option.
+    scope: str
     status: int
     # The request field the body maps to ("*": the whole message); None: no body.
     body: str | None
@@ -191,6 +194,7 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: _Compi
         path=path,
         template=template,
         rpc=method,
+        scope=scope(method),
         status=options.status or 200,
         body=body,
         path_fields=path_fields,

@@ -1,5 +1,8 @@
 """reverb.v1.Ingress on a grpc.aio server: the servicer's methods, spans, statuses, API keys.
 
+A call needs a live key holding the scope its RPC declares (`(reverb.v1.scope)`,
+read by `options.scope`); the key's grant is `auth.CALLER` while the call runs.
+
 Each RPC of the service runs its `IngressServicer` method in a span (under the
 caller's traceparent when it sent one); a GatewayError (or anything else, made
 one by `as_gateway_error`) aborts the call with its row of `errors.STATUSES`:
@@ -19,11 +22,13 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from reverb_contracts.v1 import ingress_pb2
-from reverb_ingress_gateway.auth import ApiKeys
-from reverb_ingress_gateway.errors import Internal, Unavailable, as_gateway_error
+from reverb_ingress_gateway.auth import CALLER, ApiKeys
+from reverb_ingress_gateway.errors import Internal, Unauthenticated, Unavailable, as_gateway_error
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.spans import server_span
 from reverb_ingress_gateway.wire.ingress import IngressServicer
+from reverb_ingress_gateway.wire.options import scope
+from reverb_store.control import ApiKeyGrant
 from reverb_telemetry import context_from_metadata
 
 ERROR_CODE_METADATA = "reverb-error-code"
@@ -87,34 +92,61 @@ def _denial(status: grpc.StatusCode, code: str, message: str) -> Handler:
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
+def _as_caller(handler: Handler, grant: ApiKeyGrant) -> Handler:
+    """`handler` (unary-unary, as every Ingress RPC is) with `grant` as auth.CALLER."""
+    # grpc.aio calls the behavior with its own context and awaits it (the stubs type it sync).
+    behavior: Any = handler.unary_unary
+    assert behavior is not None
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token = CALLER.set(grant)
+        try:
+            return await behavior(request, context)
+        finally:
+            CALLER.reset(token)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses reverb.v1.Ingress calls without a live key; health and reflection stay open."""
+    """Refuses reverb.v1.Ingress calls without a live key holding the RPC's scope (before the
+    request is read); health and reflection stay open."""
 
     _PROTECTED_PREFIX = f"/{INGRESS_SERVICE}/"
 
     def __init__(self, keys: ApiKeys) -> None:
         self._keys = keys
+        self._scopes = {
+            f"/{INGRESS_SERVICE}/{method.name}": scope(method) for method in INGRESS.methods
+        }
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        if not handler_call_details.method.startswith(self._PROTECTED_PREFIX):
+        method = handler_call_details.method
+        if not method.startswith(self._PROTECTED_PREFIX):
             return await continuation(handler_call_details)
         authorization = None
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
                 authorization = value if isinstance(value, str) else value.decode()
+        needed = self._scopes.get(method)
         try:
-            allowed = await self._keys.allows(authorization)
+            if needed is None:  # no such RPC: still no answer without a live key
+                if await self._keys.grant(authorization) is None:
+                    raise Unauthenticated(
+                        "missing or invalid API key: send `authorization: Bearer <key>`"
+                    )
+                return await continuation(handler_call_details)
+            grant = await self._keys.authorize(authorization, needed, method.lstrip("/"))
         except Exception as raised:
             error = as_gateway_error(raised, "authentication")
             return _denial(grpc.StatusCode[error.status.grpc], error.code, error.message)
-        if allowed:
-            return await continuation(handler_call_details)
-        return _denial(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "unauthenticated",
-            "missing or invalid API key: send `authorization: Bearer <key>`",
-        )
+        handler = await continuation(handler_call_details)
+        return None if handler is None else _as_caller(handler, grant)

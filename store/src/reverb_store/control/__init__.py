@@ -1,9 +1,15 @@
 """Control-plane queries: accepting and reading events, runs and functions; apps; API keys."""
 
 from reverb_store.control.api_keys import (
+    HOST,
     KEY_PREFIX,
+    SCOPES,
+    ApiKeyGrant,
+    ApiKeyRecord,
+    InvalidKeyScopes,
     create_api_key,
     hash_key,
+    list_api_keys,
     revoke_api_key,
     verify,
 )
@@ -37,6 +43,8 @@ from reverb_store.control.registry import (
 )
 
 __all__ = [
+    "ApiKeyGrant",
+    "ApiKeyRecord",
     "AppDefinition",
     "ErrorDetails",
     "EventCursor",
@@ -44,9 +52,12 @@ __all__ = [
     "FunctionDefinition",
     "FunctionOwnedByAnotherApp",
     "FunctionRecord",
+    "HOST",
+    "InvalidKeyScopes",
     "KEY_PREFIX",
     "RunFilter",
     "RunRecord",
+    "SCOPES",
     "StepRecord",
     "TriggerDefinition",
     "TriggerRecord",
@@ -57,6 +68,7 @@ __all__ = [
     "get_event",
     "get_run",
     "hash_key",
+    "list_api_keys",
     "list_events",
     "list_functions",
     "list_runs",
