@@ -31,6 +31,8 @@ from reverb_store.control.api_keys import CHANNEL
 logger = structlog.get_logger("reverb.ingress_gateway")
 
 _MAX_CACHED = 10_000
+# The application_name of the connection that listens for key changes.
+LISTENER_NAME = "reverb-gateway-api-keys"
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 5.0
 
@@ -193,7 +195,11 @@ class ApiKeys:
         while True:
             lost = asyncio.Event()
             try:
-                connection = await asyncpg.connect(self._database_url, timeout=self._timeout)
+                connection = await asyncpg.connect(
+                    self._database_url,
+                    timeout=self._timeout,
+                    server_settings={"application_name": LISTENER_NAME},
+                )
             except Exception as error:
                 logger.warning(
                     "cannot listen for API key changes; retrying",
