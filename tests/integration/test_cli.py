@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
+from pgqueuer.queries import Queries
 
+from reverb_store.migrate import migrate, migration_files
 from tests import postgres
 from tests.e2e.processes import free_port
 
@@ -153,3 +156,78 @@ async def test_help_lists_the_commands() -> None:
     assert result.code == 0
     for command in ("dev", "migrate", "gateway", "worker", "host", "send", "runs", "run", "keys"):
         assert f"  {command} " in result.stdout
+
+
+async def test_migrate_gives_earlier_keys_every_scope_but_host(empty_database_url: str) -> None:
+    """Keys made before migration 0005 keep working: ingest, read, operate and admin."""
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        await Queries(AsyncpgDriver(connection)).install()
+        await connection.execute(
+            "CREATE SCHEMA reverb; CREATE TABLE reverb.schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migration_files():
+            if version < 5:
+                await connection.execute(sql)
+                await connection.execute(
+                    "INSERT INTO reverb.schema_migrations VALUES ($1, $2)", version, name
+                )
+        await connection.execute(
+            "INSERT INTO reverb.api_keys (id, name, key_hash) VALUES ('old', 'old', 'digest')"
+        )
+        assert await migrate(connection) == ["0005_api_key_scopes.sql"]
+        row = await connection.fetchrow("SELECT scopes, apps FROM reverb.api_keys")
+    finally:
+        await connection.close()
+    assert row is not None
+    assert (row["scopes"], row["apps"]) == (["ingest", "read", "operate", "admin"], [])
+
+
+async def test_keys_create_with_scopes_and_apps_and_list_them(database_url: str) -> None:
+    env = {"REVERB_DATABASE_URL": database_url}
+    reader = await run_cli(
+        "keys", "create", "dash", "--scope", "read", "--scope", "ingest", env=env
+    )
+    assert reader.code == 0, reader
+    assert "scopes  read,ingest" in reader.stdout
+    host = await run_cli("keys", "create", "shop-host", "--scope", "host", "--app", "shop", env=env)
+    assert host.code == 0, host
+    host_fields = dict(line.split(maxsplit=1) for line in host.stdout.splitlines())
+    assert (host_fields["scopes"], host_fields["apps"]) == ("host", "shop")
+    default = await run_cli("keys", "create", "app", env=env)
+    assert "scopes  ingest" in default.stdout
+
+    listed = await run_cli("keys", "list", env=env)
+    assert listed.code == 0, listed
+    lines = {line.split()[1]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert lines["dash"][2:4] == ["read,ingest", "-"]
+    assert lines["shop-host"][2:4] == ["host", "shop"]
+    assert lines["app"][2:4] == ["ingest", "-"]
+    assert host_fields["key"] not in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--app", "shop"], "only a host key is bound to apps"),
+        (["--scope", "read", "--app", "shop"], "only a host key is bound to apps"),
+        (["--scope", "host"], "at least one app"),
+        (["--scope", "host", "--scope", "read", "--app", "shop"], "host scope alone"),
+    ],
+)
+async def test_keys_create_refuses_scopes_that_do_not_fit(
+    database_url: str, args: list[str], message: str
+) -> None:
+    result = await run_cli(
+        "keys", "create", "bad", *args, env={"REVERB_DATABASE_URL": database_url}
+    )
+    assert_user_error(result, message)
+
+
+async def test_keys_create_refuses_an_unknown_scope(database_url: str) -> None:
+    env = {"REVERB_DATABASE_URL": database_url}
+    result = await run_cli("keys", "create", "bad", "--scope", "root", env=env)
+    assert result.code == 2, result  # click's usage error names the choices
+    assert "ingest" in result.stderr

@@ -99,3 +99,22 @@ def test_a_trigger_is_one_of_two_unambiguous_shapes(document: dict[str, Any]) ->
     shapes = [sorted(variant["required"]) for variant in trigger["oneOf"]]
     assert shapes == [["event"], ["cron", "timezone"]]
     assert _schema(document, "Step")["properties"]["child_run_id"]["type"] == ["string", "null"]
+
+
+def test_every_operation_names_its_scope_and_the_403(document: dict[str, Any]) -> None:
+    scopes = {
+        (path, method): operation["x-reverb-scope"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") != []
+    }
+    assert scopes[("/events", "post")] == "ingest"
+    assert scopes[("/runs", "get")] == "read"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if operation.get("security") == []:
+                continue  # public: /healthz, /openapi.json
+            scope = operation["x-reverb-scope"]
+            assert operation["security"] == [{"apiKey": [scope]}], (path, method)
+            assert f"`{scope}` scope" in operation["description"]
+            assert "permission_denied" in operation["responses"]["403"]["description"]
