@@ -190,7 +190,7 @@ async def secured_gateway(database_url: str) -> AsyncIterator[tuple[str, str]]:
     """A gateway outside dev mode, and a valid API key for it."""
     connection = await asyncpg.connect(database_url)
     try:
-        _, key = await create_api_key(connection, "cli-test")
+        _, key = await create_api_key(connection, "cli-test", ["read"])
     finally:
         await connection.close()
     gateway = await start_gateway(
