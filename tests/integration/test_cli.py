@@ -144,8 +144,16 @@ async def test_usage_mistakes_exit_with_status_2() -> None:
 
 
 async def test_host_with_an_app_that_does_not_exist() -> None:
-    result = await run_cli("host", "no/such/app.py")
+    result = await run_cli("host", "no/such/app.py", env={"REVERB_HOST_INSECURE": "true"})
     assert_user_error(result, "no such file: no/such/app.py")
+
+
+async def test_a_host_without_a_signing_key_refuses_to_start() -> None:
+    result = await run_cli("host", "no/such/app.py")
+    assert result.code == 2, result
+    assert result.stderr.startswith("error: REVERB_SIGNING_KEY is not set"), result
+    assert result.stderr.count("\n") == 1, result  # one line, no traceback
+    assert "REVERB_HOST_INSECURE=true" in result.stderr
 
 
 async def test_help_lists_the_commands() -> None:

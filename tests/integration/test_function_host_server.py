@@ -188,7 +188,7 @@ def spans() -> InMemorySpanExporter:
 
 
 async def test_an_invocation_and_its_steps_join_the_callers_trace(
-    channel: aio.Channel, spans: InMemorySpanExporter
+    channel: aio.Channel, spans: InMemorySpanExporter, signed_host: Host
 ) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
@@ -199,7 +199,7 @@ async def test_an_invocation_and_its_steps_join_the_callers_trace(
         events=[common_pb2.Event(id="e", name="user.created", data=b'{"name": "Ada"}')],
         traceparent=traceparent,
     )
-    sign_start(start, KEY, app.id)
+    sign_start(start, KEY, app.id, signed_host.address)
     await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
     report = await call.read()
     assert isinstance(report, pb.InvokeResponse)

@@ -25,14 +25,23 @@ class StartAuth:
     signed_at_ms: int
     nonce: bytes
     app_id: str
+    host_address: str
     mac: bytes
 
 
 class StartCheck:
     """Verifies the Starts of one stream for the host of `app_id`."""
 
-    def __init__(self, app_id: str, keyring: Keyring | None, guard: ReplayGuard, peer: str) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        host_address: str,
+        keyring: Keyring | None,
+        guard: ReplayGuard,
+        peer: str,
+    ) -> None:
         self._app_id = app_id
+        self._host_address = host_address
         self._keyring = keyring
         self._guard = guard
         self._peer = peer
@@ -60,6 +69,12 @@ class StartCheck:
             return self._refuse(run_id, "invalid MAC", seal)
         if auth.app_id != self._app_id:
             problem = f"the Start is for app {auth.app_id!r}, this host serves {self._app_id!r}"
+            return self._refuse(run_id, problem, seal)
+        if auth.host_address != self._host_address:
+            problem = (
+                f"the Start is for the host at {auth.host_address!r},"
+                f" this host is {self._host_address!r}"
+            )
             return self._refuse(run_id, problem, seal)
         replay = self._guard.problem(auth.nonce, auth.signed_at_ms, time.time_ns() // 1_000_000)
         if replay is not None:

@@ -90,7 +90,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
             ("grpc.max_send_message_length", limit),
         ],
     )
-    service.add_function_host(server, app, limit, keyring)
+    servicer = service.add_function_host(server, app, limit, keyring)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
@@ -100,10 +100,11 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
         port = server.add_insecure_port(settings.host_address)
     else:
         port = server.add_secure_port(settings.host_address, credentials)
+    address = settings.host_advertise_address or _advertised(settings.host_address, port)
+    servicer.address = address
     await server.start()
     for name in ("", service.SERVICE_NAME):
         await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
-    address = settings.host_advertise_address or _advertised(settings.host_address, port)
     host = Host(server, health_service, port, address)
     log.info(
         "function host serving",

@@ -37,10 +37,9 @@ class WorkerSettings(BaseSettings):
     worker_poll_interval: Seconds = Field(default=timedelta(seconds=5), gt=timedelta(0))
     # Shared with the function hosts: every Start is signed with it, and every answer of a
     # host must be signed with it (docs/architecture.md, "Signed invocations").
+    # (A worker needs no previous key during a rotation: a host answers each Start with
+    # the key that signed it.)
     signing_key: SecretStr | None = None
-    # The key before the current one, during a rotation: answers to Starts it signed are
-    # still accepted. Unset once every host has the new key.
-    signing_key_previous: SecretStr | None = None
     # How long one Invoke stream may last before the attempt counts as failed.
     invocation_timeout: Seconds = Field(default=timedelta(hours=1), gt=timedelta(0))
     # The first retry delay; later ones double (steps and functions up to 10 min, hosts 30 s).

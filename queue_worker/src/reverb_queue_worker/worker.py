@@ -207,11 +207,7 @@ def signing_keyring(settings: WorkerSettings) -> Keyring | None:
     """The keys Starts are signed with (None without REVERB_SIGNING_KEY)."""
     if settings.signing_key is None:
         return None
-    previous = settings.signing_key_previous
-    return Keyring(
-        settings.signing_key.get_secret_value(),
-        [previous.get_secret_value()] if previous is not None else [],
-    )
+    return Keyring(settings.signing_key.get_secret_value())
 
 
 async def run(settings: WorkerSettings) -> None:

@@ -17,7 +17,9 @@ def start_auth(message: function_host_pb2.Start) -> StartAuth | None:
     if not message.HasField("auth"):
         return None
     auth = message.auth
-    return StartAuth(auth.key_id, auth.signed_at_ms, auth.nonce, auth.app_id, auth.mac)
+    return StartAuth(
+        auth.key_id, auth.signed_at_ms, auth.nonce, auth.app_id, auth.host_address, auth.mac
+    )
 
 
 def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
@@ -44,6 +46,7 @@ def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
         .integer(auth.signed_at_ms)
         .blob(auth.nonce)
         .text(auth.app_id)
+        .text(auth.host_address)
         .text(message.run_id)
         .text(message.function_id)
         .integer(message.attempt)

@@ -31,6 +31,8 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
         self._keyring = keyring
         # Every Start nonce accepted within the signature window, across streams.
         self._replays = ReplayGuard()
+        # The address the host registers (and Starts name), once it is bound.
+        self.address = ""
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -44,7 +46,8 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     ) -> None:
         session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
         session.start()
-        check = StartCheck(self._app.id, self._keyring, self._replays, context.peer())
+        peer = context.peer()
+        check = StartCheck(self._app.id, self.address, self._keyring, self._replays, peer)
         try:
             async for request in aiter(request_iterator):
                 if not session.receive(messages.worker_frames(request, check)):
@@ -60,11 +63,13 @@ async def _send(write: Write, max_frame: int, frames: Sequence[Answer]) -> None:
 
 def add_function_host(
     server: aio.Server, app: reverb.App, max_message_bytes: int, keyring: Keyring | None
-) -> None:
+) -> FunctionHostService:
     """Serve reverb.v1.FunctionHost for `app` on `server`; with a keyring, every Start must
-    be signed with one of its keys (None: an insecure host, nothing is checked)."""
+    be signed with one of its keys (None: an insecure host, nothing is checked). Set the
+    servicer's `address` before the server starts."""
     servicer = FunctionHostService(app, max_message_bytes, keyring)
     function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+    return servicer
 
 
 async def register_app(

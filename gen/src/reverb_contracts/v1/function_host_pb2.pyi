@@ -298,8 +298,8 @@ Global___Start: _TypeAlias = Start  # noqa: Y015
 class StartAuth(_message.Message):
     """The MAC of one Start: HMAC-SHA256, with the key named by `key_id`, over the Start's
     canonical bytes (docs/architecture.md, "Signed invocations"): its run, function,
-    attempt, a digest of its events and of its memo, the target app, when it was signed
-    and its nonce. A host runs nothing before it verified it.
+    attempt, a digest of its events and of its memo, the target app and host, when it was
+    signed and its nonce. A host runs nothing before it verified it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -309,6 +309,7 @@ class StartAuth(_message.Message):
     NONCE_FIELD_NUMBER: _builtins.int
     APP_ID_FIELD_NUMBER: _builtins.int
     MAC_FIELD_NUMBER: _builtins.int
+    HOST_ADDRESS_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     """The signing key's id: the first 16 hex digits of SHA-256("reverb-key-id" NUL key)."""
     signed_at_ms: _builtins.int
@@ -321,6 +322,10 @@ class StartAuth(_message.Message):
     """The app the worker means to reach: a host serving another app refuses the Start."""
     mac: _builtins.bytes
     """The 32-byte HMAC-SHA256."""
+    host_address: _builtins.str
+    """The address of the host the worker means to reach, as the host registered it: another
+    host (even of the same app) refuses the Start.
+    """
     def __init__(
         self,
         *,
@@ -329,10 +334,11 @@ class StartAuth(_message.Message):
         nonce: _builtins.bytes = ...,
         app_id: _builtins.str = ...,
         mac: _builtins.bytes = ...,
+        host_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "key_id", b"key_id", "mac", b"mac", "nonce", b"nonce", "signed_at_ms", b"signed_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "key_id", b"key_id", "mac", b"mac", "nonce", b"nonce", "signed_at_ms", b"signed_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,10 +27,12 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Opening:
-    """A Start as a session sends it: to which app, under which nonce (signed when written)."""
+    """A Start as a session sends it: to which app and host (its registered address), under
+    which nonce (signed when written)."""
 
     start: Start
     app_id: AppId
+    host_address: str
     nonce: bytes
 
 

@@ -211,7 +211,7 @@ class HostSession:
             return channel
         self._invocations[invocation_id] = channel
         channel.expire_after(timeout_seconds)
-        self.send(invocation_id, protocol.Opening(start, app_id, nonce))
+        self.send(invocation_id, protocol.Opening(start, app_id, self.address, nonce))
         return channel
 
     def send(self, invocation_id: int, message: protocol.WorkerMessage) -> None:

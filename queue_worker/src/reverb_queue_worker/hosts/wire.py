@@ -105,6 +105,7 @@ def _sign_start(
     auth.signed_at_ms = now_ms
     auth.nonce = opening.nonce
     auth.app_id = opening.app_id
+    auth.host_address = opening.host_address
     auth.mac = key.mac(start_signed_bytes(message))
 
 
@@ -132,6 +133,7 @@ def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
         .integer(auth.signed_at_ms)
         .blob(auth.nonce)
         .text(auth.app_id)
+        .text(auth.host_address)
         .text(message.run_id)
         .text(message.function_id)
         .integer(message.attempt)
