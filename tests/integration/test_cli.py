@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -161,3 +162,11 @@ async def test_help_lists_the_commands() -> None:
     assert result.code == 0
     for command in ("dev", "migrate", "gateway", "worker", "host", "send", "runs", "run", "keys"):
         assert f"  {command} " in result.stdout
+
+
+async def test_certs_makes_the_files_mutual_tls_needs(tmp_path: Path) -> None:
+    result = await run_cli("certs", str(tmp_path / "certs"))
+    assert result.code == 0, result
+    made = sorted(path.name for path in (tmp_path / "certs").iterdir())
+    assert made == ["ca.pem", "host-key.pem", "host.pem", "worker-key.pem", "worker.pem"]
+    assert "REVERB_TLS_CA=" in result.stdout

@@ -23,6 +23,7 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import open_pool
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
+from reverb_queue_worker.hosts.tls import channel_credentials
 from reverb_queue_worker.jobs import entrypoints
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
@@ -188,7 +189,7 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
         settings,
         pool,
         checkpoints,
-        HostChannels(pool, keyring),
+        HostChannels(pool, keyring, channel_credentials(settings)),
         HostRetries(),
         own_jobs,
         Gates(gates),

@@ -41,9 +41,16 @@ class HostUnreachable(Exception):
 class HostChannels:
     """The worker's gRPC channels to function hosts, keyed by address."""
 
-    def __init__(self, pool: asyncpg.Pool, keyring: Keyring | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        keyring: Keyring | None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self._pool = pool
         self._keyring = keyring
+        # TLS credentials (None: plaintext channels).
+        self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._sessions: dict[str, HostSession] = {}
         # app id -> (time.monotonic() when read, addresses newest first)
@@ -54,7 +61,12 @@ class HostChannels:
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(
+                    address, self._credentials, options=_CHANNEL_OPTIONS
+                )
             self._channels[address] = channel
         return channel
 
