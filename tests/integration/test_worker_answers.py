@@ -33,7 +33,10 @@ class RogueHost(function_host_pb2_grpc.FunctionHostServicer):
     def __init__(self) -> None:
         self.starts: list[pb.Start] = []
 
-    async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:  # type: ignore[override]
+    async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.DescribeResponse:
+        return pb.DescribeResponse()
+
+    async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:
         async for request in request_iterator:
             for frame in request.frames:
                 if frame.WhichOneof("message") != "start":
