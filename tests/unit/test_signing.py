@@ -2,6 +2,7 @@
 replay guard's window and bounded memory."""
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -20,6 +21,15 @@ def test_a_key_id_names_a_key_without_revealing_it() -> None:
     assert "new" not in repr(ring.current)
     with pytest.raises(ValueError, match="empty"):
         Keyring("")
+
+
+@pytest.mark.parametrize("secret", [b"k", b"k" * 64, b"k" * 65, bytes(range(256))])
+def test_a_mac_is_hmac_sha256(secret: bytes) -> None:
+    key = Keyring(secret).current
+    for message in (b"", b"m", b"m" * 1000):
+        assert key.mac(message) == hmac.digest(secret, message, "sha256")
+        assert key.verifies(message, hmac.digest(secret, message, "sha256"))
+    assert not key.verifies(b"m", b"\0" * 32)
 
 
 def test_the_canonical_layout_is_length_prefixed_big_endian() -> None:

@@ -17,6 +17,7 @@ import secrets
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ANSWER_DOMAIN",
@@ -41,6 +42,9 @@ NONCE_BYTES = 16
 _LENGTH = struct.Struct(">I")
 _INTEGER = struct.Struct(">q")
 _TIME = struct.Struct(">qi")
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 def key_id(secret: bytes) -> str:
@@ -59,12 +63,28 @@ class SigningKey:
 
     secret: bytes = field(repr=False)
     id: str = field(init=False)
+    # HMAC's inner and outer hash states after the padded key (RFC 2104), made once: a
+    # MAC then costs two hash copies instead of a new HMAC context (half the time).
+    _inner: Any = field(init=False, repr=False, compare=False)
+    _outer: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", key_id(self.secret))
+        padded = self.secret
+        if len(padded) > _BLOCK:
+            padded = hashlib.sha256(padded).digest()
+        padded = padded.ljust(_BLOCK, b"\0")
+        object.__setattr__(self, "_inner", hashlib.sha256(padded.translate(_IPAD)))
+        object.__setattr__(self, "_outer", hashlib.sha256(padded.translate(_OPAD)))
 
     def mac(self, message: bytes) -> bytes:
-        return hmac.digest(self.secret, message, "sha256")
+        """HMAC-SHA256(secret, message)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
 
     def verifies(self, message: bytes, mac: bytes) -> bool:
         """Whether `mac` is this key's MAC of `message` (a constant-time compare)."""
@@ -109,7 +129,10 @@ class Canonical:
         self._parts = [domain]
 
     def text(self, value: str) -> Canonical:
-        return self.blob(value.encode())
+        encoded = value.encode()
+        self._parts.append(_LENGTH.pack(len(encoded)))
+        self._parts.append(encoded)
+        return self
 
     def blob(self, value: bytes) -> Canonical:
         self._parts.append(_LENGTH.pack(len(value)))
