@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -147,8 +148,16 @@ async def test_usage_mistakes_exit_with_status_2() -> None:
 
 
 async def test_host_with_an_app_that_does_not_exist() -> None:
-    result = await run_cli("host", "no/such/app.py")
+    result = await run_cli("host", "no/such/app.py", env={"REVERB_HOST_INSECURE": "true"})
     assert_user_error(result, "no such file: no/such/app.py")
+
+
+async def test_a_host_without_a_signing_key_refuses_to_start() -> None:
+    result = await run_cli("host", "no/such/app.py")
+    assert result.code == 2, result
+    assert result.stderr.startswith("error: REVERB_SIGNING_KEY is not set"), result
+    assert result.stderr.count("\n") == 1, result  # one line, no traceback
+    assert "REVERB_HOST_INSECURE=true" in result.stderr
 
 
 async def test_help_lists_the_commands() -> None:
@@ -231,3 +240,11 @@ async def test_keys_create_refuses_an_unknown_scope(database_url: str) -> None:
     result = await run_cli("keys", "create", "bad", "--scope", "root", env=env)
     assert result.code == 2, result  # click's usage error names the choices
     assert "ingest" in result.stderr
+
+
+async def test_certs_makes_the_files_mutual_tls_needs(tmp_path: Path) -> None:
+    result = await run_cli("certs", str(tmp_path / "certs"))
+    assert result.code == 0, result
+    made = sorted(path.name for path in (tmp_path / "certs").iterdir())
+    assert made == ["ca.pem", "host-key.pem", "host.pem", "worker-key.pem", "worker.pem"]
+    assert "REVERB_TLS_CA=" in result.stdout

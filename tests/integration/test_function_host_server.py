@@ -26,6 +26,7 @@ from reverb import Context, cron, event
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2, ingress_pb2_grpc
 from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostStub
 from reverb_function_host import Host, HostSettings, start
+from tests.integration.signed_starts import sign_start
 
 if TYPE_CHECKING:
     from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostAsyncStub
@@ -50,6 +51,8 @@ def signed(method: str, *, at: float | None = None, key: str = KEY) -> tuple[tup
 
 
 def settings(**values: Any) -> HostSettings:
+    """A host on a free port; insecure unless it is given a signing key."""
+    values.setdefault("host_insecure", "signing_key" not in values)
     return HostSettings(host_address="127.0.0.1:0", **values)
 
 
@@ -185,7 +188,7 @@ def spans() -> InMemorySpanExporter:
 
 
 async def test_an_invocation_and_its_steps_join_the_callers_trace(
-    channel: aio.Channel, spans: InMemorySpanExporter
+    channel: aio.Channel, spans: InMemorySpanExporter, signed_host: Host
 ) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
@@ -196,6 +199,7 @@ async def test_an_invocation_and_its_steps_join_the_callers_trace(
         events=[common_pb2.Event(id="e", name="user.created", data=b'{"name": "Ada"}')],
         traceparent=traceparent,
     )
+    sign_start(start, KEY, app.id, signed_host.address)
     await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
     report = await call.read()
     assert isinstance(report, pb.InvokeResponse)

@@ -129,7 +129,9 @@ async def big_output(ctx: Context) -> object:
 
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(
+        app, HostSettings(host_address="127.0.0.1:0", host_insecure=True), register_app=False
+    )
     yield running
     await running.stop(0)
 
@@ -487,7 +489,9 @@ async def test_a_disconnected_worker_abandons_the_function(
 
 async def test_an_output_too_large_for_a_message_fails_the_step_for_good() -> None:
     host = await start_host(
-        app, HostSettings(host_address="127.0.0.1:0", max_message_bytes=4096), register_app=False
+        app,
+        HostSettings(host_address="127.0.0.1:0", host_insecure=True, max_message_bytes=4096),
+        register_app=False,
     )
     try:
         async with aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:

@@ -15,7 +15,7 @@ import pytest
 
 import reverb
 from reverb import Context, event
-from reverb_function_host import Host, HostSettings
+from reverb_function_host import Host
 from reverb_function_host import start as start_host
 from reverb_queue_worker import start as start_worker
 from reverb_store import execution, jobs
@@ -33,7 +33,7 @@ from reverb_store.execution import (
 )
 from reverb_store.ids import AppId, FunctionId, JobId, RunId, StepId, new_id
 from tests.e2e.processes import eventually
-from tests.integration.test_worker_runs import Mesh, register, worker_settings
+from tests.integration.test_worker_runs import Mesh, host_settings, register, worker_settings
 from tests.integration.wakeups import Heard
 
 app = reverb.App("gate-tests")
@@ -106,7 +106,7 @@ async def create_held_runs_table(connection: asyncpg.Connection) -> None:
 
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(app, host_settings(), register_app=False)
     yield running
     await running.stop(0)
 

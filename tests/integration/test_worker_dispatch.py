@@ -8,17 +8,17 @@ import asyncpg
 import orjson
 import pytest
 
-from reverb_function_host import Host, HostSettings
+from reverb_function_host import Host
 from reverb_function_host import start as start_host
 from reverb_queue_worker import WorkerSettings
 from reverb_queue_worker import start as start_worker
 from tests.e2e.processes import eventually
-from tests.integration.test_worker_runs import Mesh, app, register, worker_settings
+from tests.integration.test_worker_runs import Mesh, app, host_settings, register, worker_settings
 
 
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(app, host_settings(), register_app=False)
     yield running
     await running.stop(0)
 

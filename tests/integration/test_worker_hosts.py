@@ -17,7 +17,7 @@ from reverb_function_host import start as start_host
 from reverb_queue_worker import start as start_worker
 from reverb_store import NewEvent, insert_events
 from tests.e2e.processes import eventually
-from tests.integration.test_worker_runs import add_host, register, worker_settings
+from tests.integration.test_worker_runs import add_host, host_settings, register, worker_settings
 
 app = reverb.App("worker-host-tests")
 started = asyncio.Event()
@@ -81,7 +81,7 @@ async def jobs_enqueued(connection: asyncpg.Connection) -> int:
 
 @pytest.fixture
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(app, host_settings(), register_app=False)
     yield running
     await running.stop(0)
 
@@ -109,7 +109,7 @@ async def test_a_run_waits_for_a_host_and_resumes_once_one_is_up(
 
         await eventually(queued_uncounted, what="the run to be queued, nothing counted")
 
-        host = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+        host = await start_host(app, host_settings(), register_app=False)
         try:
             await add_host(connection, app.id, f"127.0.0.1:{host.port}")
             run = await wait_status(connection, event_id, "completed")

@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import orjson
 import pytest
+from pydantic import SecretStr
 
 import reverb
 from reverb import Context, NonRetriableError, StepError, event
@@ -239,9 +241,19 @@ async def add_host(connection: asyncpg.Connection, app_id: str, address: str) ->
     )
 
 
+# Workers and hosts of the tests share it: every Start and every answer is signed.
+SIGNING_KEY = SecretStr("integration-test-signing-key")
+
+
+def host_settings(**values: Any) -> HostSettings:
+    """A signed host on a free port."""
+    return HostSettings(host_address="127.0.0.1:0", signing_key=SIGNING_KEY, **values)
+
+
 def worker_settings(database_url: str) -> WorkerSettings:
     return WorkerSettings(
         database_url=database_url,
+        signing_key=SIGNING_KEY,
         worker_concurrency=20,
         backoff_base=timedelta(milliseconds=50),
         worker_shutdown_timeout=timedelta(seconds=5),
@@ -250,7 +262,7 @@ def worker_settings(database_url: str) -> WorkerSettings:
 
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(app, host_settings(), register_app=False)
     yield running
     await running.stop(0)
 

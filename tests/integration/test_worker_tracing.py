@@ -9,12 +9,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from reverb_function_host import HostSettings
 from reverb_function_host import start as start_host
 from reverb_queue_worker import start as start_worker
 from reverb_store import NewEvent, insert_events
 from tests.integration.test_worker_hosts import app, wait_status
-from tests.integration.test_worker_runs import register, worker_settings
+from tests.integration.test_worker_runs import host_settings, register, worker_settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INGEST_SPAN = "00f067aa0ba902b7"
@@ -39,7 +38,7 @@ def in_trace(span: ReadableSpan) -> bool:
 async def test_the_run_joins_the_trace_of_its_event(
     database_url: str, connection: asyncpg.Connection, spans: InMemorySpanExporter
 ) -> None:
-    host = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    host = await start_host(app, host_settings(), register_app=False)
     await register(connection, app, f"127.0.0.1:{host.port}")
     worker = await start_worker(worker_settings(database_url))
     try:

@@ -45,4 +45,5 @@ def test_users_see_the_names_they_know() -> None:
         "RunSkipped",
         "StepError",
         "StepFailed",
+        "Unauthenticated",
     ]

@@ -18,6 +18,7 @@ COMMANDS = {
     "functions": "api_commands:functions",
     "events": "api_commands:events",
     "keys": "keys:keys",
+    "certs": "certificates:certs",
 }
 
 

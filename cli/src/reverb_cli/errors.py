@@ -12,3 +12,10 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class ConfigurationError(CliError):
+    """A service that must not start as configured (e.g. a host without a signing key):
+    exit status 2."""
+
+    exit_code = 2

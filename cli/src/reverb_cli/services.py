@@ -12,7 +12,7 @@ import click
 
 from reverb_cli.app_loading import AppLoadError, load_app
 from reverb_cli.database import apply_migrations
-from reverb_cli.errors import CliError
+from reverb_cli.errors import CliError, ConfigurationError
 from reverb_cli.running import run_until_signalled
 from reverb_cli.settings import DatabaseSettings, build
 
@@ -53,9 +53,13 @@ def worker() -> None:
 @click.argument("app_spec", metavar="APP")
 def host(app_spec: str) -> None:
     """Serve the functions of APP: path/to/file.py or module:attribute."""
-    from reverb_function_host import HostSettings, serve
+    from reverb_function_host import HostSettings, InsecureHostError, serve, signing_keyring
 
     settings = build(HostSettings)
+    try:
+        signing_keyring(settings)
+    except InsecureHostError as error:
+        raise ConfigurationError(str(error)) from None
     try:
         app = load_app(app_spec)
     except AppLoadError as error:

@@ -1,16 +1,55 @@
 """What the worker's frames on a Session say, as plain data (the wire package decodes them)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from reverb.execution import Ack, Invocation
+from reverb.execution import Ack, Invocation, Message
+from reverb.signing import SigningKey
+
+
+@dataclass(slots=True)
+class Seal:
+    """How one invocation's answers are signed: with the key that verified its Start, bound
+    to its nonce and to each frame's place (`sequence`, 0-based, taken as frames are made)."""
+
+    key: SigningKey
+    nonce: bytes
+    sent: int = field(default=0)
+
+    def take(self) -> int:
+        """The next frame's sequence number."""
+        sequence = self.sent
+        self.sent += 1
+        return sequence
+
+
+class Answer(NamedTuple):
+    """One frame for the worker: its invocation, its message and how it is signed."""
+
+    invocation_id: int
+    message: Message
+    # None: the invocation's Start was not signed (an insecure host).
+    seal: Seal | None
+    sequence: int
 
 
 @dataclass(frozen=True, slots=True)
 class Begin:
-    """A Start frame: the invocation to run, and the W3C traceparent of its parent span."""
+    """A Start frame: the invocation to run, the W3C traceparent of its parent span, and
+    how its answers are signed (None on an insecure host)."""
 
     invocation: Invocation
     traceparent: str
+    seal: Seal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A Start that failed its signature check: nothing of it runs; the invocation ends
+    with an `Unauthenticated` failure, signed with `seal` when there is one."""
+
+    problem: str
+    seal: Seal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +58,13 @@ class Cancel:
 
 
 class BadFrame(ValueError):
-    """A frame the worker sent does not fit the protocol."""
+    """A frame the worker sent does not fit the protocol (`seal`: how to sign the failure
+    that answers it, when its Start was authentic)."""
+
+    def __init__(self, problem: str, seal: Seal | None = None) -> None:
+        super().__init__(problem)
+        self.seal = seal
 
 
-WorkerMessage = Begin | Ack | Cancel | BadFrame
+WorkerMessage = Begin | Ack | Cancel | Refused | BadFrame
 """What one worker frame says about its invocation (BadFrame when it makes no sense)."""

@@ -11,13 +11,36 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import reverb
+from reverb.signing import Keyring
 from reverb_function_host.registration import register
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
+from reverb_function_host.tls import server_credentials
 from reverb_function_host.wire import service
 from reverb_telemetry import configure_logging, configure_tracing
 
 log = structlog.get_logger("reverb.function_host")
+
+
+class InsecureHostError(ValueError):
+    """A host without a signing key that was not told it may run insecurely."""
+
+
+def signing_keyring(settings: HostSettings) -> Keyring | None:
+    """The keys Starts are verified with; None only for a host explicitly insecure.
+    Raises InsecureHostError for a host with neither a key nor REVERB_HOST_INSECURE."""
+    if settings.signing_key is None:
+        if not settings.host_insecure:
+            raise InsecureHostError(
+                "REVERB_SIGNING_KEY is not set: a host without it would run any caller's"
+                " Starts (set REVERB_HOST_INSECURE=true to allow that, never in production)"
+            )
+        return None
+    previous = settings.signing_key_previous
+    return Keyring(
+        settings.signing_key.get_secret_value(),
+        [previous.get_secret_value()] if previous is not None else [],
+    )
 
 
 class Host:
@@ -51,12 +74,14 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     background (unless `register_app` is False); await `host.registered` to know it is done."""
     if not app.functions:
         raise ValueError(f"app {app.id!r} has no functions to serve")
+    keyring = signing_keyring(settings)
     interceptors: list[aio.ServerInterceptor] = []
-    if settings.signing_key is not None:
-        key = settings.signing_key.get_secret_value().encode()
-        interceptors.append(SignatureInterceptor(key, f"/{service.SERVICE_NAME}/"))
+    if keyring is not None:
+        secrets = [key.secret for key in keyring.keys]
+        interceptors.append(SignatureInterceptor(secrets, f"/{service.SERVICE_NAME}/"))
     else:
-        log.warning("no signing key: this host accepts unsigned calls", app_id=app.id)
+        log.warning("REVERB_HOST_INSECURE: this host runs unsigned Starts", app_id=app.id)
+    credentials = server_credentials(settings)
     limit = settings.max_message_bytes
     server = aio.server(
         interceptors=interceptors,
@@ -65,19 +90,29 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
             ("grpc.max_send_message_length", limit),
         ],
     )
-    service.add_function_host(server, app, limit)
+    servicer = service.add_function_host(server, app, limit, keyring)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
         (service.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.host_address)
+    if credentials is None:
+        port = server.add_insecure_port(settings.host_address)
+    else:
+        port = server.add_secure_port(settings.host_address, credentials)
+    address = settings.host_advertise_address or _advertised(settings.host_address, port)
+    servicer.address = address
     await server.start()
     for name in ("", service.SERVICE_NAME):
         await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
-    address = settings.host_advertise_address or _advertised(settings.host_address, port)
     host = Host(server, health_service, port, address)
-    log.info("function host serving", app_id=app.id, port=port, address=address)
+    log.info(
+        "function host serving",
+        app_id=app.id,
+        port=port,
+        address=address,
+        tls="mutual" if settings.tls_ca else "on" if credentials else "off",
+    )
     if register_app:
         host._registration = asyncio.create_task(_register(app, settings, host))
     return host

@@ -21,17 +21,17 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import reverb
-from reverb.engine_errors import HOST_ERROR
+from reverb.engine_errors import HOST_ERROR, UNAUTHENTICATED
 from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
 from reverb.execution import StepReport as Report
-from reverb_function_host.frames import Begin, Cancel, WorkerMessage
+from reverb_function_host.frames import Answer, Begin, Cancel, Refused, Seal, WorkerMessage
 from reverb_telemetry import context_from_traceparent, spans_exported
 
 tracer = trace.get_tracer("reverb.function_host")
 log = structlog.get_logger("reverb.function_host")
 
-Send = Callable[[list[tuple[int, Message]]], Awaitable[None]]
-"""Sends (invocation id, message) frames to the worker, in order; raises once it is gone."""
+Send = Callable[[list[Answer]], Awaitable[None]]
+"""Sends frames to the worker, in order; raises once it is gone."""
 
 
 @dataclass(slots=True)
@@ -39,6 +39,8 @@ class _Running:
     execution: Execution
     # The invocation's span, when spans are exported.
     span: trace.Span | None
+    # How its answers are signed (None on an insecure host).
+    seal: Seal | None
 
 
 class Session:
@@ -48,7 +50,7 @@ class Session:
         self._app = app
         self._send = send
         self._running: dict[int, _Running] = {}
-        self._outbox: list[tuple[int, Message]] = []
+        self._outbox: list[Answer] = []
         self._wake: asyncio.Future[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
@@ -87,12 +89,19 @@ class Session:
                 self._refuse(invocation_id, str(error))
         elif isinstance(message, Begin):
             self._begin(invocation_id, message)
+        elif isinstance(message, Refused):
+            # Logged by the check; nothing of the Start runs. A Start refused under an id
+            # already running does not disturb that invocation.
+            if invocation_id not in self._running:
+                info = ErrorInfo(UNAUTHENTICATED.name, message.problem)
+                failed = RunFailed(info, retriable=UNAUTHENTICATED.retriable)
+                self._emit(invocation_id, failed, message.seal)
         elif isinstance(message, Cancel):
             cancelled = self._running.pop(invocation_id, None)
             if cancelled is not None:
                 self._abandon(cancelled)
         else:
-            self._refuse(invocation_id, str(message))
+            self._refuse(invocation_id, str(message), message.seal)
 
     def _begin(self, invocation_id: int, begin: Begin) -> None:
         invocation = begin.invocation
@@ -102,7 +111,7 @@ class Session:
         definition = self._app.functions.get(invocation.function_id)
         if definition is None:
             problem = f"app {self._app.id!r} has no function {invocation.function_id!r}"
-            self._emit(invocation_id, _host_error(problem))
+            self._emit(invocation_id, _host_error(problem), begin.seal)
             return
         parent = context_from_traceparent(begin.traceparent)
         span: trace.Span | None = None
@@ -126,18 +135,22 @@ class Session:
             definition,
             invocation,
             step_scope=step_scope,
-            sink=functools.partial(self._emit, invocation_id),
+            sink=functools.partial(self._emit_running, invocation_id, begin.seal),
         )
-        self._running[invocation_id] = _Running(execution, span)
+        self._running[invocation_id] = _Running(execution, span, begin.seal)
         token = otel_context.attach(parent)
         try:
             execution.start()
         finally:
             otel_context.detach(token)
 
-    def _emit(self, invocation_id: int, message: Message) -> None:
+    def _emit_running(self, invocation_id: int, seal: Seal | None, message: Message) -> None:
+        self._emit(invocation_id, message, seal)
+
+    def _emit(self, invocation_id: int, message: Message, seal: Seal | None) -> None:
         """Queue a frame for the writer; a final message ends its invocation."""
-        self._outbox.append((invocation_id, message))
+        sequence = seal.take() if seal is not None else 0
+        self._outbox.append(Answer(invocation_id, message, seal, sequence))
         if not isinstance(message, Report):
             ended = self._running.pop(invocation_id, None)
             if ended is not None and ended.span is not None:
@@ -146,13 +159,14 @@ class Session:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    def _refuse(self, invocation_id: int, problem: str) -> None:
+    def _refuse(self, invocation_id: int, problem: str, seal: Seal | None = None) -> None:
         """The worker broke the protocol for this invocation: it ends as a HostError."""
         log.warning("the worker broke the Session protocol", problem=problem)
         refused = self._running.pop(invocation_id, None)
         if refused is not None:
             self._abandon(refused)
-        self._emit(invocation_id, _host_error(problem))
+            seal = refused.seal
+        self._emit(invocation_id, _host_error(problem), seal)
 
     def _abandon(self, running: _Running) -> None:
         task = asyncio.create_task(running.execution.close())

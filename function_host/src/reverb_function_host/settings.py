@@ -1,7 +1,10 @@
 """The function host's configuration, read from REVERB_* environment variables at the entry
 point (`HostSettings()`) and passed down."""
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,9 +19,19 @@ class HostSettings(BaseSettings):
     ingress_address: str = "127.0.0.1:8289"
     # Sent as `authorization: Bearer <key>` when registering.
     api_key: SecretStr | None = None
-    # The secret shared with queue workers: when set, unsigned Invoke/Describe calls are
-    # rejected.
+    # The secret shared with queue workers: every Start must be signed with it (or with
+    # the previous key) and every answer is signed with it. Required unless host_insecure.
     signing_key: SecretStr | None = None
+    # The key before the current one, during a rotation: Starts signed with it are still
+    # accepted. Unset once every worker signs with the new key.
+    signing_key_previous: SecretStr | None = None
+    # Serve without a signing key: any caller may run any function. Never in production.
+    host_insecure: bool = False
+    # PEM files: the server's certificate and key (TLS), and the CA whose certificates
+    # clients must present (mutual TLS). All unset: plaintext gRPC.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
     # Longest pause between two registration attempts, in seconds.
     register_max_backoff: float = Field(default=5.0, gt=0)
     # Largest gRPC message the host sends or accepts (a Start carries the run's whole memo).
@@ -27,3 +40,11 @@ class HostSettings(BaseSettings):
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_json: bool = True
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("REVERB_TLS_CERT and REVERB_TLS_KEY go together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("REVERB_TLS_CA (mutual TLS) needs REVERB_TLS_CERT and REVERB_TLS_KEY")
+        return self

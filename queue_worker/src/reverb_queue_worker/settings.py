@@ -1,9 +1,10 @@
 """The worker's configuration: built once at the entry point, from REVERB_* variables."""
 
 from datetime import timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,8 +36,17 @@ class WorkerSettings(BaseSettings):
     # themselves; they look for anything else this often (a dead worker's wake-ups and,
     # once past the heartbeat timeout, its jobs).
     worker_poll_interval: Seconds = Field(default=timedelta(seconds=5), gt=timedelta(0))
-    # Shared with the function hosts: calls to them are signed with it.
+    # Shared with the function hosts: every Start is signed with it, and every answer of a
+    # host must be signed with it (docs/architecture.md, "Signed invocations").
+    # (A worker needs no previous key during a rotation: a host answers each Start with
+    # the key that signed it.)
     signing_key: SecretStr | None = None
+    # PEM files for TLS to the hosts: the CA that signed the hosts' certificates (unset:
+    # the system's roots), and this worker's client certificate and key (mutual TLS).
+    # Any of them set: channels to hosts use TLS; none: plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
     # How long one Invoke stream may last before the attempt counts as failed.
     invocation_timeout: Seconds = Field(default=timedelta(hours=1), gt=timedelta(0))
     # The first retry delay; later ones double (steps and functions up to 10 min, hosts 30 s).
@@ -47,3 +57,9 @@ class WorkerSettings(BaseSettings):
     worker_shutdown_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
     log_json: bool = False
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("REVERB_TLS_CERT and REVERB_TLS_KEY go together")
+        return self

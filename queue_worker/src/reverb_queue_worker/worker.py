@@ -18,10 +18,12 @@ from pgqueuer.db import AsyncpgDriver
 from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
+from reverb.signing import Keyring
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import open_pool
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
+from reverb_queue_worker.hosts.tls import channel_credentials
 from reverb_queue_worker.jobs import entrypoints
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
@@ -175,7 +177,7 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
     except BaseException:
         await pool.close()
         raise
-    key = settings.signing_key.get_secret_value() if settings.signing_key else None
+    keyring = signing_keyring(settings)
     checkpoints = CheckpointWriter(pool)
     checkpoints.start()
     own_jobs = OwnJobs(
@@ -184,7 +186,13 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
         heartbeat_seconds=settings.worker_heartbeat_timeout.total_seconds() / 4,
     )
     services = Services(
-        settings, pool, checkpoints, HostChannels(pool, key), HostRetries(), own_jobs, Gates(gates)
+        settings,
+        pool,
+        checkpoints,
+        HostChannels(pool, keyring, channel_credentials(settings)),
+        HostRetries(),
+        own_jobs,
+        Gates(gates),
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:
@@ -194,6 +202,13 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
     worker = Worker(services, queue_connection)
     _log.info("worker started", concurrency=settings.worker_concurrency)
     return worker
+
+
+def signing_keyring(settings: WorkerSettings) -> Keyring | None:
+    """The keys Starts are signed with (None without REVERB_SIGNING_KEY)."""
+    if settings.signing_key is None:
+        return None
+    return Keyring(settings.signing_key.get_secret_value())
 
 
 async def run(settings: WorkerSettings) -> None:

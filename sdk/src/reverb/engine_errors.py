@@ -23,6 +23,9 @@ The catalogue (retriable: whether the attempt may be tried again):
       malformed start, an ack for no step) or its session handler failed.
     - EngineError (yes): the SDK's engine failed inside the host.
     - ProtocolError (no): the host sent what the protocol does not allow.
+    - Unauthenticated (yes): a Start or a host's answer failed its signature check (a
+      wrong or rotated-out key, a stale or replayed Start, a forged answer); nothing it
+      carried was run or stored.
 * A run that never ran
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
 * Error (yes): an error stored without a type.
@@ -47,6 +50,7 @@ __all__ = [
     "RUN_SKIPPED",
     "STEP_ERROR",
     "STEP_FAILED",
+    "UNAUTHENTICATED",
     "UNTYPED",
 ]
 
@@ -78,6 +82,9 @@ INVOCATION_TIMEOUT = ErrorType(
 HOST_ERROR = ErrorType("HostError", True, "the function host could not run the invocation")
 ENGINE_ERROR = ErrorType("EngineError", True, "the SDK's engine failed inside the host")
 PROTOCOL_ERROR = ErrorType("ProtocolError", False, "the host broke the protocol")
+UNAUTHENTICATED = ErrorType(
+    "Unauthenticated", True, "a Start or a host's answer failed its signature check"
+)
 RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
 UNTYPED = ErrorType("Error", True, "an error stored without a type")
 
@@ -98,6 +105,7 @@ CATALOGUE: dict[str, ErrorType] = {
         HOST_ERROR,
         ENGINE_ERROR,
         PROTOCOL_ERROR,
+        UNAUTHENTICATED,
         RUN_SKIPPED,
         UNTYPED,
     )

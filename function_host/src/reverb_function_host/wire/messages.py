@@ -1,5 +1,6 @@
 """reverb.v1 messages <-> the SDK's dataclasses and the host's frames (`frames`)."""
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,22 +27,47 @@ from reverb.execution import (
     StepReport,
     Suspended,
 )
+from reverb.signing import answer_prefix
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
-from reverb_function_host.frames import BadFrame, Begin, Cancel, WorkerMessage
+from reverb_function_host.authentication import StartCheck
+from reverb_function_host.frames import (
+    Answer,
+    BadFrame,
+    Begin,
+    Cancel,
+    Refused,
+    Seal,
+    WorkerMessage,
+)
+from reverb_function_host.wire import seals
 
 
-def worker_frames(request: function_host_pb2.InvokeRequest) -> list[tuple[int, WorkerMessage]]:
-    """The (invocation id, message) pairs a InvokeRequest carries, in order."""
-    return [(frame.invocation_id, _worker_message(frame)) for frame in request.frames]
+def worker_frames(
+    request: function_host_pb2.InvokeRequest, check: StartCheck
+) -> list[tuple[int, WorkerMessage]]:
+    """The (invocation id, message) pairs a InvokeRequest carries, in order; each Start is
+    verified by `check` before it is decoded (a refused one is `Refused`)."""
+    return [(frame.invocation_id, _worker_message(frame, check)) for frame in request.frames]
 
 
-def _worker_message(frame: function_host_pb2.WorkerFrame) -> WorkerMessage:
+def _worker_message(frame: function_host_pb2.WorkerFrame, check: StartCheck) -> WorkerMessage:
     kind = frame.WhichOneof("message")
     try:
         if kind == "ack":
             return _ack(frame.ack)
         if kind == "start":
-            return _begin(frame.start)
+            start = frame.start
+            verdict = check.verify(
+                start.run_id,
+                seals.start_auth(start),
+                functools.partial(seals.start_signed_bytes, start),
+            )
+            if isinstance(verdict, Refused):
+                return verdict
+            try:
+                return _begin(start, verdict)
+            except BadFrame as error:
+                return BadFrame(str(error), verdict)
         if kind == "cancel":
             return Cancel()
     except BadFrame as error:
@@ -49,7 +75,7 @@ def _worker_message(frame: function_host_pb2.WorkerFrame) -> WorkerMessage:
     return BadFrame("a frame without a message")
 
 
-def _begin(message: function_host_pb2.Start) -> Begin:
+def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
     if not message.function_id:
         raise BadFrame("Start.function_id is empty")
     invocation = Invocation(
@@ -59,7 +85,7 @@ def _begin(message: function_host_pb2.Start) -> Begin:
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
     )
-    return Begin(invocation, message.traceparent)
+    return Begin(invocation, message.traceparent, seal)
 
 
 def _ack(message: function_host_pb2.Ack) -> Ack:
@@ -76,14 +102,14 @@ def _ack(message: function_host_pb2.Ack) -> Ack:
 
 
 def session_responses(
-    frames: Sequence[tuple[int, Message]], limit: int, max_frame: int
+    frames: Sequence[Answer], limit: int, max_frame: int
 ) -> list[function_host_pb2.InvokeResponse]:
     """`frames` in as few responses as fit in about `limit` bytes each (a bigger frame goes
-    alone). A JSON payload larger than `max_frame` bytes, which the worker could not take,
-    is sent as a non-retriable failure instead."""
+    alone), each signed with its seal. A JSON payload larger than `max_frame` bytes, which
+    the worker could not take, is sent as a non-retriable failure instead."""
     responses = [function_host_pb2.InvokeResponse()]
     size = 0
-    for invocation_id, message in frames:
+    for invocation_id, message, seal, sequence in frames:
         payload = _payload_size(message)
         if payload > max_frame:
             message = _too_large(message, payload, max_frame)
@@ -96,6 +122,9 @@ def session_responses(
         frame = responses[-1].frames.add()
         frame.invocation_id = invocation_id
         _fill_frame(frame, message)
+        if seal is not None:
+            signed = answer_prefix(seal.nonce, sequence) + seals.answer_content(frame)
+            frame.mac = seal.key.mac(signed)
     return responses
 
 

@@ -7,8 +7,10 @@ from typing import Any
 from grpc import aio
 
 import reverb
-from reverb.execution import Message
+from reverb.signing import Keyring, ReplayGuard
 from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc, ingress_pb2_grpc
+from reverb_function_host.authentication import StartCheck
+from reverb_function_host.frames import Answer
 from reverb_function_host.session import Session
 from reverb_function_host.wire import messages
 
@@ -24,8 +26,13 @@ Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
 class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     """Serves the functions of one app: Describe, and Invoke (one `Session` per stream)."""
 
-    def __init__(self, app: reverb.App, max_message_bytes: int) -> None:
+    def __init__(self, app: reverb.App, max_message_bytes: int, keyring: Keyring | None) -> None:
         self._app = app
+        self._keyring = keyring
+        # Every Start nonce accepted within the signature window, across streams.
+        self._replays = ReplayGuard()
+        # The address the host registers (and Starts name), once it is bound.
+        self.address = ""
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -39,23 +46,30 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     ) -> None:
         session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
         session.start()
+        peer = context.peer()
+        check = StartCheck(self._app.id, self.address, self._keyring, self._replays, peer)
         try:
             async for request in aiter(request_iterator):
-                if not session.receive(messages.worker_frames(request)):
+                if not session.receive(messages.worker_frames(request, check)):
                     break  # the worker stopped reading
         finally:
             await session.close()
 
 
-async def _send(write: Write, max_frame: int, frames: Sequence[tuple[int, Message]]) -> None:
+async def _send(write: Write, max_frame: int, frames: Sequence[Answer]) -> None:
     for response in messages.session_responses(frames, BATCH_BYTES, max_frame):
         await write(response)
 
 
-def add_function_host(server: aio.Server, app: reverb.App, max_message_bytes: int) -> None:
-    """Serve reverb.v1.FunctionHost for `app` on `server`."""
-    servicer = FunctionHostService(app, max_message_bytes)
+def add_function_host(
+    server: aio.Server, app: reverb.App, max_message_bytes: int, keyring: Keyring | None
+) -> FunctionHostService:
+    """Serve reverb.v1.FunctionHost for `app` on `server`; with a keyring, every Start must
+    be signed with one of its keys (None: an insecure host, nothing is checked). Set the
+    servicer's `address` before the server starts."""
+    servicer = FunctionHostService(app, max_message_bytes, keyring)
     function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+    return servicer
 
 
 async def register_app(

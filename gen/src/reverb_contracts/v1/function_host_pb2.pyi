@@ -195,7 +195,14 @@ class HostFrame(_message.Message):
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     SUSPENDED_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
     invocation_id: _builtins.int
+    mac: _builtins.bytes
+    """The frame's MAC: HMAC-SHA256, with the key that signed the invocation's Start, over
+    the frame's canonical bytes, bound to that Start's nonce and to the frame's place in
+    the invocation (docs/architecture.md, "Signed invocations"). Set on every frame of
+    an invocation whose Start was signed; a worker with a key refuses a frame without it.
+    """
     @_builtins.property
     def step(self) -> Global___StepResult: ...
     @_builtins.property
@@ -217,10 +224,11 @@ class HostFrame(_message.Message):
         completed: Global___RunCompleted | None = ...,
         failed: Global___RunFailed | None = ...,
         suspended: Global___Suspended | None = ...,
+        mac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "mac", b"mac", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["step", "completed", "failed", "suspended"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
@@ -241,6 +249,7 @@ class Start(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     function_id: _builtins.str
     attempt: _builtins.int
@@ -259,6 +268,12 @@ class Start(_message.Message):
     def deadline(self) -> _timestamp_pb2.Timestamp:
         """When the worker gives up on this invocation."""
 
+    @_builtins.property
+    def auth(self) -> Global___StartAuth:
+        """Authenticates the Start; unset only when the worker has no signing key (a host with
+        a key refuses such a Start).
+        """
+
     def __init__(
         self,
         *,
@@ -269,14 +284,65 @@ class Start(_message.Message):
         attempt: _builtins.int = ...,
         traceparent: _builtins.str = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        auth: Global___StartAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "run_id", b"run_id", "traceparent", b"traceparent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "auth", b"auth", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "run_id", b"run_id", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Start: _TypeAlias = Start  # noqa: Y015
+
+@_typing.final
+class StartAuth(_message.Message):
+    """The MAC of one Start: HMAC-SHA256, with the key named by `key_id`, over the Start's
+    canonical bytes (docs/architecture.md, "Signed invocations"): its run, function,
+    attempt, a digest of its events and of its memo, the target app and host, when it was
+    signed and its nonce. A host runs nothing before it verified it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNED_AT_MS_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    HOST_ADDRESS_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The signing key's id: the first 16 hex digits of SHA-256("reverb-key-id" NUL key)."""
+    signed_at_ms: _builtins.int
+    """When the worker signed the Start, in Unix milliseconds; a host refuses a Start signed
+    more than five minutes from its own clock.
+    """
+    nonce: _builtins.bytes
+    """16 random bytes naming the invocation: a host accepts each nonce once."""
+    app_id: _builtins.str
+    """The app the worker means to reach: a host serving another app refuses the Start."""
+    mac: _builtins.bytes
+    """The 32-byte HMAC-SHA256."""
+    host_address: _builtins.str
+    """The address of the host the worker means to reach, as the host registered it: another
+    host (even of the same app) refuses the Start.
+    """
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        signed_at_ms: _builtins.int = ...,
+        nonce: _builtins.bytes = ...,
+        app_id: _builtins.str = ...,
+        mac: _builtins.bytes = ...,
+        host_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "key_id", b"key_id", "mac", b"mac", "nonce", b"nonce", "signed_at_ms", b"signed_at_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartAuth: _TypeAlias = StartAuth  # noqa: Y015
 
 @_typing.final
 class MemoizedStep(_message.Message):

@@ -8,6 +8,7 @@ import asyncpg
 import grpc
 import structlog
 
+from reverb.signing import Keyring
 from reverb_queue_worker.hosts import protocol, wire
 from reverb_queue_worker.hosts.sessions import HostSession, InvocationChannel, ReportListener
 from reverb_queue_worker.hosts.signing import signature_metadata
@@ -40,9 +41,16 @@ class HostUnreachable(Exception):
 class HostChannels:
     """The worker's gRPC channels to function hosts, keyed by address."""
 
-    def __init__(self, pool: asyncpg.Pool, signing_key: str | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        keyring: Keyring | None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self._pool = pool
-        self._signing_key = signing_key
+        self._keyring = keyring
+        # TLS credentials (None: plaintext channels).
+        self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._sessions: dict[str, HostSession] = {}
         # app id -> (time.monotonic() when read, addresses newest first)
@@ -53,7 +61,12 @@ class HostChannels:
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(
+                    address, self._credentials, options=_CHANNEL_OPTIONS
+                )
             self._channels[address] = channel
         return channel
 
@@ -61,9 +74,13 @@ class HostChannels:
         """The session with the host at `address`, opened anew if there is none or it broke."""
         session = self._sessions.get(address)
         if session is None or session.broken is not None:
-            metadata = signature_metadata(self._signing_key, protocol.SESSION_METHOD)
-            stream = wire.open_session(self.channel(address), metadata)
-            session = self._sessions[address] = HostSession(stream, _MESSAGE_LIMIT)
+            keyring = self._keyring
+            key = keyring.current.secret.decode() if keyring is not None else None
+            metadata = signature_metadata(key, protocol.SESSION_METHOD)
+            checked = keyring is not None
+            stream = wire.open_session(self.channel(address), metadata, checked=checked)
+            session = HostSession(stream, _MESSAGE_LIMIT, keyring, address)
+            self._sessions[address] = session
         return session
 
     async def open(
@@ -86,7 +103,7 @@ class HostChannels:
                 if address in tried:
                     continue
                 tried.add(address)
-                channel = self.session(address).start(start, timeout_seconds, listener)
+                channel = self.session(address).start(app_id, start, timeout_seconds, listener)
                 try:
                     await channel.started()
                 except wire.HostStreamError as error:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
-from reverb_store.ids import FunctionId, RunId, StepId
+from reverb_store.ids import AppId, FunctionId, RunId, StepId
 
 SESSION_METHOD = "/reverb.v1.FunctionHost/Invoke"
 
@@ -23,6 +23,17 @@ class Start:
     attempt: int
     traceparent: str | None
     deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A Start as a session sends it: to which app and host (its registered address), under
+    which nonce (signed when written)."""
+
+    start: Start
+    app_id: AppId
+    host_address: str
+    nonce: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +133,4 @@ class Ack:
 
 
 # What the worker sends about one invocation.
-WorkerMessage = Start | Ack | Cancel
+WorkerMessage = Opening | Ack | Cancel

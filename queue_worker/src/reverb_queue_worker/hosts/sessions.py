@@ -6,6 +6,11 @@ batch travel together); its reader hands each frame to the invocation it names.
 An `InvocationChannel` is one invocation's view of its session: step reports go to
 a callback as they arrive (no task wakes per step), the final message to `final()`.
 When the session breaks, every invocation on it fails with the same error.
+
+With a keyring, every Start goes with a fresh nonce and is signed as it is written, and
+every frame the host answers with must carry the MAC the invocation expects (its Start's
+key and nonce, and its place in the invocation): a frame that does not is never handed
+on, and the invocation ends as `Unauthenticated` (docs/architecture.md).
 """
 
 import asyncio
@@ -14,13 +19,22 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+
+from reverb.engine_errors import UNAUTHENTICATED
+from reverb.signing import Keyring, SigningKey, answer_prefix, new_nonce
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.wire import (
     HostStreamError,
+    ReceivedFrame,
     SessionStream,
     session_requests,
     start_size,
 )
+from reverb_store.execution import ErrorRecord
+from reverb_store.ids import AppId
+
+_log = structlog.get_logger("reverb.queue_worker")
 
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
@@ -39,11 +53,20 @@ class InvocationChannel:
     """One invocation on a session: reports to `listener`, then one final message."""
 
     def __init__(
-        self, session: "HostSession", invocation_id: int, listener: ReportListener
+        self,
+        session: "HostSession",
+        invocation_id: int,
+        listener: ReportListener,
+        nonce: bytes = b"",
+        key: SigningKey | None = None,
     ) -> None:
         self._session = session
         self._id = invocation_id
         self._listener = listener
+        self._nonce = nonce
+        # The key every answer must be signed with (None: answers are not checked).
+        self._key = key
+        self._sequence = 0
         loop = asyncio.get_running_loop()
         self._started: asyncio.Future[None] = loop.create_future()
         self._final: asyncio.Future[protocol.Final] = loop.create_future()
@@ -82,6 +105,18 @@ class InvocationChannel:
 
     # Called by the session.
 
+    def receive(self, frame: ReceivedFrame) -> None:
+        """A frame from the host: handed on if its MAC holds (or answers are unchecked)."""
+        key = self._key
+        if key is not None and not self._final.done():
+            sequence = self._sequence
+            self._sequence += 1
+            signed = answer_prefix(self._nonce, sequence) + frame.content
+            if not key.verifies(signed, frame.mac):
+                self._refuse(frame)
+                return
+        self.deliver(frame.message)
+
     def deliver(self, message: protocol.HostMessage) -> None:
         if not self._started.done():
             self._started.set_result(None)
@@ -98,6 +133,24 @@ class InvocationChannel:
             if not future.done():
                 future.set_exception(error)
         self._forget()
+
+    def _refuse(self, frame: ReceivedFrame) -> None:
+        """A frame without the MAC it needs: nothing it says is used; the invocation ends."""
+        problem = "missing MAC" if not frame.mac else "invalid MAC"
+        _log.warning(
+            "refused a host's answer",
+            reason=problem,
+            peer=self._session.address,
+            frame=type(frame.message).__name__,
+        )
+        if not self._final.done():
+            self._session.send(self._id, protocol.Cancel())
+        message = f"the host's answer is not authenticated ({problem}): it was not used"
+        self.deliver(
+            protocol.Failed(
+                ErrorRecord(UNAUTHENTICATED.name, message), retriable=UNAUTHENTICATED.retriable
+            )
+        )
 
     def _expire(self) -> None:
         message = "the invocation ran past the worker's invocation timeout"
@@ -118,9 +171,17 @@ class InvocationChannel:
 class HostSession:
     """The worker's Session with one host address."""
 
-    def __init__(self, stream: SessionStream, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: SessionStream,
+        max_message_bytes: int,
+        keyring: Keyring | None = None,
+        address: str = "",
+    ) -> None:
         self._stream = stream
         self._max_message_bytes = max_message_bytes
+        self._keyring = keyring
+        self.address = address
         self._invocations: dict[int, InvocationChannel] = {}
         self._ids = itertools.count(1)
         self._outbox: list[tuple[int, protocol.WorkerMessage]] = []
@@ -130,11 +191,18 @@ class HostSession:
         self._reader = asyncio.create_task(self._read_loop(), name="reverb-session-reader")
 
     def start(
-        self, start: protocol.Start, timeout_seconds: float, listener: ReportListener
+        self,
+        app_id: AppId,
+        start: protocol.Start,
+        timeout_seconds: float,
+        listener: ReportListener,
     ) -> InvocationChannel:
-        """Begin an invocation; its frames go to `listener` and `final()`."""
+        """Begin an invocation of `app_id`'s function; its frames go to `listener` and
+        `final()`."""
         invocation_id = next(self._ids)
-        channel = InvocationChannel(self, invocation_id, listener)
+        nonce = new_nonce()
+        key = self._keyring.current if self._keyring is not None else None
+        channel = InvocationChannel(self, invocation_id, listener, nonce, key)
         if self.broken is not None:
             channel.fail(self.broken)
             return channel
@@ -143,7 +211,7 @@ class HostSession:
             return channel
         self._invocations[invocation_id] = channel
         channel.expire_after(timeout_seconds)
-        self.send(invocation_id, start)
+        self.send(invocation_id, protocol.Opening(start, app_id, self.address, nonce))
         return channel
 
     def send(self, invocation_id: int, message: protocol.WorkerMessage) -> None:
@@ -177,7 +245,7 @@ class HostSession:
                     await self._wake
                     continue
                 frames, self._outbox = self._outbox, []
-                for request in session_requests(frames, BATCH_BYTES):
+                for request in session_requests(frames, BATCH_BYTES, self._keyring):
                     await self._stream.write(request)
         except HostStreamError as error:
             self._break(error)
@@ -190,10 +258,10 @@ class HostSession:
                     self._break(HostStreamError("UNAVAILABLE", "the host ended the session"))
                     return
                 invocations = self._invocations
-                for invocation_id, message in frames:
-                    channel = invocations.get(invocation_id)
+                for frame in frames:
+                    channel = invocations.get(frame.invocation_id)
                     if channel is not None:
-                        channel.deliver(message)
+                        channel.receive(frame)
         except HostStreamError as error:
             self._break(error)
 

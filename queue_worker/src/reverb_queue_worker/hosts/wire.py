@@ -2,17 +2,22 @@
 
 `open_session` wraps a grpc.aio stream in `SessionStream`, which speaks the
 domain types of `protocol`: batches of (invocation id, message). gRPC failures
-surface as `HostStreamError`.
+surface as `HostStreamError`. With a keyring, each Start is signed as it is written and
+each host frame comes with its canonical bytes and MAC for the session to verify
+(docs/architecture.md, "Signed invocations").
 """
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb.engine_errors import PROTOCOL_ERROR, UNTYPED
+from reverb.signing import START_DOMAIN, Canonical, Keyring
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
 from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
@@ -90,6 +95,54 @@ def _fill_start(message: function_host_pb2.Start, start: protocol.Start) -> None
     _set_timestamp(message.deadline, start.deadline)
 
 
+def _sign_start(
+    message: function_host_pb2.Start, opening: protocol.Opening, keyring: Keyring, now_ms: int
+) -> None:
+    """Set `message.auth` (the Start is filled): its MAC over the Start's canonical bytes."""
+    key = keyring.current
+    auth = message.auth
+    auth.key_id = key.id
+    auth.signed_at_ms = now_ms
+    auth.nonce = opening.nonce
+    auth.app_id = opening.app_id
+    auth.host_address = opening.host_address
+    auth.mac = key.mac(start_signed_bytes(message))
+
+
+def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
+    """What a Start's MAC covers (docs/architecture.md, "Signed invocations")."""
+    events = Canonical(b"").integer(len(message.events))
+    for event in message.events:
+        events.text(event.id).text(event.name).blob(event.data)
+        events.time(event.ts.seconds, event.ts.nanos)
+    memo = Canonical(b"").integer(len(message.memo))
+    for step in message.memo:
+        memo.text(step.step_id)
+        result = step.WhichOneof("result")
+        if result == "error":
+            error = step.error
+            memo.integer(2).text(error.type).text(error.message).text(error.stack)
+        elif result == "pending":
+            memo.integer(3)
+        else:
+            memo.integer(1).blob(step.output)
+    auth = message.auth
+    return (
+        Canonical(START_DOMAIN)
+        .text(auth.key_id)
+        .integer(auth.signed_at_ms)
+        .blob(auth.nonce)
+        .text(auth.app_id)
+        .text(auth.host_address)
+        .text(message.run_id)
+        .text(message.function_id)
+        .integer(message.attempt)
+        .raw(events.digest())
+        .raw(memo.digest())
+        .to_bytes()
+    )
+
+
 def _fill_ack(message: function_host_pb2.Ack, ack: protocol.Ack) -> None:
     message.step_id = ack.step_id
     message.result = _ACK_RESULTS[ack.result]
@@ -114,16 +167,19 @@ def _size(message: protocol.WorkerMessage) -> int:
     """About a frame's encoded size, for splitting batches."""
     if isinstance(message, protocol.Ack):
         return 64 + len(message.step_id) + len(message.output or "")
-    if isinstance(message, protocol.Start):
-        return start_size(message)
+    if isinstance(message, protocol.Opening):
+        return start_size(message.start) + 128
     return 16
 
 
 def session_requests(
-    frames: Sequence[tuple[int, protocol.WorkerMessage]], limit: int
+    frames: Sequence[tuple[int, protocol.WorkerMessage]],
+    limit: int,
+    keyring: Keyring | None = None,
 ) -> list[function_host_pb2.InvokeRequest]:
     """`frames` in as few requests as fit in about `limit` bytes each (a bigger frame goes
-    alone)."""
+    alone); with a keyring, each Start is signed with its current key."""
+    now_ms = time.time_ns() // 1_000_000
     requests = [function_host_pb2.InvokeRequest()]
     size = 0
     for invocation_id, message in frames:
@@ -136,8 +192,10 @@ def session_requests(
         frame.invocation_id = invocation_id
         if isinstance(message, protocol.Ack):
             _fill_ack(frame.ack, message)
-        elif isinstance(message, protocol.Start):
-            _fill_start(frame.start, message)
+        elif isinstance(message, protocol.Opening):
+            _fill_start(frame.start, message.start)
+            if keyring is not None:
+                _sign_start(frame.start, message, keyring, now_ms)
         else:
             frame.cancel.SetInParent()
     return requests
@@ -192,11 +250,88 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
     )
 
 
+class ReceivedFrame(NamedTuple):
+    """One host frame: its message, and (when answers are checked) what its MAC covers."""
+
+    invocation_id: int
+    message: protocol.HostMessage
+    # The frame's canonical content (docs/architecture.md); b"" when answers are unchecked.
+    content: bytes
+    mac: bytes
+
+
 def host_frames(
-    response: function_host_pb2.InvokeResponse,
-) -> list[tuple[int, protocol.HostMessage]]:
-    """The (invocation id, message) pairs a InvokeResponse carries, in order."""
-    return [(frame.invocation_id, _host_message(frame)) for frame in response.frames]
+    response: function_host_pb2.InvokeResponse, *, checked: bool = False
+) -> list[ReceivedFrame]:
+    """The frames a InvokeResponse carries, in order; with `checked`, each with its
+    canonical content for the MAC check."""
+    return [
+        ReceivedFrame(
+            frame.invocation_id,
+            _host_message(frame),
+            answer_content(frame) if checked else b"",
+            frame.mac,
+        )
+        for frame in response.frames
+    ]
+
+
+def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
+    """A host frame's canonical content: what its MAC covers after the invocation's
+    nonce and the frame's sequence number (docs/architecture.md, "Signed invocations")."""
+    kind = frame.WhichOneof("message") or ""
+    content = Canonical(b"").text(kind)
+    if kind == "step":
+        step = frame.step
+        content.text(step.step_id).text(step.name)
+        _optional(content, step, "started_at")
+        _optional(content, step, "ended_at")
+        _operation_content(content, step)
+    elif kind == "completed":
+        content.blob(frame.completed.output)
+    elif kind == "failed":
+        failed = frame.failed
+        _error_content(content, failed.error).integer(int(failed.retriable))
+        _optional(content, failed, "retry_after")
+    return content.to_bytes()
+
+
+def _operation_content(content: Canonical, step: function_host_pb2.StepResult) -> None:
+    op = step.WhichOneof("op") or ""
+    content.text(op)
+    if op == "output":
+        content.blob(step.output)
+    elif op == "failure":
+        _error_content(content, step.failure.error).integer(int(step.failure.retriable))
+        _optional(content, step.failure, "retry_after")
+    elif op == "sleep":
+        _optional(content, step.sleep, "wake_at")
+    elif op == "invoke":
+        content.text(step.invoke.function_id).blob(step.invoke.data)
+        _optional(content, step.invoke, "timeout")
+    elif op == "send_events":
+        events = step.send_events.events
+        content.integer(len(events))
+        for event in events:
+            content.text(event.name).blob(event.data).text(event.id)
+            _optional(content, event, "ts")
+    elif op == "wait_for_event":
+        wait = step.wait_for_event
+        content.text(wait.event).text(wait.match)
+        _optional(content, wait, "timeout")
+
+
+def _error_content(content: Canonical, error: common_pb2.ErrorInfo) -> Canonical:
+    return content.text(error.type).text(error.message).text(error.stack)
+
+
+def _optional(content: Canonical, message: Any, field: str) -> None:
+    """An optional Timestamp or Duration: int64 1 and its seconds and nanos, or int64 0."""
+    if message.HasField(field):
+        value = getattr(message, field)
+        content.integer(1).time(value.seconds, value.nanos)
+    else:
+        content.integer(0)
 
 
 def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
@@ -246,8 +381,11 @@ class SessionStream:
         call: grpc.aio.StreamStreamCall[
             function_host_pb2.InvokeRequest, function_host_pb2.InvokeResponse
         ],
+        *,
+        checked: bool = False,
     ) -> None:
         self._call = call
+        self._checked = checked
 
     async def write(self, request: function_host_pb2.InvokeRequest) -> None:
         try:
@@ -260,7 +398,7 @@ class SessionStream:
             _raise_if_call_cancelled()
             raise
 
-    async def read(self) -> list[tuple[int, protocol.HostMessage]] | None:
+    async def read(self) -> list[ReceivedFrame] | None:
         """The host's next batch of frames; None when the host ended the session."""
         try:
             response = await self._call.read()
@@ -274,7 +412,7 @@ class SessionStream:
         if response is grpc.aio.EOF:
             return None
         assert isinstance(response, function_host_pb2.InvokeResponse)
-        return host_frames(response)
+        return host_frames(response, checked=self._checked)
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -290,7 +428,10 @@ class SessionStream:
             self._call.cancel()
 
 
-def open_session(channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> SessionStream:
-    """Start a Session call on `channel` (nothing is sent until the first write)."""
+def open_session(
+    channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]], *, checked: bool = False
+) -> SessionStream:
+    """Start a Session call on `channel` (nothing is sent until the first write); with
+    `checked`, frames come with what their MACs cover."""
     stub = function_host_pb2_grpc.FunctionHostStub(channel)
-    return SessionStream(stub.Invoke(metadata=tuple(metadata)))
+    return SessionStream(stub.Invoke(metadata=tuple(metadata)), checked=checked)

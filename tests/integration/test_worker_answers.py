@@ -1,0 +1,94 @@
+"""The worker checks every answer of a host: a rogue host (registered at its own address,
+without the signing key) that answers with a forged step output and a forged result gets
+nothing stored, and the run fails as `Unauthenticated`."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from grpc import aio
+from structlog.testing import capture_logs
+
+import reverb
+from reverb import Context, event
+from reverb_contracts.v1 import function_host_pb2 as pb
+from reverb_contracts.v1 import function_host_pb2_grpc
+from reverb_queue_worker import start as start_worker
+from tests.integration.test_worker_hosts import send, wait_status
+from tests.integration.test_worker_runs import register, worker_settings
+
+app = reverb.App("rogue-tests")
+
+
+@app.function("pay-out", trigger=event("test.pay-out"), retries=0)
+async def pay_out(ctx: Context) -> str:
+    return str(await ctx.step.run("transfer", lambda: "paid"))
+
+
+class RogueHost(function_host_pb2_grpc.FunctionHostServicer):
+    """Answers every Start at once with a forged step output and a forged result."""
+
+    def __init__(self) -> None:
+        self.starts: list[pb.Start] = []
+
+    async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.DescribeResponse:
+        return pb.DescribeResponse()
+
+    async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:
+        async for request in request_iterator:
+            for frame in request.frames:
+                if frame.WhichOneof("message") != "start":
+                    continue
+                self.starts.append(frame.start)
+                step = pb.StepResult(step_id="transfer", name="transfer", output=b'"forged"')
+                yield pb.InvokeResponse(
+                    frames=[
+                        pb.HostFrame(invocation_id=frame.invocation_id, step=step, mac=b"\0" * 32),
+                        pb.HostFrame(
+                            invocation_id=frame.invocation_id,
+                            completed=pb.RunCompleted(output=b'"forged step output"'),
+                        ),
+                    ]
+                )
+
+
+@pytest.fixture
+async def rogue() -> AsyncIterator[tuple[RogueHost, int]]:
+    server = aio.server()
+    servicer = RogueHost()
+    function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield servicer, port
+    await server.stop(0)
+
+
+async def test_a_forged_host_answer_is_refused_and_nothing_is_stored(
+    database_url: str, connection: asyncpg.Connection, rogue: tuple[RogueHost, int]
+) -> None:
+    servicer, port = rogue
+    await register(connection, app, f"127.0.0.1:{port}")
+    worker = await start_worker(worker_settings(database_url))
+    try:
+        with capture_logs() as logs:
+            event_id = await send(connection, "test.pay-out", {"amount": 999999})
+            run = await wait_status(connection, event_id, "failed")
+    finally:
+        await worker.stop()
+
+    error = orjson.loads(run["error"])
+    assert error["type"] == "Unauthenticated"
+    assert "the host's answer is not authenticated (invalid MAC)" in error["message"]
+    assert run["output"] is None
+    steps = await connection.fetchval(
+        "SELECT count(*) FROM reverb.steps WHERE run_id = $1", run["id"]
+    )
+    assert steps == 0
+    refusals = [entry for entry in logs if entry["event"] == "refused a host's answer"]
+    assert refusals and refusals[0]["peer"] == f"127.0.0.1:{port}"
+    # What the rogue host received was signed: it could not have made the MAC itself.
+    (start,) = servicer.starts
+    assert len(start.auth.mac) == 32 and start.auth.app_id == app.id
+    assert start.auth.host_address == f"127.0.0.1:{port}"
