@@ -30,7 +30,7 @@ from reverb_ingress_gateway.wire.options import (
     required,
 )
 
-_MAX_TS_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_TIMESTAMP_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 Setter = Callable[[Message, Any], None]
 
@@ -68,7 +68,7 @@ def _timestamp(value: Any) -> datetime:
         except OverflowError:
             raise Misfit([], "is out of range (years 1 to 9999 in UTC)") from None
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= _MAX_TS_MILLISECONDS:
+        if not 0 <= value <= MAX_TIMESTAMP_MILLISECONDS:
             raise Misfit([], "is out of range")
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     raise Misfit([], "must be an ISO-8601 time or Unix milliseconds")
