@@ -5,8 +5,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jsonschema_rs
 import pytest
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -106,7 +106,7 @@ def test_a_trigger_is_one_of_two_unambiguous_shapes(document: dict[str, Any]) ->
     assert event["not"] == {"anyOf": [{"required": ["cron"]}, {"required": ["timezone"]}]}
     assert cron["not"] == {"anyOf": [{"required": ["event"]}]}
     mixed = {"event": "a", "cron": "* * * * *", "timezone": None}
-    validator = Draft202012Validator(trigger)
+    validator = jsonschema_rs.validator_for(trigger)  # (schemathesis's validator)
     assert not validator.is_valid(mixed)
     assert validator.is_valid({"event": "a"})
     assert validator.is_valid({"cron": "* * * * *", "timezone": "UTC"})
