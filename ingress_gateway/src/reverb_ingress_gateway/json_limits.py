@@ -4,8 +4,9 @@ Both are checked on the JSON text, in C-speed passes over its bytes, with a
 precise (slower) look only when the quick pass cannot rule a problem out:
 
 - Nesting: arrays and objects may nest at most `MAX_DEPTH` levels (the
-  outermost counts as one). Text with no more brackets than that cannot be
-  deeper; otherwise its strings are removed and its brackets counted in order.
+  outermost counts as one). Text shorter than twice that, or with no more
+  opening brackets than that, cannot be deeper; otherwise its strings are
+  removed and its brackets counted in order.
 - Integers: an integer literal must fit in 64 bits (-2**63 to 2**64 - 1).
   orjson reads a larger one as a float, silently changing the data, so such a
   literal is refused rather than rounded. Only text with a run of 19 digits
@@ -32,7 +33,8 @@ _STRING_OR_LONG_NUMBER = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|(?<![\w.+-])-?\d
 
 def too_deep(text: bytes) -> bool:
     """Whether the JSON `text` (valid JSON) nests arrays and objects past MAX_DEPTH."""
-    if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
+    # Each level takes two bytes; then, each level takes an opening bracket.
+    if len(text) <= 2 * MAX_DEPTH or text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
         return False
     structure = _STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
     depth = 0
