@@ -15,7 +15,7 @@ APP ?= examples/shop.py
 # Hand-written code that mypy checks strictly (gen/ is generated; infra/ is its own project).
 TYPED := sdk/src telemetry/src function_host/src store/src queue_worker/src ingress_gateway/src cli/src examples tests $(wildcard bench)
 
-.PHONY: help uv sync dev test lint format gen gen-check bench bench-quick
+.PHONY: help uv sync dev test fuzz lint format gen gen-check bench bench-quick
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ dev: sync  ## Run Reverb with the example app on an embedded PostgreSQL.
 
 test: sync  ## Run the whole test suite (starts an embedded PostgreSQL if none is on 127.0.0.1:5432).
 	$(UV) run pytest
+
+fuzz: sync  ## A bounded schemathesis run (~2 min, fixed seed) against a real gateway's OpenAPI document.
+	$(UV) run pytest tests/fuzz -m fuzz -p no:randomly
 
 lint: sync  ## ruff, ruff format --check, mypy --strict, import contracts, buf lint.
 	$(UV) run ruff check .

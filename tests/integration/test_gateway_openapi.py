@@ -5,6 +5,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jsonschema_rs
 import pytest
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
@@ -64,7 +65,8 @@ def test_every_operation_documents_its_errors(document: dict[str, Any]) -> None:
             if operation.get("security") == []:
                 continue
             assert {"401", "500", "503"} <= responses, (path, method)
-            if operation.get("parameters") or "requestBody" in operation:
+            parameters = [where["in"] for where in operation.get("parameters", [])]
+            if {"path", "query"} & set(parameters) or "requestBody" in operation:
                 assert "400" in responses, (path, method)
     events = document["paths"]["/events"]["post"]["responses"]
     assert {"202", "400", "413", "415"} <= set(events)
@@ -85,7 +87,7 @@ def test_it_keeps_enums_nullable_times_and_non_empty_ids(document: dict[str, Any
     assert "failed" in status["schema"]["items"]["enum"]
     limit = next(parameter for parameter in runs if parameter["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 500)
-    [path_id] = document["paths"]["/runs/{run_id}"]["get"]["parameters"]
+    [path_id, _] = document["paths"]["/runs/{run_id}"]["get"]["parameters"]
     assert (path_id["required"], path_id["schema"]["minLength"]) == (True, 1)
     event = _schema(document, "EventInput")
     assert event["required"] == ["name"]
@@ -98,6 +100,36 @@ def test_a_trigger_is_one_of_two_unambiguous_shapes(document: dict[str, Any]) ->
     trigger = _schema(document, "Trigger")
     shapes = [sorted(variant["required"]) for variant in trigger["oneOf"]]
     assert shapes == [["event"], ["cron", "timezone"]]
+    event, cron = trigger["oneOf"]
+    assert event["properties"]["event"]["type"] == "string"
+    # Each shape refuses the other's keys: exactly one matches, even a mixed object fails.
+    assert event["not"] == {"anyOf": [{"required": ["cron"]}, {"required": ["timezone"]}]}
+    assert cron["not"] == {"anyOf": [{"required": ["event"]}]}
+    mixed = {"event": "a", "cron": "* * * * *", "timezone": None}
+    validator = jsonschema_rs.validator_for(trigger)  # (schemathesis's validator)
+    assert not validator.is_valid(mixed)
+    assert validator.is_valid({"event": "a"})
+    assert validator.is_valid({"cron": "* * * * *", "timezone": "UTC"})
+
+
+def test_text_parameters_refuse_nul_and_every_route_takes_a_traceparent(
+    document: dict[str, Any],
+) -> None:
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if operation.get("security") == []:
+                continue
+            names = [parameter["name"] for parameter in operation["parameters"]]
+            assert "traceparent" in names
+            for parameter in operation["parameters"]:
+                schema = parameter["schema"]
+                if parameter["in"] != "header" and schema.get("type") == "string":
+                    assert schema["pattern"] == "^[^\\u0000]*$", parameter
+    event = _schema(document, "EventInput")["properties"]
+    assert "at most 128 levels" in event["data"]["description"]
+    assert "64 bits" in event["data"]["description"]
+    millis = event["ts"]["oneOf"][1]
+    assert millis["maximum"] == 253402300799999  # 9999-12-31T23:59:59.999Z
     assert _schema(document, "Step")["properties"]["child_run_id"]["type"] == ["string", "null"]
 
 

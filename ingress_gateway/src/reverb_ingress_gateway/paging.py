@@ -6,7 +6,7 @@ descending) or an event's (received_at, id).
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -37,7 +37,7 @@ def _decode(token: str, kind: str) -> list[str]:
         not isinstance(value, list)
         or not value
         or value[0] != kind
-        or not all(isinstance(part, str) for part in value)
+        or not all(isinstance(part, str) and "\x00" not in part for part in value)
     ):
         raise InvalidArgument("invalid cursor (page token): pass back a next_cursor as it is")
     return value[1:]
@@ -66,8 +66,12 @@ def event_from_token(token: str) -> EventCursor | None:
     parts = _decode(token, "event")
     try:
         received_at, event_id = parts
-        return EventCursor(datetime.fromisoformat(received_at), event_id)
-    except ValueError:
+        moment = datetime.fromisoformat(received_at)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        # In UTC, as PostgreSQL compares it: an offset can carry year 1 or 9999 out of range.
+        return EventCursor(moment.astimezone(UTC), event_id)
+    except (ValueError, OverflowError):
         raise InvalidArgument(
             "invalid cursor (page token): pass back a next_cursor as it is"
         ) from None

@@ -62,7 +62,7 @@ class IngressService:
 
     async def get_event(self, event_id: str) -> tuple[EventRecord, list[RunRecord]]:
         """The event and the runs it triggered."""
-        _required(event_id, "id")
+        validation.check_text(_required(event_id, "id"), "id")
         async with self._connection() as connection:
             event = await store.get_event(connection, event_id)
             if event is None:
@@ -71,6 +71,7 @@ class IngressService:
         return event, runs
 
     async def list_events(self, name: str, page_size: int, page_token: str) -> Page[EventRecord]:
+        validation.check_text(name, "name")
         size = paging.page_size(page_size)
         after = paging.event_from_token(page_token)
         async with self._connection() as connection:
@@ -85,7 +86,7 @@ class IngressService:
 
     async def get_run(self, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
         """The run and its steps in the order they started."""
-        _required(run_id, "id")
+        validation.check_text(_required(run_id, "id"), "id")
         async with self._connection() as connection:
             run = await store.get_run(connection, run_id)
             if run is None:
@@ -96,6 +97,8 @@ class IngressService:
     async def list_runs(
         self, run_filter: RunFilter, page_size: int, page_token: str
     ) -> Page[RunRecord]:
+        validation.check_text(run_filter.function_id or "", "function")
+        validation.check_text(run_filter.event_id or "", "event")
         size = paging.page_size(page_size)
         before = paging.run_from_token(page_token)
         async with self._connection() as connection:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from croniter import croniter
 
+from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.errors import (
     InvalidArgument,
     InvalidEvent,
@@ -68,9 +69,21 @@ def _accept(draft: EventDraft, index: int, max_event_bytes: int) -> NewEvent:
         raise InvalidEvent(f"{where}: data is not valid JSON ({error})") from None
     if not isinstance(parsed, dict):
         raise InvalidEvent(f"{where}: data must be a JSON object")
+    if json_limits.too_deep(data):
+        raise InvalidEvent(f"{where}: data {json_limits.depth_problem()}")
+    oversized = json_limits.oversized_integer(data)
+    if oversized is not None:
+        raise InvalidArgument(f"{where}: data {json_limits.integer_problem(oversized)}")
     if b"\\u0000" in data and _holds_nul(parsed):
         raise InvalidEvent(f"{where}: data must not contain \\u0000 (PostgreSQL cannot store it)")
     return NewEvent(name=draft.name, data=data.decode(), id=draft.id or None, ts=draft.ts)
+
+
+def check_text(value: str, name: str) -> None:
+    """InvalidArgument if a text a caller looks things up by holds a NUL character (no id,
+    name or cursor can: PostgreSQL text cannot hold it)."""
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain a NUL character (\\u0000)")
 
 
 def _holds_nul(value: Any) -> bool:
@@ -89,6 +102,8 @@ def check_app(app: AppDefinition, host_address: str) -> None:
         raise InvalidArgument(f"app id {app.id!r} must be 1-128 characters without spaces")
     if not host_address.strip():
         raise InvalidArgument("host_address is required")
+    if not _NAME.fullmatch(host_address):
+        raise InvalidArgument("host_address must be 1-256 characters without control characters")
     seen: set[str] = set()
     for function in app.functions:
         if function.id in seen:

@@ -5,6 +5,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.errors import (
     InvalidArgument,
     InvalidJson,
@@ -42,6 +43,10 @@ async def read_json(request: Request, limit: int) -> Any:
     if not body.strip():
         raise InvalidJson("the body is empty: send a JSON event or a list of events")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise InvalidJson(f"the body is not valid JSON: {error}") from None
+    oversized = json_limits.oversized_integer(body)
+    if oversized is not None:  # orjson made it a float: refuse rather than change the data
+        raise InvalidArgument(f"the body {json_limits.integer_problem(oversized)}")
+    return document

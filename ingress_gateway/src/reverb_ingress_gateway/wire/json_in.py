@@ -18,6 +18,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from reverb_contracts.v1 import options_pb2
+from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.wire.options import (
     enum_names,
     http_field,
@@ -29,7 +30,7 @@ from reverb_ingress_gateway.wire.options import (
     required,
 )
 
-_MAX_TS_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_TIMESTAMP_MILLISECONDS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 Setter = Callable[[Message, Any], None]
 
@@ -60,9 +61,14 @@ def _timestamp(value: Any) -> datetime:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise Misfit([], "must be an ISO-8601 time or Unix milliseconds") from None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:  # an offset can carry a time past year 1 or 9999 in UTC
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise Misfit([], "is out of range (years 1 to 9999 in UTC)") from None
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= _MAX_TS_MILLISECONDS:
+        if not 0 <= value <= MAX_TIMESTAMP_MILLISECONDS:
             raise Misfit([], "is out of range")
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     raise Misfit([], "must be an ISO-8601 time or Unix milliseconds")
@@ -87,6 +93,15 @@ def _string(field: FieldDescriptor) -> Callable[[Any], Any]:
     return _string_value
 
 
+def _document(value: Any) -> bytes:
+    """The JSON text of a parsed value. orjson serialises at most 254 levels (the parser
+    reads 1,024); anything that deep is past `json_limits.MAX_DEPTH` anyway."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise Misfit([], json_limits.depth_problem()) from None
+
+
 def _json(field: FieldDescriptor) -> Callable[[Any], Any]:
     shape = http_field(field).json
     if shape == options_pb2.JSON_DOCUMENT_OBJECT:
@@ -94,11 +109,11 @@ def _json(field: FieldDescriptor) -> Callable[[Any], Any]:
         def json_object(value: Any) -> bytes:
             if not isinstance(value, dict):
                 raise Misfit([], "must be an object")
-            return orjson.dumps(value)
+            return _document(value)
 
         return json_object
     if shape == options_pb2.JSON_DOCUMENT_VALUE:
-        return orjson.dumps
+        return _document
     raise TypeError(f"{field.full_name}: bytes over HTTP must be marked json")
 
 

@@ -2,11 +2,12 @@
 
 Renderers are compiled once per message type. Field names are the HTTP names;
 an enum is its lower-case name without the enum's prefix ("queued"); a
-Timestamp is "%Y-%m-%dT%H:%M:%S.%fZ" in UTC; an unset message or proto3
-`optional` value is null; a oneof shows only the member that is set; a bytes
-field marked `json` is embedded as the JSON it holds (an empty object document
-is {}, an empty value null); an `inline` message's fields join its parent's;
-a `detail` field is left out of a list's items.
+Timestamp is "YYYY-MM-DDTHH:MM:SS.ffffffZ" in UTC (RFC 3339: a 4-digit year);
+an unset message or proto3 `optional` value is null; a oneof shows only the
+member that is set; a bytes field marked `json` is embedded as the JSON it
+holds (an empty object document is {}, an empty value null); an `inline`
+message's fields join its parent's; a `detail` field is left out of a list's
+items.
 """
 
 from collections.abc import Callable
@@ -39,7 +40,10 @@ _EMPTY_OBJECT = orjson.Fragment(b"{}")
 
 
 def time_text(stamp: Timestamp) -> str:
-    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds; the year always has 4 digits (strftime's %Y does
+    not pad years below 1000 on every platform)."""
+    moment = stamp.ToDatetime(tzinfo=UTC)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S.%f}Z"
 
 
 def _value(field: FieldDescriptor, renderers: dict[tuple[str, bool], Renderer]) -> Any:

@@ -21,7 +21,9 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, OneofDescriptor
 
 from reverb_contracts.v1 import options_pb2
+from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.errors import BY_CODE, STATUSES, status_of
+from reverb_ingress_gateway.wire.json_in import MAX_TIMESTAMP_MILLISECONDS
 from reverb_ingress_gateway.wire.options import (
     enum_names,
     http_field,
@@ -37,6 +39,20 @@ from reverb_ingress_gateway.wire.routes import INGRESS, Route
 Schema = dict[str, Any]
 
 _TIME: Schema = {"type": "string", "format": "date-time"}
+# Text in a path or query: PostgreSQL text cannot hold NUL, so no id, name or cursor does.
+_NO_NUL = "^[^\\u0000]*$"
+_JSON_LIMITS = (
+    f"Arrays and objects nest at most {json_limits.MAX_DEPTH} levels; integers fit in 64 bits"
+    " (-2^63 to 2^64-1): a larger one is refused, not rounded (send it as a string)."
+)
+# Every RPC route takes the caller's W3C trace context.
+_TRACEPARENT: Schema = {
+    "name": "traceparent",
+    "in": "header",
+    "required": False,
+    "description": "A W3C trace context: the request's spans join the caller's trace.",
+    "schema": {"type": "string"},
+}
 # What every protected route can end with besides its own errors.
 _ALWAYS = ("unauthenticated", "permission_denied", "internal", "unavailable")
 # What reading a body can end with (http/body.py), besides the route's body error.
@@ -153,16 +169,28 @@ class _Schemas:
             if oneof is not None and not _synthetic(oneof):
                 if oneof.name not in seen:
                     seen.add(oneof.name)
-                    variants += [self._variant(member, reading) for member in oneof.fields]
+                    variants += self._variants(oneof, reading)
                 continue
             self._add(field, reading, properties, needed)
         return properties, needed, variants
 
-    def _variant(self, field: FieldDescriptor, reading: bool) -> Schema:
-        properties: dict[str, Schema] = {}
-        needed: list[str] = []
-        self._add(field, reading, properties, needed, always=True)
-        return {"type": "object", "properties": properties, "required": needed}
+    def _variants(self, oneof: OneofDescriptor, reading: bool) -> list[Schema]:
+        """One schema per member; each refuses the keys of the others, so that exactly one
+        matches (a oneof renders only the member that is set)."""
+        shapes: list[tuple[dict[str, Schema], list[str]]] = []
+        for member in oneof.fields:
+            properties: dict[str, Schema] = {}
+            needed: list[str] = []
+            self._add(member, reading, properties, needed, always=True)
+            shapes.append((properties, needed))
+        variants = []
+        for properties, needed in shapes:
+            others = [key for shape, _ in shapes if shape is not properties for key in shape]
+            variant: Schema = {"type": "object", "properties": properties, "required": needed}
+            if others:
+                variant["not"] = {"anyOf": [{"required": [key]} for key in others]}
+            variants.append(variant)
+        return variants
 
     def _add(
         self,
@@ -182,17 +210,23 @@ class _Schemas:
                 raise TypeError(f"{field.full_name}: an inline message with a oneof")
             return
         key = http_name(field)
-        properties[key] = self.field(field, reading)
+        properties[key] = self.field(field, reading, present=always)
         if (required(field) if reading else not options.detail) or always:
             needed.append(key)
 
-    def field(self, field: FieldDescriptor, reading: bool, *, item: bool = False) -> Schema:
-        """The schema of a field's value (of one item, with `item`)."""
+    def field(
+        self, field: FieldDescriptor, reading: bool, *, item: bool = False, present: bool = False
+    ) -> Schema:
+        """The schema of a field's value (of one item, with `item`; `present`: a oneof's
+        member, never null where it appears)."""
         description = self.comments.get(field.full_name)
         if field.is_repeated and not item:
             schema: Schema = {"type": "array", "items": self.field(field, reading, item=True)}
         else:
-            schema = self._value(field, reading, nullable=not item and not required(field))
+            nullable = not item and not present and not required(field)
+            schema = self._value(field, reading, nullable=nullable)
+        if reading and http_field(field).json:
+            description = f"{description or 'JSON'} {_JSON_LIMITS}".strip()
         if description and not item:
             schema = {**schema, "description": description}
         return schema
@@ -201,7 +235,12 @@ class _Schemas:
         options = http_field(field)
         if is_timestamp(field):
             if reading:
-                millis = {"type": "integer", "minimum": 0, "description": "Unix milliseconds"}
+                millis = {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_TIMESTAMP_MILLISECONDS,
+                    "description": "Unix milliseconds",
+                }
                 return {"oneOf": [_TIME, millis]}
             return {**_TIME, "type": ["string", "null"]} if nullable else dict(_TIME)
         if is_message(field):
@@ -223,7 +262,7 @@ class _Schemas:
                 schema["maximum"] = options.maximum
         if kind == FieldDescriptor.TYPE_STRING and (options.non_empty or required(field)):
             schema["minLength"] = 1
-        if field.has_presence and not reading:
+        if field.has_presence and not reading and nullable:
             schema["type"] = [schema["type"], "null"]
         return schema
 
@@ -283,8 +322,7 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
     parameters = [_parameter(field, "path", schemas) for field in route.path_fields] + [
         _parameter(field, "query", schemas) for field in route.query_fields
     ]
-    if parameters:
-        operation["parameters"] = parameters
+    operation["parameters"] = [*parameters, _TRACEPARENT]
     codes = [*_ALWAYS, *options.errors]
     if parameters:
         codes.append("invalid_argument")
@@ -306,6 +344,8 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
 def _parameter(field: FieldDescriptor, where: str, schemas: _Schemas) -> Schema:
     schema = schemas.field(field, reading=True)
     description = schema.pop("description", None)
+    if schema.get("type") == "string" and "enum" not in schema:
+        schema["pattern"] = _NO_NUL
     parameter: Schema = {"name": http_name(field), "in": where, "required": where == "path"}
     if description:
         parameter["description"] = description
