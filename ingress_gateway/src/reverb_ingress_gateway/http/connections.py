@@ -198,10 +198,11 @@ def limited_protocol(limits: Limits) -> type[LimitedProtocol]:
         pass
 
     Configured.limits = limits
-    Configured._too_large = _refusal(
-        HeadersTooLarge(f"the request head is over {limits.max_head_bytes} bytes")
+    # Static: a plain function in a class would be bound to the protocol as a method.
+    Configured._too_large = staticmethod(
+        _refusal(HeadersTooLarge(f"the request head is over {limits.max_head_bytes} bytes"))
     )
-    Configured._too_many = _refusal(
-        Unavailable("the gateway has too many connections open; try again shortly")
+    Configured._too_many = staticmethod(
+        _refusal(Unavailable("the gateway has too many connections open; try again shortly"))
     )
     return Configured
