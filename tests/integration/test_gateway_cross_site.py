@@ -115,7 +115,9 @@ async def test_loopback_hosts_are_served_in_dev(client: httpx.AsyncClient, host:
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1:5173", "http://[::1]"])
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:3000", "http://127.0.0.1:5173", "http://[::1]"]
+)
 async def test_loopback_origins_are_allowed_in_dev(client: httpx.AsyncClient, origin: str) -> None:
     response = await client.get("/functions", headers={"origin": origin})
     assert response.status_code == 200
