@@ -39,9 +39,13 @@ class Policy:
     max_query_parameters: int
 
 
+# The names nearly every local request uses, checked without parsing an address.
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def is_loopback_name(host: str) -> bool:
     """Whether a host name (no port; an IPv6 address without brackets) is this machine."""
-    if host == "localhost":
+    if host in _LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
