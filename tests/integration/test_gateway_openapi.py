@@ -28,7 +28,7 @@ async def app(database_url: str) -> AsyncIterator[Starlette]:
 @pytest.fixture
 async def document(app: Starlette) -> dict[str, Any]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/openapi.json")
     assert response.status_code == 200
     return response.json()  # type: ignore[no-any-return]

@@ -21,7 +21,7 @@ async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     pool = await asyncpg.create_pool(database_url, min_size=0, max_size=4)
     app = build_app(IngressService(pool, settings), None, settings, Health(pool, settings))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
     await pool.close()
 

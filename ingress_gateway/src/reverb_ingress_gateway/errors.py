@@ -4,7 +4,14 @@
      ├── InvalidArgument            invalid_argument        INVALID_ARGUMENT   400
      │    ├── InvalidJson           invalid_json            INVALID_ARGUMENT   400
      │    ├── InvalidEvent          invalid_event           INVALID_ARGUMENT   400
-     │    └── TooManyEvents         too_many_events         INVALID_ARGUMENT   400
+     │    ├── TooManyEvents         too_many_events         INVALID_ARGUMENT   400
+     │    └── TooManyParameters     too_many_parameters     INVALID_ARGUMENT   400
+     ├── CrossSite                  cross_site              (HTTP only)        403
+     ├── ForeignHost                foreign_host            (HTTP only)        421
+     ├── RequestTimeout             request_timeout         (HTTP only)        408
+     ├── UriTooLong                 uri_too_long            (HTTP only)        414
+     ├── HeadersTooLarge            headers_too_large       (HTTP only)        431
+     ├── ClientGone                 client_gone             (HTTP only, never sent)
      ├── PayloadTooLarge            payload_too_large       INVALID_ARGUMENT   413
      ├── UnsupportedMediaType       unsupported_media_type  (HTTP only)        415
      ├── MethodNotAllowed           method_not_allowed      (HTTP only)        405
@@ -61,6 +68,34 @@ class TooManyEvents(InvalidArgument):
     pass
 
 
+class TooManyParameters(InvalidArgument):
+    pass
+
+
+class CrossSite(GatewayError):
+    """A browser page of another site (a foreign Origin header)."""
+
+
+class ForeignHost(GatewayError):
+    """A Host name dev mode does not serve (not loopback): DNS rebinding."""
+
+
+class RequestTimeout(GatewayError):
+    """A client too slow to send its request's head or body."""
+
+
+class UriTooLong(GatewayError):
+    pass
+
+
+class HeadersTooLarge(GatewayError):
+    pass
+
+
+class ClientGone(GatewayError):
+    """The client went away (or was cut off) before its request was read."""
+
+
 class PayloadTooLarge(GatewayError):
     pass
 
@@ -111,6 +146,13 @@ STATUSES: Mapping[type[GatewayError], Status] = {
     InvalidJson: Status("invalid_json", 400, "INVALID_ARGUMENT"),
     InvalidEvent: Status("invalid_event", 400, "INVALID_ARGUMENT"),
     TooManyEvents: Status("too_many_events", 400, "INVALID_ARGUMENT"),
+    TooManyParameters: Status("too_many_parameters", 400, "INVALID_ARGUMENT"),
+    CrossSite: Status("cross_site", 403, "PERMISSION_DENIED"),
+    ForeignHost: Status("foreign_host", 421, "PERMISSION_DENIED"),
+    RequestTimeout: Status("request_timeout", 408, "DEADLINE_EXCEEDED"),
+    UriTooLong: Status("uri_too_long", 414, "INVALID_ARGUMENT"),
+    HeadersTooLarge: Status("headers_too_large", 431, "INVALID_ARGUMENT"),
+    ClientGone: Status("client_gone", 499, "CANCELLED"),
     PayloadTooLarge: Status("payload_too_large", 413, "INVALID_ARGUMENT"),
     UnsupportedMediaType: Status("unsupported_media_type", 415, "INVALID_ARGUMENT"),
     MethodNotAllowed: Status("method_not_allowed", 405, "UNIMPLEMENTED"),

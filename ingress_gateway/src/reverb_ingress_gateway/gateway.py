@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import socket
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from reverb_ingress_gateway.auth import ApiKeys
 from reverb_ingress_gateway.grpc_server import GrpcServer, start_grpc_server
 from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.http.app import build_app
+from reverb_ingress_gateway.http.connections import Limits, limited_protocol
+from reverb_ingress_gateway.http.guard import is_loopback_name
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_store import prepare_insert
@@ -37,20 +38,11 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_dev_mode(settings: GatewaySettings) -> None:
     if not settings.dev:
         return
     for address in (settings.http_address, settings.ingress_address):
-        if not _is_loopback(split_address(address)[0]):
+        if not is_loopback_name(split_address(address)[0]):
             raise UnsafeDevMode(
                 f"dev mode turns API keys off, so it only binds loopback addresses, not {address}"
             )
@@ -160,8 +152,16 @@ async def start(settings: GatewaySettings) -> Gateway:
         raise
     try:
         http_socket = _bind(settings.http_address)
+        limits = Limits(
+            header_timeout=settings.http_header_timeout,
+            body_timeout=settings.http_body_timeout,
+            idle_timeout=settings.http_idle_timeout,
+            max_connections=settings.http_max_connections,
+            max_head_bytes=settings.http_max_head_bytes,
+        )
         config = uvicorn.Config(
             build_app(service, keys, settings, health),
+            http=limited_protocol(limits),
             lifespan="off",
             access_log=False,
             log_config=None,

@@ -35,10 +35,27 @@ class GatewaySettings(BaseSettings):
     gateway_required_apps: Annotated[tuple[str, ...], NoDecode] = ()
     # Seconds between the health checks that keep gRPC health (Check and Watch) up to date.
     health_check_interval: float = Field(default=1.0, gt=0)
+    # Origins (scheme://host[:port]) whose browser pages may call the API, comma-separated;
+    # any other Origin header is refused (403 cross_site). The gateway's own origin is always
+    # allowed, and in dev mode so is any loopback origin.
+    http_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Seconds a client has to send a request's head (from connecting, or from its first byte).
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a client has to send a request's whole body, once its head has arrived.
+    http_body_timeout: float = Field(default=30.0, gt=0)
+    # Seconds an idle keep-alive connection stays open between requests.
+    http_idle_timeout: float = Field(default=5.0, gt=0)
+    # Connections open at once; a request on any connection beyond it is answered 503.
+    http_max_connections: int = Field(default=1000, gt=0)
+    # Largest request head (request line and headers) in bytes; larger is answered 431.
+    http_max_head_bytes: int = Field(default=16 * 1024, gt=0)
+    # Largest query string in bytes (414), and most query parameters (400).
+    http_max_query_bytes: int = Field(default=8 * 1024, gt=0)
+    http_max_query_parameters: int = Field(default=64, gt=0)
     log_json: bool = True
     log_level: str = "info"
 
-    @field_validator("gateway_required_apps", mode="before")
+    @field_validator("gateway_required_apps", "http_allowed_origins", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         if isinstance(value, str):

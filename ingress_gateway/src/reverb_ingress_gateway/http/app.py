@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from opentelemetry.trace import Status, StatusCode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,6 +22,7 @@ from reverb_ingress_gateway.errors import (
 )
 from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.http.body import read_json
+from reverb_ingress_gateway.http.guard import Policy, RequestGuard
 from reverb_ingress_gateway.http.responses import error_response, json_response
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
@@ -166,7 +169,26 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 def build_app(
     service: IngressService, keys: ApiKeys | None, settings: GatewaySettings, health: Health
 ) -> Starlette:
+    policy = Policy(
+        dev=settings.dev,
+        allowed_origins=settings.http_allowed_origins,
+        max_query_bytes=settings.http_max_query_bytes,
+        max_query_parameters=settings.http_max_query_parameters,
+    )
+    middleware = [Middleware(RequestGuard, policy=policy)]
+    if settings.http_allowed_origins:
+        # Browser pages of the listed origins may read answers and send keys (CORS).
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.http_allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "traceparent"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=HttpApi(service, keys, settings, health).routes(),
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )

@@ -3,10 +3,11 @@
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.errors import (
+    ClientGone,
     InvalidArgument,
     InvalidJson,
     PayloadTooLarge,
@@ -17,7 +18,7 @@ from reverb_ingress_gateway.errors import (
 def _check_media_type(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return
+        raise UnsupportedMediaType("send the body with `Content-Type: application/json`")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType(f"send application/json, not {media_type or 'nothing'}")
@@ -34,11 +35,15 @@ async def read_json(request: Request, limit: int) -> Any:
             raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone, or cut off by the body timeout (which has answered 408 itself).
+        raise ClientGone("the client went away before sending the whole body") from None
     body = b"".join(chunks)
     if not body.strip():
         raise InvalidJson("the body is empty: send a JSON event or a list of events")
