@@ -23,6 +23,8 @@ The catalogue (retriable: whether the attempt may be tried again):
       malformed start, an ack for no step) or its session handler failed.
     - EngineError (yes): the SDK's engine failed inside the host.
     - ProtocolError (no): the host sent what the protocol does not allow.
+    - StartTooLarge (no): the run's Start message (its events and memo) is larger than
+      the host (or the worker) accepts, so no attempt can ever reach the host.
 * A run that never ran
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
 * Error (yes): an error stored without a type.
@@ -45,6 +47,7 @@ __all__ = [
     "OUTPUT_UNSERIALIZABLE",
     "PROTOCOL_ERROR",
     "RUN_SKIPPED",
+    "START_TOO_LARGE",
     "STEP_ERROR",
     "STEP_FAILED",
     "UNTYPED",
@@ -79,6 +82,9 @@ HOST_ERROR = ErrorType("HostError", True, "the function host could not run the i
 ENGINE_ERROR = ErrorType("EngineError", True, "the SDK's engine failed inside the host")
 PROTOCOL_ERROR = ErrorType("ProtocolError", False, "the host broke the protocol")
 RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
+START_TOO_LARGE = ErrorType(
+    "StartTooLarge", False, "the run's Start message is larger than the host accepts"
+)
 UNTYPED = ErrorType("Error", True, "an error stored without a type")
 
 # Every engine error type, by name.
@@ -99,6 +105,7 @@ CATALOGUE: dict[str, ErrorType] = {
         ENGINE_ERROR,
         PROTOCOL_ERROR,
         RUN_SKIPPED,
+        START_TOO_LARGE,
         UNTYPED,
     )
 }

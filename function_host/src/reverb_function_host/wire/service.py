@@ -17,6 +17,11 @@ SERVICE_NAME = function_host_pb2.DESCRIPTOR.services_by_name["FunctionHost"].ful
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
 
+# The initial metadata of an Invoke stream: the largest message the host accepts, so the
+# worker fails a Start that can never fit instead of sending it (which would break the
+# stream, and every other invocation on it).
+RECEIVE_LIMIT_KEY = "reverb-max-receive-bytes"
+
 Context = aio.ServicerContext[Any, Any]
 Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
 
@@ -26,6 +31,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
 
     def __init__(self, app: reverb.App, max_message_bytes: int) -> None:
         self._app = app
+        self._receive_limit = ((RECEIVE_LIMIT_KEY, str(max_message_bytes)),)
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -37,6 +43,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     async def Invoke(  # type: ignore[override]
         self, request_iterator: Any, context: Context
     ) -> None:
+        await context.send_initial_metadata(self._receive_limit)
         session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
         session.start()
         try:

@@ -6,6 +6,11 @@ batch travel together); its reader hands each frame to the invocation it names.
 An `InvocationChannel` is one invocation's view of its session: step reports go to
 a callback as they arrive (no task wakes per step), the final message to `final()`.
 When the session breaks, every invocation on it fails with the same error.
+
+Before its first write, the writer reads the largest message the host accepts (the
+stream's initial metadata); a Start that cannot fit in the smaller of that and the
+worker's own limit is never sent: its invocation fails with `StartTooLarge` (the run
+fails for good), and the stream, shared with other runs, is left as it is.
 """
 
 import asyncio
@@ -16,14 +21,19 @@ from typing import Any
 
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.wire import (
+    DEFAULT_RECEIVE_LIMIT,
     HostStreamError,
     SessionStream,
+    StartTooLarge,
+    check_start,
     session_requests,
-    start_size,
 )
 
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
+# How long the writer waits for the host to say how large a message it accepts (a host
+# that does not say is taken to keep gRPC's default).
+RECEIVE_LIMIT_WAIT_SECONDS = 2.0
 
 # Called with each step report of an invocation, as it arrives.
 ReportListener = Callable[["InvocationChannel", protocol.StepReport], None]
@@ -138,9 +148,6 @@ class HostSession:
         if self.broken is not None:
             channel.fail(self.broken)
             return channel
-        if start_size(start) > self._max_message_bytes:
-            channel.fail(HostStreamError("RESOURCE_EXHAUSTED", "the Start message is too large"))
-            return channel
         self._invocations[invocation_id] = channel
         channel.expire_after(timeout_seconds)
         self.send(invocation_id, start)
@@ -171,16 +178,44 @@ class HostSession:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            try:
+                host_limit = await asyncio.wait_for(
+                    self._stream.receive_limit(), RECEIVE_LIMIT_WAIT_SECONDS
+                )
+            except TimeoutError:
+                host_limit = DEFAULT_RECEIVE_LIMIT
+            limit = min(self._max_message_bytes, host_limit)
+            batch_bytes = min(BATCH_BYTES, limit // 2)
             while self.broken is None:
                 if not self._outbox:
                     self._wake = loop.create_future()
                     await self._wake
                     continue
                 frames, self._outbox = self._outbox, []
-                for request in session_requests(frames, BATCH_BYTES):
+                for request in session_requests(self._fitting(frames, limit), batch_bytes):
                     await self._stream.write(request)
         except HostStreamError as error:
             self._break(error)
+
+    def _fitting(
+        self, frames: list[tuple[int, protocol.WorkerMessage]], limit: int
+    ) -> list[tuple[int, protocol.WorkerMessage]]:
+        """`frames` without the Starts too large to send (their invocations fail)."""
+        kept: list[tuple[int, protocol.WorkerMessage]] | None = None
+        for index, (invocation_id, message) in enumerate(frames):
+            if isinstance(message, protocol.Start):
+                try:
+                    check_start(message, limit)
+                except StartTooLarge as error:
+                    if kept is None:
+                        kept = frames[:index]
+                    channel = self._invocations.get(invocation_id)
+                    if channel is not None:
+                        channel.fail(error)
+                    continue
+            if kept is not None:
+                kept.append((invocation_id, message))
+        return frames if kept is None else kept
 
     async def _read_loop(self) -> None:
         try:
