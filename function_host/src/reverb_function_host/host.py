@@ -27,6 +27,7 @@ class Host:
         self,
         server: aio.Server,
         health_service: health.aio.HealthServicer,
+        servicer: service.FunctionHostService,
         port: int,
         address: str,
     ) -> None:
@@ -35,15 +36,18 @@ class Host:
         self.registered = asyncio.Event()
         self._server = server
         self._health = health_service
+        self._servicer = servicer
         self._registration: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop registering, report NOT_SERVING, and stop the server after `grace` seconds."""
+        """Stop registering, report NOT_SERVING, stop the server after `grace` seconds, and
+        wait until its sessions are closed."""
         if self._registration is not None:
             self._registration.cancel()
             await asyncio.wait((self._registration,))
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
+        await self._servicer.closed()
 
 
 async def start(app: reverb.App, settings: HostSettings, *, register_app: bool = True) -> Host:
@@ -65,7 +69,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
             ("grpc.max_send_message_length", limit),
         ],
     )
-    service.add_function_host(server, app, limit)
+    servicer = service.add_function_host(server, app, limit)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
@@ -76,7 +80,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     for name in ("", service.SERVICE_NAME):
         await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = settings.host_advertise_address or _advertised(settings.host_address, port)
-    host = Host(server, health_service, port, address)
+    host = Host(server, health_service, servicer, port, address)
     log.info("function host serving", app_id=app.id, port=port, address=address)
     if register_app:
         host._registration = asyncio.create_task(_register(app, settings, host))

@@ -1,5 +1,6 @@
 """The generated gRPC glue: the FunctionHost servicer and the Ingress call a host makes."""
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     def __init__(self, app: reverb.App, max_message_bytes: int) -> None:
         self._app = app
         self._receive_limit = ((RECEIVE_LIMIT_KEY, str(max_message_bytes)),)
+        self._closing: set[asyncio.Future[None]] = set()
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -51,7 +53,17 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
                 if not session.receive(messages.worker_frames(request)):
                     break  # the worker stopped reading
         finally:
-            await session.close()
+            # Closed in a task of its own that this servicer holds until it ends, so a
+            # second cancellation of this handler cannot interrupt it (see Session.close).
+            closing = asyncio.ensure_future(session.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.shield(closing)
+
+    async def closed(self) -> None:
+        """Until every session that ended has closed (its invocations abandoned)."""
+        if self._closing:
+            await asyncio.wait(self._closing)
 
 
 async def _send(write: Write, max_frame: int, frames: Sequence[tuple[int, Message]]) -> None:
@@ -59,10 +71,13 @@ async def _send(write: Write, max_frame: int, frames: Sequence[tuple[int, Messag
         await write(response)
 
 
-def add_function_host(server: aio.Server, app: reverb.App, max_message_bytes: int) -> None:
+def add_function_host(
+    server: aio.Server, app: reverb.App, max_message_bytes: int
+) -> FunctionHostService:
     """Serve reverb.v1.FunctionHost for `app` on `server`."""
     servicer = FunctionHostService(app, max_message_bytes)
     function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
+    return servicer
 
 
 async def register_app(
