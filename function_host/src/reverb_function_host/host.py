@@ -15,6 +15,7 @@ from reverb_function_host.registration import register
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
 from reverb_function_host.wire import service
+from reverb_function_host.wire.malformed import MalformedRequestInterceptor
 from reverb_telemetry import configure_logging, configure_tracing
 
 log = structlog.get_logger("reverb.function_host")
@@ -61,6 +62,8 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
         interceptors.append(SignatureInterceptor(key, f"/{service.SERVICE_NAME}/"))
     else:
         log.warning("no signing key: this host accepts unsigned calls", app_id=app.id)
+    # Inside the signature check: an unsigned call is refused before its request is read.
+    interceptors.append(MalformedRequestInterceptor())
     limit = settings.max_message_bytes
     server = aio.server(
         interceptors=interceptors,
