@@ -12,7 +12,7 @@ import click
 
 from reverb_cli.app_loading import AppLoadError, load_app
 from reverb_cli.database import apply_migrations
-from reverb_cli.errors import CliError
+from reverb_cli.errors import CliError, ConfigurationError
 from reverb_cli.running import run_until_signalled
 from reverb_cli.settings import DatabaseSettings, build
 
@@ -37,7 +37,7 @@ def gateway() -> None:
     try:
         run_until_signalled("gateway", lambda: serve(settings))
     except (UnsafeDevMode, ValueError) as error:
-        raise CliError(f"gateway: {error}") from None
+        raise ConfigurationError(f"gateway: {error}") from None
 
 
 @click.command()
