@@ -29,6 +29,15 @@ async def host() -> AsyncIterator[Host]:
     await running.stop(0)
 
 
+def raw_unary(channel: aio.Channel, method: str) -> aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """A call sending and receiving bytes as they are (no protobuf on this side)."""
+    return channel.unary_unary(method)
+
+
+def raw_stream(channel: aio.Channel, method: str) -> aio.StreamStreamMultiCallable[bytes, bytes]:
+    return channel.stream_stream(method)
+
+
 def assert_plain_invalid_argument(error: aio.AioRpcError, method: str) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
     assert error.details() == f"the request to {method} is not a valid protobuf message"
@@ -38,14 +47,14 @@ async def test_a_malformed_describe_is_an_invalid_argument(host: Host) -> None:
     method = "/reverb.v1.FunctionHost/Describe"
     async with aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
         with pytest.raises(aio.AioRpcError) as raised:
-            await channel.unary_unary(method)(MALFORMED, timeout=10)
+            await raw_unary(channel, method)(MALFORMED, timeout=10)
     assert_plain_invalid_argument(raised.value, method)
 
 
 async def test_a_malformed_session_message_is_an_invalid_argument(host: Host) -> None:
     method = "/reverb.v1.FunctionHost/Invoke"
     async with aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-        call = channel.stream_stream(method)(timeout=10)
+        call: aio.StreamStreamCall[bytes, bytes] = raw_stream(channel, method)(timeout=10)
         await call.write(MALFORMED)
         with pytest.raises(aio.AioRpcError) as raised:
             await call.read()
@@ -57,7 +66,7 @@ async def test_an_unsigned_malformed_call_is_refused_before_it_is_read() -> None
     host = await start_host(app, settings, register_app=False)
     try:
         async with aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-            describe = channel.unary_unary("/reverb.v1.FunctionHost/Describe")
+            describe = raw_unary(channel, "/reverb.v1.FunctionHost/Describe")
             with pytest.raises(aio.AioRpcError) as raised:
                 await describe(MALFORMED, timeout=10)
     finally:

@@ -14,8 +14,8 @@ from reverb_function_host import Host, HostSettings
 from reverb_function_host import start as start_host
 from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import start as start_worker
-from reverb_queue_worker.runs.invocation import final_for_error
 from reverb_queue_worker.hosts.wire import HostStreamError
+from reverb_queue_worker.runs.invocation import final_for_error
 from tests.integration.test_worker_hosts import run_of, send, wait_status
 from tests.integration.test_worker_runs import register, worker_settings
 

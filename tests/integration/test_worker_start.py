@@ -3,7 +3,8 @@ error stops it at once."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -49,8 +50,11 @@ async def limited_role(connection: asyncpg.Connection) -> AsyncIterator[str]:
     await connection.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
 
 
-def retries(logs: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [entry for entry in logs if entry["event"] == "PostgreSQL refused a connection; retrying"]
+RETRY = "PostgreSQL refused a connection; retrying"
+
+
+def retries(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == RETRY]
 
 
 async def test_a_worker_waits_while_postgres_has_too_many_clients(
@@ -89,7 +93,6 @@ async def test_a_worker_waits_while_postgres_has_too_many_clients(
 
 async def test_a_worker_gives_up_at_once_on_an_unknown_database(database_url: str) -> None:
     unknown = urlunsplit(urlsplit(database_url)._replace(path="/reverb_no_such_database"))
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(asyncpg.InvalidCatalogNameError):
-            await asyncio.wait_for(start_worker(worker_settings(unknown)), 10)
+    with structlog.testing.capture_logs() as logs, pytest.raises(asyncpg.InvalidCatalogNameError):
+        await asyncio.wait_for(start_worker(worker_settings(unknown)), 10)
     assert retries(logs) == []
