@@ -8,8 +8,8 @@ import pytest
 from tests.integration.test_cli import assert_user_error, run_cli
 
 BAD_URLS = [
-    ("localhost/reverb", "not a PostgreSQL URL"),
-    ("http://reverb:s3cret@127.0.0.1/reverb", "scheme should be 'postgresql' or 'postgres'"),
+    ("localhost/reverb", "it must start with postgresql://"),
+    ("http://reverb:s3cret@127.0.0.1/reverb", "it must start with postgresql://"),
     ("postgresql://reverb:s3cret@127.0.0.1:port/reverb", "invalid port number"),
 ]
 
