@@ -49,9 +49,9 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, within: float =
     return Result(process.returncode, stdout.decode(), stderr.decode())
 
 
-def assert_user_error(result: Result, message: str) -> None:
-    """Exit status 1, `error: …` on stderr, and no stack trace."""
-    assert result.code == 1, result
+def assert_user_error(result: Result, message: str, code: int = 1) -> None:
+    """Exit status 1 (2: a configuration error), `error: …` on stderr, and no stack trace."""
+    assert result.code == code, result
     assert result.stderr.startswith("error: "), result
     assert message in result.stderr, result
     assert "Traceback" not in result.stderr + result.stdout, result
@@ -88,7 +88,7 @@ async def test_migrate_applies_the_schema_once(empty_database_url: str) -> None:
 
 
 async def test_migrate_without_a_database_url() -> None:
-    assert_user_error(await run_cli("migrate"), "REVERB_DATABASE_URL")
+    assert_user_error(await run_cli("migrate"), "REVERB_DATABASE_URL", code=2)
 
 
 async def test_migrate_with_an_unreachable_database_hides_the_password() -> None:

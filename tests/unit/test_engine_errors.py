@@ -43,6 +43,7 @@ def test_users_see_the_names_they_know() -> None:
         "OutputUnserializableError",
         "ProtocolError",
         "RunSkipped",
+        "StartTooLarge",
         "StepError",
         "StepFailed",
         "Unauthenticated",

@@ -1,4 +1,9 @@
-"""The one error the CLI shows to users: `error: <message>` on stderr, exit status 1."""
+"""The errors the CLI shows to users: `error: <message>` on stderr, no traceback.
+
+Exit status 1 for a failure (bad input, an API error, an unreachable server), 2 for a
+configuration error (a setting that is missing or malformed, a database that refuses
+the credentials or does not exist), as for a command line that is wrong.
+"""
 
 from typing import IO, Any
 
@@ -15,7 +20,6 @@ class CliError(click.ClickException):
 
 
 class ConfigurationError(CliError):
-    """A service that must not start as configured (e.g. a host without a signing key):
-    exit status 2."""
+    """The configuration cannot work: fix the environment, then run the command again."""
 
     exit_code = 2

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from reverb_cli.errors import CliError
+from reverb_cli.errors import CliError, ConfigurationError
 
 
 def run_until_signalled(name: str, main: Callable[[], Awaitable[None]]) -> None:
@@ -18,6 +18,12 @@ def run_until_signalled(name: str, main: Callable[[], Awaitable[None]]) -> None:
             runner.run(_until_signalled(main))
     except OSError as error:
         raise CliError(f"{name} stopped: {error}") from None
+    except (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        asyncpg.InvalidCatalogNameError,
+    ) as error:
+        # A bad password, an unknown role or database: the configuration is wrong.
+        raise ConfigurationError(f"{name} cannot connect to PostgreSQL: {error}") from None
     except asyncpg.UndefinedTableError as error:
         raise CliError(f"{name} stopped: {error} (run `reverb migrate` first)") from None
     except asyncpg.PostgresError as error:

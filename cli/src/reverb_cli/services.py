@@ -37,7 +37,7 @@ def gateway() -> None:
     try:
         run_until_signalled("gateway", lambda: serve(settings))
     except (UnsafeDevMode, ValueError) as error:
-        raise CliError(f"gateway: {error}") from None
+        raise ConfigurationError(f"gateway: {error}") from None
 
 
 @click.command()

@@ -10,7 +10,8 @@ import pydantic
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reverb_cli.errors import CliError
+from reverb_cli.errors import ConfigurationError
+from reverb_store.urls import DatabaseUrl
 
 _PREFIX = "REVERB_"
 
@@ -29,7 +30,7 @@ class DatabaseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
-    database_url: str
+    database_url: DatabaseUrl
 
 
 class DevSettings(BaseSettings):
@@ -37,7 +38,7 @@ class DevSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
-    database_url: str | None = None
+    database_url: DatabaseUrl | None = None
     http_address: str = "127.0.0.1:8288"
     ingress_address: str = "127.0.0.1:8289"
     host_address: str = "127.0.0.1:8290"
@@ -47,13 +48,15 @@ Settings = TypeVar("Settings", bound=BaseSettings)
 
 
 def build(settings_class: type[Settings]) -> Settings:
-    """Build a settings object from the environment, or fail with a readable message."""
+    """Build a settings object from the environment, or fail with a readable message
+    (exit status 2)."""
     try:
         return settings_class()
     except pydantic.ValidationError as error:
         prefix = str(settings_class.model_config.get("env_prefix") or "")
         problems = "; ".join(
-            f"{prefix}{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            f"{prefix}{'_'.join(str(part) for part in problem['loc']).upper()}:"
+            f" {problem['msg'].removeprefix('Value error, ')}"
             for problem in error.errors()
         )
-        raise CliError(f"invalid configuration: {problems}") from None
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

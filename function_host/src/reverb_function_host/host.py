@@ -17,6 +17,7 @@ from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
 from reverb_function_host.tls import server_credentials
 from reverb_function_host.wire import service
+from reverb_function_host.wire.malformed import MalformedRequestInterceptor
 from reverb_telemetry import configure_logging, configure_tracing
 
 log = structlog.get_logger("reverb.function_host")
@@ -50,6 +51,7 @@ class Host:
         self,
         server: aio.Server,
         health_service: health.aio.HealthServicer,
+        servicer: service.FunctionHostService,
         port: int,
         address: str,
     ) -> None:
@@ -58,15 +60,18 @@ class Host:
         self.registered = asyncio.Event()
         self._server = server
         self._health = health_service
+        self._servicer = servicer
         self._registration: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop registering, report NOT_SERVING, and stop the server after `grace` seconds."""
+        """Stop registering, report NOT_SERVING, stop the server after `grace` seconds, and
+        wait until its sessions are closed."""
         if self._registration is not None:
             self._registration.cancel()
             await asyncio.wait((self._registration,))
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
+        await self._servicer.closed()
 
 
 async def start(app: reverb.App, settings: HostSettings, *, register_app: bool = True) -> Host:
@@ -82,6 +87,8 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     else:
         log.warning("REVERB_HOST_INSECURE: this host runs unsigned Starts", app_id=app.id)
     credentials = server_credentials(settings)
+    # Inside the signature check: an unsigned call is refused before its request is read.
+    interceptors.append(MalformedRequestInterceptor())
     limit = settings.max_message_bytes
     server = aio.server(
         interceptors=interceptors,
@@ -105,7 +112,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     await server.start()
     for name in ("", service.SERVICE_NAME):
         await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
-    host = Host(server, health_service, port, address)
+    host = Host(server, health_service, servicer, port, address)
     log.info(
         "function host serving",
         app_id=app.id,

@@ -67,16 +67,19 @@ class Session:
         return self._writer is not None and not self._writer.done()
 
     async def close(self) -> None:
-        """The worker ended the session (or went away): abandon every invocation left."""
-        running, self._running = self._running, {}
-        for invocation in running.values():
-            self._abandon(invocation)
-        if self._closing:
-            await asyncio.wait(self._closing)
+        """The worker ended the session (or went away): stop the writer, abandon every
+        invocation left, and wait until all of them are done. Its caller shields it
+        (`asyncio.shield`): grpc.aio cancels a call's handler again when its peer is
+        gone, and an interrupted close would leave these tasks pending, to be destroyed."""
         writer = self._writer
         if writer is not None:
             writer.cancel()
-            await asyncio.wait((writer,))
+        running, self._running = self._running, {}
+        for invocation in running.values():
+            self._abandon(invocation)
+        tasks = {*self._closing, *(() if writer is None else (writer,))}
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _handle(self, invocation_id: int, message: WorkerMessage) -> None:
         if isinstance(message, Ack):

@@ -5,11 +5,13 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from reverb_store.urls import DatabaseUrl
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REVERB_", extra="ignore", frozen=True)
 
-    database_url: str
+    database_url: DatabaseUrl
     # Where the HTTP API listens, "host:port" (port 0: any free port).
     http_address: str = "127.0.0.1:8288"
     # Where the reverb.v1.Ingress gRPC service listens.

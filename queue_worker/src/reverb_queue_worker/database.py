@@ -1,12 +1,56 @@
-"""The worker's connection pool, and connections from it typed as the store's queries expect."""
+"""The worker's connection pool, connections from it typed as the store's queries expect,
+and connecting at start while PostgreSQL refuses connections."""
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar, cast
 
 import asyncpg
+import structlog
 
+from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_store import execution
+
+_log = structlog.get_logger("reverb.queue_worker")
+
+Opened = TypeVar("Opened")
+
+# What PostgreSQL answers when it cannot take a connection now, but may later: nothing
+# listens (yet), too many clients (SQLSTATE class 53), starting up or shutting down
+# (class 57), a connection failure (class 08). A bad password, an unknown role or
+# database (classes 28, 3D) and a missing schema are configuration errors: not retried.
+REFUSALS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+async def retrying_refusals(
+    connect: Callable[[], Awaitable[Opened]], *, base: timedelta, what: str
+) -> Opened:
+    """`await connect()`, again and again with backoff (from `base`, up to 30 s) for as long
+    as PostgreSQL refuses connections (`REFUSALS`); each retry is logged."""
+    failures = 0
+    while True:
+        try:
+            return await connect()
+        except REFUSALS as error:
+            delay = backoff(failures, base=base, cap=HOST_CAP)
+            failures += 1
+            _log.warning(
+                "PostgreSQL refused a connection; retrying",
+                opening=what,
+                error=f"{type(error).__name__}: {error}",
+                retry=failures,
+                retry_in_seconds=round(delay.total_seconds(), 3),
+            )
+            await asyncio.sleep(delay.total_seconds())
 
 
 async def open_pool(database_url: str, size: int) -> asyncpg.Pool:

@@ -7,6 +7,8 @@ from typing import Annotated, Self
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reverb_store.urls import DatabaseUrl
+
 
 def _seconds(value: object) -> object:
     """Environment values are strings: read "30" or "0.5" as seconds."""
@@ -27,7 +29,7 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REVERB_")
 
-    database_url: str
+    database_url: DatabaseUrl
     # How many jobs (runs being driven, fan-outs) this worker handles at once.
     worker_concurrency: int = Field(default=100, ge=2)
     # pgqueuer re-picks a job whose heartbeat is older than this (a dead worker's job).

@@ -20,7 +20,7 @@ from pgqueuer.queries import Queries
 
 from reverb.signing import Keyring
 from reverb_queue_worker.backoff import HOST_CAP, backoff
-from reverb_queue_worker.database import open_pool
+from reverb_queue_worker.database import open_pool, retrying_refusals
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
 from reverb_queue_worker.hosts.tls import channel_credentials
@@ -160,15 +160,26 @@ async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
 async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
     """Connect, check the queue's schema, and start consuming jobs.
 
+    While PostgreSQL refuses connections (not up yet, too many clients), connecting is
+    retried with backoff, each retry logged; a configuration error (a bad password, an
+    unknown role or database, a schema not migrated) is raised at once.
+
     `gates`: the run gates runs must pass before they execute (`reverb_store.execution.
     admission`); every worker of a deployment registers the same ones.
     """
     entrypoints.check()
     # pgqueuer's first job would import anyio's asyncio backend (tens of ms): do it now.
     importlib.import_module("anyio._backends._asyncio")
-    pool = await open_pool(settings.database_url, settings.database_pool_size)
+    base = settings.backoff_base
+    pool = await retrying_refusals(
+        lambda: open_pool(settings.database_url, settings.database_pool_size),
+        base=base,
+        what="the connection pool",
+    )
     try:
-        queue_connection = await _connect(settings)
+        queue_connection = await retrying_refusals(
+            lambda: _connect(settings), base=base, what="the queue connection"
+        )
         try:
             await QueueManager(Queries(AsyncpgDriver(queue_connection))).verify_structure()
         except BaseException:

@@ -26,6 +26,8 @@ The catalogue (retriable: whether the attempt may be tried again):
     - Unauthenticated (yes): a Start or a host's answer failed its signature check (a
       wrong or rotated-out key, a stale or replayed Start, a forged answer); nothing it
       carried was run or stored.
+    - StartTooLarge (no): the run's Start message (its events and memo) is larger than
+      the host (or the worker) accepts, so no attempt can ever reach the host.
 * A run that never ran
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
 * Error (yes): an error stored without a type.
@@ -48,6 +50,7 @@ __all__ = [
     "OUTPUT_UNSERIALIZABLE",
     "PROTOCOL_ERROR",
     "RUN_SKIPPED",
+    "START_TOO_LARGE",
     "STEP_ERROR",
     "STEP_FAILED",
     "UNAUTHENTICATED",
@@ -86,6 +89,9 @@ UNAUTHENTICATED = ErrorType(
     "Unauthenticated", True, "a Start or a host's answer failed its signature check"
 )
 RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
+START_TOO_LARGE = ErrorType(
+    "StartTooLarge", False, "the run's Start message is larger than the host accepts"
+)
 UNTYPED = ErrorType("Error", True, "an error stored without a type")
 
 # Every engine error type, by name.
@@ -107,6 +113,7 @@ CATALOGUE: dict[str, ErrorType] = {
         PROTOCOL_ERROR,
         UNAUTHENTICATED,
         RUN_SKIPPED,
+        START_TOO_LARGE,
         UNTYPED,
     )
 }

@@ -1,5 +1,6 @@
 """The generated gRPC glue: the FunctionHost servicer and the Ingress call a host makes."""
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,6 +20,11 @@ SERVICE_NAME = function_host_pb2.DESCRIPTOR.services_by_name["FunctionHost"].ful
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
 
+# The initial metadata of an Invoke stream: the largest message the host accepts, so the
+# worker fails a Start that can never fit instead of sending it (which would break the
+# stream, and every other invocation on it).
+RECEIVE_LIMIT_KEY = "reverb-max-receive-bytes"
+
 Context = aio.ServicerContext[Any, Any]
 Write = Callable[[function_host_pb2.InvokeResponse], Awaitable[None]]
 
@@ -33,6 +39,8 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
         self._replays = ReplayGuard()
         # The address the host registers (and Starts name), once it is bound.
         self.address = ""
+        self._receive_limit = ((RECEIVE_LIMIT_KEY, str(max_message_bytes)),)
+        self._closing: set[asyncio.Future[None]] = set()
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -44,6 +52,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
     async def Invoke(  # type: ignore[override]
         self, request_iterator: Any, context: Context
     ) -> None:
+        await context.send_initial_metadata(self._receive_limit)
         session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
         session.start()
         peer = context.peer()
@@ -53,7 +62,17 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
                 if not session.receive(messages.worker_frames(request, check)):
                     break  # the worker stopped reading
         finally:
-            await session.close()
+            # Closed in a task of its own that this servicer holds until it ends, so a
+            # second cancellation of this handler cannot interrupt it (see Session.close).
+            closing = asyncio.ensure_future(session.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.shield(closing)
+
+    async def closed(self) -> None:
+        """Until every session that ended has closed (its invocations abandoned)."""
+        if self._closing:
+            await asyncio.wait(self._closing)
 
 
 async def _send(write: Write, max_frame: int, frames: Sequence[Answer]) -> None:

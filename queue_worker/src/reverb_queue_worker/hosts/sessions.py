@@ -11,6 +11,11 @@ With a keyring, every Start goes with a fresh nonce and is signed as it is writt
 every frame the host answers with must carry the MAC the invocation expects (its Start's
 key and nonce, and its place in the invocation): a frame that does not is never handed
 on, and the invocation ends as `Unauthenticated` (docs/architecture.md).
+
+Before its first write, the writer reads the largest message the host accepts (the
+stream's initial metadata); a Start that cannot fit in the smaller of that and the
+worker's own limit is never sent: its invocation fails with `StartTooLarge` (the run
+fails for good), and the stream, shared with other runs, is left as it is.
 """
 
 import asyncio
@@ -25,11 +30,13 @@ from reverb.engine_errors import UNAUTHENTICATED
 from reverb.signing import Keyring, SigningKey, answer_prefix, new_nonce
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.wire import (
+    DEFAULT_RECEIVE_LIMIT,
     HostStreamError,
     ReceivedFrame,
     SessionStream,
+    StartTooLarge,
+    check_start,
     session_requests,
-    start_size,
 )
 from reverb_store.execution import ErrorRecord
 from reverb_store.ids import AppId
@@ -38,6 +45,9 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 # A batch is split into messages of about this size; one larger frame goes alone.
 BATCH_BYTES = 1024 * 1024
+# How long the writer waits for the host to say how large a message it accepts (a host
+# that does not say is taken to keep gRPC's default).
+RECEIVE_LIMIT_WAIT_SECONDS = 2.0
 
 # Called with each step report of an invocation, as it arrives.
 ReportListener = Callable[["InvocationChannel", protocol.StepReport], None]
@@ -206,9 +216,6 @@ class HostSession:
         if self.broken is not None:
             channel.fail(self.broken)
             return channel
-        if start_size(start) > self._max_message_bytes:
-            channel.fail(HostStreamError("RESOURCE_EXHAUSTED", "the Start message is too large"))
-            return channel
         self._invocations[invocation_id] = channel
         channel.expire_after(timeout_seconds)
         self.send(invocation_id, protocol.Opening(start, app_id, self.address, nonce))
@@ -239,16 +246,45 @@ class HostSession:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            try:
+                host_limit = await asyncio.wait_for(
+                    self._stream.receive_limit(), RECEIVE_LIMIT_WAIT_SECONDS
+                )
+            except TimeoutError:
+                host_limit = DEFAULT_RECEIVE_LIMIT
+            limit = min(self._max_message_bytes, host_limit)
+            batch_bytes = min(BATCH_BYTES, limit // 2)
             while self.broken is None:
                 if not self._outbox:
                     self._wake = loop.create_future()
                     await self._wake
                     continue
                 frames, self._outbox = self._outbox, []
-                for request in session_requests(frames, BATCH_BYTES, self._keyring):
+                fitting = self._fitting(frames, limit)
+                for request in session_requests(fitting, batch_bytes, self._keyring):
                     await self._stream.write(request)
         except HostStreamError as error:
             self._break(error)
+
+    def _fitting(
+        self, frames: list[tuple[int, protocol.WorkerMessage]], limit: int
+    ) -> list[tuple[int, protocol.WorkerMessage]]:
+        """`frames` without the Starts too large to send (their invocations fail)."""
+        kept: list[tuple[int, protocol.WorkerMessage]] | None = None
+        for index, (invocation_id, message) in enumerate(frames):
+            if isinstance(message, protocol.Opening):
+                try:
+                    check_start(message.start, limit)
+                except StartTooLarge as error:
+                    if kept is None:
+                        kept = frames[:index]
+                    channel = self._invocations.get(invocation_id)
+                    if channel is not None:
+                        channel.fail(error)
+                    continue
+            if kept is not None:
+                kept.append((invocation_id, message))
+        return frames if kept is None else kept
 
     async def _read_loop(self) -> None:
         try:

@@ -34,6 +34,28 @@ class HostStreamError(Exception):
         self.details = details
 
 
+class StartTooLarge(HostStreamError):
+    """A Start larger than the host (or the worker) accepts: it can never be sent, so the
+    worker fails its run instead (sending it would break the whole session)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            "RESOURCE_EXHAUSTED",
+            f"the run's Start message ({size} bytes: its events and memo) is larger than"
+            f" the function host accepts ({limit} bytes)",
+        )
+
+
+# The initial metadata of an Invoke stream in which a host says how large a message it
+# accepts (`reverb_function_host.wire.service`).
+RECEIVE_LIMIT_KEY = "reverb-max-receive-bytes"
+# What a host that does not say accepts: gRPC's default receive limit.
+DEFAULT_RECEIVE_LIMIT = 4 * 1024 * 1024
+# Room a Start frame needs in its message beyond its own size: the frame's own fields and
+# the Start's signature (key id, time, nonce, app id, host address, MAC).
+_FRAME_OVERHEAD = 1024
+
+
 _ACK_RESULTS = {
     protocol.AckResult.CONTINUE: function_host_pb2.ACK_RESULT_CONTINUE,
     protocol.AckResult.PENDING: function_host_pb2.ACK_RESULT_PENDING,
@@ -152,15 +174,23 @@ def _fill_ack(message: function_host_pb2.Ack, ack: protocol.Ack) -> None:
         message.error.CopyFrom(_error_to_wire(ack.error))
 
 
-def start_size(start: protocol.Start) -> int:
-    """About the encoded size of a Start frame (a memo can be large); exact when large."""
-    estimate = 256 + sum(len(event.data) + 64 for event in start.events)
+def start_size(start: protocol.Start, exact_from: int = 1024 * 1024) -> int:
+    """About the encoded size of a Start frame (a memo can be large); exact from about
+    `exact_from` bytes on."""
+    estimate = 256 + sum(len(event.data) + len(event.name) + 64 for event in start.events)
     estimate += sum(len(entry.output or "") + len(entry.step_id) + 16 for entry in start.memo)
-    if estimate < 1024 * 1024:
+    if estimate < exact_from:
         return estimate
     frame = function_host_pb2.WorkerFrame(invocation_id=1)
     _fill_start(frame.start, start)
     return frame.ByteSize()
+
+
+def check_start(start: protocol.Start, limit: int) -> None:
+    """Raise StartTooLarge if `start` cannot fit in a message of `limit` bytes."""
+    size = start_size(start, exact_from=min(1024 * 1024, limit // 2))
+    if size + _FRAME_OVERHEAD > limit:
+        raise StartTooLarge(size, limit)
 
 
 def _size(message: protocol.WorkerMessage) -> int:
@@ -413,6 +443,21 @@ class SessionStream:
             return None
         assert isinstance(response, function_host_pb2.InvokeResponse)
         return host_frames(response, checked=self._checked)
+
+    async def receive_limit(self) -> int:
+        """The largest message the host accepts, as its initial metadata says (gRPC's
+        default when it does not say, or the call failed before it could)."""
+        try:
+            metadata = await self._call.initial_metadata()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            return DEFAULT_RECEIVE_LIMIT
+        except asyncio.CancelledError:
+            _raise_if_call_cancelled()
+            raise
+        value = metadata.get(RECEIVE_LIMIT_KEY) if metadata is not None else None
+        if isinstance(value, str) and value.isdigit() and int(value) > 0:
+            return int(value)
+        return DEFAULT_RECEIVE_LIMIT
 
     def cancel(self) -> None:
         self._call.cancel()

@@ -13,10 +13,10 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT
+from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT, START_TOO_LARGE
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
-from reverb_queue_worker.hosts.wire import HostStreamError
+from reverb_queue_worker.hosts.wire import HostStreamError, StartTooLarge
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
 from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
@@ -26,15 +26,16 @@ from reverb_store.ids import StepId
 # later without counting an attempt. A function's own errors never travel as gRPC
 # statuses (the host reports them as RunFailed), and INTERNAL is what the transport
 # says when an HTTP/2 stream is reset. Other statuses (UNKNOWN: the host's session
-# handler itself crashed) fail the attempt, so a run that breaks its host cannot loop
-# forever.
+# handler itself crashed; RESOURCE_EXHAUSTED: a message too large for one side, which
+# the worker's own check of each Start should have caught) fail the attempt, so a run
+# that breaks its host cannot loop forever. A Start that can never fit fails the run
+# for good (StartTooLarge), before anything is sent.
 _INFRASTRUCTURE = frozenset(
     {
         "UNAVAILABLE",
         "CANCELLED",
         "UNAUTHENTICATED",
         "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
         "ABORTED",
         "INTERNAL",
     }
@@ -63,6 +64,10 @@ def final_for_error(error: HostStreamError) -> protocol.Failed | None:
         message = "the invocation ran past the worker's invocation timeout"
         return protocol.Failed(
             ErrorRecord(INVOCATION_TIMEOUT.name, message), retriable=INVOCATION_TIMEOUT.retriable
+        )
+    if isinstance(error, StartTooLarge):
+        return protocol.Failed(
+            ErrorRecord(START_TOO_LARGE.name, error.details), retriable=START_TOO_LARGE.retriable
         )
     if error.code in _INFRASTRUCTURE:
         return None
