@@ -38,7 +38,9 @@ async def blocks(ctx: Context) -> None:
 
 @pytest.fixture
 async def host() -> AsyncIterator[Host]:
-    running = await start_host(app, HostSettings(host_address="127.0.0.1:0"), register_app=False)
+    running = await start_host(
+        app, HostSettings(host_address="127.0.0.1:0", host_insecure=True), register_app=False
+    )
     yield running
     await running.stop(0)
 

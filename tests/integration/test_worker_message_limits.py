@@ -10,14 +10,14 @@ import pytest
 
 import reverb
 from reverb import Context, event
-from reverb_function_host import Host, HostSettings
+from reverb_function_host import Host
 from reverb_function_host import start as start_host
 from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import start as start_worker
 from reverb_queue_worker.hosts.wire import HostStreamError
 from reverb_queue_worker.runs.invocation import final_for_error
 from tests.integration.test_worker_hosts import run_of, send, wait_status
-from tests.integration.test_worker_runs import register, worker_settings
+from tests.integration.test_worker_runs import host_settings, register, worker_settings
 
 app = reverb.App("message-limit-tests")
 started = asyncio.Event()
@@ -50,7 +50,7 @@ async def patient(ctx: Context) -> str:
 
 @pytest.fixture
 async def small_host() -> AsyncIterator[Host]:
-    settings = HostSettings(host_address="127.0.0.1:0", max_message_bytes=HOST_LIMIT)
+    settings = host_settings(max_message_bytes=HOST_LIMIT)
     running = await start_host(app, settings, register_app=False)
     yield running
     await running.stop(0)
