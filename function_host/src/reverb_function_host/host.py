@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import reverb
-from reverb_function_host.registration import register
+from reverb_function_host.registration import Registration
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
 from reverb_function_host.wire import service
@@ -21,7 +21,8 @@ log = structlog.get_logger("reverb.function_host")
 
 
 class Host:
-    """A running function host. `registered` is set once the gateway accepted the app."""
+    """A running function host. `registered` is set once the gateway accepted the app; the
+    host then keeps its lease until it stops."""
 
     def __init__(
         self,
@@ -35,13 +36,17 @@ class Host:
         self.registered = asyncio.Event()
         self._server = server
         self._health = health_service
-        self._registration: asyncio.Task[None] | None = None
+        self._registration: Registration | None = None
+        self._keeping: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop registering, report NOT_SERVING, and stop the server after `grace` seconds."""
+        """Stop renewing and release the lease (workers stop choosing this host), report
+        NOT_SERVING, and stop the server after `grace` seconds."""
+        if self._keeping is not None:
+            self._keeping.cancel()
+            await asyncio.wait((self._keeping,))
         if self._registration is not None:
-            self._registration.cancel()
-            await asyncio.wait((self._registration,))
+            await self._registration.release()
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
 
@@ -79,7 +84,9 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     host = Host(server, health_service, port, address)
     log.info("function host serving", app_id=app.id, port=port, address=address)
     if register_app:
-        host._registration = asyncio.create_task(_register(app, settings, host))
+        registration = Registration(app, address, settings)
+        host._registration = registration
+        host._keeping = asyncio.create_task(_keep(registration, host))
     return host
 
 
@@ -103,19 +110,11 @@ async def serve(app: reverb.App, settings: HostSettings) -> None:
         await host.stop(settings.shutdown_grace)
 
 
-async def _register(app: reverb.App, settings: HostSettings, host: Host) -> None:
+async def _keep(registration: Registration, host: Host) -> None:
     try:
-        await register(
-            app,
-            host_address=host.address,
-            ingress_address=settings.ingress_address,
-            api_key=settings.api_key,
-            max_backoff=settings.register_max_backoff,
-        )
+        await registration.keep(host.registered)
     except Exception:
-        log.exception("app registration crashed; the host serves but is not registered")
-        return
-    host.registered.set()
+        log.exception("app registration crashed; the host serves but its lease will end")
 
 
 def _advertised(bound: str, port: int) -> str:

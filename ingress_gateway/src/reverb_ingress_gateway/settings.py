@@ -31,6 +31,9 @@ class GatewaySettings(BaseSettings):
     gateway_required_apps: Annotated[tuple[str, ...], NoDecode] = ()
     # Seconds between the health checks that keep gRPC health (Check and Watch) up to date.
     health_check_interval: float = Field(default=1.0, gt=0)
+    # Longest host lease granted, in seconds (a host asks for REVERB_HOST_LEASE_SECONDS):
+    # how long at most a host that died without releasing its lease may still be chosen.
+    host_lease_max_seconds: float = Field(default=300.0, ge=0.1)
     log_json: bool = True
     log_level: str = "info"
 

@@ -7,6 +7,7 @@ from reverb_store.control.api_keys import (
     revoke_api_key,
     verify,
 )
+from reverb_store.control.leases import HostLease, release_lease, renew_lease
 from reverb_store.control.reads import (
     ErrorDetails,
     EventCursor,
@@ -44,6 +45,7 @@ __all__ = [
     "FunctionDefinition",
     "FunctionOwnedByAnotherApp",
     "FunctionRecord",
+    "HostLease",
     "KEY_PREFIX",
     "RunFilter",
     "RunRecord",
@@ -63,6 +65,8 @@ __all__ = [
     "list_steps",
     "register_app",
     "registered_apps",
+    "release_lease",
+    "renew_lease",
     "revoke_api_key",
     "runs_of_event",
     "verify",
