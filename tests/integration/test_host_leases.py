@@ -35,9 +35,7 @@ APP_ID = "lease-tests"
 DEFINITION = common_pb2.AppDefinition(
     id=APP_ID,
     functions=[
-        common_pb2.FunctionDefinition(
-            id="whoami", triggers=[common_pb2.Trigger(event="lease.who")]
-        )
+        common_pb2.FunctionDefinition(id="whoami", triggers=[common_pb2.Trigger(event="lease.who")])
     ],
 )
 
@@ -86,7 +84,9 @@ async def worker(database_url: str) -> AsyncIterator[Worker]:
 
 
 @asynccontextmanager
-async def serving(tag: str, settings: HostSettings, *, register: bool = True) -> AsyncIterator[Host]:
+async def serving(
+    tag: str, settings: HostSettings, *, register: bool = True
+) -> AsyncIterator[Host]:
     """A host of the app answering `tag`, registered through the gateway (unless not)."""
     host = await start_host(tagged_app(tag), settings, register_app=register)
     try:
@@ -164,7 +164,10 @@ async def test_a_host_that_stops_renewing_is_not_called_once_its_lease_ended(
     ingress: ingress_pb2_grpc.IngressAsyncStub,
     worker: Worker,
 ) -> None:
-    async with serving("renewing", settings()), serving("stale", settings(), register=False) as stale:
+    async with (
+        serving("renewing", settings()),
+        serving("stale", settings(), register=False) as stale,
+    ):
         # The stale host registered last, with a short lease it never renews (it still serves).
         await ingress.RegisterApp(
             ingress_pb2.RegisterAppRequest(

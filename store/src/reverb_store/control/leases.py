@@ -45,7 +45,9 @@ async def upsert_lease(connection: asyncpg.Connection, app_id: str, lease: HostL
         app_id,
         lease.address,
     )
-    await connection.execute(_UPSERT_LEASE, app_id, lease.address, lease.instance_id, lease.duration)
+    await connection.execute(
+        _UPSERT_LEASE, app_id, lease.address, lease.instance_id, lease.duration
+    )
 
 
 async def renew_lease(connection: asyncpg.Connection, app_id: str, lease: HostLease) -> bool:

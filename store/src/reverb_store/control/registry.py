@@ -84,7 +84,9 @@ RETURNING id
 """
 
 
-async def register_app(connection: asyncpg.Connection, app: AppDefinition, lease: HostLease) -> bool:
+async def register_app(
+    connection: asyncpg.Connection, app: AppDefinition, lease: HostLease
+) -> bool:
     """Store the app's definitions and its host's lease; False if the definitions were
     unchanged. The app's leases that have ended are deleted."""
     digest = definition_hash(app)
