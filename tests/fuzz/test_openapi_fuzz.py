@@ -26,6 +26,7 @@ from reverb_store import new_id
 from reverb_store.control import (
     AppDefinition,
     FunctionDefinition,
+    HostLease,
     TriggerDefinition,
     create_api_key,
     register_app,
@@ -64,7 +65,7 @@ async def _seed(connection: asyncpg.Connection) -> None:
             ),
         ),
     )
-    await register_app(connection, app, "127.0.0.1:1")
+    await register_app(connection, app, HostLease("127.0.0.1:1", timedelta(seconds=30)))
     error = orjson.dumps({"type": "ValueError", "message": "declined", "stack": "..."}).decode()
     statuses = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]
     for index, status in enumerate(statuses):
@@ -96,7 +97,7 @@ async def served(database_url: str) -> AsyncIterator[tuple[Gateway, str]]:
     connection = await asyncpg.connect(database_url)
     try:
         await _seed(connection)
-        key = (await create_api_key(connection, "fuzz"))[1]
+        key = (await create_api_key(connection, "fuzz", ("ingest", "read")))[1]
     finally:
         await connection.close()
     gateway = await start(

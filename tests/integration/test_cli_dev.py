@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,8 @@ async def test_an_event_sent_once_healthz_answers_200_starts_a_run(
     # that is gone. It must not count as registered.
     connection = await asyncpg.connect(database_url)
     try:
-        await control.register_app(connection, control.AppDefinition("shop", ()), "127.0.0.1:9")
+        lease = control.HostLease("127.0.0.1:9", timedelta(minutes=5))
+        await control.register_app(connection, control.AppDefinition("shop", ()), lease)
     finally:
         await connection.close()
     async with reverb_dev(tmp_path, database_url) as dev:

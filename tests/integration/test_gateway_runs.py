@@ -13,6 +13,7 @@ from reverb_store import new_id
 from reverb_store.control import (
     AppDefinition,
     FunctionDefinition,
+    HostLease,
     TriggerDefinition,
     register_app,
 )
@@ -194,7 +195,7 @@ async def test_functions_are_listed_with_their_triggers(
             ),
         ),
     )
-    await register_app(connection, app, "127.0.0.1:8290")
+    await register_app(connection, app, HostLease("127.0.0.1:8290", timedelta(seconds=30)))
     response = await client.get("/functions")
     assert response.status_code == 200
     assert response.json() == {

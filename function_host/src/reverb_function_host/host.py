@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 import reverb
 from reverb.signing import Keyring
-from reverb_function_host.registration import register
+from reverb_function_host.registration import Registration
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
 from reverb_function_host.tls import server_credentials
@@ -45,7 +45,8 @@ def signing_keyring(settings: HostSettings) -> Keyring | None:
 
 
 class Host:
-    """A running function host. `registered` is set once the gateway accepted the app."""
+    """A running function host. `registered` is set once the gateway accepted the app; the
+    host then keeps its lease until it stops."""
 
     def __init__(
         self,
@@ -61,14 +62,18 @@ class Host:
         self._server = server
         self._health = health_service
         self._servicer = servicer
-        self._registration: asyncio.Task[None] | None = None
+        self._registration: Registration | None = None
+        self._keeping: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop registering, report NOT_SERVING, stop the server after `grace` seconds, and
-        wait until its sessions are closed."""
+        """Stop renewing and release the lease (workers stop choosing this host), report
+        NOT_SERVING, stop the server after `grace` seconds, and wait until its sessions are
+        closed."""
+        if self._keeping is not None:
+            self._keeping.cancel()
+            await asyncio.wait((self._keeping,))
         if self._registration is not None:
-            self._registration.cancel()
-            await asyncio.wait((self._registration,))
+            await self._registration.release()
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
         await self._servicer.closed()
@@ -121,7 +126,9 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
         tls="mutual" if settings.tls_ca else "on" if credentials else "off",
     )
     if register_app:
-        host._registration = asyncio.create_task(_register(app, settings, host))
+        registration = Registration(app, address, settings)
+        host._registration = registration
+        host._keeping = asyncio.create_task(_keep(registration, host))
     return host
 
 
@@ -145,19 +152,11 @@ async def serve(app: reverb.App, settings: HostSettings) -> None:
         await host.stop(settings.shutdown_grace)
 
 
-async def _register(app: reverb.App, settings: HostSettings, host: Host) -> None:
+async def _keep(registration: Registration, host: Host) -> None:
     try:
-        await register(
-            app,
-            host_address=host.address,
-            ingress_address=settings.ingress_address,
-            api_key=settings.api_key,
-            max_backoff=settings.register_max_backoff,
-        )
+        await registration.keep(host.registered)
     except Exception:
-        log.exception("app registration crashed; the host serves but is not registered")
-        return
-    host.registered.set()
+        log.exception("app registration crashed; the host serves but its lease will end")
 
 
 def _advertised(bound: str, port: int) -> str:

@@ -32,6 +32,10 @@ class HostSettings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # How long the host's registration lasts unless renewed, in seconds (the gateway grants
+    # at most its REVERB_HOST_LEASE_MAX_SECONDS); renewed at a third of it. A host that dies
+    # without releasing its lease is no longer called once it ends.
+    host_lease_seconds: float = Field(default=30.0, ge=0.1)
     # Longest pause between two registration attempts, in seconds.
     register_max_backoff: float = Field(default=5.0, gt=0)
     # Largest gRPC message the host sends or accepts (a Start carries the run's whole memo).

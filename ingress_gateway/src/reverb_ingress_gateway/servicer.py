@@ -8,11 +8,12 @@ gRPC service and the HTTP API both reach these methods through
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Generic, TypeVar, cast
 
 import asyncpg
 
-from reverb_ingress_gateway import paging, validation
+from reverb_ingress_gateway import host_leases, paging, validation
 from reverb_ingress_gateway.auth import CALLER
 from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from reverb_ingress_gateway.intake import EventIntake
@@ -110,16 +111,53 @@ class IngressService:
         async with self._connection() as connection:
             return await store.list_functions(connection)
 
-    async def register_app(self, app: AppDefinition, host_address: str) -> bool:
-        """Whether the app's definitions changed. Outside dev mode, only a host key bound to
-        the app may register it."""
+    async def register_app(
+        self,
+        app: AppDefinition,
+        host_address: str,
+        lease: timedelta | None = None,
+        instance_id: str = "",
+    ) -> tuple[bool, timedelta]:
+        """Whether the app's definitions changed, and the lease granted (None: the default).
+        Outside dev mode, only a host key bound to the app may register it."""
         self._check_host_of(app.id)
         validation.check_app(app, host_address)
+        granted = self._grant(host_address, lease, instance_id)
         try:
             async with self._connection() as connection:
-                return await store.register_app(connection, app, host_address)
+                changed = await store.register_app(connection, app, granted)
         except store.FunctionOwnedByAnotherApp as error:
             raise AlreadyExists(str(error)) from None
+        return changed, granted.duration
+
+    async def renew_host_lease(
+        self, app_id: str, host_address: str, lease: timedelta | None, instance_id: str
+    ) -> timedelta:
+        """Extend the lease (the app's definitions stay as they are); the lease granted.
+        Outside dev mode, only a host key bound to the app may renew it."""
+        self._check_host_of(app_id)
+        host_leases.check_app_id(app_id)
+        granted = self._grant(host_address, lease, instance_id)
+        async with self._connection() as connection:
+            if not await store.renew_lease(connection, app_id, granted):
+                raise NotFound(f"app {app_id!r} is not registered: register it first")
+        return granted.duration
+
+    async def release_host_lease(self, app_id: str, host_address: str, instance_id: str) -> bool:
+        """End the lease `instance_id` holds on `host_address`; False if it held none.
+        Outside dev mode, only a host key bound to the app may release it."""
+        self._check_host_of(app_id)
+        host_leases.check_app_id(app_id)
+        host_leases.check_host_address(host_address)
+        host_leases.check_instance_id(instance_id)
+        async with self._connection() as connection:
+            return await store.release_lease(connection, app_id, host_address, instance_id)
+
+    def _grant(
+        self, host_address: str, lease: timedelta | None, instance_id: str
+    ) -> store.HostLease:
+        maximum = timedelta(seconds=self._settings.host_lease_max_seconds)
+        return host_leases.grant(host_address, lease, instance_id, maximum=maximum)
 
     def _check_host_of(self, app_id: str) -> None:
         if self._settings.dev:

@@ -54,6 +54,9 @@ class GatewaySettings(BaseSettings):
     # Largest query string in bytes (414), and most query parameters (400).
     http_max_query_bytes: int = Field(default=8 * 1024, gt=0)
     http_max_query_parameters: int = Field(default=64, gt=0)
+    # Longest host lease granted, in seconds (a host asks for REVERB_HOST_LEASE_SECONDS):
+    # how long at most a host that died without releasing its lease may still be chosen.
+    host_lease_max_seconds: float = Field(default=300.0, ge=0.1)
     log_json: bool = True
     log_level: str = "info"
 

@@ -179,8 +179,14 @@ def describe_response(app: reverb.App) -> function_host_pb2.DescribeResponse:
     return function_host_pb2.DescribeResponse(app=app_definition(app))
 
 
-def register_app_request(app: reverb.App, host_address: str) -> ingress_pb2.RegisterAppRequest:
-    return ingress_pb2.RegisterAppRequest(app=app_definition(app), host_address=host_address)
+def register_app_request(
+    app: reverb.App, host_address: str, lease: timedelta, instance_id: str
+) -> ingress_pb2.RegisterAppRequest:
+    request = ingress_pb2.RegisterAppRequest(
+        app=app_definition(app), host_address=host_address, instance_id=instance_id
+    )
+    request.lease.FromTimedelta(lease)
+    return request
 
 
 def app_definition(app: reverb.App) -> common_pb2.AppDefinition:

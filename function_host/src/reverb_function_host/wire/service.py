@@ -3,13 +3,19 @@
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from grpc import aio
 
 import reverb
 from reverb.signing import Keyring, ReplayGuard
-from reverb_contracts.v1 import function_host_pb2, function_host_pb2_grpc, ingress_pb2_grpc
+from reverb_contracts.v1 import (
+    function_host_pb2,
+    function_host_pb2_grpc,
+    ingress_pb2,
+    ingress_pb2_grpc,
+)
 from reverb_function_host.authentication import StartCheck
 from reverb_function_host.frames import Answer
 from reverb_function_host.session import Session
@@ -95,12 +101,54 @@ async def register_app(
     channel: aio.Channel,
     app: reverb.App,
     host_address: str,
+    lease: timedelta,
+    instance_id: str,
+    *,
+    metadata: Sequence[tuple[str, str]],
+    timeout: float,  # noqa: ASYNC109 (the call's gRPC deadline)
+) -> tuple[bool, timedelta | None]:
+    """Call Ingress.RegisterApp once; whether the app's definitions changed, and the lease
+    granted (None: the gateway named none)."""
+    stub = ingress_pb2_grpc.IngressStub(channel)
+    request = messages.register_app_request(app, host_address, lease, instance_id)
+    response = await stub.RegisterApp(request, metadata=metadata, timeout=timeout)
+    granted = response.lease.ToTimedelta() if response.HasField("lease") else None
+    return response.changed, granted
+
+
+async def renew_lease(
+    channel: aio.Channel,
+    app_id: str,
+    host_address: str,
+    lease: timedelta,
+    instance_id: str,
+    *,
+    metadata: Sequence[tuple[str, str]],
+    timeout: float,  # noqa: ASYNC109 (the call's gRPC deadline)
+) -> timedelta | None:
+    """Call Ingress.RenewHostLease once; the lease granted (None: the gateway named none)."""
+    stub = ingress_pb2_grpc.IngressStub(channel)
+    request = ingress_pb2.RenewHostLeaseRequest(
+        app_id=app_id, host_address=host_address, instance_id=instance_id
+    )
+    request.lease.FromTimedelta(lease)
+    response = await stub.RenewHostLease(request, metadata=metadata, timeout=timeout)
+    return response.lease.ToTimedelta() if response.HasField("lease") else None
+
+
+async def release_lease(
+    channel: aio.Channel,
+    app_id: str,
+    host_address: str,
+    instance_id: str,
     *,
     metadata: Sequence[tuple[str, str]],
     timeout: float,  # noqa: ASYNC109 (the call's gRPC deadline)
 ) -> bool:
-    """Call Ingress.RegisterApp once; whether the app's definitions changed."""
+    """Call Ingress.ReleaseHostLease once; whether this instance held the lease."""
     stub = ingress_pb2_grpc.IngressStub(channel)
-    request = messages.register_app_request(app, host_address)
-    response = await stub.RegisterApp(request, metadata=metadata, timeout=timeout)
-    return response.changed
+    request = ingress_pb2.ReleaseHostLeaseRequest(
+        app_id=app_id, host_address=host_address, instance_id=instance_id
+    )
+    response = await stub.ReleaseHostLease(request, metadata=metadata, timeout=timeout)
+    return response.released

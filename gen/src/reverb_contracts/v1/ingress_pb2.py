@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from reverb_contracts.v1 import common_pb2 as reverb__contracts_dot_v1_dot_common__pb2
 from reverb_contracts.v1 import function_host_pb2 as reverb__contracts_dot_v1_dot_function__host__pb2
 from reverb_contracts.v1 import options_pb2 as reverb__contracts_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/ingress.proto\x12\treverb.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a\'reverb_contracts/v1/function_host.proto\x1a!reverb_contracts/v1/options.proto\"@\n\x11SendEventsRequest\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInputB\x04\xe2\x41\x01\x02\"!\n\x12SendEventsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"m\n\x0b\x45ventRecord\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.reverb.v1.EventB\x06\xc2\xf3\x18\x02\x18\x01\x12\x35\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"1\n\x0fGetEventRequest\x12\x1e\n\x02id\x18\x01 \x01(\tB\x12\xe2\x41\x01\x02\xc2\xf3\x18\n\n\x08\x65vent_id\"_\n\x10GetEventResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.reverb.v1.EventRecordB\x06\xc2\xf3\x18\x02\x18\x01\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.reverb.v1.Run\"h\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\tpage_size\x18\x02 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"\x81\x01\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.reverb.v1.EventRecord\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\xbc\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.reverb.v1.RunStatus\x12\x11\n\tevent_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x13\n\x0binvocations\x18\x07 \x01(\x05\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rparent_run_id\x18\r \x01(\tH\x00\x88\x01\x01\x12&\n\x05steps\x18\x0e \x03(\x0b\x32\x0f.reverb.v1.StepB\x06\xc2\xf3\x18\x02 \x01\x42\x10\n\x0e_parent_run_id\"\xf0\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.reverb.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.reverb.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12+\n\x07wake_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63hild_run_id\x18\x0b \x01(\tH\x00\x88\x01\x01\x42\x0f\n\r_child_run_id\"-\n\rGetRunRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xc2\xf3\x18\x08\n\x06run_id\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x0e.reverb.v1.RunB\x06\xc2\xf3\x18\x02\x18\x01\"\xd2\x01\n\x0fListRunsRequest\x12#\n\x0b\x66unction_id\x18\x01 \x01(\tB\x0e\xc2\xf3\x18\n\n\x08\x66unction\x12\x34\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.reverb.v1.RunStatusB\x0c\xc2\xf3\x18\x08\n\x06status\x12\x1d\n\x08\x65vent_id\x18\x03 \x01(\tB\x0b\xc2\xf3\x18\x07\n\x05\x65vent\x12#\n\tpage_size\x18\x04 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x05 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"u\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.reverb.v1.Run\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\x16\n\x14ListFunctionsRequest\"Y\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x39\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.reverb.v1.FunctionDefinitionB\x06\xc2\xf3\x18\x02\x18\x01\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.reverb.v1.FunctionInfo\"Q\n\x12RegisterAppRequest\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\x12\x14\n\x0chost_address\x18\x02 \x01(\t\"&\n\x13RegisterAppResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x14\n\x10STEP_KIND_INVOKE\x10\x03\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x04\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x05*\xa9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x18\n\x14STEP_STATUS_SLEEPING\x10\x04\x12\x17\n\x13STEP_STATUS_WAITING\x10\x05\x32\xe2\x06\n\x07Ingress\x12\xb6\x01\n\nSendEvents\x12\x1c.reverb.v1.SendEventsRequest\x1a\x1d.reverb.v1.SendEventsResponse\"k\xc2\xf3\x18L\x08\xca\x01\x12\rinvalid_event\x12\x0ftoo_many_events\x12\x11payload_too_large\x1a\rinvalid_event\"\x05\x65vent\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x07/events:\x06\x65vents\x12\x81\x01\n\x08GetEvent\x12\x1a.reverb.v1.GetEventRequest\x1a\x1b.reverb.v1.GetEventResponse\"<\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/events/{id=**}\x12t\n\nListEvents\x12\x1c.reverb.v1.ListEventsRequest\x1a\x1d.reverb.v1.ListEventsResponse\")\xc2\xf3\x18\x12\x12\x10invalid_argument\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\t\x12\x07/events\x12v\n\x06GetRun\x12\x18.reverb.v1.GetRunRequest\x1a\x19.reverb.v1.GetRunResponse\"7\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/runs/{id}\x12l\n\x08ListRuns\x12\x1a.reverb.v1.ListRunsRequest\x1a\x1b.reverb.v1.ListRunsResponse\"\'\xc2\xf3\x18\x12\x12\x10invalid_argument\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x07\x12\x05/runs\x12j\n\rListFunctions\x12\x1f.reverb.v1.ListFunctionsRequest\x1a .reverb.v1.ListFunctionsResponse\"\x16\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/functions\x12R\n\x0bRegisterApp\x12\x1d.reverb.v1.RegisterAppRequest\x1a\x1e.reverb.v1.RegisterAppResponse\"\x04\xc8\xf3\x18\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!reverb_contracts/v1/ingress.proto\x12\treverb.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a\'reverb_contracts/v1/function_host.proto\x1a!reverb_contracts/v1/options.proto\"@\n\x11SendEventsRequest\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInputB\x04\xe2\x41\x01\x02\"!\n\x12SendEventsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\"m\n\x0b\x45ventRecord\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.reverb.v1.EventB\x06\xc2\xf3\x18\x02\x18\x01\x12\x35\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"1\n\x0fGetEventRequest\x12\x1e\n\x02id\x18\x01 \x01(\tB\x12\xe2\x41\x01\x02\xc2\xf3\x18\n\n\x08\x65vent_id\"_\n\x10GetEventResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.reverb.v1.EventRecordB\x06\xc2\xf3\x18\x02\x18\x01\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.reverb.v1.Run\"h\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\tpage_size\x18\x02 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"\x81\x01\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.reverb.v1.EventRecord\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\xbc\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.reverb.v1.RunStatus\x12\x11\n\tevent_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x13\n\x0binvocations\x18\x07 \x01(\x05\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rparent_run_id\x18\r \x01(\tH\x00\x88\x01\x01\x12&\n\x05steps\x18\x0e \x03(\x0b\x32\x0f.reverb.v1.StepB\x06\xc2\xf3\x18\x02 \x01\x42\x10\n\x0e_parent_run_id\"\xf0\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.reverb.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.reverb.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x06output\x18\x08 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x01\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12+\n\x07wake_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63hild_run_id\x18\x0b \x01(\tH\x00\x88\x01\x01\x42\x0f\n\r_child_run_id\"-\n\rGetRunRequest\x12\x1c\n\x02id\x18\x01 \x01(\tB\x10\xe2\x41\x01\x02\xc2\xf3\x18\x08\n\x06run_id\"5\n\x0eGetRunResponse\x12#\n\x03run\x18\x01 \x01(\x0b\x32\x0e.reverb.v1.RunB\x06\xc2\xf3\x18\x02\x18\x01\"\xd2\x01\n\x0fListRunsRequest\x12#\n\x0b\x66unction_id\x18\x01 \x01(\tB\x0e\xc2\xf3\x18\n\n\x08\x66unction\x12\x34\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.reverb.v1.RunStatusB\x0c\xc2\xf3\x18\x08\n\x06status\x12\x1d\n\x08\x65vent_id\x18\x03 \x01(\tB\x0b\xc2\xf3\x18\x07\n\x05\x65vent\x12#\n\tpage_size\x18\x04 \x01(\x05\x42\x10\xc2\xf3\x18\x0c\n\x05limit0\x01\x38\xf4\x03\x12 \n\npage_token\x18\x05 \x01(\tB\x0c\xc2\xf3\x18\x08\n\x06\x63ursor\"u\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.reverb.v1.Run\x12/\n\x0fnext_page_token\x18\x02 \x01(\tB\x11\xc2\xf3\x18\r\n\x0bnext_cursorH\x00\x88\x01\x01\x42\x12\n\x10_next_page_token\"\x16\n\x14ListFunctionsRequest\"Y\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x39\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.reverb.v1.FunctionDefinitionB\x06\xc2\xf3\x18\x02\x18\x01\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.reverb.v1.FunctionInfo\"\x90\x01\n\x12RegisterAppRequest\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\x12\x14\n\x0chost_address\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\"P\n\x13RegisterAppResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12(\n\x05lease\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"|\n\x15RenewHostLeaseRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x14\n\x0chost_address\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\"B\n\x16RenewHostLeaseResponse\x12(\n\x05lease\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x17ReleaseHostLeaseRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x14\n\x0chost_address\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\",\n\x18ReleaseHostLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x14\n\x10STEP_KIND_INVOKE\x10\x03\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x04\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x05*\xa9\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x18\n\x14STEP_STATUS_SLEEPING\x10\x04\x12\x17\n\x13STEP_STATUS_WAITING\x10\x05\x32\xa2\x08\n\x07Ingress\x12\xb6\x01\n\nSendEvents\x12\x1c.reverb.v1.SendEventsRequest\x1a\x1d.reverb.v1.SendEventsResponse\"k\xc2\xf3\x18L\x08\xca\x01\x12\rinvalid_event\x12\x0ftoo_many_events\x12\x11payload_too_large\x1a\rinvalid_event\"\x05\x65vent\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x07/events:\x06\x65vents\x12\x81\x01\n\x08GetEvent\x12\x1a.reverb.v1.GetEventRequest\x1a\x1b.reverb.v1.GetEventResponse\"<\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\x12\x0f/events/{id=**}\x12t\n\nListEvents\x12\x1c.reverb.v1.ListEventsRequest\x1a\x1d.reverb.v1.ListEventsResponse\")\xc2\xf3\x18\x12\x12\x10invalid_argument\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\t\x12\x07/events\x12v\n\x06GetRun\x12\x18.reverb.v1.GetRunRequest\x1a\x19.reverb.v1.GetRunResponse\"7\xc2\xf3\x18\x1d\x12\x10invalid_argument\x12\tnot_found\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/runs/{id}\x12l\n\x08ListRuns\x12\x1a.reverb.v1.ListRunsRequest\x1a\x1b.reverb.v1.ListRunsResponse\"\'\xc2\xf3\x18\x12\x12\x10invalid_argument\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x07\x12\x05/runs\x12j\n\rListFunctions\x12\x1f.reverb.v1.ListFunctionsRequest\x1a .reverb.v1.ListFunctionsResponse\"\x16\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/functions\x12R\n\x0bRegisterApp\x12\x1d.reverb.v1.RegisterAppRequest\x1a\x1e.reverb.v1.RegisterAppResponse\"\x04\xc8\xf3\x18\x05\x12[\n\x0eRenewHostLease\x12 .reverb.v1.RenewHostLeaseRequest\x1a!.reverb.v1.RenewHostLeaseResponse\"\x04\xc8\xf3\x18\x05\x12\x61\n\x10ReleaseHostLease\x12\".reverb.v1.ReleaseHostLeaseRequest\x1a#.reverb.v1.ReleaseHostLeaseResponse\"\x04\xc8\xf3\x18\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -93,48 +94,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGRESS'].methods_by_name['ListFunctions']._serialized_options = b'\310\363\030\002\202\323\344\223\002\014\022\n/functions'
   _globals['_INGRESS'].methods_by_name['RegisterApp']._loaded_options = None
   _globals['_INGRESS'].methods_by_name['RegisterApp']._serialized_options = b'\310\363\030\005'
-  _globals['_RUNSTATUS']._serialized_start=2412
-  _globals['_RUNSTATUS']._serialized_end=2622
-  _globals['_STEPKIND']._serialized_start=2625
-  _globals['_STEPKIND']._serialized_end=2780
-  _globals['_STEPSTATUS']._serialized_start=2783
-  _globals['_STEPSTATUS']._serialized_end=2952
-  _globals['_SENDEVENTSREQUEST']._serialized_start=254
-  _globals['_SENDEVENTSREQUEST']._serialized_end=318
-  _globals['_SENDEVENTSRESPONSE']._serialized_start=320
-  _globals['_SENDEVENTSRESPONSE']._serialized_end=353
-  _globals['_EVENTRECORD']._serialized_start=355
-  _globals['_EVENTRECORD']._serialized_end=464
-  _globals['_GETEVENTREQUEST']._serialized_start=466
-  _globals['_GETEVENTREQUEST']._serialized_end=515
-  _globals['_GETEVENTRESPONSE']._serialized_start=517
-  _globals['_GETEVENTRESPONSE']._serialized_end=612
-  _globals['_LISTEVENTSREQUEST']._serialized_start=614
-  _globals['_LISTEVENTSREQUEST']._serialized_end=718
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=721
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=850
-  _globals['_RUN']._serialized_start=853
-  _globals['_RUN']._serialized_end=1297
-  _globals['_STEP']._serialized_start=1300
-  _globals['_STEP']._serialized_end=1668
-  _globals['_GETRUNREQUEST']._serialized_start=1670
-  _globals['_GETRUNREQUEST']._serialized_end=1715
-  _globals['_GETRUNRESPONSE']._serialized_start=1717
-  _globals['_GETRUNRESPONSE']._serialized_end=1770
-  _globals['_LISTRUNSREQUEST']._serialized_start=1773
-  _globals['_LISTRUNSREQUEST']._serialized_end=1983
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1985
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2102
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=2104
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2126
-  _globals['_FUNCTIONINFO']._serialized_start=2128
-  _globals['_FUNCTIONINFO']._serialized_end=2217
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2219
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2286
-  _globals['_REGISTERAPPREQUEST']._serialized_start=2288
-  _globals['_REGISTERAPPREQUEST']._serialized_end=2369
-  _globals['_REGISTERAPPRESPONSE']._serialized_start=2371
-  _globals['_REGISTERAPPRESPONSE']._serialized_end=2409
-  _globals['_INGRESS']._serialized_start=2955
-  _globals['_INGRESS']._serialized_end=3821
+  _globals['_INGRESS'].methods_by_name['RenewHostLease']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['RenewHostLease']._serialized_options = b'\310\363\030\005'
+  _globals['_INGRESS'].methods_by_name['ReleaseHostLease']._loaded_options = None
+  _globals['_INGRESS'].methods_by_name['ReleaseHostLease']._serialized_options = b'\310\363\030\005'
+  _globals['_RUNSTATUS']._serialized_start=2876
+  _globals['_RUNSTATUS']._serialized_end=3086
+  _globals['_STEPKIND']._serialized_start=3089
+  _globals['_STEPKIND']._serialized_end=3244
+  _globals['_STEPSTATUS']._serialized_start=3247
+  _globals['_STEPSTATUS']._serialized_end=3416
+  _globals['_SENDEVENTSREQUEST']._serialized_start=286
+  _globals['_SENDEVENTSREQUEST']._serialized_end=350
+  _globals['_SENDEVENTSRESPONSE']._serialized_start=352
+  _globals['_SENDEVENTSRESPONSE']._serialized_end=385
+  _globals['_EVENTRECORD']._serialized_start=387
+  _globals['_EVENTRECORD']._serialized_end=496
+  _globals['_GETEVENTREQUEST']._serialized_start=498
+  _globals['_GETEVENTREQUEST']._serialized_end=547
+  _globals['_GETEVENTRESPONSE']._serialized_start=549
+  _globals['_GETEVENTRESPONSE']._serialized_end=644
+  _globals['_LISTEVENTSREQUEST']._serialized_start=646
+  _globals['_LISTEVENTSREQUEST']._serialized_end=750
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=753
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=882
+  _globals['_RUN']._serialized_start=885
+  _globals['_RUN']._serialized_end=1329
+  _globals['_STEP']._serialized_start=1332
+  _globals['_STEP']._serialized_end=1700
+  _globals['_GETRUNREQUEST']._serialized_start=1702
+  _globals['_GETRUNREQUEST']._serialized_end=1747
+  _globals['_GETRUNRESPONSE']._serialized_start=1749
+  _globals['_GETRUNRESPONSE']._serialized_end=1802
+  _globals['_LISTRUNSREQUEST']._serialized_start=1805
+  _globals['_LISTRUNSREQUEST']._serialized_end=2015
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2017
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2134
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=2136
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2158
+  _globals['_FUNCTIONINFO']._serialized_start=2160
+  _globals['_FUNCTIONINFO']._serialized_end=2249
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2251
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2318
+  _globals['_REGISTERAPPREQUEST']._serialized_start=2321
+  _globals['_REGISTERAPPREQUEST']._serialized_end=2465
+  _globals['_REGISTERAPPRESPONSE']._serialized_start=2467
+  _globals['_REGISTERAPPRESPONSE']._serialized_end=2547
+  _globals['_RENEWHOSTLEASEREQUEST']._serialized_start=2549
+  _globals['_RENEWHOSTLEASEREQUEST']._serialized_end=2673
+  _globals['_RENEWHOSTLEASERESPONSE']._serialized_start=2675
+  _globals['_RENEWHOSTLEASERESPONSE']._serialized_end=2741
+  _globals['_RELEASEHOSTLEASEREQUEST']._serialized_start=2743
+  _globals['_RELEASEHOSTLEASEREQUEST']._serialized_end=2827
+  _globals['_RELEASEHOSTLEASERESPONSE']._serialized_start=2829
+  _globals['_RELEASEHOSTLEASERESPONSE']._serialized_end=2873
+  _globals['_INGRESS']._serialized_start=3419
+  _globals['_INGRESS']._serialized_end=4477
 # @@protoc_insertion_point(module_scope)

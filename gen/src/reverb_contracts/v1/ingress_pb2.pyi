@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -570,19 +571,34 @@ class RegisterAppRequest(_message.Message):
 
     APP_FIELD_NUMBER: _builtins.int
     HOST_ADDRESS_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     host_address: _builtins.str
     """Where the worker reaches the host, e.g. "127.0.0.1:8290"."""
+    instance_id: _builtins.str
+    """The host process taking the lease (a random id chosen at its start), so
+    that its release cannot end a lease another process holds at the same
+    address. At most 128 characters.
+    """
     @_builtins.property
     def app(self) -> _common_pb2.AppDefinition: ...
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """How long the lease lasts unless renewed: at least 100 ms; unset: 30 s.
+        The gateway grants at most its REVERB_HOST_LEASE_MAX_SECONDS.
+        """
+
     def __init__(
         self,
         *,
         app: _common_pb2.AppDefinition | None = ...,
         host_address: _builtins.str = ...,
+        lease: _duration_pb2.Duration | None = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["app", b"app"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "host_address", b"host_address"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "host_address", b"host_address", "instance_id", b"instance_id", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -593,17 +609,126 @@ class RegisterAppResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGED_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     changed: _builtins.bool
     """False when the definitions were already registered as they are."""
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """The lease granted: renew it well before it ends (e.g. at a third of it)."""
+
     def __init__(
         self,
         *,
         changed: _builtins.bool = ...,
+        lease: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "lease", b"lease"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterAppResponse: _TypeAlias = RegisterAppResponse  # noqa: Y015
+
+@_typing.final
+class RenewHostLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    HOST_ADDRESS_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    host_address: _builtins.str
+    """The address the host registered."""
+    instance_id: _builtins.str
+    """As in RegisterAppRequest: the renewing process holds the lease from now on."""
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """As in RegisterAppRequest."""
+
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        host_address: _builtins.str = ...,
+        lease: _duration_pb2.Duration | None = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "instance_id", b"instance_id", "lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewHostLeaseRequest: _TypeAlias = RenewHostLeaseRequest  # noqa: Y015
+
+@_typing.final
+class RenewHostLeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """The lease granted, from now."""
+
+    def __init__(
+        self,
+        *,
+        lease: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewHostLeaseResponse: _TypeAlias = RenewHostLeaseResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseHostLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    HOST_ADDRESS_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    host_address: _builtins.str
+    instance_id: _builtins.str
+    """The instance_id the lease was taken or renewed with."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        host_address: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHostLeaseRequest: _TypeAlias = ReleaseHostLeaseRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseHostLeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    released: _builtins.bool
+    """False when this instance held no lease on the address (it ended, or another
+    process took it over).
+    """
+    def __init__(
+        self,
+        *,
+        released: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHostLeaseResponse: _TypeAlias = ReleaseHostLeaseResponse  # noqa: Y015

@@ -72,6 +72,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppResponse.FromString,
                 _registered_method=True)
+        self.RenewHostLease = channel.unary_unary(
+                '/reverb.v1.Ingress/RenewHostLease',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHostLease = channel.unary_unary(
+                '/reverb.v1.Ingress/ReleaseHostLease',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -127,11 +137,34 @@ class IngressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RegisterApp(self, request, context):
-        """RegisterApp stores an app's functions and the address of a host serving
-        it. It changes nothing when the definitions' hash is unchanged.
+        """RegisterApp stores an app's functions and a lease for the address of a
+        host serving it. The app's functions are whatever the latest registration
+        says; they are not rewritten when the definitions' hash is unchanged.
+        Workers call only hosts whose lease has not ended: a host renews its lease
+        with RenewHostLease and ends it with ReleaseHostLease when it stops.
 
         Only a host key bound to the app (`reverb keys create NAME --scope host
-        --app ID`) may register it; no other key may, not even an admin key.
+        --app ID`) may register it, renew or release its leases; no other key may,
+        not even an admin key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewHostLease(self, request, context):
+        """RenewHostLease extends the lease of a host address of a registered app,
+        or takes it again once it ended. It never changes the app's definitions
+        (so a host of an older version that is still running cannot bring its
+        functions back). NOT_FOUND: the app is not registered (call RegisterApp).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHostLease(self, request, context):
+        """ReleaseHostLease ends a host's lease at once (the host is stopping): no
+        worker starts an invocation on it after reading its app's hosts again.
+        Only the lease held by the same instance_id is ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +207,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.RegisterApp,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppResponse.SerializeToString,
+            ),
+            'RenewHostLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewHostLease,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseResponse.SerializeToString,
+            ),
+            'ReleaseHostLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHostLease,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +411,60 @@ class Ingress:
             '/reverb.v1.Ingress/RegisterApp',
             reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.RegisterAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewHostLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/RenewHostLease',
+            reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.RenewHostLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHostLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ReleaseHostLease',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,11 +54,26 @@ class IngressStub:
     ListFunctions: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionsRequest, _ingress_pb2.ListFunctionsResponse]
     """The registered functions."""
     RegisterApp: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]
-    """RegisterApp stores an app's functions and the address of a host serving
-    it. It changes nothing when the definitions' hash is unchanged.
+    """RegisterApp stores an app's functions and a lease for the address of a
+    host serving it. The app's functions are whatever the latest registration
+    says; they are not rewritten when the definitions' hash is unchanged.
+    Workers call only hosts whose lease has not ended: a host renews its lease
+    with RenewHostLease and ends it with ReleaseHostLease when it stops.
 
     Only a host key bound to the app (`reverb keys create NAME --scope host
-    --app ID`) may register it; no other key may, not even an admin key.
+    --app ID`) may register it, renew or release its leases; no other key may,
+    not even an admin key.
+    """
+    RenewHostLease: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.RenewHostLeaseRequest, _ingress_pb2.RenewHostLeaseResponse]
+    """RenewHostLease extends the lease of a host address of a registered app,
+    or takes it again once it ended. It never changes the app's definitions
+    (so a host of an older version that is still running cannot bring its
+    functions back). NOT_FOUND: the app is not registered (call RegisterApp).
+    """
+    ReleaseHostLease: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ReleaseHostLeaseRequest, _ingress_pb2.ReleaseHostLeaseResponse]
+    """ReleaseHostLease ends a host's lease at once (the host is stopping): no
+    worker starts an invocation on it after reading its app's hosts again.
+    Only the lease held by the same instance_id is ended.
     """
 
 @_typing.type_check_only
@@ -87,11 +102,26 @@ class IngressAsyncStub(IngressStub):
     ListFunctions: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionsRequest, _ingress_pb2.ListFunctionsResponse]  # type: ignore[assignment]
     """The registered functions."""
     RegisterApp: _aio.UnaryUnaryMultiCallable[_ingress_pb2.RegisterAppRequest, _ingress_pb2.RegisterAppResponse]  # type: ignore[assignment]
-    """RegisterApp stores an app's functions and the address of a host serving
-    it. It changes nothing when the definitions' hash is unchanged.
+    """RegisterApp stores an app's functions and a lease for the address of a
+    host serving it. The app's functions are whatever the latest registration
+    says; they are not rewritten when the definitions' hash is unchanged.
+    Workers call only hosts whose lease has not ended: a host renews its lease
+    with RenewHostLease and ends it with ReleaseHostLease when it stops.
 
     Only a host key bound to the app (`reverb keys create NAME --scope host
-    --app ID`) may register it; no other key may, not even an admin key.
+    --app ID`) may register it, renew or release its leases; no other key may,
+    not even an admin key.
+    """
+    RenewHostLease: _aio.UnaryUnaryMultiCallable[_ingress_pb2.RenewHostLeaseRequest, _ingress_pb2.RenewHostLeaseResponse]  # type: ignore[assignment]
+    """RenewHostLease extends the lease of a host address of a registered app,
+    or takes it again once it ended. It never changes the app's definitions
+    (so a host of an older version that is still running cannot bring its
+    functions back). NOT_FOUND: the app is not registered (call RegisterApp).
+    """
+    ReleaseHostLease: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ReleaseHostLeaseRequest, _ingress_pb2.ReleaseHostLeaseResponse]  # type: ignore[assignment]
+    """ReleaseHostLease ends a host's lease at once (the host is stopping): no
+    worker starts an invocation on it after reading its app's hosts again.
+    Only the lease held by the same instance_id is ended.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -159,11 +189,38 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         request: _ingress_pb2.RegisterAppRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingress_pb2.RegisterAppResponse, _abc.Awaitable[_ingress_pb2.RegisterAppResponse]]:
-        """RegisterApp stores an app's functions and the address of a host serving
-        it. It changes nothing when the definitions' hash is unchanged.
+        """RegisterApp stores an app's functions and a lease for the address of a
+        host serving it. The app's functions are whatever the latest registration
+        says; they are not rewritten when the definitions' hash is unchanged.
+        Workers call only hosts whose lease has not ended: a host renews its lease
+        with RenewHostLease and ends it with ReleaseHostLease when it stops.
 
         Only a host key bound to the app (`reverb keys create NAME --scope host
-        --app ID`) may register it; no other key may, not even an admin key.
+        --app ID`) may register it, renew or release its leases; no other key may,
+        not even an admin key.
+        """
+
+    @_abc_1.abstractmethod
+    def RenewHostLease(
+        self,
+        request: _ingress_pb2.RenewHostLeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.RenewHostLeaseResponse, _abc.Awaitable[_ingress_pb2.RenewHostLeaseResponse]]:
+        """RenewHostLease extends the lease of a host address of a registered app,
+        or takes it again once it ended. It never changes the app's definitions
+        (so a host of an older version that is still running cannot bring its
+        functions back). NOT_FOUND: the app is not registered (call RegisterApp).
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseHostLease(
+        self,
+        request: _ingress_pb2.ReleaseHostLeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ReleaseHostLeaseResponse, _abc.Awaitable[_ingress_pb2.ReleaseHostLeaseResponse]]:
+        """ReleaseHostLease ends a host's lease at once (the host is stopping): no
+        worker starts an invocation on it after reading its app's hosts again.
+        Only the lease held by the same instance_id is ended.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

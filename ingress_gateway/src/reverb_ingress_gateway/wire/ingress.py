@@ -50,7 +50,30 @@ class IngressServicer:
     async def RegisterApp(
         self, request: ingress_pb2.RegisterAppRequest
     ) -> ingress_pb2.RegisterAppResponse:
-        changed = await self._service.register_app(
-            messages.app_definition(request.app), request.host_address
+        changed, lease = await self._service.register_app(
+            messages.app_definition(request.app),
+            request.host_address,
+            messages.lease(request),
+            request.instance_id,
         )
-        return ingress_pb2.RegisterAppResponse(changed=changed)
+        response = ingress_pb2.RegisterAppResponse(changed=changed)
+        response.lease.FromTimedelta(lease)
+        return response
+
+    async def RenewHostLease(
+        self, request: ingress_pb2.RenewHostLeaseRequest
+    ) -> ingress_pb2.RenewHostLeaseResponse:
+        lease = await self._service.renew_host_lease(
+            request.app_id, request.host_address, messages.lease(request), request.instance_id
+        )
+        response = ingress_pb2.RenewHostLeaseResponse()
+        response.lease.FromTimedelta(lease)
+        return response
+
+    async def ReleaseHostLease(
+        self, request: ingress_pb2.ReleaseHostLeaseRequest
+    ) -> ingress_pb2.ReleaseHostLeaseResponse:
+        released = await self._service.release_host_lease(
+            request.app_id, request.host_address, request.instance_id
+        )
+        return ingress_pb2.ReleaseHostLeaseResponse(released=released)

@@ -1,7 +1,7 @@
 """reverb.v1 messages ⇄ the gateway's domain types (reverb_store records and definitions)."""
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -170,6 +170,18 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
             for function in message.functions
         ),
     )
+
+
+def lease(
+    message: ingress_pb2.RegisterAppRequest | ingress_pb2.RenewHostLeaseRequest,
+) -> timedelta | None:
+    """The lease a host asks for; None when it asks for none."""
+    if not message.HasField("lease"):
+        return None
+    try:
+        return message.lease.ToTimedelta()
+    except (OverflowError, ValueError):
+        raise InvalidArgument("lease is not a valid duration") from None
 
 
 def _trigger(message: common_pb2.Trigger) -> TriggerDefinition:

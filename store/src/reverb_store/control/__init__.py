@@ -13,6 +13,7 @@ from reverb_store.control.api_keys import (
     revoke_api_key,
     verify,
 )
+from reverb_store.control.leases import HostLease, release_lease, renew_lease
 from reverb_store.control.reads import (
     ErrorDetails,
     EventCursor,
@@ -54,6 +55,7 @@ __all__ = [
     "FunctionRecord",
     "HOST",
     "InvalidKeyScopes",
+    "HostLease",
     "KEY_PREFIX",
     "RunFilter",
     "RunRecord",
@@ -75,6 +77,8 @@ __all__ = [
     "list_steps",
     "register_app",
     "registered_apps",
+    "release_lease",
+    "renew_lease",
     "revoke_api_key",
     "runs_of_event",
     "verify",

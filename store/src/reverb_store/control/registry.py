@@ -1,9 +1,10 @@
 """App registration: an app's functions and triggers, replaced whole when its definitions change.
 
 An app's definitions are hashed (sha256 of their canonical JSON). Registering
-the same definitions again only records the host's address; different ones
+the same definitions again only records the host's lease; different ones
 replace the app's functions and triggers in one transaction. A function id is
-unique across apps: one owned by another app is refused.
+unique across apps: one owned by another app is refused. Leases themselves are
+`leases`' concern (renewed and released without the definitions).
 """
 
 import hashlib
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import asyncpg
 import orjson
+
+from reverb_store.control.leases import HostLease, upsert_lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +74,6 @@ def definition_hash(app: AppDefinition) -> str:
     return hashlib.sha256(canonical_json(app)).hexdigest()
 
 
-_UPSERT_HOST = """
-INSERT INTO reverb.app_hosts (app_id, address) VALUES ($1, $2)
-ON CONFLICT (app_id, address) DO UPDATE SET registered_at = now()
-"""
-
 _UPSERT_FUNCTIONS = """
 INSERT INTO reverb.functions AS f (id, app_id, name, retries)
 SELECT id, $1, name, retries FROM unnest($2::text[], $3::text[], $4::int[]) AS t (id, name, retries)
@@ -87,16 +85,17 @@ RETURNING id
 
 
 async def register_app(
-    connection: asyncpg.Connection, app: AppDefinition, host_address: str
+    connection: asyncpg.Connection, app: AppDefinition, lease: HostLease
 ) -> bool:
-    """Store the app's definitions and its host's address; False if they were unchanged."""
+    """Store the app's definitions and its host's lease; False if the definitions were
+    unchanged. The app's leases that have ended are deleted."""
     digest = definition_hash(app)
     async with connection.transaction():
         stored = await connection.fetchval(
             "SELECT definition_hash FROM reverb.apps WHERE id = $1 FOR UPDATE", app.id
         )
         if stored == digest:
-            await connection.execute(_UPSERT_HOST, app.id, host_address)
+            await upsert_lease(connection, app.id, lease)
             return False
         await connection.execute(
             "INSERT INTO reverb.apps (id, definition_hash, definition) VALUES ($1, $2, $3::jsonb)"
@@ -107,7 +106,7 @@ async def register_app(
             canonical_json(app).decode(),
         )
         await _replace_functions(connection, app)
-        await connection.execute(_UPSERT_HOST, app.id, host_address)
+        await upsert_lease(connection, app.id, lease)
         return True
 
 
@@ -146,9 +145,12 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
 
 
 async def registered_apps(connection: asyncpg.Connection, app_ids: list[str]) -> set[str]:
-    """Those of `app_ids` that a host has registered (and that `forget_hosts` has not reset)."""
+    """Those of `app_ids` that a host has registered and holds a live lease of (one that
+    has not ended, was not released, and that `forget_hosts` has not reset)."""
     rows = await connection.fetch(
-        "SELECT DISTINCT app_id FROM reverb.app_hosts WHERE app_id = ANY($1::text[])", app_ids
+        "SELECT DISTINCT app_id FROM reverb.app_hosts"
+        " WHERE app_id = ANY($1::text[]) AND expires_at > now()",
+        app_ids,
     )
     return {row["app_id"] for row in rows}
 

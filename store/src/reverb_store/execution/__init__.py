@@ -18,7 +18,7 @@ from reverb_store.execution.gates import (
     Verdict,
     wake,
 )
-from reverb_store.execution.hosts import host_addresses
+from reverb_store.execution.hosts import LiveHost, live_hosts
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
 from reverb_store.execution.records import (
     ClaimedRun,
@@ -65,6 +65,7 @@ __all__ = [
     "Gates",
     "Hold",
     "INVOKED_EVENT",
+    "LiveHost",
     "MemoEntry",
     "NO_GATES",
     "OutputCommit",
@@ -84,7 +85,7 @@ __all__ = [
     "complete_run",
     "create_runs",
     "fail_run",
-    "host_addresses",
+    "live_hosts",
     "load_memo",
     "prepare_claim",
     "prepare_fan_out",
