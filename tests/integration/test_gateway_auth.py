@@ -263,6 +263,29 @@ async def test_only_a_host_key_bound_to_the_app_registers_it(
     assert await connection.fetchval("SELECT id FROM reverb.apps") == "shop"
 
 
+async def test_only_a_host_key_bound_to_the_app_renews_or_releases_its_leases(
+    gateway: Gateway, connection: asyncpg.Connection, key: str
+) -> None:
+    _, shop_host = await create_api_key(connection, "shop-host", ["host"], ["shop"])
+    _, billing_host = await create_api_key(connection, "billing-host", ["host"], ["billing"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        ingress: ingress_pb2_grpc.IngressAsyncStub = ingress_pb2_grpc.IngressStub(channel)
+        await ingress.RegisterApp(_app("shop"), metadata=_bearer(shop_host))
+        renew = ingress_pb2.RenewHostLeaseRequest(app_id="shop", host_address="127.0.0.1:8290")
+        release = ingress_pb2.ReleaseHostLeaseRequest(app_id="shop", host_address="127.0.0.1:8290")
+        for refused in (billing_host, key):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await ingress.RenewHostLease(renew, metadata=_bearer(refused))
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, raised.value
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await ingress.ReleaseHostLease(release, metadata=_bearer(refused))
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, raised.value
+        assert await connection.fetchval("SELECT count(*) FROM reverb.app_hosts") == 1
+        await ingress.RenewHostLease(renew, metadata=_bearer(shop_host))
+        await ingress.ReleaseHostLease(release, metadata=_bearer(shop_host))
+    assert await connection.fetchval("SELECT count(*) FROM reverb.app_hosts") == 0
+
+
 async def test_a_function_host_registers_with_its_host_key(
     gateway: Gateway, connection: asyncpg.Connection
 ) -> None:
@@ -279,6 +302,7 @@ async def test_a_function_host_registers_with_its_host_key(
             host_address="127.0.0.1:0",
             ingress_address=f"127.0.0.1:{gateway.grpc_port}",
             api_key=SecretStr(host_key),
+            signing_key=SecretStr("signing key"),
         ),
     )
     try:

@@ -29,7 +29,7 @@ from reverb_queue_worker import start as start_worker
 from reverb_store import control
 from tests.e2e.processes import eventually
 from tests.integration.test_worker_hosts import dead_address, send
-from tests.integration.test_worker_runs import worker_settings
+from tests.integration.test_worker_runs import SIGNING_KEY, worker_settings
 
 APP_ID = "lease-tests"
 DEFINITION = common_pb2.AppDefinition(
@@ -69,7 +69,9 @@ async def ingress(gateway: Gateway) -> AsyncIterator[ingress_pb2_grpc.IngressAsy
 def settings(gateway: Gateway) -> Settings:
     def make(**changes: object) -> HostSettings:
         base = HostSettings(
-            host_address="127.0.0.1:0", ingress_address=f"127.0.0.1:{gateway.grpc_port}"
+            host_address="127.0.0.1:0",
+            ingress_address=f"127.0.0.1:{gateway.grpc_port}",
+            signing_key=SIGNING_KEY,
         )
         return base.model_copy(update=changes)
 
@@ -245,10 +247,7 @@ async def test_the_worker_falls_through_to_the_next_live_host(
         await ingress.RegisterApp(
             ingress_pb2.RegisterAppRequest(app=DEFINITION, host_address=dead_address())
         )
-        signed = worker_settings(database_url).model_copy(
-            update={"signing_key": SecretStr("the worker's key")}
-        )
-        worker = await start_worker(signed)
+        worker = await start_worker(worker_settings(database_url))
         try:
             tags = await answers(connection, 6)
         finally:

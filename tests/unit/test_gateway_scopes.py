@@ -25,9 +25,9 @@ def test_the_proto_scopes_are_the_stores() -> None:
     assert tuple(names) == SCOPES
 
 
-def test_only_register_app_takes_a_host_key() -> None:
+def test_only_the_registration_calls_take_a_host_key() -> None:
     hosts = [method.name for method in INGRESS.methods if scope(method) == "host"]
-    assert hosts == ["RegisterApp"]
+    assert hosts == ["RegisterApp", "RenewHostLease", "ReleaseHostLease"]
 
 
 def test_an_rpc_without_a_scope_is_refused() -> None:
