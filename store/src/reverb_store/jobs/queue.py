@@ -148,11 +148,20 @@ async def next_due(connection: asyncpg.Connection) -> float | None:
 
 
 # A row both deleted and updated by one statement is updated only (the DELETE is then
-# silently lost): a finished job's heartbeat is never refreshed.
+# silently lost): a finished job's heartbeat is never refreshed. Lock order
+# (docs/architecture.md, "Lock order"): every row is locked first, by id, in a
+# MATERIALIZED subselect; the DELETE and the UPDATE touch only rows it holds.
 _KEEP = f"""
-WITH finished AS (DELETE FROM {QUEUE_TABLE} WHERE id = ANY($2::bigint[]))
+WITH locked AS MATERIALIZED (
+    SELECT id FROM {QUEUE_TABLE}
+    WHERE id = ANY($1::bigint[] || $2::bigint[])
+    ORDER BY id FOR UPDATE
+), finished AS (
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM locked) AND id = ANY($2::bigint[])
+)
 UPDATE {QUEUE_TABLE} SET heartbeat = now()
-WHERE id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
+WHERE id IN (SELECT id FROM locked)
+  AND id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
 """
 
 
