@@ -91,9 +91,7 @@ async def test_the_completion_batch_and_the_heartbeat_never_deadlock(
         heartbeat = asyncio.create_task(ended(jobs.keep(beating, running, [])))
         await waiting(observer, beating, heartbeat)
         await pause_completion.commit()
-        await waiting(
-            observer, completing, completion, not_on=[first_holder.get_server_pid()]
-        )
+        await waiting(observer, completing, completion, not_on=[first_holder.get_server_pid()])
         await pause_heartbeat.commit()
 
         done, beaten = await completion, await heartbeat

@@ -147,6 +147,17 @@ async def next_due(connection: asyncpg.Connection) -> float | None:
     return seconds
 
 
+async def take_due_and_next(
+    connection: asyncpg.Connection, queue_manager_id: UUID, limit: int
+) -> tuple[list[TakenJob], float | None]:
+    """`take_due`, then `next_due`, in one transaction: both read the queue at one `now()`,
+    so a job falling due between the two statements is in one or the other (taken, or
+    the next due), never missed by both (a lost wake-up)."""
+    async with connection.transaction():
+        taken = await take_due(connection, queue_manager_id, limit)
+        return taken, await next_due(connection)
+
+
 # A row both deleted and updated by one statement is updated only (the DELETE is then
 # silently lost): a finished job's heartbeat is never refreshed. Lock order
 # (docs/architecture.md, "Lock order"): every row is locked first, by id, in a
