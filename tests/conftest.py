@@ -1,12 +1,25 @@
-"""Fixtures shared by every test: a real PostgreSQL, a fresh migrated database per test."""
+"""Fixtures shared by every test: a real PostgreSQL, a fresh migrated database per test.
+
+Async tests and fixtures run on uvloop, the loop the services run on, unless
+`REVERB_TEST_LOOP=asyncio` (`tests/loops.py`).
+"""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import asyncpg
 import pytest
 
 from tests import postgres
+from tests.loops import LOOPS, LoopFactory, chosen_loop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, LoopFactory]:
+    """pytest-asyncio's hook: every async test and fixture runs on the chosen loop."""
+    name = chosen_loop()
+    return {name: LOOPS[name]}
 
 
 @pytest.fixture(scope="session")

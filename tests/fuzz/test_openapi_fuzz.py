@@ -9,7 +9,6 @@ document says. Run it with `make fuzz` (CI does); it is left out of the default
 `curl` line that reproduces it.
 """
 
-import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from reverb_store.control import (
     create_api_key,
     register_app,
 )
+from tests import children
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(600)]
 
@@ -150,10 +150,10 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_break(
         "--report-dir",
         str(tmp_path),
     ]
-    process = await asyncio.create_subprocess_exec(
+    process = await children.spawn(
         *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdout=children.PIPE,
+        stderr=children.STDOUT,
         cwd=tmp_path,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )

@@ -16,7 +16,7 @@ from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.queries import Queries
 
 from reverb_store.migrate import migrate, migration_files
-from tests import postgres
+from tests import children, postgres
 from tests.e2e.processes import free_port
 
 
@@ -30,14 +30,14 @@ class Result:
 async def run_cli(*args: str, env: dict[str, str] | None = None, within: float = 30) -> Result:
     """Run `python -m reverb_cli ARGS` with REVERB_* cleared from the environment, then `env`."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
-    process = await asyncio.create_subprocess_exec(
+    process = await children.spawn(
         sys.executable,
         "-m",
         "reverb_cli",
         *args,
         env={**clean, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=children.PIPE,
+        stderr=children.PIPE,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), within)

@@ -19,6 +19,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from reverb_store import control
+from tests import children
 from tests.e2e.processes import eventually, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -29,7 +30,7 @@ SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop.py"
 class Dev:
     """A `reverb dev` subprocess with its output collected line by line."""
 
-    def __init__(self, process: asyncio.subprocess.Process, http_port: int) -> None:
+    def __init__(self, process: children.Child, http_port: int) -> None:
         self.process = process
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}")
         self.stdout: list[str] = []
@@ -110,7 +111,7 @@ def dev_environment(ports: list[int], database_url: str | None) -> dict[str, str
 async def reverb_dev(cwd: Path, database_url: str | None) -> AsyncIterator[Dev]:
     http_port = free_port()
     env = dev_environment([http_port, free_port(), free_port()], database_url)
-    process = await asyncio.create_subprocess_exec(
+    process = await children.spawn(
         sys.executable,
         "-m",
         "reverb_cli",
@@ -118,8 +119,8 @@ async def reverb_dev(cwd: Path, database_url: str | None) -> AsyncIterator[Dev]:
         str(SHOP),
         cwd=cwd,
         env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=children.PIPE,
+        stderr=children.PIPE,
         start_new_session=True,
     )
     dev = Dev(process, http_port)
@@ -251,7 +252,7 @@ async def test_ctrl_c_under_tee_stops_every_child_even_once_tee_is_gone(
     ports = [free_port() for _ in range(3)]
     read_end, write_end = os.pipe()
     with (tmp_path / "stderr.log").open("wb") as terminal:
-        dev = await asyncio.create_subprocess_exec(
+        dev = await children.spawn(
             sys.executable,
             "-m",
             "reverb_cli",
@@ -259,38 +260,38 @@ async def test_ctrl_c_under_tee_stops_every_child_even_once_tee_is_gone(
             str(SHOP),
             cwd=tmp_path,
             env=dev_environment(ports, database_url),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=children.DEVNULL,
             stdout=write_end,
             stderr=write_end if piped == "stdout-and-stderr" else terminal,
             process_group=0,  # the shell's job: reverb dev and tee in one process group
         )
-        tee = await asyncio.create_subprocess_exec(
+        tee = await children.spawn(
             "tee",
             str(tmp_path / "dev.log"),
             stdin=read_end,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=children.PIPE,
             process_group=dev.pid,
         )
     os.close(read_end)
     os.close(write_end)
-    children: list[psutil.Process] = []
+    descendants: list[psutil.Process] = []
     try:
         assert tee.stdout is not None
         async with asyncio.timeout(60):
             async for line in tee.stdout:
                 if b"Reverb is running" in line:
                     break
-        children = psutil.Process(dev.pid).children(recursive=True)
-        assert len(children) >= 3
+        descendants = psutil.Process(dev.pid).children(recursive=True)
+        assert len(descendants) >= 3
 
         os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C
         assert await asyncio.wait_for(tee.wait(), 10) != 0
         assert await asyncio.wait_for(dev.wait(), 40) == 0
-        _, alive = psutil.wait_procs(children, timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
         assert not alive, f"children outlived reverb dev: {alive}"
         assert all(port_is_free(port) for port in ports)
     finally:
-        for child in children:
+        for child in descendants:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
         for process in (dev, tee):

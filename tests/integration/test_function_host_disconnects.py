@@ -13,6 +13,7 @@ import reverb
 from reverb import Context, event
 from reverb_function_host import Host, HostSettings
 from reverb_function_host import start as start_host
+from tests import children
 
 app = reverb.App("disconnect-tests")
 RUNS = 3
@@ -60,14 +61,14 @@ async def test_a_killed_worker_leaves_no_session_task_pending(host: Host) -> Non
     problems: list[dict[str, Any]] = []
     handler = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: problems.append(context))
-    worker = await asyncio.create_subprocess_exec(
+    worker = await children.spawn(
         sys.executable,
         "-m",
         "tests.integration.session_client",
         str(host.port),
         "blocks",
         str(RUNS),
-        stdout=asyncio.subprocess.PIPE,
+        stdout=children.PIPE,
     )
     try:
         with structlog.testing.capture_logs() as logs:

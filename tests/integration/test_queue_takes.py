@@ -1,6 +1,7 @@
 """A worker's own takes from the queue, against real PostgreSQL: which due jobs come
 first, how many, and when the next one is due."""
 
+import asyncio
 from datetime import timedelta
 from uuid import uuid4
 
@@ -60,6 +61,47 @@ async def test_jobs_not_due_yet_stay_queued_and_give_the_next_due_time(
     next_due = await jobs.next_due(connection)
     assert next_due is not None
     assert 50 < next_due <= 60
+
+
+# Holding this advisory lock pauses every UPDATE of the queue at its end (the trigger
+# below): the take, between its own statement and the read of the next due time.
+_PAUSE = 8_0001
+
+_PAUSE_UPDATES = f"""
+CREATE FUNCTION pause_queue_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock({_PAUSE}); RETURN NULL; END $$;
+CREATE TRIGGER pause_queue_updates AFTER UPDATE ON pgqueuer
+FOR EACH STATEMENT EXECUTE FUNCTION pause_queue_updates();
+"""
+
+
+async def test_a_job_falling_due_during_a_take_is_taken_or_next_due(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    # The worker reads the next due time after its take; a job that falls due between
+    # the two must be in one of them, or no timer is armed for it (a lost wake-up).
+    job_id = await enqueue(connection, AdvanceRun("sleeper"), timedelta(hours=1))
+    await connection.execute(_PAUSE_UPDATES)
+    other = await asyncpg.connect(database_url)
+    try:
+        await other.execute("SELECT pg_advisory_lock($1)", _PAUSE)
+        take = asyncio.create_task(jobs.take_due_and_next(connection, uuid4(), 10))
+        pid = connection.get_server_pid()
+        while not take.done() and not await other.fetchval(
+            "SELECT cardinality(pg_blocking_pids($1)) > 0", pid
+        ):
+            pass
+        # Due now: after the take read the queue, before the next due time is read.
+        await other.execute(
+            "UPDATE pgqueuer SET execute_after = clock_timestamp() WHERE id = $1", job_id
+        )
+        await other.execute("SELECT pg_advisory_unlock($1)", _PAUSE)
+        taken, next_due = await take
+    finally:
+        await other.close()
+
+    assert [job.job_id for job in taken] == [] and next_due is not None
+    assert 0 <= next_due < 60
 
 
 async def test_delayed_runs_are_wake_ups_and_due_ones_are_not(

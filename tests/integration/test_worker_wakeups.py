@@ -11,7 +11,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 import asyncpg
-import uvloop
+import pytest
 
 from reverb_queue_worker.database import acquire, open_pool
 from reverb_queue_worker.jobs.active import ActiveJob
@@ -19,6 +19,7 @@ from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_store import jobs
 from reverb_store.ids import JobId
 from reverb_store.jobs import AdvanceRun
+from tests.loops import LOOPS
 
 
 class Ran:
@@ -98,14 +99,12 @@ async def dequeued_wake_ups_due_at_once(database_url: str) -> list[str]:
     return sorted(ran.at)
 
 
-async def test_wake_ups_armed_together_run_on_asyncio(database_url: str) -> None:
-    assert await dequeued_wake_ups_due_at_once(database_url) == ["later-0", "later-1"]
-
-
-def test_wake_ups_armed_together_run_on_uvloop(database_url: str) -> None:
-    # uvloop's call_at with a delay under about a millisecond returns a plain Handle,
-    # which has no `when()`: the timer's due time is kept beside it.
-    loop = uvloop.new_event_loop()
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_wake_ups_armed_together_run(database_url: str, loop_name: str) -> None:
+    # On both loops, whichever the suite runs on. uvloop's call_at with a delay under
+    # about a millisecond returns a plain Handle, which has no `when()`: the timer's due
+    # time is kept beside it.
+    loop = LOOPS[loop_name]()
     try:
         ran = loop.run_until_complete(dequeued_wake_ups_due_at_once(database_url))
     finally:

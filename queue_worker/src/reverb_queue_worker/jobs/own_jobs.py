@@ -194,8 +194,15 @@ class OwnJobs:
             self._backlog = False
             try:
                 async with acquire(self._pool) as connection:
-                    taken = await jobs.take_due(connection, queue_manager_id, room)
-                    next_due = await jobs.next_due(connection) if find_next else None
+                    if find_next:
+                        # One transaction: a job falling due between the take and the
+                        # read is in one of them, so its wake-up is not lost.
+                        taken, next_due = await jobs.take_due_and_next(
+                            connection, queue_manager_id, room
+                        )
+                    else:
+                        taken = await jobs.take_due(connection, queue_manager_id, room)
+                        next_due = None
             except Exception as error:
                 self._backlog = True
                 self._find_next = self._find_next or find_next

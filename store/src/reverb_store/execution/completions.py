@@ -15,17 +15,26 @@ import asyncpg
 from reverb_store.ids import JobId, RunId
 from reverb_store.jobs import QUEUE_TABLE
 
+# Lock order (docs/architecture.md, "Lock order"): the runs, by id, then their jobs, by
+# id, each in a MATERIALIZED locking subselect whose sort comes before its locks; the
+# UPDATE and the DELETE touch only rows those already hold. Without it the rows were
+# locked in the input's order, and the batch deadlocked with the heartbeat (`keep`).
 _COMPLETE_RUNS = f"""
-WITH done AS (
+WITH runs_locked AS MATERIALIZED (
+    SELECT id FROM reverb.runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+), done AS (
     UPDATE reverb.runs r
     SET status = 'completed', output = t.output, error = NULL, job_id = NULL,
         ended_at = now(), updated_at = now()
     FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(run_id, job_id, output)
-    WHERE r.id = t.run_id AND r.status = 'running' AND r.job_id = t.job_id
+    WHERE r.id = t.run_id AND r.id IN (SELECT id FROM runs_locked)
+      AND r.status = 'running' AND r.job_id = t.job_id
       AND r.parent_run_id IS NULL AND NOT r.gated
     RETURNING r.id, t.job_id
+), jobs_locked AS MATERIALIZED (
+    SELECT id FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done) ORDER BY id FOR UPDATE
 ), ended AS (
-    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done)
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM jobs_locked)
 )
 SELECT id FROM done
 """

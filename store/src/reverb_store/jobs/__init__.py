@@ -6,7 +6,8 @@ tables, so a job that finds nothing to do simply ends.
 
 A worker may also run jobs itself, without pgqueuer's dequeue: jobs it inserts
 already picked (the runs a fan-out creates), and due jobs it takes the moment it
-has room or a wake-up it scheduled comes due (`take_due`). It keeps their
+has room or a wake-up it scheduled comes due (`take_due`; `take_due_and_next` when
+it also needs the next due time). It keeps their
 heartbeats fresh; if it dies, pgqueuer hands them to another worker exactly as
 it does a dequeued job.
 """
@@ -34,6 +35,7 @@ from reverb_store.jobs.queue import (
     next_due,
     schedule,
     take_due,
+    take_due_and_next,
 )
 
 __all__ = [
@@ -57,4 +59,5 @@ __all__ = [
     "next_due",
     "schedule",
     "take_due",
+    "take_due_and_next",
 ]

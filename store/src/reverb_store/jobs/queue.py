@@ -147,12 +147,32 @@ async def next_due(connection: asyncpg.Connection) -> float | None:
     return seconds
 
 
+async def take_due_and_next(
+    connection: asyncpg.Connection, queue_manager_id: UUID, limit: int
+) -> tuple[list[TakenJob], float | None]:
+    """`take_due`, then `next_due`, in one transaction: both read the queue at one `now()`,
+    so a job falling due between the two statements is in one or the other (taken, or
+    the next due), never missed by both (a lost wake-up)."""
+    async with connection.transaction():
+        taken = await take_due(connection, queue_manager_id, limit)
+        return taken, await next_due(connection)
+
+
 # A row both deleted and updated by one statement is updated only (the DELETE is then
-# silently lost): a finished job's heartbeat is never refreshed.
+# silently lost): a finished job's heartbeat is never refreshed. Lock order
+# (docs/architecture.md, "Lock order"): every row is locked first, by id, in a
+# MATERIALIZED subselect; the DELETE and the UPDATE touch only rows it holds.
 _KEEP = f"""
-WITH finished AS (DELETE FROM {QUEUE_TABLE} WHERE id = ANY($2::bigint[]))
+WITH locked AS MATERIALIZED (
+    SELECT id FROM {QUEUE_TABLE}
+    WHERE id = ANY($1::bigint[] || $2::bigint[])
+    ORDER BY id FOR UPDATE
+), finished AS (
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM locked) AND id = ANY($2::bigint[])
+)
 UPDATE {QUEUE_TABLE} SET heartbeat = now()
-WHERE id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
+WHERE id IN (SELECT id FROM locked)
+  AND id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
 """
 
 
