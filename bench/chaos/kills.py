@@ -1,0 +1,71 @@
+"""The disruptions: kill -9 of a random worker or host (restarted at once or after a short
+pause), and one PostgreSQL restart in the middle of the load."""
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from bench.chaos.database import Database
+from bench.chaos.mesh import Mesh
+
+
+@dataclass
+class Disruption:
+    kind: str  # "kill" or "database"
+    target: str
+    at: float  # wall-clock time of the kill, or when the database went down
+    back: float  # when the process was started again, or the database accepted again
+
+
+@dataclass
+class Monkey:
+    mesh: Mesh
+    database: Database
+    chooser: random.Random
+    disruptions: list[Disruption] = field(default_factory=list)
+    # Processes that exited on their own and were started again, by name.
+    exits: dict[str, int] = field(default_factory=dict)
+
+    async def run(self, kills: int, seconds: float, restart_at: float, down: float) -> None:
+        """`kills` kills spread over `seconds`, and the database restarted `restart_at`
+        seconds in (it stays down `down` seconds)."""
+        started = time.monotonic()
+        interval = seconds / max(kills, 1)
+        restarted = False
+        for number in range(kills):
+            await self._until(started + interval * (number + self.chooser.uniform(0.3, 1)))
+            if not restarted and time.monotonic() - started >= restart_at:
+                restarted = True
+                stopped, back = await asyncio.to_thread(self.database.restart, down)
+                self.disruptions.append(Disruption("database", "postgresql", stopped, back))
+            self.revive_exited()
+            await self._kill_one()
+        if not restarted:
+            stopped, back = await asyncio.to_thread(self.database.restart, down)
+            self.disruptions.append(Disruption("database", "postgresql", stopped, back))
+
+    async def _kill_one(self) -> None:
+        victim = self.chooser.choice(self.mesh.victims)
+        if victim.process is None or victim.process.poll() is not None:
+            return
+        at = time.time()
+        victim.kill()
+        pause = self.chooser.choice([0.0, 0.0, 0.2, 0.5, 1.0])
+        if pause:
+            await asyncio.sleep(pause)
+        victim.start()
+        self.disruptions.append(Disruption("kill", victim.name, at, time.time()))
+
+    def revive_exited(self) -> None:
+        """Start again a worker or host that exited on its own (and count it: a finding)."""
+        for service in self.mesh.exited():
+            self.exits[service.name] = self.exits.get(service.name, 0) + 1
+            service.stop()
+            service.start()
+
+    @staticmethod
+    async def _until(moment: float) -> None:
+        remaining = moment - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
