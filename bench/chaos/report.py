@@ -1,6 +1,7 @@
 """The chaos run's figures: one table on the terminal, the same in JSON."""
 
 import argparse
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -26,10 +27,11 @@ def figures(
     commits = sorted(findings.commit_times)
     kills = [each for each in monkey.disruptions if each.kind == "kill"]
     restarts = [each for each in monkey.disruptions if each.kind == "database"]
-    first = monkey.disruptions[0].at if monkey.disruptions else load[1]
-    rate = recovery.usual_rate(commits, load[0], first)
+    rate = recovery.usual_rate(commits, load[0], load[1])
     end = max(load[1], commits[-1] if commits else load[1])
-    last_kill = recovery.recovery(commits, kills[-1].at, rate, load[1]) if kills else None
+    after_kills = [recovery.recovery(commits, each.at, rate, load[1]) for each in kills]
+    last_kill = after_kills[-1] if after_kills else None
+    back = [each.usual_rate for each in after_kills if each.usual_rate is not None]
     database = [
         {
             "down_seconds": each.back - each.at,
@@ -76,10 +78,21 @@ def figures(
             "killed": dict(Counter(each.target.split("-")[0] for each in kills)),
             "database_restarts": len(restarts),
             "exited_on_their_own": monkey.exits,
+            "timeline": [
+                {
+                    "kind": each.kind,
+                    "target": each.target,
+                    "at_seconds": round(each.at - load[0], 3),
+                    "back_after_seconds": round(each.back - each.at, 3),
+                }
+                for each in monkey.disruptions
+            ],
         },
         "recovery": {
             "usual_commits_per_second": rate / recovery.WINDOW,
             "after_last_kill": _recovery(last_kill) if last_kill else None,
+            "after_kills_median_seconds": statistics.median(back) if back else None,
+            "after_kills_max_seconds": max(back) if back else None,
             "after_database_restart": database,
             "longest_commit_gap_seconds": recovery.longest_gap(commits, load[0], end),
         },
@@ -156,6 +169,14 @@ def table(figures: dict[str, Any]) -> str:
                 "recovery after last kill",
                 _seconds(last["usual_rate_seconds"]),
                 f"first commit after {_seconds(last['first_commit_seconds'])}",
+            )
+        )
+    if again["after_kills_median_seconds"] is not None:
+        rows.append(
+            (
+                "recovery after a kill",
+                _seconds(again["after_kills_median_seconds"]),
+                f"median; max {_seconds(again['after_kills_max_seconds'])}",
             )
         )
     for restart in again["after_database_restart"]:
