@@ -105,7 +105,13 @@ async def run(base: database.Database, options: argparse.Namespace) -> dict[str,
             load_started = time.time()
             await asyncio.gather(
                 sender.send(options.seconds, deadline=time.monotonic() + options.seconds + 60),
-                monkey.run(options.kills, options.seconds * 0.85, options.seconds / 2, down=2),
+                monkey.run(
+                    options.kills,
+                    options.seconds * 0.85,
+                    options.seconds / 2,
+                    down=2,
+                    quiet=options.seconds / 6,
+                ),
             )
             load_ended = time.time()
         settled = await _settle(base.url, len(sender.accepted), options.settle)

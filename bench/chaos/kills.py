@@ -27,23 +27,32 @@ class Monkey:
     # Processes that exited on their own and were started again, by name.
     exits: dict[str, int] = field(default_factory=dict)
 
-    async def run(self, kills: int, seconds: float, restart_at: float, down: float) -> None:
+    async def run(
+        self, kills: int, seconds: float, restart_at: float, down: float, quiet: float
+    ) -> None:
         """`kills` kills spread over `seconds`, and the database restarted `restart_at`
-        seconds in (it stays down `down` seconds)."""
+        seconds in (it stays down `down` seconds). No process is killed in the `quiet`
+        seconds after the restart, so its recovery time is the database's alone."""
         started = time.monotonic()
-        interval = seconds / max(kills, 1)
+        interval = (seconds - quiet) / max(kills, 1)
         restarted = False
         for number in range(kills):
-            await self._until(started + interval * (number + self.chooser.uniform(0.3, 1)))
-            if not restarted and time.monotonic() - started >= restart_at:
+            moment = interval * (number + self.chooser.uniform(0.3, 1))
+            if restarted:
+                moment += quiet
+            elif moment >= restart_at:
+                await self._until(started + restart_at)
                 restarted = True
-                stopped, back = await asyncio.to_thread(self.database.restart, down)
-                self.disruptions.append(Disruption("database", "postgresql", stopped, back))
-            self.revive_exited()
+                await self._restart(down)
+                moment += quiet
+            await self._until(started + moment)
             await self._kill_one()
         if not restarted:
-            stopped, back = await asyncio.to_thread(self.database.restart, down)
-            self.disruptions.append(Disruption("database", "postgresql", stopped, back))
+            await self._restart(down)
+
+    async def _restart(self, down: float) -> None:
+        stopped, back = await asyncio.to_thread(self.database.restart, down)
+        self.disruptions.append(Disruption("database", "postgresql", stopped, back))
 
     async def _kill_one(self) -> None:
         victim = self.chooser.choice(self.mesh.victims)
@@ -64,8 +73,10 @@ class Monkey:
             service.stop()
             service.start()
 
-    @staticmethod
-    async def _until(moment: float) -> None:
-        remaining = moment - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+    async def _until(self, moment: float) -> None:
+        """Wait until `moment` (time.monotonic()), starting again, every 0.1 s, any process
+        that exited on its own meanwhile."""
+        while (remaining := moment - time.monotonic()) > 0:
+            self.revive_exited()
+            await asyncio.sleep(min(remaining, 0.1))
+        self.revive_exited()

@@ -48,3 +48,11 @@ def longest_gap(commits: list[float], start: float, end: float) -> float:
 
 def _count(commits: list[float], start: float, end: float) -> int:
     return bisect.bisect_left(commits, end) - bisect.bisect_left(commits, start)
+
+
+def histogram(commits: list[float], start: float, end: float) -> list[int]:
+    """Commits in each second from `start` to `end`."""
+    return [
+        _count(commits, start + second, start + second + 1)
+        for second in range(int(end - start) + 1)
+    ]

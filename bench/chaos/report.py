@@ -95,6 +95,8 @@ def figures(
             "after_kills_max_seconds": max(back) if back else None,
             "after_database_restart": database,
             "longest_commit_gap_seconds": recovery.longest_gap(commits, load[0], end),
+            # Step commits in each second from the start of the load to the last commit.
+            "commits_per_second": recovery.histogram(commits, load[0], end),
         },
         "log_errors": {
             kind: {"total": sum(counts.values()), "top": dict(counts.most_common(8))}
