@@ -34,18 +34,17 @@ class Monkey:
         seconds in (it stays down `down` seconds). No process is killed in the `quiet`
         seconds after the restart, so its recovery time is the database's alone."""
         started = time.monotonic()
-        interval = (seconds - quiet) / max(kills, 1)
+        interval = (seconds - quiet - 2 * down) / max(kills, 1)
         restarted = False
+        shift = 0.0  # the restart's own length, and the quiet time after it
         for number in range(kills):
             moment = interval * (number + self.chooser.uniform(0.3, 1))
-            if restarted:
-                moment += quiet
-            elif moment >= restart_at:
+            if not restarted and moment >= restart_at:
                 await self._until(started + restart_at)
                 restarted = True
                 await self._restart(down)
-                moment += quiet
-            await self._until(started + moment)
+                shift = time.monotonic() - (started + restart_at) + quiet
+            await self._until(started + moment + shift)
             await self._kill_one()
         if not restarted:
             await self._restart(down)
