@@ -100,9 +100,12 @@ async def check(
     by_event = {row["event_id"]: row for row in runs}
     findings.lost = sorted(accepted - by_event.keys())
     steps: dict[str, dict[str, asyncpg.Record]] = defaultdict(dict)
+    # Without track_commit_timestamp (a server not the chaos run's own) no time is known.
+    tracked = await connection.fetchval("SELECT current_setting('track_commit_timestamp')")
+    committed = "pg_xact_commit_timestamp(xmin)" if tracked == "on" else "NULL::timestamptz"
     for row in await connection.fetch(
         "SELECT run_id, id, kind, output #>> '{}' AS output,"
-        " pg_xact_commit_timestamp(xmin) AS committed FROM reverb.steps"
+        f" {committed} AS committed FROM reverb.steps"
     ):
         steps[row["run_id"]][row["id"]] = row
     executions = Executions.read(step_log)
@@ -138,19 +141,25 @@ def _check_run(
         if committed != float("inf"):
             findings.commit_times.append(committed)
         key = (run["id"], step_id)
-        starts = executions.starts.get(key, [])
-        after = [start for start in starts if start > committed]
+        after, before = reexecutions(executions.starts.get(key, []), committed)
         if after:
             findings.run_again_after_commit.append(
-                f"{run['id']}/{step_id}: {len(after)} execution(s) began after its commit"
+                f"{run['id']}/{step_id}: {after} execution(s) began after its commit"
             )
-        findings.run_again_before_commit += max(len(starts) - len(after) - 1, 0)
+        findings.run_again_before_commit += before
         if row["output"] not in executions.tokens.get(key, set()):
             findings.unknown_outputs.append(f"{run['id']}/{step_id}")
     if status == "completed":
         outputs = [steps[step]["output"] if step in steps else None for step in expected]
         if orjson.loads(run["output"]) != outputs:
             findings.twice.append(f"{run['id']}: its output is not its committed steps' outputs")
+
+
+def reexecutions(starts: list[float], committed: float) -> tuple[int, int]:
+    """Of a step's executions (their start times), how many began after its commit (a
+    bug) and how many more than one began before it (at-least-once: allowed)."""
+    after = sum(start > committed for start in starts)
+    return after, max(len(starts) - after - 1, 0)
 
 
 def _seconds(value: datetime | None) -> float:

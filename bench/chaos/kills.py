@@ -54,15 +54,17 @@ class Monkey:
         self.disruptions.append(Disruption("database", "postgresql", stopped, back))
 
     async def _kill_one(self) -> None:
-        victim = self.chooser.choice(self.mesh.victims)
-        if victim.process is None or victim.process.poll() is not None:
-            return
+        """Kill a random started process (waiting until one may be killed), start it again
+        at once or after up to a second."""
+        while not (candidates := self.mesh.eligible()):
+            await self._until(time.monotonic() + 0.1)
+        victim = self.chooser.choice(candidates)
         at = time.time()
         victim.kill()
         pause = self.chooser.choice([0.0, 0.0, 0.2, 0.5, 1.0])
         if pause:
             await asyncio.sleep(pause)
-        victim.start()
+        self.mesh.launch(victim)
         self.disruptions.append(Disruption("kill", victim.name, at, time.time()))
 
     def revive_exited(self) -> None:
@@ -70,7 +72,7 @@ class Monkey:
         for service in self.mesh.exited():
             self.exits[service.name] = self.exits.get(service.name, 0) + 1
             service.stop()
-            service.start()
+            self.mesh.launch(service)
 
     async def _until(self, moment: float) -> None:
         """Wait until `moment` (time.monotonic()), starting again, every 0.1 s, any process

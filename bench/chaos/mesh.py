@@ -13,6 +13,8 @@ from pathlib import Path
 from tests.e2e.processes import Service, free_port
 
 APP = str(Path(__file__).with_name("app.py"))
+# What a service logs once it does its job: then it is worth killing.
+READY = {"worker": '"worker started"', "host": '"app registered"', "gateway": '"gateway started"'}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,8 @@ class Mesh:
     gateway: Service
     workers: list[Service] = field(default_factory=list)
     hosts: list[Service] = field(default_factory=list)
+    # Where each service's log stood when it was last started.
+    offsets: dict[str, int] = field(default_factory=dict)
 
     @property
     def victims(self) -> list[Service]:
@@ -31,7 +35,32 @@ class Mesh:
 
     def start(self) -> None:
         for service in (self.gateway, *self.victims):
-            service.start()
+            self.launch(service)
+
+    def launch(self, service: Service) -> None:
+        self.offsets[service.name] = (
+            service.log_path.stat().st_size if service.log_path.exists() else 0
+        )
+        service.start()
+
+    def ready(self, service: Service) -> bool:
+        """Whether the service has started since it was last launched (not only forked)."""
+        if service.process is None or service.process.poll() is not None:
+            return False
+        with service.log_path.open("rb") as log:
+            log.seek(self.offsets.get(service.name, 0))
+            text = log.read().decode(errors="replace")
+        return READY[service.name.split("-")[0]] in text
+
+    def eligible(self) -> list[Service]:
+        """Processes that may be killed now: started, and not the last started one of
+        their kind, so that a kill is a crash the engine recovers from, not an outage."""
+        chosen = []
+        for group in (self.workers, self.hosts):
+            up = [service for service in group if self.ready(service)]
+            if len(up) > 1:
+                chosen.extend(up)
+        return chosen
 
     def stop(self) -> None:
         for service in (*self.workers, *self.hosts, self.gateway):
