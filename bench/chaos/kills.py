@@ -26,37 +26,37 @@ class Monkey:
     disruptions: list[Disruption] = field(default_factory=list)
     # Processes that exited on their own and were started again, by name.
     exits: dict[str, int] = field(default_factory=dict)
+    # No kill before this time.monotonic() (the database restart and its quiet time).
+    _held_until: float = 0.0
 
     async def run(
         self, kills: int, seconds: float, restart_at: float, down: float, quiet: float
     ) -> None:
         """`kills` kills spread over `seconds`, and the database restarted `restart_at`
-        seconds in (it stays down `down` seconds). No process is killed in the `quiet`
-        seconds after the restart, so its recovery time is the database's alone."""
+        seconds in (it stays down `down` seconds). No process is killed while the database
+        is down nor in the `quiet` seconds after it is back, so the restart's recovery
+        time is its own."""
         started = time.monotonic()
+        restart = asyncio.create_task(self._restart(started + restart_at, down, quiet))
         interval = (seconds - quiet - 2 * down) / max(kills, 1)
-        restarted = False
-        shift = 0.0  # the restart's own length, and the quiet time after it
         for number in range(kills):
-            moment = interval * (number + self.chooser.uniform(0.3, 1))
-            if not restarted and moment >= restart_at:
-                await self._until(started + restart_at)
-                restarted = True
-                await self._restart(down)
-                shift = time.monotonic() - (started + restart_at) + quiet
-            await self._until(started + moment + shift)
+            await self._until(started + interval * (number + self.chooser.uniform(0.3, 1)))
             await self._kill_one()
-        if not restarted:
-            await self._restart(down)
+        await restart
 
-    async def _restart(self, down: float) -> None:
-        stopped, back = await asyncio.to_thread(self.database.restart, down)
+    async def _restart(self, moment: float, down: float, quiet: float) -> None:
+        await self._until(moment)
+        self._held_until = float("inf")
+        try:
+            stopped, back = await asyncio.to_thread(self.database.restart, down)
+        finally:
+            self._held_until = time.monotonic() + quiet
         self.disruptions.append(Disruption("database", "postgresql", stopped, back))
 
     async def _kill_one(self) -> None:
         """Kill a random started process (waiting until one may be killed), start it again
         at once or after up to a second."""
-        while not (candidates := self.mesh.eligible()):
+        while time.monotonic() < self._held_until or not (candidates := self.mesh.eligible()):
             await self._until(time.monotonic() + 0.1)
         victim = self.chooser.choice(candidates)
         at = time.time()

@@ -75,6 +75,7 @@ def figures(
         "unknown_outputs": _findings(findings.unknown_outputs),
         "disruptions": {
             "kills": len(kills),
+            "kills_after_load": sum(each.at > load[1] for each in kills),
             "killed": dict(Counter(each.target.split("-")[0] for each in kills)),
             "database_restarts": len(restarts),
             "exited_on_their_own": monkey.exits,
@@ -141,7 +142,8 @@ def table(figures: dict[str, Any]) -> str:
         (
             "kill -9",
             str(disruptions["kills"]),
-            ", ".join(f"{k}: {v}" for k, v in sorted(disruptions["killed"].items())),
+            ", ".join(f"{k}: {v}" for k, v in sorted(disruptions["killed"].items()))
+            + f"; {disruptions['kills_after_load']} after the load ended",
         ),
         ("PostgreSQL restarts", str(disruptions["database_restarts"]), ""),
         (
