@@ -64,7 +64,7 @@ bench-quick: sync  ## A short benchmark run, as CI does.
 # Sizes of `make chaos` (CHAOS_RUNS=150 CHAOS_KILLS=12 for a short one; see bench/chaos/).
 CHAOS_RUNS ?= 1500
 CHAOS_KILLS ?= 40
-CHAOS_SECONDS ?= 90
+CHAOS_SECONDS ?= 120
 
 chaos: sync  ## kill -9 of workers and hosts under load, a PostgreSQL restart; check nothing was lost.
 	$(UV) run python -m bench.chaos --runs $(CHAOS_RUNS) --kills $(CHAOS_KILLS) --seconds $(CHAOS_SECONDS)

@@ -33,7 +33,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="the CI form: 150 runs, 12 kills")
     parser.add_argument("--runs", type=int, help="runs to start (default 1500; short 150)")
     parser.add_argument("--kills", type=int, help="kill -9s during the load (default 40; short 12)")
-    parser.add_argument("--seconds", type=float, help="length of the load (default 90; short 20)")
+    parser.add_argument("--seconds", type=float, help="length of the load (default 120; short 20)")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--settle", type=float, default=120, help="seconds to wait for the runs")
@@ -43,7 +43,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def _defaults(options: argparse.Namespace) -> None:
-    runs, kills, seconds = (150, 12, 20.0) if options.short else (1500, 40, 90.0)
+    runs, kills, seconds = (150, 12, 20.0) if options.short else (1500, 40, 120.0)
     options.runs = options.runs if options.runs is not None else runs
     options.kills = options.kills if options.kills is not None else kills
     options.seconds = options.seconds if options.seconds is not None else seconds
@@ -113,7 +113,7 @@ async def run(base: database.Database, options: argparse.Namespace) -> dict[str,
                     quiet=options.seconds / 6,
                 ),
             )
-            load_ended = time.time()
+            load_ended = sender.finished_at
         settled = await _settle(base.url, len(sender.accepted), options.settle)
         monkey.revive_exited()
     finally:

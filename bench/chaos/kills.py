@@ -28,6 +28,8 @@ class Monkey:
     exits: dict[str, int] = field(default_factory=dict)
     # No kill before this time.monotonic() (the database restart and its quiet time).
     _held_until: float = 0.0
+    # Killed and about to be started again by _kill_one: not "exited on its own".
+    _restarting: set[str] = field(default_factory=set)
 
     async def run(
         self, kills: int, seconds: float, restart_at: float, down: float, quiet: float
@@ -60,16 +62,22 @@ class Monkey:
             await self._until(time.monotonic() + 0.1)
         victim = self.chooser.choice(candidates)
         at = time.time()
-        victim.kill()
-        pause = self.chooser.choice([0.0, 0.0, 0.2, 0.5, 1.0])
-        if pause:
-            await asyncio.sleep(pause)
-        self.mesh.launch(victim)
+        self._restarting.add(victim.name)
+        try:
+            victim.kill()
+            pause = self.chooser.choice([0.0, 0.0, 0.2, 0.5, 1.0])
+            if pause:
+                await asyncio.sleep(pause)
+            self.mesh.launch(victim)
+        finally:
+            self._restarting.discard(victim.name)
         self.disruptions.append(Disruption("kill", victim.name, at, time.time()))
 
     def revive_exited(self) -> None:
         """Start again a worker or host that exited on its own (and count it: a finding)."""
         for service in self.mesh.exited():
+            if service.name in self._restarting:
+                continue
             self.exits[service.name] = self.exits.get(service.name, 0) + 1
             service.stop()
             self.mesh.launch(service)

@@ -40,12 +40,20 @@ class Sender:
     accepted: dict[str, float] = field(default_factory=dict)
     refused: int = 0
     failed_requests: int = 0
+    # time.time() when the last event was accepted (or sending gave up).
+    finished_at: float = 0.0
 
     async def send(self, seconds: float, *, deadline: float, tick: float = 0.1) -> None:
         """Send the events spread over `seconds`, then retry the ones not yet accepted until
         `deadline` (time.monotonic())."""
         started = time.monotonic()
         interval = seconds / max(len(self.events), 1)
+        try:
+            await self._send(interval, started, deadline, tick)
+        finally:
+            self.finished_at = time.time()
+
+    async def _send(self, interval: float, started: float, deadline: float, tick: float) -> None:
         pending: list[Event] = []
         position = 0
         while position < len(self.events) or pending:

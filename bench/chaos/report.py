@@ -29,13 +29,13 @@ def figures(
     restarts = [each for each in monkey.disruptions if each.kind == "database"]
     rate = recovery.usual_rate(commits, load[0], load[1])
     end = max(load[1], commits[-1] if commits else load[1])
-    after_kills = [recovery.recovery(commits, each.at, rate, load[1]) for each in kills]
+    after_kills = [recovery.recovery(commits, each.at, rate, end) for each in kills]
     last_kill = after_kills[-1] if after_kills else None
     back = [each.usual_rate for each in after_kills if each.usual_rate is not None]
     database = [
         {
             "down_seconds": each.back - each.at,
-            **_recovery(recovery.recovery(commits, each.back, rate, load[1])),
+            **_recovery(recovery.recovery(commits, each.back, rate, end)),
         }
         for each in restarts
     ]
@@ -143,7 +143,7 @@ def table(figures: dict[str, Any]) -> str:
             "kill -9",
             str(disruptions["kills"]),
             ", ".join(f"{k}: {v}" for k, v in sorted(disruptions["killed"].items()))
-            + f"; {disruptions['kills_after_load']} after the load ended",
+            + f"; {disruptions['kills_after_load']} after the last event was sent",
         ),
         ("PostgreSQL restarts", str(disruptions["database_restarts"]), ""),
         (
