@@ -30,10 +30,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
-    parser.add_argument("--short", action="store_true", help="the CI form: 150 runs, 12 kills")
+    parser.add_argument("--short", action="store_true", help="the CI form: 150 runs over 40 s, 10 kills")
     parser.add_argument("--runs", type=int, help="runs to start (default 1500; short 150)")
-    parser.add_argument("--kills", type=int, help="kill -9s during the load (default 40; short 12)")
-    parser.add_argument("--seconds", type=float, help="length of the load (default 120; short 20)")
+    parser.add_argument("--kills", type=int, help="kill -9s during the load (default 40; short 10)")
+    parser.add_argument("--seconds", type=float, help="length of the load (default 120; short 40)")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--settle", type=float, default=120, help="seconds to wait for the runs")
@@ -43,7 +43,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def _defaults(options: argparse.Namespace) -> None:
-    runs, kills, seconds = (150, 12, 20.0) if options.short else (1500, 40, 120.0)
+    runs, kills, seconds = (150, 10, 40.0) if options.short else (1500, 40, 120.0)
     options.runs = options.runs if options.runs is not None else runs
     options.kills = options.kills if options.kills is not None else kills
     options.seconds = options.seconds if options.seconds is not None else seconds
