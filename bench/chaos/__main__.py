@@ -30,7 +30,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
-    parser.add_argument("--short", action="store_true", help="the CI form: 150 runs over 40 s, 10 kills")
+    parser.add_argument(
+        "--short", action="store_true", help="the CI form: 150 runs, 40 s, 10 kills"
+    )
     parser.add_argument("--runs", type=int, help="runs to start (default 1500; short 150)")
     parser.add_argument("--kills", type=int, help="kill -9s during the load (default 40; short 10)")
     parser.add_argument("--seconds", type=float, help="length of the load (default 120; short 40)")
