@@ -15,7 +15,7 @@ APP ?= examples/shop.py
 # Hand-written code that mypy checks strictly (gen/ is generated; infra/ is its own project).
 TYPED := sdk/src telemetry/src function_host/src store/src queue_worker/src ingress_gateway/src cli/src examples tests $(wildcard bench)
 
-.PHONY: help uv sync dev test fuzz lint format gen gen-check bench bench-quick
+.PHONY: help uv sync dev test fuzz lint format gen gen-check bench bench-quick chaos chaos-short
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,3 +63,14 @@ bench: sync  ## Run the benchmarks (results in bench/results/).
 
 bench-quick: sync  ## A short benchmark run, as CI does.
 	$(UV) run python -m bench --quick
+
+# Sizes of `make chaos` (`make chaos-short` is the CI form; see bench/chaos/).
+CHAOS_RUNS ?= 1500
+CHAOS_KILLS ?= 40
+CHAOS_SECONDS ?= 120
+
+chaos: sync  ## kill -9 of workers and hosts under load, a PostgreSQL restart; check nothing was lost.
+	$(UV) run python -m bench.chaos --runs $(CHAOS_RUNS) --kills $(CHAOS_KILLS) --seconds $(CHAOS_SECONDS)
+
+chaos-short: sync  ## The chaos run's short form, as CI runs it (150 runs over 40 s, 10 kills, about 90 s).
+	$(UV) run python -m bench.chaos --short
