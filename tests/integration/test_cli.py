@@ -186,7 +186,7 @@ async def test_migrate_gives_earlier_keys_every_scope_but_host(empty_database_ur
         await connection.execute(
             "INSERT INTO reverb.api_keys (id, name, key_hash) VALUES ('old', 'old', 'digest')"
         )
-        assert await migrate(connection) == ["0005_api_key_scopes.sql"]
+        assert (await migrate(connection))[0] == "0005_api_key_scopes.sql"
         row = await connection.fetchrow("SELECT scopes, apps FROM reverb.api_keys")
     finally:
         await connection.close()

@@ -423,7 +423,7 @@ class SessionStream:
         except grpc.aio.AioRpcError as error:
             raise HostStreamError(error.code().name, error.details() or "") from error
         except asyncio.InvalidStateError as error:
-            raise HostStreamError("CANCELLED", "the stream is closed") from error
+            raise await self._ended() from error
         except asyncio.CancelledError:
             _raise_if_call_cancelled()
             raise
@@ -435,7 +435,7 @@ class SessionStream:
         except grpc.aio.AioRpcError as error:
             raise HostStreamError(error.code().name, error.details() or "") from error
         except asyncio.InvalidStateError as error:
-            raise HostStreamError("CANCELLED", "the stream is closed") from error
+            raise await self._ended() from error
         except asyncio.CancelledError:
             _raise_if_call_cancelled()
             raise
@@ -458,6 +458,16 @@ class SessionStream:
         if isinstance(value, str) and value.isdigit() and int(value) > 0:
             return int(value)
         return DEFAULT_RECEIVE_LIMIT
+
+    async def _ended(self) -> HostStreamError:
+        """Why the call is over, for a write or read after it ended: the host's status (a
+        refused signature is UNAUTHENTICATED, whichever of the writer and reader sees the
+        end first), or CANCELLED when it is not over but closed here."""
+        if not self._call.done():
+            return HostStreamError("CANCELLED", "the stream is closed")
+        code = await self._call.code()
+        details = await self._call.details()
+        return HostStreamError(code.name, details or "the stream is closed")
 
     def cancel(self) -> None:
         self._call.cancel()
