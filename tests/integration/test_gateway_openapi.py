@@ -150,3 +150,12 @@ def test_every_operation_names_its_scope_and_the_403(document: dict[str, Any]) -
             assert operation["security"] == [{"apiKey": [scope]}], (path, method)
             assert f"`{scope}` scope" in operation["description"]
             assert "permission_denied" in operation["responses"]["403"]["description"]
+
+
+def test_every_operation_documents_the_http_edge_refusals(document: dict[str, Any]) -> None:
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            if "x-reverb-scope" not in operation:
+                continue
+            statuses = set(operation["responses"])
+            assert {"400", "403", "408", "414", "421", "431"} <= statuses, (path, method)

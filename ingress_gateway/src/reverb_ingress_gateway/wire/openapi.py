@@ -55,6 +55,15 @@ _TRACEPARENT: Schema = {
 }
 # What every protected route can end with besides its own errors.
 _ALWAYS = ("unauthenticated", "permission_denied", "internal", "unavailable")
+# What the HTTP edge (http/guard.py, http/connections.py) can answer any request with.
+_EDGE = (
+    "cross_site",
+    "foreign_host",
+    "request_timeout",
+    "uri_too_long",
+    "headers_too_large",
+    "too_many_parameters",
+)
 # What reading a body can end with (http/body.py), besides the route's body error.
 _BODY = ("invalid_json", "invalid_argument", "payload_too_large", "unsupported_media_type")
 
@@ -323,7 +332,7 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
         _parameter(field, "query", schemas) for field in route.query_fields
     ]
     operation["parameters"] = [*parameters, _TRACEPARENT]
-    codes = [*_ALWAYS, *options.errors]
+    codes = [*_ALWAYS, *_EDGE, *options.errors]
     if parameters:
         codes.append("invalid_argument")
     if route.body is not None:
