@@ -18,7 +18,8 @@ from reverb_telemetry import spans_exported
 
 tracer = trace.get_tracer("reverb.ingress_gateway")
 
-_random = random.SystemRandom()
+# Ids as the OpenTelemetry SDK makes them (`RandomIdGenerator`): unique, not secret.
+_random = random.Random()
 
 
 @contextlib.contextmanager

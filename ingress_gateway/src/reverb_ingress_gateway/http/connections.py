@@ -18,6 +18,7 @@ Refusals are the API's JSON errors with `connection: close`.
 
 import asyncio
 import http
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,20 +91,41 @@ class LimitedProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
+        # One loop timer per connection, moved lazily: arming sets the deadline and what to
+        # call then, disarming forgets what to call, and the timer (re-armed at the deadline
+        # when it fires early) is created again only when none is pending. A request on a
+        # kept-alive connection then costs no timer of its own.
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._on_timeout: Callable[[], None] | None = None
         self._in_head = False
         self._head_bytes = 0
+        self._chunk_bytes = 0
         self._over_limit = False
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, callback)
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._deadline = deadline = self.loop.time() + delay
+        self._on_timeout = callback
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._timer_fired)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._on_timeout = None
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        callback = self._on_timeout
+        if callback is None:
+            return
+        if self.loop.time() < self._deadline:  # moved later since it was scheduled
+            self._timer = self.loop.call_at(self._deadline, self._timer_fired)
+            return
+        self._on_timeout = None
+        callback()
 
     def _answer_and_close(self, error: GatewayError) -> None:
         if not self.transport.is_closing():
@@ -118,10 +140,14 @@ class LimitedProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._on_timeout = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self._in_head:
             # Counts all of `data` when a head began in it: an over-estimate by at most one
@@ -138,14 +164,18 @@ class LimitedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
-        if self._timer is None:
+        if self._on_timeout is None:
             self._arm(self.limits.header_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._arm(self.limits.body_timeout, self._body_timed_out)
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size <= self.limits.max_head_bytes and not self._over_limit:
+        limit = self.limits.max_head_bytes
+        # The head is within the bytes read since it began (earlier reads, and this one).
+        bounded = self._head_bytes + self._chunk_bytes <= limit
+        if not bounded:
+            bounded = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) <= limit
+        if bounded and not self._over_limit:
             super().on_headers_complete()
             return
         app = self.app
@@ -165,7 +195,6 @@ class LimitedProtocol(HttpToolsProtocol):
         return HeadersTooLarge(f"the request head is over {self.limits.max_head_bytes} bytes")
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if self.cycle is None or self.cycle.response_complete:
             self._answer_and_close(
                 RequestTimeout(
@@ -176,7 +205,6 @@ class LimitedProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             # The handler reading the body sees a disconnect; what it answers is dropped.
