@@ -10,6 +10,7 @@ document says. Run it with `make fuzz` (CI does); it is left out of the default
 """
 
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -161,3 +162,11 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_break(
     report = output.decode(errors="replace")
     print(report)
     assert process.returncode == 0, report[-20_000:]
+    # A run that passes must have fuzzed: every operation of the document, and at least as many
+    # cases as one operation's examples (1,083 in all at the default of 60).
+    selected = re.search(r"Selected: (\d+)/(\d+)", report)
+    tested = re.search(r"Tested: (\d+)", report)
+    generated = re.search(r"(\d+) generated", report)
+    assert selected and tested and generated, report[-5_000:]
+    assert selected.group(1) == selected.group(2) == tested.group(1), report[-5_000:]
+    assert int(generated.group(1)) >= MAX_EXAMPLES, report[-5_000:]
