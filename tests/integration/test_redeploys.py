@@ -215,7 +215,8 @@ async def test_reverb_check_lists_the_runs_the_new_code_would_not_replay(
 ) -> None:
     deployed = write_app(tmp_path, "drift_deployed")
     await deployment.deploy(load_app(str(deployed)))
-    response = await deployment.http.post("/events", json={"name": "user.created", "data": {"n": 7}})
+    body = {"name": "user.created", "data": {"n": 7}}
+    response = await deployment.http.post("/events", json=body)
     (event_id,) = response.json()["ids"]
     sleeping = await deployment.run_in(event_id, "sleeping")
     env = {"REVERB_URL": deployment.url}

@@ -11,7 +11,6 @@ says whether the code would reach the recorded steps in the same order (what
 """
 
 from reverb._execution import Execution
-from reverb._replay import Replayed, drift, replay
 from reverb._protocol import (
     Ack,
     AckResult,
@@ -33,6 +32,7 @@ from reverb._protocol import (
     StepReport,
     Suspended,
 )
+from reverb._replay import Replayed, drift, replay
 
 __all__ = [
     "Ack",
