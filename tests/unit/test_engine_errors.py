@@ -33,6 +33,7 @@ def test_users_see_the_names_they_know() -> None:
         "EngineError",
         "Error",
         "FunctionNotFound",
+        "FunctionRemoved",
         "HostError",
         "InvalidOutput",
         "InvalidPayload",

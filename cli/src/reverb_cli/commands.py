@@ -19,6 +19,7 @@ COMMANDS = {
     "events": "api_commands:events",
     "keys": "keys:keys",
     "certs": "certificates:certs",
+    "check": "check:check",
 }
 
 

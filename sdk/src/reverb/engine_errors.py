@@ -30,6 +30,9 @@ The catalogue (retriable: whether the attempt may be tried again):
       the host (or the worker) accepts, so no attempt can ever reach the host.
 * A run that never ran
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
+* A run whose function is gone
+    - FunctionRemoved (no): the run's app was registered again without the run's function
+      (a redeploy removed it); the run fails when it is next claimed, never hangs.
 * Error (yes): an error stored without a type.
 """
 
@@ -40,6 +43,7 @@ __all__ = [
     "ENGINE_ERROR",
     "ErrorType",
     "FUNCTION_NOT_FOUND",
+    "FUNCTION_REMOVED",
     "HOST_ERROR",
     "INVALID_OUTPUT",
     "INVALID_PAYLOAD",
@@ -92,6 +96,9 @@ RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
 START_TOO_LARGE = ErrorType(
     "StartTooLarge", False, "the run's Start message is larger than the host accepts"
 )
+FUNCTION_REMOVED = ErrorType(
+    "FunctionRemoved", False, "the run's function is no longer registered by its app"
+)
 UNTYPED = ErrorType("Error", True, "an error stored without a type")
 
 # Every engine error type, by name.
@@ -114,6 +121,7 @@ CATALOGUE: dict[str, ErrorType] = {
         UNAUTHENTICATED,
         RUN_SKIPPED,
         START_TOO_LARGE,
+        FUNCTION_REMOVED,
         UNTYPED,
     )
 }

@@ -4,6 +4,10 @@ A host in Python turns its wire messages into `Invocation` and `Ack`, drives an
 `Execution`, and sends back what it yields: `StepReport`s, then one final message
 (`RunCompleted`, `RunFailed` or `Suspended`). Nothing here knows a wire format;
 `reverb_function_host` is the gRPC host built on it.
+
+`replay` runs a function over a run's memo without running any step, and `drift`
+says whether the code would reach the recorded steps in the same order (what
+`reverb check` reports before a deploy).
 """
 
 from reverb._execution import Execution
@@ -28,6 +32,7 @@ from reverb._protocol import (
     StepReport,
     Suspended,
 )
+from reverb._replay import Replayed, drift, replay
 
 __all__ = [
     "Ack",
@@ -41,6 +46,7 @@ __all__ = [
     "MemoizedStep",
     "Message",
     "ProtocolError",
+    "Replayed",
     "RunCompleted",
     "RunFailed",
     "SendEvents",
@@ -50,4 +56,6 @@ __all__ = [
     "StepOutput",
     "StepReport",
     "Suspended",
+    "drift",
+    "replay",
 ]

@@ -6,6 +6,7 @@ import asyncpg
 import structlog
 from pgqueuer.errors import RetryRequested
 
+from reverb.engine_errors import FUNCTION_REMOVED
 from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts.channels import HostUnreachable
@@ -15,7 +16,7 @@ from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun, Hold, Refusal
+from reverb_store.execution import ClaimedRun, ErrorRecord, Hold, Refusal
 from reverb_store.ids import RunId
 from reverb_store.jobs import AdvanceRun
 
@@ -56,6 +57,9 @@ async def advance_run(
         span.set_attribute("reverb.function_id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)
         log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
+        if not claim.registered:
+            await _fail_removed(services, claim, job, log)
+            return
         log.info(
             "run started" if claim.invocations == 1 else "run resumed",
             attempt=claim.attempt,
@@ -113,6 +117,25 @@ async def _drive(
     invocation = Invocation(services, claim, traceparent_within(claim.traceparent))
     end = await invocation.run()
     await finish(services, claim, job, end, log)
+
+
+async def _fail_removed(
+    services: Services,
+    claim: ClaimedRun,
+    job: ActiveJob,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """The run's app no longer registers its function: fail it for good (no host is
+    called; a parent waiting on it sees the error)."""
+    error = ErrorRecord(
+        FUNCTION_REMOVED.name,
+        f"function {claim.function_id!r} was removed from app {claim.app_id!r}"
+        " by a later registration; this run cannot continue",
+    )
+    async with acquire(services.pool) as connection:
+        failed = await execution.fail_run(connection, claim.run_id, job.id, error, services.gates)
+    if failed:
+        log.warning("run failed: its function was removed", error_type=error.type)
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

@@ -1,10 +1,19 @@
 """App registration: an app's functions and triggers, replaced whole when its definitions change.
 
-An app's definitions are hashed (sha256 of their canonical JSON). Registering
-the same definitions again only records the host's lease; different ones
-replace the app's functions and triggers in one transaction. A function id is
-unique across apps: one owned by another app is refused. Leases themselves are
-`leases`' concern (renewed and released without the definitions).
+An app's definitions are hashed (sha256 of their canonical JSON: sorted keys,
+functions by id, no whitespace; the same bytes on every host and Python
+version). Registering the same definitions again only records the host's lease
+(the app's, functions' and triggers' rows are not written); different ones
+replace the app's functions and triggers in one transaction. Registrations of
+one app are serialized by a transaction-scoped advisory lock on the app (taken
+first, before any row), so hosts registering at once never lose an update or
+deadlock, even for an app no row exists for yet. A function the new definitions
+no longer have is deleted, and its runs in flight (queued, sleeping, waiting)
+get an `advance_run` due now in the same transaction: their claim sees the
+function gone and fails them with FunctionRemoved (a run executing meanwhile
+fails at its next claim). A function id is unique across apps: one owned by
+another app is refused. Leases themselves are `leases`' concern (renewed and
+released without the definitions).
 """
 
 import hashlib
@@ -13,6 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
+from reverb_store import jobs
 from reverb_store.control.leases import HostLease, upsert_lease
 
 
@@ -84,6 +94,18 @@ RETURNING id
 """
 
 
+# Held until the transaction ends; the key is namespaced so that it does not collide
+# with another advisory lock on the same text (a hash collision only serializes two apps).
+_LOCK_APP = "SELECT pg_advisory_xact_lock(hashtextextended('reverb.apps:' || $1, 0))"
+
+# The runs in flight of removed functions, woken now so that their claim fails them.
+_IN_FLIGHT_OF = """
+SELECT id, traceparent FROM reverb.runs
+WHERE function_id = ANY($1::text[]) AND status IN ('queued', 'sleeping', 'waiting')
+ORDER BY id
+"""
+
+
 async def register_app(
     connection: asyncpg.Connection, app: AppDefinition, lease: HostLease
 ) -> bool:
@@ -91,8 +113,9 @@ async def register_app(
     unchanged. The app's leases that have ended are deleted."""
     digest = definition_hash(app)
     async with connection.transaction():
+        await connection.execute(_LOCK_APP, app.id)
         stored = await connection.fetchval(
-            "SELECT definition_hash FROM reverb.apps WHERE id = $1 FOR UPDATE", app.id
+            "SELECT definition_hash FROM reverb.apps WHERE id = $1", app.id
         )
         if stored == digest:
             await upsert_lease(connection, app.id, lease)
@@ -112,11 +135,14 @@ async def register_app(
 
 async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition) -> None:
     ids = [function.id for function in app.functions]
-    await connection.execute(
-        "DELETE FROM reverb.functions WHERE app_id = $1 AND NOT (id = ANY($2::text[]))",
+    removed = await connection.fetch(
+        "DELETE FROM reverb.functions WHERE app_id = $1 AND NOT (id = ANY($2::text[]))"
+        " RETURNING id",
         app.id,
         ids,
     )
+    if removed:
+        await _wake_runs_of(connection, [row["id"] for row in removed])
     written = await connection.fetch(
         _UPSERT_FUNCTIONS,
         app.id,
@@ -142,6 +168,14 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
         *([list(column) for column in zip(*triggers, strict=True)] if triggers else [[]] * 4),
     )
+
+
+async def _wake_runs_of(connection: asyncpg.Connection, function_ids: list[str]) -> None:
+    runs = await connection.fetch(_IN_FLIGHT_OF, function_ids)
+    if runs:
+        await jobs.enqueue(
+            connection, [jobs.AdvanceRun(row["id"], row["traceparent"] or None) for row in runs]
+        )
 
 
 async def registered_apps(connection: asyncpg.Connection, app_ids: list[str]) -> set[str]:

@@ -48,7 +48,9 @@ _CLAIMABLE = "(status IN ('queued', 'sleeping', 'waiting') OR (status = 'running
 
 # The events are looked up by `= ANY(event_ids)`: an index scan whatever the table's
 # size (joining an unnest, the planner chose a scan of every event while the table
-# was small, which made claims slower as events accumulated). `{gate}` is empty, or
+# was small, which made claims slower as events accumulated). `registered` is one
+# primary-key probe of `functions`: false once a redeploy removed the run's function.
+# `{gate}` is empty, or
 # `AND NOT gated` when the worker has gates: a gated run is then left to them.
 _CLAIM = f"""
 WITH claimed AS (
@@ -59,7 +61,8 @@ WITH claimed AS (
     RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
 )
 SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
-       e.id AS event_id, e.name, e.data::text AS data, e.ts
+       e.id AS event_id, e.name, e.data::text AS data, e.ts,
+       EXISTS (SELECT FROM reverb.functions f WHERE f.id = c.function_id) AS registered
 FROM claimed c
 LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
 ORDER BY array_position(c.event_ids, e.id)
@@ -112,7 +115,8 @@ async def claim_run(
     # given back by `release_run`): nothing to resolve or load.
     memo: tuple[MemoEntry, ...] = ()
     retrying_step_attempts = None
-    if first["invocations"] > 1:
+    registered: bool = first["registered"]
+    if first["invocations"] > 1 and registered:
         memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
     return ClaimedRun(
         run_id=run_id,
@@ -129,6 +133,7 @@ async def claim_run(
         ),
         memo=memo,
         retrying_step_attempts=retrying_step_attempts,
+        registered=registered,
     )
 
 

@@ -77,6 +77,9 @@ class ClaimedRun:
     memo: tuple[MemoEntry, ...]
     # The highest `attempts` among steps being retried by this invocation, if any.
     retrying_step_attempts: int | None
+    # False when the run's function is no longer registered (a redeploy removed it):
+    # the driver fails the run with FunctionRemoved instead of invoking a host.
+    registered: bool = True
 
     @property
     def start_attempt(self) -> int:

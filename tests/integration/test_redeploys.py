@@ -1,0 +1,244 @@
+"""Redeploys with runs in flight: a run sleeping across a re-registration with changed code
+keeps working (its memo is matched by step id), a run whose function a redeploy removed
+fails with FunctionRemoved instead of hanging, and `reverb check` lists the runs in flight
+the new code would not replay in the same order.
+
+Real parts: a gateway (dev mode) on free ports, function hosts registering through it, a
+worker, PostgreSQL, and the CLI as a subprocess. A sleep of an hour "passes" when the test
+moves its step's wake-up to now and wakes the run (the clock the test drives)."""
+
+import textwrap
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+import reverb
+from reverb import Context, event
+from reverb_cli.app_loading import load_app
+from reverb_function_host import Host, HostSettings
+from reverb_function_host import start as start_host
+from reverb_ingress_gateway import Gateway
+from reverb_queue_worker import Worker
+from reverb_queue_worker import start as start_worker
+from reverb_store import jobs
+from tests.e2e.processes import eventually
+from tests.integration.test_cli import run_cli
+from tests.integration.test_worker_runs import SIGNING_KEY, worker_settings
+
+calls: Counter[str] = Counter()
+
+
+def shop(version: int) -> reverb.App:
+    """The app as deployed: v2 adds a step before and one after the sleep, and a function;
+    v3 removes `legacy`."""
+    app = reverb.App("shop")
+
+    def charge() -> str:
+        calls["charge"] += 1
+        return "charged"
+
+    @app.function("order", trigger=event("order.placed"))
+    async def order(ctx: Context) -> list[Any]:
+        done: list[Any] = []
+        if version >= 2:
+            done.append(await ctx.step.run("audit", lambda: "audited"))
+        done.append(await ctx.step.run("charge", charge))
+        await ctx.step.sleep("cool-off", "1h")
+        done.append(await ctx.step.run("ship", lambda: "shipped"))
+        if version >= 2:
+            done.append(await ctx.step.run("notify", lambda: "notified"))
+        return done
+
+    if version < 3:
+
+        @app.function("legacy", trigger=event("legacy.started"))
+        async def legacy(ctx: Context) -> None:
+            await ctx.step.sleep("forever", "1h")
+
+    if version >= 2:
+
+        @app.function("refund", trigger=event("order.refunded"))
+        async def refund(ctx: Context) -> None:
+            return None
+
+    return app
+
+
+@dataclass
+class Deployment:
+    gateway: Gateway
+    connection: asyncpg.Connection
+    http: httpx.AsyncClient
+    deploy: Callable[[reverb.App], Awaitable[Host]]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.http_port}"
+
+    async def send(self, name: str) -> str:
+        response = await self.http.post("/events", json={"name": name, "data": {}})
+        assert response.status_code == 202, response.text
+        ids: list[str] = response.json()["ids"]
+        return ids[0]
+
+    async def run_in(self, event_id: str, *statuses: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        async def there() -> bool:
+            runs = (await self.http.get("/runs", params={"event": event_id})).json()["runs"]
+            if runs and runs[0]["status"] in statuses:
+                found.update((await self.http.get(f"/runs/{runs[0]['id']}")).json())
+            return bool(found)
+
+        await eventually(there, within=20, what=f"the run of {event_id} to be {statuses}")
+        return found
+
+    async def wake_now(self, run_id: str) -> None:
+        """An hour passes for the run: its sleep is due now, and it is woken."""
+        async with self.connection.transaction():
+            await self.connection.execute(
+                "UPDATE reverb.steps SET wake_at = now() WHERE run_id = $1 AND status = 'sleeping'",
+                run_id,
+            )
+            await jobs.enqueue(self.connection, [jobs.AdvanceRun(run_id)])
+
+
+@pytest.fixture
+async def deployment(
+    gateway: Gateway, database_url: str, connection: asyncpg.Connection
+) -> AsyncIterator[Deployment]:
+    hosts: list[Host] = []
+
+    async def deploy(app: reverb.App) -> Host:
+        """Stop the hosts serving the app now, then serve `app` (registered)."""
+        while hosts:
+            await hosts.pop().stop()
+        settings = HostSettings(
+            host_address="127.0.0.1:0",
+            ingress_address=f"127.0.0.1:{gateway.grpc_port}",
+            signing_key=SIGNING_KEY,
+        )
+        host = await start_host(app, settings)
+        hosts.append(host)
+        await host.registered.wait()
+        return host
+
+    worker: Worker = await start_worker(worker_settings(database_url))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as http:
+            yield Deployment(gateway, connection, http, deploy)
+    finally:
+        await worker.stop()
+        for host in hosts:
+            await host.stop()
+
+
+async def test_a_sleeping_run_survives_a_redeploy_that_adds_steps(deployment: Deployment) -> None:
+    calls.clear()
+    await deployment.deploy(shop(1))
+    first_hash = await deployment.connection.fetchval(
+        "SELECT definition_hash FROM reverb.apps WHERE id = 'shop'"
+    )
+    event_id = await deployment.send("order.placed")
+    sleeping = await deployment.run_in(event_id, "sleeping")
+    assert [step["id"] for step in sleeping["steps"]] == ["charge", "cool-off"]
+
+    await deployment.deploy(shop(2))  # a changed definition: `refund` is new
+    assert first_hash != await deployment.connection.fetchval(
+        "SELECT definition_hash FROM reverb.apps WHERE id = 'shop'"
+    )
+    await deployment.wake_now(sleeping["id"])
+    run = await deployment.run_in(event_id, "completed", "failed")
+
+    assert run["status"] == "completed", run
+    assert run["output"] == ["audited", "charged", "shipped", "notified"]
+    assert calls["charge"] == 1  # the recorded step was not run again
+    assert sorted(step["id"] for step in run["steps"]) == [
+        "audit",
+        "charge",
+        "cool-off",
+        "notify",
+        "ship",
+    ]
+
+
+async def test_a_run_whose_function_was_removed_fails_with_function_removed(
+    deployment: Deployment,
+) -> None:
+    await deployment.deploy(shop(2))
+    event_id = await deployment.send("legacy.started")
+    sleeping = await deployment.run_in(event_id, "sleeping")
+
+    # v3 no longer has `legacy`: the run sleeping for an hour fails now, not in an hour.
+    await deployment.deploy(shop(3))
+    run = await deployment.run_in(event_id, "failed", "completed")
+
+    assert run["id"] == sleeping["id"]
+    assert run["status"] == "failed"
+    assert run["error"]["type"] == "FunctionRemoved"
+    assert "'legacy'" in run["error"]["message"]
+    functions = (await deployment.http.get("/functions")).json()["functions"]
+    assert "legacy" not in {function["id"] for function in functions}
+
+
+DEPLOYED = """
+import reverb
+from reverb import Context, event
+
+app = reverb.App("drift")
+
+
+@app.function("signup", trigger=event("user.created"))
+async def signup(ctx: Context) -> str:
+    user = await ctx.step.run("{create}", lambda: {{"id": ctx.event.data["n"]}})
+    await ctx.step.sleep("wait-a-day", "1d")
+    await ctx.step.run("welcome", lambda: user["id"])
+    {after}
+    return "done"
+"""
+
+
+def write_app(folder: Path, name: str, create: str = "create-user", after: str = "") -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(DEPLOYED.format(create=create, after=after)))
+    return path
+
+
+async def test_reverb_check_lists_the_runs_the_new_code_would_not_replay(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    deployed = write_app(tmp_path, "drift_deployed")
+    await deployment.deploy(load_app(str(deployed)))
+    body = {"name": "user.created", "data": {"n": 7}}
+    response = await deployment.http.post("/events", json=body)
+    (event_id,) = response.json()["ids"]
+    sleeping = await deployment.run_in(event_id, "sleeping")
+    env = {"REVERB_URL": deployment.url}
+
+    # A step added after the sleep: the run replays its recorded steps in order.
+    compatible = write_app(
+        tmp_path, "drift_compatible", after='await ctx.step.run("survey", lambda: 1)'
+    )
+    passed = await run_cli("check", str(compatible), env=env)
+    assert passed.code == 0, passed
+    assert "1 runs in flight of app 'drift': none would drift" in passed.stdout
+
+    # The first step renamed: the recorded `create-user` would never be reached again.
+    renamed = write_app(tmp_path, "drift_renamed", create="make-user")
+    failed = await run_cli("check", str(renamed), env=env)
+    assert failed.code == 1, failed
+    assert sleeping["id"] in failed.stdout
+    assert "'create-user', 'wait-a-day' not reached" in failed.stdout
+    assert "'make-user'" in failed.stdout
+    assert "1 of 1 runs in flight of app 'drift' would drift" in failed.stdout
+    assert "Traceback" not in failed.stderr
+
+    # The run is untouched: the check ran no step.
+    after = (await deployment.http.get(f"/runs/{sleeping['id']}")).json()
+    assert (after["status"], after["steps"]) == ("sleeping", sleeping["steps"])
