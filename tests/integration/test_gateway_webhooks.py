@@ -286,7 +286,9 @@ async def test_non_json_bodies_become_text(
         answer = await _post(client, "gh", body, headers)
         assert answer.status_code == 202, answer.text
     webhooks = [orjson.loads(row["data"])["webhook"] for row in await _events(connection)]
-    assert webhooks == [body.decode("utf-8", "replace").replace("\x00", "\ufffd") for body in bodies]
+    assert webhooks == [
+        body.decode("utf-8", "replace").replace("\x00", "\ufffd") for body in bodies
+    ]
     # The raw request is kept byte for byte.
     kept = await connection.fetch("SELECT body FROM reverb.webhook_deliveries ORDER BY id")
     assert [bytes(row["body"]) for row in kept] == bodies
@@ -380,7 +382,9 @@ async def test_nothing_secret_is_stored(
         assert headers["x-hub-signature-256"].split("=")[1] not in text
 
 
-async def test_a_body_over_the_limit_is_413(database_url: str, connection: asyncpg.Connection) -> None:
+async def test_a_body_over_the_limit_is_413(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
     gateway = await start(_settings(database_url, webhook_max_body_bytes=1024))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
