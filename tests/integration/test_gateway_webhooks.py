@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import grpc
 import httpx
 import orjson
 import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
+from reverb_contracts.v1 import ingress_pb2, ingress_pb2_grpc
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
 from reverb_ingress_gateway.webhooks import WebhookSource
 from reverb_store.control import create_api_key
@@ -436,3 +438,25 @@ async def test_the_default_source_needs_an_ingest_key(
     data = orjson.loads(event)
     assert (data["source"], data["webhook"], data["delivery_id"]) == ("default", {"a": 1}, None)
     assert "authorization" not in data["headers"]
+
+
+async def test_deliveries_are_listed_and_replayed_over_grpc(
+    gateway: Gateway, client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    first = (await _post(client, "gh", PUSH, github(PUSH))).json()["ids"][0]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        stub = ingress_pb2_grpc.IngressStub(channel)
+        listed = await stub.ListWebhookDeliveries(
+            ingress_pb2.ListWebhookDeliveriesRequest(source="gh")
+        )
+        [delivery] = listed.deliveries
+        assert (delivery.event_id, delivery.delivery_id) == (first, "d-1")
+        replayed = await stub.ReplayWebhookDelivery(
+            ingress_pb2.ReplayWebhookDeliveryRequest(id=delivery.id)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.ReplayWebhookDelivery(ingress_pb2.ReplayWebhookDeliveryRequest(id="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    [again] = replayed.ids
+    assert again != first
+    assert await _stored(connection) == (2, 1)
