@@ -42,14 +42,22 @@ class Connection:
         return self._reader, self._writer
 
     async def request(self, method: str, path: str, body: Any = None) -> Response:
+        if body is None:
+            return await self.send(method, path, b"", {})
+        return await self.send(
+            method, path, orjson.dumps(body), {"Content-Type": "application/json"}
+        )
+
+    async def send(
+        self, method: str, path: str, payload: bytes, headers: dict[str, str]
+    ) -> Response:
+        """A request with this body (its bytes as they are) and these headers."""
         reader, writer = await self._open()
-        payload = b"" if body is None else orjson.dumps(body)
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Length: {len(payload)}\r\n"
         )
-        if body is not None:
-            head += "Content-Type: application/json\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         writer.write(head.encode() + b"\r\n" + payload)
         try:
             return await self._read(reader)

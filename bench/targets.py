@@ -77,6 +77,15 @@ def _ingest(results: Results) -> None:
         value = results.median("Ingest", REVERB, figure)
         if value is not None:
             results.judge(Key("Ingest", REVERB, figure), label, value >= goal)
+    # Verified webhooks (github preset) against single events, in the same run.
+    single = results.median("Ingest", REVERB, "events/s, 1 per request")
+    _relative(
+        results,
+        Key("Ingest", REVERB, "webhooks/s, github preset"),
+        0.7,
+        single,
+        "≥ 70% of events/s, 1 per request",
+    )
 
 
 def _sleep(results: Results) -> None:

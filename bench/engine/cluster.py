@@ -20,6 +20,9 @@ from bench.http import Connection, HttpError
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "bench" / "results" / "logs"
 APP = "bench.engine.app:app"
+# The bench's webhook source (`POST /webhooks/bench`, github preset) and its secret.
+WEBHOOK_SOURCE = "bench"
+WEBHOOK_SECRET = secrets.token_hex(16)
 
 
 class ClusterError(Exception):
@@ -68,6 +71,9 @@ def _environment(database_url: str, ports: dict[str, int]) -> dict[str, str]:
         "REVERB_HOST_ADDRESS": f"127.0.0.1:{ports['host']}",
         "REVERB_SIGNING_KEY": secrets.token_hex(32),
         "REVERB_LOG_JSON": "true",
+        f"REVERB_WEBHOOKS__{WEBHOOK_SOURCE.upper()}__PRESET": "github",
+        f"REVERB_WEBHOOKS__{WEBHOOK_SOURCE.upper()}__SECRET": WEBHOOK_SECRET,
+        f"REVERB_WEBHOOKS__{WEBHOOK_SOURCE.upper()}__EVENT": "bench.webhook.{type}",
     }
 
 

@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cost, fanout, ingest, latency, sleep, throughput
+from bench.engine import cost, fanout, ingest, latency, sleep, throughput, webhooks
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -18,6 +18,9 @@ def ingest_probes(engine: Engine, sizes: Sizes) -> list[Probe]:
             engine, sizes.batch_requests, sizes.batch_clients, sizes.batch_size
         )
 
+    async def verified_webhooks() -> dict[str, float]:
+        return await webhooks.single(engine, sizes.ingest_requests, sizes.ingest_clients)
+
     return [
         Probe(
             "Ingest",
@@ -26,6 +29,7 @@ def ingest_probes(engine: Engine, sizes: Sizes) -> list[Probe]:
             {"events/s, 1 per request": "events/s", **cost.units("event")},
         ),
         Probe("Ingest", SYSTEM, batched, {f"events/s, {sizes.batch_size} per request": "events/s"}),
+        Probe("Ingest", SYSTEM, verified_webhooks, {webhooks.FIGURE: "requests/s"}),
     ]
 
 

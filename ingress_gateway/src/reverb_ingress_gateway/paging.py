@@ -75,3 +75,17 @@ def event_from_token(token: str) -> EventCursor | None:
         raise InvalidArgument(
             "invalid cursor (page token): pass back a next_cursor as it is"
         ) from None
+
+
+def delivery_token(delivery_id: str) -> str:
+    return _encode(["delivery", delivery_id])
+
+
+def delivery_from_token(token: str) -> str | None:
+    """Webhook deliveries are listed by id descending (UUIDv7s: newest first)."""
+    if not token:
+        return None
+    parts = _decode(token, "delivery")
+    if len(parts) != 1:
+        raise InvalidArgument("invalid cursor (page token): pass back a next_cursor as it is")
+    return parts[0]

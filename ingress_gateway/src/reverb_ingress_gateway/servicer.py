@@ -19,6 +19,7 @@ from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFou
 from reverb_ingress_gateway.intake import EventIntake
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
+from reverb_ingress_gateway.webhooks import WebhookReceiver
 from reverb_store import control as store
 from reverb_store.control import (
     AppDefinition,
@@ -29,6 +30,7 @@ from reverb_store.control import (
     RunRecord,
     StepRecord,
 )
+from reverb_store.webhooks import DeliveryRecord
 from reverb_telemetry import current_traceparent
 
 Item = TypeVar("Item")
@@ -46,6 +48,9 @@ class IngressService:
         self._pool = pool
         self._settings = settings
         self._intake = EventIntake(pool, acquire_timeout=settings.database_timeout)
+        self.webhooks = WebhookReceiver(
+            pool, settings.webhooks, acquire_timeout=settings.database_timeout
+        )
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -152,6 +157,22 @@ class IngressService:
         host_leases.check_instance_id(instance_id)
         async with self._connection() as connection:
             return await store.release_lease(connection, app_id, host_address, instance_id)
+
+    async def list_webhook_deliveries(
+        self, source: str, page_size: int, page_token: str
+    ) -> Page[DeliveryRecord]:
+        validation.check_text(source, "source")
+        size = paging.page_size(page_size)
+        before = paging.delivery_from_token(page_token)
+        deliveries = await self.webhooks.list_deliveries(source or None, size + 1, before)
+        page = deliveries[:size]
+        token = paging.delivery_token(page[-1].id) if len(deliveries) > size else ""
+        return Page(page, token)
+
+    async def replay_webhook_delivery(self, delivery: str) -> str:
+        """The id of the event emitted again from the kept delivery."""
+        validation.check_text(_required(delivery, "id"), "id")
+        return await self.webhooks.replay(delivery, current_traceparent())
 
     def _grant(
         self, host_address: str, lease: timedelta | None, instance_id: str

@@ -5,11 +5,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from reverb_ingress_gateway.webhooks.sources import WebhookSource, source_names
 from reverb_store.urls import DatabaseUrl
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REVERB_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="REVERB_", extra="ignore", frozen=True, env_nested_delimiter="__"
+    )
 
     database_url: DatabaseUrl
     # Where the HTTP API listens, "host:port" (port 0: any free port).
@@ -57,8 +60,18 @@ class GatewaySettings(BaseSettings):
     # Longest host lease granted, in seconds (a host asks for REVERB_HOST_LEASE_SECONDS):
     # how long at most a host that died without releasing its lease may still be chosen.
     host_lease_max_seconds: float = Field(default=300.0, ge=0.1)
+    # Webhook sources by name: REVERB_WEBHOOKS__GH__PRESET=github serves POST /webhooks/gh
+    # (README, "Webhooks").
+    webhooks: dict[str, WebhookSource] = {}
+    # Largest webhook request body (GitHub's own cap is 25 MiB); larger is answered 413.
+    webhook_max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     log_json: bool = True
     log_level: str = "info"
+
+    @field_validator("webhooks")
+    @classmethod
+    def _lower_case_sources(cls, value: dict[str, WebhookSource]) -> dict[str, WebhookSource]:
+        return source_names(value)
 
     @field_validator("gateway_required_apps", "http_allowed_origins", mode="before")
     @classmethod

@@ -82,6 +82,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/reverb.v1.Ingress/ListWebhookDeliveries',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.ReplayWebhookDelivery = channel.unary_unary(
+                '/reverb.v1.Ingress/ReplayWebhookDelivery',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -170,6 +180,29 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """List the webhook deliveries the gateway accepted, newest first.
+
+        Every request a webhook source (`POST /webhooks/{source}`) accepted is kept
+        as it arrived, but for its signature and credential headers, with the id
+        of the event it became. A provider's redelivery of the same delivery id is
+        not kept twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayWebhookDelivery(self, request, context):
+        """Emit a kept webhook delivery's event again.
+
+        The new event has the delivery's event name and the same data, built
+        again from the kept request, and a new id; it triggers the functions
+        listening to it, without asking the provider to redeliver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +250,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ReleaseHostLease,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'ReplayWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayWebhookDelivery,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -465,6 +508,60 @@ class Ingress:
             '/reverb.v1.Ingress/ReleaseHostLease',
             reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ReleaseHostLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListWebhookDeliveries',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ReplayWebhookDelivery',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,21 @@ class IngressStub:
     worker starts an invocation on it after reading its app's hosts again.
     Only the lease held by the same instance_id is ended.
     """
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListWebhookDeliveriesRequest, _ingress_pb2.ListWebhookDeliveriesResponse]
+    """List the webhook deliveries the gateway accepted, newest first.
+
+    Every request a webhook source (`POST /webhooks/{source}`) accepted is kept
+    as it arrived, but for its signature and credential headers, with the id
+    of the event it became. A provider's redelivery of the same delivery id is
+    not kept twice.
+    """
+    ReplayWebhookDelivery: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ReplayWebhookDeliveryRequest, _ingress_pb2.ReplayWebhookDeliveryResponse]
+    """Emit a kept webhook delivery's event again.
+
+    The new event has the delivery's event name and the same data, built
+    again from the kept request, and a new id; it triggers the functions
+    listening to it, without asking the provider to redeliver.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -122,6 +137,21 @@ class IngressAsyncStub(IngressStub):
     """ReleaseHostLease ends a host's lease at once (the host is stopping): no
     worker starts an invocation on it after reading its app's hosts again.
     Only the lease held by the same instance_id is ended.
+    """
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListWebhookDeliveriesRequest, _ingress_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """List the webhook deliveries the gateway accepted, newest first.
+
+    Every request a webhook source (`POST /webhooks/{source}`) accepted is kept
+    as it arrived, but for its signature and credential headers, with the id
+    of the event it became. A provider's redelivery of the same delivery id is
+    not kept twice.
+    """
+    ReplayWebhookDelivery: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ReplayWebhookDeliveryRequest, _ingress_pb2.ReplayWebhookDeliveryResponse]  # type: ignore[assignment]
+    """Emit a kept webhook delivery's event again.
+
+    The new event has the delivery's event name and the same data, built
+    again from the kept request, and a new id; it triggers the functions
+    listening to it, without asking the provider to redeliver.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -221,6 +251,33 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         """ReleaseHostLease ends a host's lease at once (the host is stopping): no
         worker starts an invocation on it after reading its app's hosts again.
         Only the lease held by the same instance_id is ended.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _ingress_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_ingress_pb2.ListWebhookDeliveriesResponse]]:
+        """List the webhook deliveries the gateway accepted, newest first.
+
+        Every request a webhook source (`POST /webhooks/{source}`) accepted is kept
+        as it arrived, but for its signature and credential headers, with the id
+        of the event it became. A provider's redelivery of the same delivery id is
+        not kept twice.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayWebhookDelivery(
+        self,
+        request: _ingress_pb2.ReplayWebhookDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ReplayWebhookDeliveryResponse, _abc.Awaitable[_ingress_pb2.ReplayWebhookDeliveryResponse]]:
+        """Emit a kept webhook delivery's event again.
+
+        The new event has the delivery's event name and the same data, built
+        again from the kept request, and a new id; it triggers the functions
+        listening to it, without asking the provider to redeliver.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,6 +24,7 @@ from reverb_ingress_gateway.health import Health
 from reverb_ingress_gateway.http.body import read_json
 from reverb_ingress_gateway.http.guard import Policy, RequestGuard
 from reverb_ingress_gateway.http.responses import error_response, json_response
+from reverb_ingress_gateway.http.webhooks import raw_routes, takes_raw_body
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.spans import server_span
@@ -58,7 +59,10 @@ class HttpApi:
         self._keys = keys
         self._max_body_bytes = settings.max_body_bytes
         self._routes = routes.routes(service)
-        self._document = openapi.document(self._routes, _PLAIN_ROUTES)
+        self._raw_routes = raw_routes(service.webhooks, settings.webhook_max_body_bytes)
+        self._document = openapi.document(
+            self._routes, _PLAIN_ROUTES, openapi.webhook_routes(settings.webhook_max_body_bytes)
+        )
 
     def _endpoint(self, route: str, handler: Handler, scope: str | None) -> Handler:
         """The handler in a span (joining the caller's traceparent), behind the API key check
@@ -123,6 +127,7 @@ class HttpApi:
         table: list[tuple[str, str, Handler, str | None]] = [
             (route.path, route.method, self._handler(route), route.scope) for route in self._routes
         ]
+        table += [(route.path, "POST", route.handler, route.scope) for route in self._raw_routes]
         table += [
             ("/healthz", "GET", self.health, None),
             ("/openapi.json", "GET", self.openapi, None),
@@ -174,6 +179,7 @@ def build_app(
         allowed_origins=settings.http_allowed_origins,
         max_query_bytes=settings.http_max_query_bytes,
         max_query_parameters=settings.http_max_query_parameters,
+        raw_body=takes_raw_body,
     )
     middleware = [Middleware(RequestGuard, policy=policy)]
     if settings.http_allowed_origins:

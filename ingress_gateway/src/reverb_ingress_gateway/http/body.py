@@ -1,4 +1,5 @@
-"""Reading a JSON request body within a size limit, checked while it streams in."""
+"""Reading a request body within a size limit, checked while it streams in: as JSON (the
+RPC routes) or as raw bytes (the webhook routes, verified byte for byte)."""
 
 from typing import Any
 
@@ -27,6 +28,22 @@ def _check_media_type(request: Request) -> None:
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed body; 415, 413 or 400 errors for what is not a JSON body within `limit`."""
     _check_media_type(request)
+    body = await read_raw(request, limit)
+    if not body.strip():
+        raise InvalidJson("the body is empty: send a JSON event or a list of events")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidJson(f"the body is not valid JSON: {error}") from None
+    oversized = json_limits.oversized_integer(body)
+    if oversized is not None:  # orjson made it a float: refuse rather than change the data
+        raise InvalidArgument(f"the body {json_limits.integer_problem(oversized)}")
+    return document
+
+
+async def read_raw(request: Request, limit: int) -> bytes:
+    """The body's bytes as they arrived, of any media type; 413 above `limit` (checked on
+    Content-Length first, then while it streams)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -44,14 +61,4 @@ async def read_json(request: Request, limit: int) -> Any:
     except ClientDisconnect:
         # Gone, or cut off by the body timeout (which has answered 408 itself).
         raise ClientGone("the client went away before sending the whole body") from None
-    body = b"".join(chunks)
-    if not body.strip():
-        raise InvalidJson("the body is empty: send a JSON event or a list of events")
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidJson(f"the body is not valid JSON: {error}") from None
-    oversized = json_limits.oversized_integer(body)
-    if oversized is not None:  # orjson made it a float: refuse rather than change the data
-        raise InvalidArgument(f"the body {json_limits.integer_problem(oversized)}")
-    return document
+    return b"".join(chunks)

@@ -7,13 +7,15 @@ body must be (JSON), and how big a query string may be.
       gateway's own (the same host and port as the Host header), listed in
       REVERB_HTTP_ALLOWED_ORIGINS, or, in dev mode, a loopback origin.
     - A request with a body must say `Content-Type: application/json` (415): the body types a
-      browser sends cross-site without asking first (text/plain, forms) are not JSON.
+      browser sends cross-site without asking first (text/plain, forms) are not JSON. The
+      webhook routes (`Policy.raw_body`) take any body: a signature or an API key
+      authenticates them, not the media type.
     - A query string is at most REVERB_HTTP_MAX_QUERY_BYTES long (414) and holds at most
       REVERB_HTTP_MAX_QUERY_PARAMETERS parameters (400), checked before anything parses it.
 """
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,6 +39,8 @@ class Policy:
     allowed_origins: Collection[str]
     max_query_bytes: int
     max_query_parameters: int
+    # Whether a request (method, path) may carry a body of any media type.
+    raw_body: Callable[[str, str], bool] = lambda method, path: False
 
 
 # The names nearly every local request uses, checked without parsing an address.
@@ -108,7 +112,11 @@ class RequestGuard:
         query_error = self._check_query(scope.get("query_string", b""))
         if query_error is not None:
             return query_error
-        if has_body and (content_type is None or not _is_json(content_type)):
+        if (
+            has_body
+            and (content_type is None or not _is_json(content_type))
+            and not policy.raw_body(scope["method"], scope["path"])
+        ):
             return UnsupportedMediaType(
                 "a request body must be sent with `Content-Type: application/json`"
             )

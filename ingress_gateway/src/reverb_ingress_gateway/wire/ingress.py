@@ -77,3 +77,17 @@ class IngressServicer:
             request.app_id, request.host_address, request.instance_id
         )
         return ingress_pb2.ReleaseHostLeaseResponse(released=released)
+
+    async def ListWebhookDeliveries(
+        self, request: ingress_pb2.ListWebhookDeliveriesRequest
+    ) -> ingress_pb2.ListWebhookDeliveriesResponse:
+        page = await self._service.list_webhook_deliveries(
+            request.source, request.page_size, request.page_token
+        )
+        return messages.list_webhook_deliveries_response(page)
+
+    async def ReplayWebhookDelivery(
+        self, request: ingress_pb2.ReplayWebhookDeliveryRequest
+    ) -> ingress_pb2.ReplayWebhookDeliveryResponse:
+        event_id = await self._service.replay_webhook_delivery(request.id)
+        return ingress_pb2.ReplayWebhookDeliveryResponse(ids=[event_id])

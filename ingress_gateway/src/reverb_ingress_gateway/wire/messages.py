@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb_contracts.v1 import common_pb2, ingress_pb2
@@ -22,6 +23,7 @@ from reverb_store.control import (
 )
 from reverb_store.execution import RunStatus, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
+from reverb_store.webhooks import DeliveryRecord
 
 RUN_STATUSES: dict[RunStatus, ingress_pb2.RunStatus.ValueType] = {
     "queued": ingress_pb2.RUN_STATUS_QUEUED,
@@ -225,3 +227,25 @@ def list_functions_response(
     records: Sequence[FunctionRecord],
 ) -> ingress_pb2.ListFunctionsResponse:
     return ingress_pb2.ListFunctionsResponse(functions=[function_info(item) for item in records])
+
+
+def webhook_delivery(record: DeliveryRecord) -> ingress_pb2.WebhookDelivery:
+    return ingress_pb2.WebhookDelivery(
+        id=record.id,
+        source=record.source,
+        delivery_id=record.delivery_id,
+        event_id=record.event_id,
+        event_name=record.event_name,
+        headers=orjson.dumps(record.headers),
+        body_bytes=len(record.body),
+        received_at=timestamp(record.received_at),
+    )
+
+
+def list_webhook_deliveries_response(
+    page: Page[DeliveryRecord],
+) -> ingress_pb2.ListWebhookDeliveriesResponse:
+    return ingress_pb2.ListWebhookDeliveriesResponse(
+        deliveries=[webhook_delivery(record) for record in page.items],
+        next_page_token=page.next_page_token or None,
+    )

@@ -78,6 +78,97 @@ class PlainRoute:
     statuses: tuple[int, ...] = ()
 
 
+# What a raw-body (webhook) route can end with besides its own errors.
+_RAW = ("internal", "unavailable", "not_found", "payload_too_large", "invalid_argument")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    """A webhook route (http/webhooks.py): a POST whose body is taken as raw bytes."""
+
+    path: str
+    summary: str
+    description: str
+    # The API key scope it needs; None: the request's signature authenticates it.
+    scope: str | None
+    # Path parameters, by name: their description.
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+def webhook_routes(max_body_bytes: int) -> list[RawRoute]:
+    limit = f"The body is taken as it is (any media type, at most {max_body_bytes} bytes)."
+    answer = (
+        " Answers 202 with the id of the event the delivery became (the first delivery's"
+        " id again when the provider redelivers a delivery id seen before); Slack's"
+        " url_verification request is answered 200 with its challenge."
+    )
+    return [
+        RawRoute(
+            "/webhooks/{source}",
+            "Receive a webhook from a configured source.",
+            f"{limit} It is verified, byte for byte, with the source's preset and secret"
+            " (REVERB_WEBHOOKS__<SOURCE>__PRESET, …__SECRET) before anything is parsed: a bad,"
+            " missing or stale signature is 401 and nothing is stored; an unknown source is"
+            f" 404. Needs no API key (a source configured `open` is not verified).{answer}",
+            None,
+            (("source", "The source's name, lower case (as configured)."),),
+        ),
+        RawRoute(
+            "/webhooks",
+            "Receive a webhook for the source `default`.",
+            f"{limit} Needs an API key with the `ingest` scope (and, if"
+            f" REVERB_WEBHOOKS__DEFAULT__PRESET is set, that preset's signature).{answer}",
+            "ingest",
+        ),
+    ]
+
+
+def _raw(route: RawRoute) -> Schema:
+    ids = {
+        "type": "object",
+        "required": ["ids"],
+        "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+    }
+    challenge = {
+        "type": "object",
+        "required": ["challenge"],
+        "properties": {"challenge": {"type": "string"}},
+    }
+    codes = [*_RAW, *_EDGE]
+    operation: Schema = {"summary": route.summary, "description": route.description}
+    if route.scope is None:
+        operation["security"] = []
+        codes.append("unauthenticated")
+    else:
+        operation["security"] = [{"apiKey": [route.scope]}]
+        operation["x-reverb-scope"] = route.scope
+        codes += _ALWAYS
+    parameters: list[Schema] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
+            "schema": {"type": "string", "pattern": _NO_NUL},
+        }
+        for name, description in route.parameters
+    ]
+    operation["parameters"] = [*parameters, _TRACEPARENT]
+    operation["requestBody"] = {
+        "required": False,
+        "content": {
+            "application/json": {"schema": {}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    operation["responses"] = {
+        **_ok(200, "Slack's url_verification challenge.", challenge),
+        **_ok(202, "The id of the event the delivery became.", ids),
+        **_error_responses(codes),
+    }
+    return {"post": operation}
+
+
 def _comments() -> dict[str, str]:
     """Leading comments by full name (messages, fields, enums, values, services, methods)."""
     data = resources.files("reverb_contracts.v1").joinpath("contracts.binpb").read_bytes()
@@ -409,7 +500,9 @@ def _error_schema() -> Schema:
     }
 
 
-def document(routes: Sequence[Route], plain: Sequence[PlainRoute]) -> Schema:
+def document(
+    routes: Sequence[Route], plain: Sequence[PlainRoute], raw: Sequence[RawRoute] = ()
+) -> Schema:
     """The OpenAPI 3.1 document of these routes."""
     schemas = _Schemas(_comments())
     paths: dict[str, Schema] = {}
@@ -417,6 +510,8 @@ def document(routes: Sequence[Route], plain: Sequence[PlainRoute]) -> Schema:
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, schemas)
     for extra in plain:
         paths[extra.path] = _plain(extra)
+    for webhook in raw:
+        paths.setdefault(webhook.path, {}).update(_raw(webhook))
     summary, description = _split(schemas.comments.get(INGRESS.full_name, ""))
     return {
         "openapi": "3.1.0",

@@ -1,0 +1,462 @@
+"""POST /webhooks/{source}: each preset's valid, invalid, missing, stale and replayed
+signatures, non-JSON bodies, redelivery, the deliveries kept and replayed, and the body
+limit; over a real socket, against a real PostgreSQL."""
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import orjson
+import pytest
+import standardwebhooks
+from pydantic import SecretStr
+
+from reverb_contracts.v1 import ingress_pb2, ingress_pb2_grpc
+from reverb_ingress_gateway import Gateway, GatewaySettings, start
+from reverb_ingress_gateway.webhooks import WebhookSource
+from reverb_store.control import create_api_key
+from reverb_store.jobs import ProcessEvent
+from tests.integration.listeners import listen
+
+GITHUB_SECRET = "gh-secret"
+STRIPE_SECRET = "whsec_stripe-secret"
+SLACK_SECRET = "slack-secret"
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+HMAC_SECRET = "hmac-secret"
+
+SOURCES = {
+    "gh": WebhookSource(preset="github", secret=SecretStr(GITHUB_SECRET), event="github.{type}"),
+    "stripe": WebhookSource(preset="stripe", secret=SecretStr(STRIPE_SECRET), event="s.{type}"),
+    "slack": WebhookSource(preset="slack", secret=SecretStr(SLACK_SECRET)),
+    "svix": WebhookSource(preset="standard", secret=SecretStr(STANDARD_SECRET)),
+    "signed": WebhookSource(
+        preset="hmac-sha256",
+        secret=SecretStr(HMAC_SECRET),
+        header="X-Signature",
+        delivery_header="X-Delivery",
+    ),
+    "anyone": WebhookSource(preset="open"),
+}
+
+
+def _settings(database_url: str, **overrides: object) -> GatewaySettings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "http_address": "127.0.0.1:0",
+        "ingress_address": "127.0.0.1:0",
+        "dev": True,
+        "log_json": False,
+        "webhooks": SOURCES,
+        "database_pool_size": 4,
+        **overrides,
+    }
+    return GatewaySettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def gateway(database_url: str) -> AsyncIterator[Gateway]:
+    gateway = await start(_settings(database_url))
+    yield gateway
+    await gateway.stop()
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
+        yield client
+
+
+def _hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def github(body: bytes, delivery: str = "d-1", secret: str = GITHUB_SECRET) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": delivery,
+        "x-hub-signature-256": "sha256=" + _hex(secret, body),
+        "x-hub-signature": "sha1=whatever",
+    }
+
+
+def stripe(body: bytes, at: float | None = None, secret: str = STRIPE_SECRET) -> dict[str, str]:
+    stamp = int(time.time() if at is None else at)
+    signature = _hex(secret, f"{stamp}.".encode() + body)
+    return {"content-type": "application/json", "stripe-signature": f"t={stamp},v1={signature}"}
+
+
+def slack(body: bytes, at: float | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    return {
+        "content-type": "application/json",
+        "x-slack-request-timestamp": stamp,
+        "x-slack-signature": "v0=" + _hex(secret, f"v0:{stamp}:".encode() + body),
+    }
+
+
+def standard(
+    body: bytes, at: float | None = None, secret: str = STANDARD_SECRET, message: str = "msg_1"
+) -> dict[str, str]:
+    moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+    signature = standardwebhooks.Webhook(secret).sign(message, moment, body.decode())
+    return {
+        "content-type": "application/json",
+        "webhook-id": message,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def signed(body: bytes, delivery: str = "h-1", secret: str = HMAC_SECRET) -> dict[str, str]:
+    return {"x-signature": _hex(secret, body), "x-delivery": delivery}
+
+
+async def _events(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await connection.fetch("SELECT id, name, data FROM reverb.events ORDER BY received_at")
+
+
+async def _stored(connection: asyncpg.Connection) -> tuple[int, int]:
+    events = await connection.fetchval("SELECT count(*) FROM reverb.events")
+    deliveries = await connection.fetchval("SELECT count(*) FROM reverb.webhook_deliveries")
+    return events, deliveries
+
+
+async def _post(
+    client: httpx.AsyncClient, source: str, body: bytes, headers: Mapping[str, str]
+) -> httpx.Response:
+    return await client.post(f"/webhooks/{source}", content=body, headers=dict(headers))
+
+
+PUSH = orjson.dumps({"ref": "refs/heads/main", "size": 12345678901234567890})
+CHARGE = orjson.dumps({"id": "evt_1", "type": "charge.succeeded", "data": {"amount": 5}})
+SLACK_EVENT = orjson.dumps({"type": "event_callback", "event_id": "Ev1", "event": {"type": "x"}})
+STANDARD_EVENT = orjson.dumps({"type": "invoice.paid", "data": {"n": 1}})
+
+# (source, a valid body, sign(body) for valid headers, its event's name, its delivery id)
+CASES: list[tuple[str, bytes, Callable[[bytes], dict[str, str]], str, str]] = [
+    ("gh", PUSH, github, "github.push", "d-1"),
+    ("stripe", CHARGE, stripe, "s.charge.succeeded", "evt_1"),
+    ("slack", SLACK_EVENT, slack, "reverb-received-webhook", "Ev1"),
+    ("svix", STANDARD_EVENT, standard, "reverb-received-webhook", "msg_1"),
+    ("signed", b"a=1&b=2", signed, "reverb-received-webhook", "h-1"),
+]
+IDS = [case[0] for case in CASES]
+
+# The signature headers each preset reads: removed to test a missing signature.
+SIGNATURE_HEADERS = {
+    "gh": ["x-hub-signature-256"],
+    "stripe": ["stripe-signature"],
+    "slack": ["x-slack-signature"],
+    "svix": ["webhook-signature"],
+    "signed": ["x-signature"],
+}
+WRONG_SECRETS: dict[str, Callable[[bytes], dict[str, str]]] = {
+    "gh": lambda body: github(body, secret="wrong"),
+    "stripe": lambda body: stripe(body, secret="whsec_wrong"),
+    "slack": lambda body: slack(body, secret="wrong"),
+    "svix": lambda body: standard(body, secret="whsec_d3Jvbmc="),
+    "signed": lambda body: signed(body, secret="wrong"),
+}
+
+
+@pytest.mark.parametrize(("source", "body", "sign", "name", "delivery"), CASES, ids=IDS)
+async def test_a_valid_signature_stores_one_event(
+    client: httpx.AsyncClient,
+    connection: asyncpg.Connection,
+    source: str,
+    body: bytes,
+    sign: Callable[[bytes], dict[str, str]],
+    name: str,
+    delivery: str,
+) -> None:
+    await listen(connection, name)
+    answer = await _post(client, source, body, sign(body))
+    assert answer.status_code == 202, answer.text
+    [event_id] = answer.json()["ids"]
+    [event] = await _events(connection)
+    assert (event["id"], event["name"]) == (event_id, name)
+    data: dict[str, Any] = orjson.loads(event["data"])
+    assert data["source"] == source
+    assert data["delivery_id"] == delivery
+    parsed = orjson.loads(body) if source != "signed" else None
+    assert data["webhook"] == (parsed if parsed is not None else "a=1&b=2")
+    # Provider headers are kept, lower-cased; signatures and transport headers are not.
+    headers = data["headers"]
+    assert not set(headers) & {"x-hub-signature-256", "x-hub-signature", "stripe-signature"}
+    assert not set(headers) & {"x-slack-signature", "webhook-signature", "x-signature"}
+    assert "host" not in headers and "content-length" not in headers
+    if source == "gh":
+        assert headers["x-github-event"] == "push"
+        assert headers["x-github-delivery"] == "d-1"
+        # Numbers keep every digit: the body's own bytes are stored, not a float.
+        assert '"size": 12345678901234567890' in event["data"]
+    # The fan-out job of the event.
+    payload = await connection.fetchval("SELECT payload FROM pgqueuer")
+    assert ProcessEvent.decode(payload).event_ids == (event_id,)
+
+
+@pytest.mark.parametrize(("source", "body", "sign", "name", "delivery"), CASES, ids=IDS)
+async def test_a_bad_or_missing_signature_is_401_and_stores_nothing(
+    client: httpx.AsyncClient,
+    connection: asyncpg.Connection,
+    source: str,
+    body: bytes,
+    sign: Callable[[bytes], dict[str, str]],
+    name: str,
+    delivery: str,
+) -> None:
+    tampered = body.replace(b"1", b"2")
+    answers = [
+        await _post(client, source, tampered, sign(body)),  # the body changed
+        await _post(client, source, body, WRONG_SECRETS[source](body)),  # another secret
+    ]
+    missing = sign(body)
+    for header in SIGNATURE_HEADERS[source]:
+        del missing[header]
+    answers.append(await _post(client, source, body, missing))
+    answers.append(await _post(client, source, body, {}))
+    for answer in answers:
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "unauthenticated"
+        assert "secret" not in answer.text
+    assert await _stored(connection) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("source", "sign"),
+    [("stripe", stripe), ("slack", slack), ("svix", standard)],
+    ids=["stripe", "slack", "svix"],
+)
+async def test_a_stale_signature_is_401(
+    client: httpx.AsyncClient,
+    connection: asyncpg.Connection,
+    source: str,
+    sign: Callable[..., dict[str, str]],
+) -> None:
+    body = CHARGE
+    stale = await _post(client, source, body, sign(body, at=time.time() - 6 * 60))
+    early = await _post(client, source, body, sign(body, at=time.time() + 6 * 60))
+    assert (stale.status_code, early.status_code) == (401, 401), stale.text
+    assert await _stored(connection) == (0, 0)
+
+
+@pytest.mark.parametrize(("source", "body", "sign", "name", "delivery"), CASES, ids=IDS)
+async def test_a_replayed_request_is_the_first_delivery(
+    client: httpx.AsyncClient,
+    connection: asyncpg.Connection,
+    source: str,
+    body: bytes,
+    sign: Callable[[bytes], dict[str, str]],
+    name: str,
+    delivery: str,
+) -> None:
+    headers = sign(body)
+    first = await _post(client, source, body, headers)
+    again = await _post(client, source, body, headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json()
+    assert await _stored(connection) == (1, 1)
+
+
+async def test_a_redelivery_with_a_new_signature_is_answered_with_the_first_id(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    """GitHub's redelivery: the same delivery id, sent again later."""
+    first = await _post(client, "gh", PUSH, github(PUSH))
+    body = PUSH + b" "
+    again = await _post(client, "gh", body, github(body))
+    other = await _post(client, "gh", PUSH, github(PUSH, delivery="d-2"))
+    assert again.json() == first.json()
+    assert other.json() != first.json()
+    assert await _stored(connection) == (2, 2)
+
+
+async def test_non_json_bodies_become_text(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    bodies = [b"payload=%7B%22a%22%3A1%7D", b"not json {", "héllo".encode(), b"\xff\x00x", b""]
+    for index, body in enumerate(bodies):
+        headers = github(body, delivery=f"n-{index}")
+        headers["content-type"] = "application/x-www-form-urlencoded"
+        answer = await _post(client, "gh", body, headers)
+        assert answer.status_code == 202, answer.text
+    webhooks = [orjson.loads(row["data"])["webhook"] for row in await _events(connection)]
+    assert webhooks == [
+        body.decode("utf-8", "replace").replace("\x00", "\ufffd") for body in bodies
+    ]
+    # The raw request is kept byte for byte.
+    kept = await connection.fetch("SELECT body FROM reverb.webhook_deliveries ORDER BY id")
+    assert [bytes(row["body"]) for row in kept] == bodies
+
+
+async def test_an_open_source_takes_anything_and_an_unknown_one_is_404(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    opened = await _post(client, "anyone", b"[1, 2]", {"content-type": "text/plain"})
+    assert opened.status_code == 202
+    unknown = await _post(client, "nobody", PUSH, github(PUSH))
+    upper = await _post(client, "GH", PUSH, github(PUSH))
+    for answer in (unknown, upper):
+        assert answer.status_code == 404
+        assert answer.json()["error"]["code"] == "not_found"
+    [event] = await _events(connection)
+    assert orjson.loads(event["data"])["webhook"] == [1, 2]
+
+
+async def test_slack_url_verification_is_answered_and_stores_nothing(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    body = orjson.dumps({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2"})
+    answer = await _post(client, "slack", body, slack(body))
+    assert answer.status_code == 200
+    assert answer.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2"}
+    forged = await _post(client, "slack", body, slack(body, secret="wrong"))
+    assert forged.status_code == 401
+    assert await _stored(connection) == (0, 0)
+
+
+async def test_deliveries_are_listed_by_page_and_replayed(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    await listen(connection, "github.push")
+    firsts = []
+    for index in range(3):
+        answer = await _post(client, "gh", PUSH, github(PUSH, delivery=f"p-{index}"))
+        firsts.append(answer.json()["ids"][0])
+    await _post(client, "anyone", b"x", {})
+
+    page = (await client.get("/webhooks/deliveries", params={"source": "gh", "limit": 2})).json()
+    assert [item["event_id"] for item in page["deliveries"]] == firsts[:0:-1]
+    rest = await client.get(
+        "/webhooks/deliveries", params={"source": "gh", "cursor": page["next_cursor"]}
+    )
+    assert [item["event_id"] for item in rest.json()["deliveries"]] == firsts[:1]
+    assert rest.json()["next_cursor"] is None
+    everything = (await client.get("/webhooks/deliveries")).json()["deliveries"]
+    assert [item["source"] for item in everything] == ["anyone", "gh", "gh", "gh"]
+
+    kept = page["deliveries"][0]
+    assert kept["delivery_id"] == "p-2"
+    assert kept["event_name"] == "github.push"
+    assert kept["body_bytes"] == len(PUSH)
+    assert kept["headers"]["x-github-event"] == "push"
+    assert "x-hub-signature-256" not in kept["headers"]
+
+    replayed = await client.post(f"/webhooks/deliveries/{kept['id']}/replay")
+    assert replayed.status_code == 202, replayed.text
+    [new_id] = replayed.json()["ids"]
+    assert new_id not in firsts
+    original, copy = await connection.fetch(
+        "SELECT name, data FROM reverb.events WHERE id = ANY($1) ORDER BY received_at",
+        [firsts[2], new_id],
+    )
+    assert (copy["name"], orjson.loads(copy["data"])) == (
+        original["name"],
+        orjson.loads(original["data"]),
+    )
+    jobs = await connection.fetch("SELECT payload FROM pgqueuer ORDER BY id")
+    assert ProcessEvent.decode(jobs[-1]["payload"]).event_ids == (new_id,)
+
+    missing = await client.post("/webhooks/deliveries/nope/replay")
+    assert missing.status_code == 404
+    bad_cursor = await client.get("/webhooks/deliveries", params={"cursor": "nope"})
+    assert bad_cursor.status_code == 400
+
+
+async def test_nothing_secret_is_stored(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    headers = {**github(PUSH), "authorization": "Bearer rvb_secret", "cookie": "session=1"}
+    await _post(client, "gh", PUSH, headers)
+    stored = await connection.fetchval(
+        "SELECT headers::text || convert_from(body, 'UTF8') FROM reverb.webhook_deliveries"
+    )
+    event = await connection.fetchval("SELECT data::text FROM reverb.events")
+    for text in (stored, event):
+        assert "rvb_secret" not in text and "session=1" not in text
+        assert headers["x-hub-signature-256"].split("=")[1] not in text
+
+
+async def test_a_body_over_the_limit_is_413(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    gateway = await start(_settings(database_url, webhook_max_body_bytes=1024))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
+            body = b"x" * 1025
+            declared = await _post(client, "gh", body, github(body))
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for _ in range(3):
+                    yield b"y" * 512
+
+            streamed = await client.post(
+                "/webhooks/gh", content=chunks(), headers=github(b"y" * 1536)
+            )
+            fits = await _post(client, "gh", b"z" * 1024, github(b"z" * 1024))
+    finally:
+        await gateway.stop()
+    assert (declared.status_code, streamed.status_code, fits.status_code) == (413, 413, 202)
+    assert declared.json()["error"]["code"] == "payload_too_large"
+    assert await _stored(connection) == (1, 1)
+
+
+async def test_the_default_source_needs_an_ingest_key(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    gateway = await start(_settings(database_url, dev=False))
+    ingest = (await create_api_key(connection, "ingest", ("ingest",)))[1]
+    reader = (await create_api_key(connection, "reader", ("read",)))[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
+            anonymous = await client.post("/webhooks", content=b"{}")
+            wrong = await client.post(
+                "/webhooks", content=b"{}", headers={"authorization": f"Bearer {reader}"}
+            )
+            right = await client.post(
+                "/webhooks",
+                content=b'{"a": 1}',
+                headers={"authorization": f"Bearer {ingest}", "content-type": "text/plain"},
+            )
+            # A signed source needs no key; listing needs one.
+            signed_source = await _post(client, "gh", PUSH, github(PUSH))
+            listing = await client.get("/webhooks/deliveries")
+    finally:
+        await gateway.stop()
+    assert (anonymous.status_code, wrong.status_code, right.status_code) == (401, 403, 202)
+    assert (signed_source.status_code, listing.status_code) == (202, 401)
+    event = await connection.fetchval(
+        "SELECT data FROM reverb.events WHERE id = $1", right.json()["ids"][0]
+    )
+    data = orjson.loads(event)
+    assert (data["source"], data["webhook"], data["delivery_id"]) == ("default", {"a": 1}, None)
+    assert "authorization" not in data["headers"]
+
+
+async def test_deliveries_are_listed_and_replayed_over_grpc(
+    gateway: Gateway, client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    first = (await _post(client, "gh", PUSH, github(PUSH))).json()["ids"][0]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+        stub = ingress_pb2_grpc.IngressStub(channel)
+        listed = await stub.ListWebhookDeliveries(
+            ingress_pb2.ListWebhookDeliveriesRequest(source="gh")
+        )
+        [delivery] = listed.deliveries
+        assert (delivery.event_id, delivery.delivery_id) == (first, "d-1")
+        replayed = await stub.ReplayWebhookDelivery(
+            ingress_pb2.ReplayWebhookDeliveryRequest(id=delivery.id)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.ReplayWebhookDelivery(ingress_pb2.ReplayWebhookDeliveryRequest(id="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    [again] = replayed.ids
+    assert again != first
+    assert await _stored(connection) == (2, 1)
