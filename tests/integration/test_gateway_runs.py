@@ -229,6 +229,10 @@ async def test_health_and_the_openapi_document(client: httpx.AsyncClient) -> Non
         "/runs",
         "/runs/{run_id}",
         "/functions",
+        "/webhooks",
+        "/webhooks/{source}",
+        "/webhooks/deliveries",
+        "/webhooks/deliveries/{id}/replay",
         "/healthz",
         "/openapi.json",
     }
