@@ -9,6 +9,7 @@ import orjson
 
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_store import execution
+from reverb_store.control import AppDefinition, FunctionDefinition, HostLease, register_app
 from reverb_store.execution import ClaimedRun, ErrorRecord, StepOutput, StepTiming, steps
 from reverb_store.ids import JobId, RunId, StepId, new_id
 from tests.integration.wakeups import Heard
@@ -20,6 +21,11 @@ async def new_run(
     connection: asyncpg.Connection, status: str = "queued", parent: str | None = None
 ) -> RunId:
     run_id = RunId(new_id())
+    # The run's function is registered (a claim fails runs of removed functions).
+    app = AppDefinition(
+        id="a", functions=(FunctionDefinition(id="f", name="f", retries=2, triggers=()),)
+    )
+    await register_app(connection, app, HostLease("127.0.0.1:1", timedelta(seconds=30)))
     # A run past `queued` has been invoked (its first invocation is what wrote steps).
     await connection.execute(
         "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts,"
