@@ -218,7 +218,7 @@ async def test_an_invocation_and_its_steps_join_the_callers_trace(
     assert invocation.parent is not None and invocation.parent.span_id == 0xB7AD6B7169203331
     assert step.parent is not None and step.parent.span_id == invocation.context.span_id
     assert invocation.attributes is not None
-    assert invocation.attributes["reverb.run_id"] == "run-7"
+    assert invocation.attributes["reverb.run.id"] == "run-7"
 
 
 def _in_trace(span: ReadableSpan, trace_id: str) -> bool:

@@ -172,6 +172,23 @@ async def test_a_run_shows_its_steps_in_order(
     assert "steps" not in listed
 
 
+async def test_a_run_shows_its_trace_id(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    traced, untraced = new_id(), new_id()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await _insert_run(connection, traced, "charge", "queued", ["e1"], traceparent=traceparent)
+    await _insert_run(connection, untraced, "charge", "queued", [])
+
+    shown = (await client.get(f"/runs/{traced}")).json()
+    listed = {run["id"]: run for run in (await client.get("/runs")).json()["runs"]}
+
+    assert shown["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert listed[traced]["trace_id"] == shown["trace_id"]
+    # A run no request started has a trace of its own, named after the run.
+    assert listed[untraced]["trace_id"] == untraced.replace("-", "")
+
+
 async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/runs/{new_id()}")
     assert response.status_code == 404

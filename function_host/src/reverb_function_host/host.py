@@ -135,7 +135,7 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
 async def serve(app: reverb.App, settings: HostSettings) -> None:
     """Configure logging, start the host, and run until cancelled, SIGINT or SIGTERM."""
     configure_logging(json=settings.log_json, level=settings.log_level)
-    configure_tracing("reverb-function-host")
+    tracing = configure_tracing("reverb-host")
     host = await start(app, settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,6 +150,7 @@ async def serve(app: reverb.App, settings: HostSettings) -> None:
         for signum in handled:
             loop.remove_signal_handler(signum)
         await host.stop(settings.shutdown_grace)
+        await asyncio.to_thread(tracing.shutdown)
 
 
 async def _keep(registration: Registration, host: Host) -> None:

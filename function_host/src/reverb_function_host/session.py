@@ -125,8 +125,8 @@ class Session:
                 context=parent,
                 kind=trace.SpanKind.SERVER,
                 attributes={
-                    "reverb.run_id": invocation.run_id,
-                    "reverb.function_id": invocation.function_id,
+                    "reverb.run.id": invocation.run_id,
+                    "reverb.function.id": invocation.function_id,
                     "reverb.attempt": invocation.attempt,
                 },
             )
@@ -209,6 +209,6 @@ def _record_end(span: trace.Span, message: Message) -> None:
 @contextmanager
 def _step_span(step_id: str, name: str) -> Iterator[object]:
     with tracer.start_as_current_span(
-        f"step {name}", attributes={"reverb.step_id": step_id}
+        f"step {name}", attributes={"reverb.step.id": step_id}
     ) as span:
         yield span

@@ -202,7 +202,7 @@ async def start(settings: GatewaySettings) -> Gateway:
 async def serve(settings: GatewaySettings) -> None:
     """Run the gateway until cancelled or sent SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(json=settings.log_json, level=settings.log_level)
-    configure_tracing("reverb-ingress-gateway")
+    tracing = configure_tracing("reverb-gateway")
     gateway = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -216,3 +216,4 @@ async def serve(settings: GatewaySettings) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal_number)
         await gateway.stop()
+        await asyncio.to_thread(tracing.shutdown)

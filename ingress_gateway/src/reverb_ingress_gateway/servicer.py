@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Generic, TypeVar, cast
 
 import asyncpg
+from opentelemetry import trace
 
 from reverb_ingress_gateway import host_leases, paging, validation
 from reverb_ingress_gateway.auth import CALLER
@@ -64,7 +65,12 @@ class IngressService:
             max_event_bytes=self._settings.max_event_bytes,
             max_events=self._settings.max_events_per_request,
         )
-        return await self._intake.accept(events, current_traceparent())
+        ids = await self._intake.accept(events, current_traceparent())
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("reverb.event.id", ids)
+            span.set_attribute("reverb.event.name", sorted({event.name for event in events}))
+        return ids
 
     async def get_event(self, event_id: str) -> tuple[EventRecord, list[RunRecord]]:
         """The event and the runs it triggered."""

@@ -225,7 +225,7 @@ def signing_keyring(settings: WorkerSettings) -> Keyring | None:
 async def run(settings: WorkerSettings) -> None:
     """Run a worker until cancelled or sent SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(json=settings.log_json, level=settings.log_level)
-    configure_tracing("reverb-queue-worker")
+    tracing = configure_tracing("reverb-worker")
     worker = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -240,3 +240,4 @@ async def run(settings: WorkerSettings) -> None:
         for signal_number in handled:
             loop.remove_signal_handler(signal_number)
         await worker.stop()
+        await asyncio.to_thread(tracing.shutdown)

@@ -6,19 +6,70 @@ Exporters are added by `configure_tracing`'s caller; without one, spans still
 get real ids, so propagation works end to end.
 """
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterable, Iterator, Mapping
 
 from opentelemetry import context, trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from reverb_telemetry.export import span_exporter
 
 _propagator = TraceContextTextMapPropagator()
 
+_preset: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "reverb_preset_span_id", default=None
+)
 
-def configure_tracing(service_name: str) -> TracerProvider:
-    """Install a tracer provider for this process and return it (to add exporters to)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+
+class PresetIds(RandomIdGenerator):
+    """Random ids, except inside `preset_span_id`: a span whose id was known before it
+    began (a run's, which its invocations name as their parent while it lasts)."""
+
+    def generate_span_id(self) -> int:
+        preset = _preset.get()
+        return super().generate_span_id() if preset is None else preset
+
+
+@contextlib.contextmanager
+def preset_span_id(span_id: int) -> Iterator[None]:
+    """The span started inside gets `span_id` (with a provider from `tracer_provider`)."""
+    token = _preset.set(span_id)
+    try:
+        yield
+    finally:
+        _preset.reset(token)
+
+
+def tracer_provider(default_service_name: str, environ: Mapping[str, str]) -> TracerProvider:
+    """A tracer provider configured by the SDK from the `OTEL_*` variables (resource,
+    sampler, batch processor), exporting over OTLP when `environ` sets an endpoint.
+
+    `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) wins over
+    `default_service_name`."""
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
+    provider = TracerProvider(resource=resource, id_generator=PresetIds())
+    exporter = span_exporter(environ)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def configure_tracing(
+    default_service_name: str, environ: Mapping[str, str] | None = None
+) -> TracerProvider:
+    """Install this process's tracer provider (`tracer_provider`) and return it; shut it
+    down when the process stops, so the spans still batched are sent. The `OTEL_*`
+    variables are the OpenTelemetry SDK's configuration, read from the process
+    environment (`environ` defaults to it), as the SDK reads them."""
+    provider = tracer_provider(default_service_name, os.environ if environ is None else environ)
     trace.set_tracer_provider(provider)
     return provider
 

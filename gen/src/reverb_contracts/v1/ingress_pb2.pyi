@@ -286,6 +286,7 @@ class Run(_message.Message):
     ENDED_AT_FIELD_NUMBER: _builtins.int
     PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     function_id: _builtins.str
     app_id: _builtins.str
@@ -298,6 +299,11 @@ class Run(_message.Message):
     """The function's JSON result, once completed."""
     parent_run_id: _builtins.str
     """Set for a run started by step.invoke."""
+    trace_id: _builtins.str
+    """The id of the run's OpenTelemetry trace (32 lowercase hex digits): the trace of the
+    request that sent its event, or, for a run no request started, one of its own. Look
+    it up in Jaeger (or any OTLP backend) when spans are exported.
+    """
     @_builtins.property
     def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The triggering events; empty for cron runs."""
@@ -333,10 +339,11 @@ class Run(_message.Message):
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         parent_run_id: _builtins.str | None = ...,
         steps: _abc.Iterable[Global___Step] | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parent_run_id: _TypeAlias = _typing.Literal["parent_run_id"]  # noqa: Y015
     _WhichOneofArgType__parent_run_id: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id"]  # noqa: Y015

@@ -104,6 +104,7 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         started_at=_optional_timestamp(record.started_at),
         ended_at=_optional_timestamp(record.ended_at),
         parent_run_id=record.parent_run_id,
+        trace_id=record.trace_id,
         steps=[step(item) for item in steps],
     )
 

@@ -35,7 +35,7 @@ async def advance_run(
     a new `advance_run` job after a growing delay (no function attempt counted).
     """
     job_id = job.id
-    with job_span("advance_run", payload.traceparent, {"reverb.run_id": payload.run_id}) as span:
+    with job_span("advance_run", payload.traceparent, {"reverb.run.id": payload.run_id}) as span:
         if claim is None:
             async with acquire(services.pool) as connection:
                 claimed = await execution.claim_run(
@@ -54,7 +54,7 @@ async def advance_run(
         if claim is None:
             _log.debug("run not claimable", run_id=payload.run_id, job_id=job_id)
             return
-        span.set_attribute("reverb.function_id", claim.function_id)
+        span.set_attribute("reverb.function.id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)
         log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
         if not claim.registered:

@@ -27,7 +27,7 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
     """One run per (function, event), each with its `advance_run` job, in one transaction."""
     own_jobs = services.own_jobs
     event_ids = list(payload.event_ids)
-    with job_span("process_event", payload.traceparent, {"reverb.event_ids": event_ids}):
+    with job_span("process_event", payload.traceparent, {"reverb.event.id": event_ids}):
         traceparent = traceparent_within(payload.traceparent)
         queue_manager_id = own_jobs.queue_manager_id
         # Slots for the runs driven here are booked as they are created; those the

@@ -58,6 +58,9 @@ class RunRecord:
     started_at: datetime | None
     ended_at: datetime | None
     parent_run_id: RunId | None
+    # The run's trace: its traceparent's trace id, else the run id's 32 hex digits (the
+    # worker's spans of a run no request started form a trace of that id); "" if neither.
+    trace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,9 @@ class FunctionRecord:
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
 _RUN_COLUMNS = (
     "id, function_id, app_id, status, event_ids, attempt, invocations, output, error,"
-    " created_at, started_at, ended_at, parent_run_id"
+    " created_at, started_at, ended_at, parent_run_id,"
+    " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
+    "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id"
 )
 
 
@@ -142,6 +147,7 @@ def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
         started_at=row["started_at"],
         ended_at=row["ended_at"],
         parent_run_id=row["parent_run_id"],
+        trace_id=row["trace_id"],
     )
 
 
