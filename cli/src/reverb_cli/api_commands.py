@@ -6,8 +6,7 @@ from urllib.parse import quote
 import click
 import orjson
 
-from reverb_cli.client import ApiClient
-from reverb_cli.errors import CliError
+from reverb_cli.client import ApiClient, data_option
 from reverb_cli.render import (
     compact_json,
     duration,
@@ -32,13 +31,7 @@ def _client() -> ApiClient:
 @click.option("--id", "event_id", default=None, help="An idempotency id for the event.")
 def send(name: str, data_text: str, event_id: str | None) -> None:
     """Send an event named NAME; print its id."""
-    try:
-        data = orjson.loads(data_text)
-    except orjson.JSONDecodeError as error:
-        raise CliError(f"--data is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise CliError('--data must be a JSON object, e.g. \'{"email": "a@b.c"}\'')
-    event: dict[str, Any] = {"name": name, "data": data}
+    event: dict[str, Any] = {"name": name, "data": data_option(data_text)}
     if event_id is not None:
         event["id"] = event_id
     with _client() as client:

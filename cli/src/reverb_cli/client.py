@@ -78,3 +78,14 @@ def _decode(response: httpx.Response) -> Any:
         code = error.get("code", response.status_code)
         raise CliError(f"{code}: {error.get('message', '')}")
     raise CliError(f"{response.status_code}: {response.reason_phrase or 'request failed'}")
+
+
+def data_option(text: str) -> dict[str, Any]:
+    """A `--data` option's value: a JSON object, or a CliError saying what is wrong."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise CliError(f"--data is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise CliError('--data must be a JSON object, e.g. \'{"email": "a@b.c"}\'')
+    return data

@@ -17,6 +17,7 @@
      ├── MethodNotAllowed           method_not_allowed      (HTTP only)        405
      ├── NotFound                   not_found               NOT_FOUND          404
      ├── AlreadyExists              already_exists          ALREADY_EXISTS     409
+     ├── FailedPrecondition         failed_precondition     FAILED_PRECONDITION 409
      ├── Unauthenticated            unauthenticated         UNAUTHENTICATED    401
      ├── PermissionDenied           permission_denied       PERMISSION_DENIED  403
      ├── Unavailable                unavailable             UNAVAILABLE        503
@@ -116,6 +117,11 @@ class AlreadyExists(GatewayError):
     pass
 
 
+class FailedPrecondition(GatewayError):
+    """The call is valid but the thing it acts on is not in a state that allows it
+    (a replay of a run still in flight)."""
+
+
 class Unauthenticated(GatewayError):
     pass
 
@@ -158,6 +164,7 @@ STATUSES: Mapping[type[GatewayError], Status] = {
     MethodNotAllowed: Status("method_not_allowed", 405, "UNIMPLEMENTED"),
     NotFound: Status("not_found", 404, "NOT_FOUND"),
     AlreadyExists: Status("already_exists", 409, "ALREADY_EXISTS"),
+    FailedPrecondition: Status("failed_precondition", 409, "FAILED_PRECONDITION"),
     Unauthenticated: Status("unauthenticated", 401, "UNAUTHENTICATED"),
     PermissionDenied: Status("permission_denied", 403, "PERMISSION_DENIED"),
     Unavailable: Status("unavailable", 503, "UNAVAILABLE"),

@@ -8,7 +8,7 @@ gRPC service and the HTTP API both reach these methods through
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar, cast
 
 import asyncpg
@@ -16,7 +16,14 @@ from opentelemetry import trace
 
 from reverb_ingress_gateway import host_leases, paging, validation
 from reverb_ingress_gateway.auth import CALLER
-from reverb_ingress_gateway.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from reverb_ingress_gateway.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from reverb_ingress_gateway.intake import EventIntake
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
@@ -27,10 +34,13 @@ from reverb_store.control import (
     EventCursor,
     EventRecord,
     FunctionRecord,
+    ReplayRequest,
     RunFilter,
     RunRecord,
     StepRecord,
 )
+from reverb_store.execution import RunStatus
+from reverb_store.ids import FunctionId, RunId, StepId
 from reverb_store.webhooks import DeliveryRecord
 from reverb_telemetry import current_traceparent
 
@@ -180,6 +190,53 @@ class IngressService:
         validation.check_text(_required(delivery, "id"), "id")
         return await self.webhooks.replay(delivery, current_traceparent())
 
+    async def replay_run(self, run_id: str, from_step: str, data: bytes | None) -> str:
+        """The id of the new run replaying `run_id` (from `from_step` if not empty, with
+        `data` as its triggering event's data if not None)."""
+        validation.check_text(_required(run_id, "id"), "id")
+        validation.check_text(from_step, "from_step")
+        request = ReplayRequest(
+            RunId(run_id),
+            from_step=StepId(from_step) if from_step else None,
+            data=None
+            if data is None
+            else validation.event_data(data, "replay", self._settings.max_event_bytes),
+        )
+        async with self._connection() as connection:
+            try:
+                return await store.replay_run(connection, request, current_traceparent())
+            except store.ReplayRefused as error:
+                raise _replay_error(error) from None
+
+    async def replay_runs(
+        self,
+        function_id: str,
+        status: RunStatus | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+    ) -> list[str]:
+        """Replay the function's runs that ended in `status` (failed by default), created in
+        [created_from, created_to); the new runs' ids."""
+        validation.check_text(_required(function_id, "function"), "function")
+        if created_from is not None and created_to is not None and created_to <= created_from:
+            raise InvalidArgument("to must be later than from")
+        statuses: tuple[RunStatus, ...] = (status or "failed",)
+        async with self._connection() as connection:
+            try:
+                replays = await store.replay_runs(
+                    connection,
+                    FunctionId(function_id),
+                    statuses,
+                    created_from,
+                    created_to,
+                    current_traceparent(),
+                )
+            except store.RunInFlight as error:
+                raise InvalidArgument(str(error)) from None
+            except store.ReplayRefused as error:
+                raise _replay_error(error) from None
+        return list(replays)
+
     def _grant(
         self, host_address: str, lease: timedelta | None, instance_id: str
     ) -> store.HostLease:
@@ -196,6 +253,14 @@ class IngressService:
                 f"this API key may not register app {app_id!r}: only a host key bound to it may"
                 + (f" (this one is bound to {bound})" if bound else "")
             )
+
+
+def _replay_error(error: store.ReplayRefused) -> GatewayError:
+    if isinstance(error, store.RunNotFound | store.FunctionUnregistered):
+        return NotFound(str(error))
+    if isinstance(error, store.RunInFlight):
+        return FailedPrecondition(str(error))
+    return InvalidArgument(str(error))
 
 
 def _required(value: str, field: str) -> str:

@@ -58,11 +58,18 @@ def _accept(draft: EventDraft, index: int, max_event_bytes: int) -> NewEvent:
         raise InvalidEvent(f"{where}: name must be 1-256 characters without control characters")
     if draft.id and not _NAME.fullmatch(draft.id):
         raise InvalidEvent(f"{where}: id must be 1-256 characters without control characters")
-    if len(draft.data) > max_event_bytes:
+    data = event_data(draft.data, where, max_event_bytes)
+    return NewEvent(name=draft.name, data=data, id=draft.id or None, ts=draft.ts)
+
+
+def event_data(data: bytes, where: str, max_event_bytes: int) -> str:
+    """An event's data as JSON text of an object (empty: `{}`), or InvalidEvent /
+    PayloadTooLarge / InvalidArgument naming `where`."""
+    if len(data) > max_event_bytes:
         raise PayloadTooLarge(
-            f"{where}: data is {len(draft.data)} bytes of JSON; the limit is {max_event_bytes}"
+            f"{where}: data is {len(data)} bytes of JSON; the limit is {max_event_bytes}"
         )
-    data = draft.data or b"{}"
+    data = data or b"{}"
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -76,7 +83,7 @@ def _accept(draft: EventDraft, index: int, max_event_bytes: int) -> NewEvent:
         raise InvalidArgument(f"{where}: data {json_limits.integer_problem(oversized)}")
     if b"\\u0000" in data and _holds_nul(parsed):
         raise InvalidEvent(f"{where}: data must not contain \\u0000 (PostgreSQL cannot store it)")
-    return NewEvent(name=draft.name, data=data.decode(), id=draft.id or None, ts=draft.ts)
+    return data.decode()
 
 
 def check_text(value: str, name: str) -> None:

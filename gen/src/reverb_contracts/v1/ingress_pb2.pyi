@@ -287,6 +287,8 @@ class Run(_message.Message):
     PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    REPLAY_OF_FIELD_NUMBER: _builtins.int
+    REPLAY_FROM_STEP_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     function_id: _builtins.str
     app_id: _builtins.str
@@ -304,6 +306,10 @@ class Run(_message.Message):
     request that sent its event, or, for a run no request started, one of its own. Look
     it up in Jaeger (or any OTLP backend) when spans are exported.
     """
+    replay_of: _builtins.str
+    """Set for a replay: the run it replays."""
+    replay_from_step: _builtins.str
+    """Set for a replay from a step: the step it ran from (the steps before it were kept)."""
     @_builtins.property
     def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The triggering events; empty for cron runs."""
@@ -340,14 +346,25 @@ class Run(_message.Message):
         parent_run_id: _builtins.str | None = ...,
         steps: _abc.Iterable[Global___Step] | None = ...,
         trace_id: _builtins.str = ...,
+        replay_of: _builtins.str | None = ...,
+        replay_from_step: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parent_run_id: _TypeAlias = _typing.Literal["parent_run_id"]  # noqa: Y015
     _WhichOneofArgType__parent_run_id: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id"]  # noqa: Y015
+    _WhichOneofReturnType__replay_from_step: _TypeAlias = _typing.Literal["replay_from_step"]  # noqa: Y015
+    _WhichOneofArgType__replay_from_step: _TypeAlias = _typing.Literal["_replay_from_step", b"_replay_from_step"]  # noqa: Y015
+    _WhichOneofReturnType__replay_of: _TypeAlias = _typing.Literal["replay_of"]  # noqa: Y015
+    _WhichOneofArgType__replay_of: _TypeAlias = _typing.Literal["_replay_of", b"_replay_of"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parent_run_id) -> _WhichOneofReturnType__parent_run_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replay_from_step) -> _WhichOneofReturnType__replay_from_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replay_of) -> _WhichOneofReturnType__replay_of | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
 
@@ -885,3 +902,119 @@ class ReplayWebhookDeliveryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayWebhookDeliveryResponse: _TypeAlias = ReplayWebhookDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class ReplayRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The run id."""
+    from_step: _builtins.str
+    """Run from this step (its id as GET /runs/{id} lists it, e.g. "send:1"): the
+    steps committed before it are kept with their outputs. Unset: from the start.
+    """
+    data: _builtins.bytes
+    """New data for the triggering event (a JSON object). Unset: the same events."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        from_step: _builtins.str = ...,
+        data: _builtins.bytes | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "data", b"data", "from_step", b"from_step", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__data: _TypeAlias = _typing.Literal["data"]  # noqa: Y015
+    _WhichOneofArgType__data: _TypeAlias = _typing.Literal["_data", b"_data"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__data) -> _WhichOneofReturnType__data | None: ...
+
+Global___ReplayRunRequest: _TypeAlias = ReplayRunRequest  # noqa: Y015
+
+@_typing.final
+class ReplayRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The new run."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRunResponse: _TypeAlias = ReplayRunResponse  # noqa: Y015
+
+@_typing.final
+class ReplayRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    function_id: _builtins.str
+    """The function whose runs are replayed."""
+    status: Global___RunStatus.ValueType
+    """Only runs that ended in this status: completed, failed or cancelled (unset:
+    failed).
+    """
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created at or after this time."""
+
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created before this time."""
+
+    def __init__(
+        self,
+        *,
+        function_id: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "function_id", b"function_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRunsRequest: _TypeAlias = ReplayRunsRequest  # noqa: Y015
+
+@_typing.final
+class ReplayRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    RUN_IDS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many runs were replayed."""
+    @_builtins.property
+    def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new runs, oldest replayed run first."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        run_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "run_ids", b"run_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRunsResponse: _TypeAlias = ReplayRunsResponse  # noqa: Y015

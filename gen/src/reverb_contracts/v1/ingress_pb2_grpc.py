@@ -92,6 +92,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.FromString,
                 _registered_method=True)
+        self.ReplayRun = channel.unary_unary(
+                '/reverb.v1.Ingress/ReplayRun',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunResponse.FromString,
+                _registered_method=True)
+        self.ReplayRuns = channel.unary_unary(
+                '/reverb.v1.Ingress/ReplayRuns',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -203,6 +213,30 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayRun(self, request, context):
+        """Replay a run that ended: its function again, on the same events.
+
+        The new run (`replay_of` names this one) is queued at once and starts like any
+        run. With `from_step`, the steps committed before that step are kept, with
+        their outputs, and the function runs from it. With `data`, the triggering
+        event's data is replaced: the replay gets a new stored event of the same name
+        (the original is unchanged). A run still in flight is refused
+        (`failed_precondition`: cancel it first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayRuns(self, request, context):
+        """Replay every run of a function that ended in a status, created in a time range.
+
+        Each is replayed from the start on its own events, as ReplayRun does; all the
+        replays are created in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -260,6 +294,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ReplayWebhookDelivery,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.SerializeToString,
+            ),
+            'ReplayRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRun,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunResponse.SerializeToString,
+            ),
+            'ReplayRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRuns,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +606,60 @@ class Ingress:
             '/reverb.v1.Ingress/ReplayWebhookDelivery',
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayWebhookDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ReplayRun',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ReplayRuns',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,6 +90,22 @@ class IngressStub:
     again from the kept request, and a new id; it triggers the functions
     listening to it, without asking the provider to redeliver.
     """
+    ReplayRun: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ReplayRunRequest, _ingress_pb2.ReplayRunResponse]
+    """Replay a run that ended: its function again, on the same events.
+
+    The new run (`replay_of` names this one) is queued at once and starts like any
+    run. With `from_step`, the steps committed before that step are kept, with
+    their outputs, and the function runs from it. With `data`, the triggering
+    event's data is replaced: the replay gets a new stored event of the same name
+    (the original is unchanged). A run still in flight is refused
+    (`failed_precondition`: cancel it first).
+    """
+    ReplayRuns: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ReplayRunsRequest, _ingress_pb2.ReplayRunsResponse]
+    """Replay every run of a function that ended in a status, created in a time range.
+
+    Each is replayed from the start on its own events, as ReplayRun does; all the
+    replays are created in one transaction.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -152,6 +168,22 @@ class IngressAsyncStub(IngressStub):
     The new event has the delivery's event name and the same data, built
     again from the kept request, and a new id; it triggers the functions
     listening to it, without asking the provider to redeliver.
+    """
+    ReplayRun: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ReplayRunRequest, _ingress_pb2.ReplayRunResponse]  # type: ignore[assignment]
+    """Replay a run that ended: its function again, on the same events.
+
+    The new run (`replay_of` names this one) is queued at once and starts like any
+    run. With `from_step`, the steps committed before that step are kept, with
+    their outputs, and the function runs from it. With `data`, the triggering
+    event's data is replaced: the replay gets a new stored event of the same name
+    (the original is unchanged). A run still in flight is refused
+    (`failed_precondition`: cancel it first).
+    """
+    ReplayRuns: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ReplayRunsRequest, _ingress_pb2.ReplayRunsResponse]  # type: ignore[assignment]
+    """Replay every run of a function that ended in a status, created in a time range.
+
+    Each is replayed from the start on its own events, as ReplayRun does; all the
+    replays are created in one transaction.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -278,6 +310,34 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         The new event has the delivery's event name and the same data, built
         again from the kept request, and a new id; it triggers the functions
         listening to it, without asking the provider to redeliver.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayRun(
+        self,
+        request: _ingress_pb2.ReplayRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ReplayRunResponse, _abc.Awaitable[_ingress_pb2.ReplayRunResponse]]:
+        """Replay a run that ended: its function again, on the same events.
+
+        The new run (`replay_of` names this one) is queued at once and starts like any
+        run. With `from_step`, the steps committed before that step are kept, with
+        their outputs, and the function runs from it. With `data`, the triggering
+        event's data is replaced: the replay gets a new stored event of the same name
+        (the original is unchanged). A run still in flight is refused
+        (`failed_precondition`: cancel it first).
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayRuns(
+        self,
+        request: _ingress_pb2.ReplayRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ReplayRunsResponse, _abc.Awaitable[_ingress_pb2.ReplayRunsResponse]]:
+        """Replay every run of a function that ended in a status, created in a time range.
+
+        Each is replayed from the start on its own events, as ReplayRun does; all the
+        replays are created in one transaction.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

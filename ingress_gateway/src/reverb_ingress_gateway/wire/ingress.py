@@ -91,3 +91,22 @@ class IngressServicer:
     ) -> ingress_pb2.ReplayWebhookDeliveryResponse:
         event_id = await self._service.replay_webhook_delivery(request.id)
         return ingress_pb2.ReplayWebhookDeliveryResponse(ids=[event_id])
+
+    async def ReplayRun(
+        self, request: ingress_pb2.ReplayRunRequest
+    ) -> ingress_pb2.ReplayRunResponse:
+        run_id = await self._service.replay_run(
+            request.id, request.from_step, request.data if request.HasField("data") else None
+        )
+        return ingress_pb2.ReplayRunResponse(run_id=run_id)
+
+    async def ReplayRuns(
+        self, request: ingress_pb2.ReplayRunsRequest
+    ) -> ingress_pb2.ReplayRunsResponse:
+        run_ids = await self._service.replay_runs(
+            request.function_id,
+            messages.run_status(request.status),
+            messages.optional_time(request, "created_from"),
+            messages.optional_time(request, "created_to"),
+        )
+        return ingress_pb2.ReplayRunsResponse(count=len(run_ids), run_ids=run_ids)

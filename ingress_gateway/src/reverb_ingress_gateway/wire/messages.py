@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import orjson
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb_contracts.v1 import common_pb2, ingress_pb2
@@ -106,6 +107,8 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         parent_run_id=record.parent_run_id,
         trace_id=record.trace_id,
         steps=[step(item) for item in steps],
+        replay_of=record.replay_of,
+        replay_from_step=record.replay_from_step,
     )
 
 
@@ -136,6 +139,26 @@ def run_filter(request: ingress_pb2.ListRunsRequest) -> RunFilter:
         statuses=tuple(statuses),
         event_id=EventId(request.event_id) if request.event_id else None,
     )
+
+
+def run_status(value: ingress_pb2.RunStatus.ValueType) -> RunStatus | None:
+    """A request's run status; None when unset."""
+    if value == ingress_pb2.RUN_STATUS_UNSPECIFIED:
+        return None
+    if value not in _STATUS_NAMES:
+        raise InvalidArgument(f"unknown run status {value}")
+    return _STATUS_NAMES[value]
+
+
+def optional_time(message: Message, field: str) -> datetime | None:
+    """A Timestamp field of a request in UTC; None when unset."""
+    if not message.HasField(field):
+        return None
+    try:
+        value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{field} is out of range") from None
+    return value
 
 
 def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:

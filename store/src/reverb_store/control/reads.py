@@ -61,6 +61,9 @@ class RunRecord:
     # The run's trace: its traceparent's trace id, else the run id's 32 hex digits (the
     # worker's spans of a run no request started form a trace of that id); "" if neither.
     trace_id: str
+    # The run this one replays, and the step it was replayed from (None: the start).
+    replay_of: RunId | None = None
+    replay_from_step: StepId | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,8 @@ _RUN_COLUMNS = (
     "id, function_id, app_id, status, event_ids, attempt, invocations, output, error,"
     " created_at, started_at, ended_at, parent_run_id,"
     " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
-    "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id"
+    "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id,"
+    " replay_of, replay_from_step"
 )
 
 
@@ -148,6 +152,8 @@ def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
         ended_at=row["ended_at"],
         parent_run_id=row["parent_run_id"],
         trace_id=row["trace_id"],
+        replay_of=row["replay_of"],
+        replay_from_step=row["replay_from_step"],
     )
 
 

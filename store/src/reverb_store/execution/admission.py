@@ -58,9 +58,11 @@ WITH claimed AS (
     SET status = 'running', job_id = $2, invocations = invocations + 1,
         started_at = coalesce(started_at, now()), updated_at = now()
     WHERE id = $1 AND {_CLAIMABLE} {{gate}}
-    RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent
+    RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent,
+              replay_from_step IS NOT NULL AS forked
 )
 SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
+       c.forked,
        e.id AS event_id, e.name, e.data::text AS data, e.ts,
        EXISTS (SELECT FROM reverb.functions f WHERE f.id = c.function_id) AS registered
 FROM claimed c
@@ -112,11 +114,12 @@ async def claim_run(
         return None
     first = rows[0]
     # A run's first invocation has no steps yet (an invocation the host never got is
-    # given back by `release_run`): nothing to resolve or load.
+    # given back by `release_run`), but for a replay forked from a step: nothing to
+    # resolve or load.
     memo: tuple[MemoEntry, ...] = ()
     retrying_step_attempts = None
     registered: bool = first["registered"]
-    if first["invocations"] > 1 and registered:
+    if (first["invocations"] > 1 or first["forked"]) and registered:
         memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
     return ClaimedRun(
         run_id=run_id,

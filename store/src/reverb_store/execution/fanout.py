@@ -67,7 +67,7 @@ WITH input AS (
            CASE WHEN claimed THEN now() END, gated
     FROM input
     ON CONFLICT (function_id, (event_ids[1]))
-        WHERE parent_run_id IS NULL AND cardinality(event_ids) > 0
+        WHERE parent_run_id IS NULL AND replay_of IS NULL AND cardinality(event_ids) > 0
     DO NOTHING
     RETURNING id, function_id, event_ids[1] AS event_id, job_id
 ), queued AS (
