@@ -245,6 +245,8 @@ async def test_health_and_the_openapi_document(client: httpx.AsyncClient) -> Non
         "/events/{event_id}",
         "/runs",
         "/runs/{run_id}",
+        "/runs/{run_id}/replay",
+        "/runs/replay",
         "/functions",
         "/webhooks",
         "/webhooks/{source}",

@@ -21,7 +21,7 @@ from reverb_ingress_gateway.errors import (
     as_gateway_error,
 )
 from reverb_ingress_gateway.health import Health
-from reverb_ingress_gateway.http.body import read_json
+from reverb_ingress_gateway.http.body import has_body, read_json
 from reverb_ingress_gateway.http.guard import Policy, RequestGuard
 from reverb_ingress_gateway.http.responses import error_response, json_response
 from reverb_ingress_gateway.http.webhooks import raw_routes, takes_raw_body
@@ -107,12 +107,21 @@ class HttpApi:
 
             return without_body
 
-        async def with_body(request: Request) -> Response:
-            body = await read_json(request, limit)
+        if route.body_required:
+
+            async def with_body(request: Request) -> Response:
+                body = await read_json(request, limit)
+                document = await answer(request.path_params, request.query_params, body)
+                return json_response(document, status)
+
+            return with_body
+
+        async def with_optional_body(request: Request) -> Response:
+            body = await read_json(request, limit) if has_body(request) else {}
             document = await answer(request.path_params, request.query_params, body)
             return json_response(document, status)
 
-        return with_body
+        return with_optional_body
 
     async def health(self, request: Request) -> Response:
         problem = await self._health.check()

@@ -25,6 +25,15 @@ def _check_media_type(request: Request) -> None:
         raise UnsupportedMediaType(f"send application/json, not {media_type or 'nothing'}")
 
 
+def has_body(request: Request) -> bool:
+    """Whether the request carries a body (a Content-Length over 0, or chunks), as the
+    request guard tells."""
+    headers = request.headers
+    return headers.get("content-length", "").strip() not in ("0", "") or (
+        "transfer-encoding" in headers
+    )
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed body; 415, 413 or 400 errors for what is not a JSON body within `limit`."""
     _check_media_type(request)

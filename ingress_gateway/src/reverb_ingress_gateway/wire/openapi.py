@@ -428,7 +428,7 @@ def _operation(route: Route, schemas: _Schemas) -> Schema:
         codes.append("invalid_argument")
     if route.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": route.body_required,
             "content": {"application/json": {"schema": _body(route, schemas)}},
         }
         codes += [*_BODY, options.body_error or "invalid_argument"]

@@ -28,6 +28,7 @@ from reverb_ingress_gateway.wire.options import (
     http_rule,
     is_map,
     message_of,
+    required,
     scope,
 )
 
@@ -62,6 +63,9 @@ class Route:
     status: int
     # The request field the body maps to ("*": the whole message); None: no body.
     body: str | None
+    # False for a "*" body none of whose fields is REQUIRED: a request without a body
+    # reads as `{}` (`POST /runs/{id}/replay` with nothing to say).
+    body_required: bool
     path_fields: list[FieldDescriptor] = field(repr=False)
     query_fields: list[FieldDescriptor] = field(repr=False)
     # Called with the path parameters, the query string and the parsed body.
@@ -197,6 +201,8 @@ def _route(method: MethodDescriptor, servicer: IngressServicer, compiled: _Compi
         scope=scope(method),
         status=options.status or 200,
         body=body,
+        body_required=body != "*"
+        or any(required(field) for field in request.fields if field.name not in bound),
         path_fields=path_fields,
         query_fields=query_fields,
         answer=answer,
