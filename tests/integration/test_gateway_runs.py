@@ -212,7 +212,7 @@ async def test_functions_are_listed_with_their_triggers(
             ),
         ),
     )
-    await register_app(connection, app, HostLease("127.0.0.1:8290", timedelta(seconds=30)))
+    await register_app(connection, app, HostLease("127.0.0.1:8290", timedelta(seconds=30)), T0)
     response = await client.get("/functions")
     assert response.status_code == 200
     assert response.json() == {
@@ -222,7 +222,21 @@ async def test_functions_are_listed_with_their_triggers(
                 "name": "daily-report",
                 "app_id": "shop",
                 "retries": 0,
-                "triggers": [{"cron": "0 9 * * *", "timezone": "Europe/Paris"}],
+                "triggers": [
+                    {
+                        "cron": "0 9 * * *",
+                        "timezone": "Europe/Paris",
+                        "overlap": "allow",
+                        "catch_up": "latest",
+                        "catch_up_window_seconds": 3600.0,
+                        "jitter_seconds": 0.0,
+                        # 09:00 in Paris after T0 (CET, UTC+1).
+                        "next_at": "2025-03-02T08:00:00.000000Z",
+                        "last_at": None,
+                        "missed": 0,
+                        "skipped": 0,
+                    }
+                ],
             },
             {
                 "id": "handle-sign-up",

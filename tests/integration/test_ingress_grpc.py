@@ -251,7 +251,30 @@ def _cron(expression: str, timezone: str = "") -> common_pb2.Trigger:
             "h:1",
         ),
         (
-            _app("shop", common_pb2.FunctionDefinition(id="f", triggers=[_cron("* * * * * *")])),
+            _app("shop", common_pb2.FunctionDefinition(id="f", triggers=[_cron("* * * * * * *")])),
+            "h:1",
+        ),
+        (
+            _app(
+                "shop",
+                common_pb2.FunctionDefinition(
+                    id="f", triggers=[_cron(f"{minute} * * * *") for minute in range(11)]
+                ),
+            ),
+            "h:1",
+        ),
+        (
+            _app(
+                "shop",
+                common_pb2.FunctionDefinition(
+                    id="f",
+                    triggers=[
+                        common_pb2.Trigger(
+                            cron=common_pb2.CronTrigger(expression="0 9 * * *", jitter_seconds=-1)
+                        )
+                    ],
+                ),
+            ),
             "h:1",
         ),
         (

@@ -5,11 +5,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from croniter import croniter
 
+from reverb.schedules import CronSchedule
 from reverb_ingress_gateway import json_limits
 from reverb_ingress_gateway.errors import (
     InvalidArgument,
@@ -21,6 +20,8 @@ from reverb_store import NewEvent
 from reverb_store.control import AppDefinition, FunctionDefinition, TriggerDefinition
 
 MAX_RETRIES = 20
+# A function's triggers, events and crons together (the SDK's limit too).
+MAX_TRIGGERS = 10
 # Printable text without control characters (PostgreSQL text cannot hold NUL).
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 # Function and app ids: no whitespace either.
@@ -127,8 +128,19 @@ def _check_function(function: FunctionDefinition) -> None:
         raise InvalidArgument(f"{where}: name must be 1-256 characters")
     if not 0 <= function.retries <= MAX_RETRIES:
         raise InvalidArgument(f"{where}: retries must be between 0 and {MAX_RETRIES}")
+    if len(function.triggers) > MAX_TRIGGERS:
+        raise InvalidArgument(
+            f"{where}: {len(function.triggers)} triggers; at most {MAX_TRIGGERS},"
+            " events and crons together"
+        )
+    crons: set[tuple[str, str]] = set()
     for trigger in function.triggers:
         _check_trigger(trigger, where)
+        if trigger.cron is not None:
+            key = (" ".join(trigger.cron.split()), trigger.timezone or "UTC")
+            if key in crons:
+                raise InvalidArgument(f"{where}: the cron {trigger.cron!r} appears twice")
+            crons.add(key)
 
 
 def _check_trigger(trigger: TriggerDefinition, where: str) -> None:
@@ -138,10 +150,7 @@ def _check_trigger(trigger: TriggerDefinition, where: str) -> None:
         return
     if trigger.cron is None:
         raise InvalidArgument(f"{where}: a trigger needs an event or a cron expression")
-    if len(trigger.cron.split()) != 5 or not croniter.is_valid(trigger.cron):
-        raise InvalidArgument(f"{where}: {trigger.cron!r} is not a five-field cron expression")
-    if trigger.timezone:
-        try:
-            ZoneInfo(trigger.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidArgument(f"{where}: unknown time zone {trigger.timezone!r}") from None
+    try:
+        CronSchedule.parse(trigger.cron, trigger.timezone)
+    except ValueError as error:
+        raise InvalidArgument(f"{where}: {error}") from None

@@ -1,6 +1,8 @@
 """What every job handler of a worker shares."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -10,6 +12,20 @@ from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store.execution import NO_GATES, Gates
+
+
+class Clock(Protocol):
+    """What the cron scheduler reads the time from (tests drive one)."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +38,4 @@ class Services:
     own_jobs: OwnJobs
     # The run gates every run of the functions they apply to must pass (`admission`).
     gates: Gates = NO_GATES
+    clock: Clock = SYSTEM_CLOCK

@@ -28,7 +28,7 @@ from reverb_queue_worker.jobs import entrypoints
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
-from reverb_queue_worker.services import Services
+from reverb_queue_worker.services import SYSTEM_CLOCK, Clock, Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
 from reverb_store.execution import Gate, Gates
@@ -157,7 +157,9 @@ async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
     )
 
 
-async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
+async def start(
+    settings: WorkerSettings, gates: Sequence[Gate] = (), clock: Clock = SYSTEM_CLOCK
+) -> Worker:
     """Connect, check the queue's schema, and start consuming jobs.
 
     While PostgreSQL refuses connections (not up yet, too many clients), connecting is
@@ -165,7 +167,8 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
     unknown role or database, a schema not migrated) is raised at once.
 
     `gates`: the run gates runs must pass before they execute (`reverb_store.execution.
-    admission`); every worker of a deployment registers the same ones.
+    admission`); every worker of a deployment registers the same ones. `clock`: the
+    time the cron scheduler fires schedules by (tests drive one).
     """
     entrypoints.check()
     # pgqueuer's first job would import anyio's asyncio backend (tens of ms): do it now.
@@ -204,6 +207,7 @@ async def start(settings: WorkerSettings, gates: Sequence[Gate] = ()) -> Worker:
         HostRetries(),
         own_jobs,
         Gates(gates),
+        clock,
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:

@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from reverb._context import Context
-from reverb._triggers import CronTrigger, EventTrigger, Trigger
+from reverb._triggers import MAX_TRIGGERS, CronTrigger, EventTrigger, Trigger
 
 Handler = Callable[[Context], Awaitable[Any]]
 HandlerT = TypeVar("HandlerT", bound=Handler)
@@ -115,4 +115,13 @@ def _triggers(trigger: object, function_id: str) -> tuple[Trigger, ...]:
                 f"function {function_id!r}: trigger {item!r} is not event(...) or cron(...)"
             )
         triggers.append(item)
-    return tuple(dict.fromkeys(triggers))
+    unique = tuple(dict.fromkeys(triggers))
+    crons = [(item.expression, item.timezone) for item in unique if isinstance(item, CronTrigger)]
+    if len(set(crons)) != len(crons):
+        raise ValueError(f"function {function_id!r}: a cron appears twice, with two policies")
+    if len(unique) > MAX_TRIGGERS:
+        raise ValueError(
+            f"function {function_id!r} has {len(unique)} triggers: at most {MAX_TRIGGERS},"
+            " events and crons together"
+        )
+    return unique

@@ -2,7 +2,16 @@
 
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import timedelta
+from typing import get_args
+
+from croniter import croniter
+
+from reverb._durations import Duration, parse_duration
+from reverb.schedules import CatchUp, CronSchedule, Overlap, zone_named
+
+# A function's triggers, events and crons together.
+MAX_TRIGGERS = 10
 
 
 @dataclass(frozen=True)
@@ -14,10 +23,14 @@ class EventTrigger:
 
 @dataclass(frozen=True)
 class CronTrigger:
-    """Start a run on a five-field cron schedule, in `timezone` (None: UTC)."""
+    """Start a run on every tick of a cron schedule, in `timezone` (None: UTC)."""
 
     expression: str
     timezone: str | None = None
+    overlap: Overlap = "allow"
+    catch_up: CatchUp = "latest"
+    catch_up_window: timedelta = timedelta(hours=1)
+    jitter: timedelta | None = None
 
 
 Trigger = EventTrigger | CronTrigger
@@ -32,20 +45,57 @@ def event(name: str) -> EventTrigger:
     return EventTrigger(name)
 
 
-def cron(expression: str, tz: str | None = None) -> CronTrigger:
-    """Trigger on a five-field cron schedule, e.g. `cron("0 9 * * *", tz="Europe/Paris")`."""
+def cron(
+    expression: str,
+    tz: str | None = None,
+    *,
+    overlap: Overlap = "allow",
+    catch_up: CatchUp = "latest",
+    catch_up_window: Duration = "1h",
+    jitter: Duration | None = None,
+) -> CronTrigger:
+    """Trigger on a cron schedule, e.g. `cron("0 9 * * *", tz="Europe/Paris")`.
+
+    `expression` has 5 fields, or 6 with seconds first (`"*/2 * * * * *"`); a
+    `"TZ=Europe/Paris "` prefix names the zone too. `tz` is an IANA zone (UTC by
+    default). `overlap` decides what a tick does while the previous run of this
+    schedule has not ended: `allow` starts another, `skip` records the tick as
+    skipped, `buffer_one` keeps one tick until that run ends, `cancel_previous`
+    cancels it first. `catch_up` decides what happens to ticks missed while no worker
+    ran: `skip` them, run the `latest` once, or run `all` those within
+    `catch_up_window` (oldest first, capped). `jitter` delays each tick's run by up to
+    that long (the same delay on every worker).
+    """
     if not isinstance(expression, str):
         raise ValueError(f"a cron expression is a string, not {expression!r}")
-    normalized = " ".join(expression.split())
+    text, zone = _zone_prefix(expression, tz)
+    normalized = " ".join(text.split())
     _check_expression(normalized, expression)
-    if tz is not None:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {tz!r}: use an IANA name such as 'Europe/Paris'"
-            ) from None
-    return CronTrigger(normalized, tz)
+    if zone is not None:
+        zone_named(zone)
+    CronSchedule.parse(normalized, zone)
+    if overlap not in get_args(Overlap):
+        raise ValueError(f"overlap {overlap!r} is not one of {', '.join(get_args(Overlap))}")
+    if catch_up not in get_args(CatchUp):
+        raise ValueError(f"catch_up {catch_up!r} is not one of {', '.join(get_args(CatchUp))}")
+    window = parse_duration(catch_up_window)
+    delay = None if jitter is None else parse_duration(jitter)
+    return CronTrigger(normalized, zone, overlap, catch_up, window, delay or None)
+
+
+_PREFIX = re.compile(r"^\s*(?:CRON_)?TZ=(\S+)\s+(.*)$", re.DOTALL)
+
+
+def _zone_prefix(expression: str, tz: str | None) -> tuple[str, str | None]:
+    """The expression without a `TZ=Zone ` prefix, and the zone it or `tz` names."""
+    match = _PREFIX.match(expression)
+    if match is None:
+        return expression, tz
+    if tz is not None and tz != match.group(1):
+        raise ValueError(
+            f"cron expression {expression!r} names the zone {match.group(1)!r}, but tz is {tz!r}"
+        )
+    return match.group(2), match.group(1)
 
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
@@ -58,17 +108,23 @@ _FIELDS: tuple[tuple[str, int, int, list[str]], ...] = (
     ("month", 1, 12, _MONTHS),
     ("day of week", 0, 7, _DAYS),
 )
+_SECONDS = ("second", 0, 59, list[str]())
 _ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
 
 
 def _check_expression(normalized: str, original: str) -> None:
+    """Name the field croniter would refuse (croniter itself decides, in
+    `CronSchedule.parse`): its message says only that the expression is invalid."""
     fields = normalized.split(" ") if normalized else []
-    if len(fields) != 5:
+    if len(fields) not in (5, 6):
         raise ValueError(
-            f"cron expression {original!r} must have 5 fields "
-            "(minute hour day-of-month month day-of-week), e.g. '0 9 * * *'"
+            f"cron expression {original!r} must have 5 fields (minute hour day-of-month"
+            " month day-of-week), or 6 with seconds first, e.g. '0 9 * * *'"
         )
-    for text, (label, lowest, highest, names) in zip(fields, _FIELDS, strict=True):
+    if croniter.is_valid(normalized, second_at_beginning=len(fields) == 6):
+        return
+    labels = _FIELDS if len(fields) == 5 else (_SECONDS, *_FIELDS)
+    for text, (label, lowest, highest, names) in zip(fields, labels, strict=True):
         for item in text.lower().split(","):
             problem = _item_problem(item, lowest, highest, names)
             if problem:

@@ -27,6 +27,7 @@ from reverb.execution import (
     StepReport,
     Suspended,
 )
+from reverb.schedules import CatchUp, Overlap
 from reverb.signing import answer_prefix
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
 from reverb_function_host.authentication import StartCheck
@@ -207,8 +208,28 @@ def app_definition(app: reverb.App) -> common_pb2.AppDefinition:
 def _trigger(trigger: reverb.Trigger) -> common_pb2.Trigger:
     if isinstance(trigger, reverb.EventTrigger):
         return common_pb2.Trigger(event=trigger.name)
-    cron = common_pb2.CronTrigger(expression=trigger.expression, timezone=trigger.timezone or "")
+    cron = common_pb2.CronTrigger(
+        expression=trigger.expression,
+        timezone=trigger.timezone or "",
+        overlap=_OVERLAPS[trigger.overlap],
+        catch_up=_CATCH_UPS[trigger.catch_up],
+        catch_up_window_seconds=trigger.catch_up_window.total_seconds(),
+        jitter_seconds=trigger.jitter.total_seconds() if trigger.jitter is not None else 0.0,
+    )
     return common_pb2.Trigger(cron=cron)
+
+
+_OVERLAPS: dict[Overlap, common_pb2.CronOverlap.ValueType] = {
+    "allow": common_pb2.CRON_OVERLAP_ALLOW,
+    "skip": common_pb2.CRON_OVERLAP_SKIP,
+    "buffer_one": common_pb2.CRON_OVERLAP_BUFFER_ONE,
+    "cancel_previous": common_pb2.CRON_OVERLAP_CANCEL_PREVIOUS,
+}
+_CATCH_UPS: dict[CatchUp, common_pb2.CronCatchUp.ValueType] = {
+    "skip": common_pb2.CRON_CATCH_UP_SKIP,
+    "latest": common_pb2.CRON_CATCH_UP_LATEST,
+    "all": common_pb2.CRON_CATCH_UP_ALL,
+}
 
 
 def _event(event: common_pb2.Event) -> reverb.Event:

@@ -13,6 +13,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,6 +24,62 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CronOverlap:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CronOverlapEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CronOverlap.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRON_OVERLAP_UNSPECIFIED: _CronOverlap.ValueType  # 0
+    CRON_OVERLAP_ALLOW: _CronOverlap.ValueType  # 1
+    """Start the next run anyway."""
+    CRON_OVERLAP_SKIP: _CronOverlap.ValueType  # 2
+    """Record the tick as skipped."""
+    CRON_OVERLAP_BUFFER_ONE: _CronOverlap.ValueType  # 3
+    """Keep one tick, started when the previous run ends; later ones are skipped."""
+    CRON_OVERLAP_CANCEL_PREVIOUS: _CronOverlap.ValueType  # 4
+    """Cancel the previous run, then start the new one."""
+
+class CronOverlap(_CronOverlap, metaclass=_CronOverlapEnumTypeWrapper):
+    """What a cron tick does while the schedule's previous run has not ended."""
+
+CRON_OVERLAP_UNSPECIFIED: CronOverlap.ValueType  # 0
+CRON_OVERLAP_ALLOW: CronOverlap.ValueType  # 1
+"""Start the next run anyway."""
+CRON_OVERLAP_SKIP: CronOverlap.ValueType  # 2
+"""Record the tick as skipped."""
+CRON_OVERLAP_BUFFER_ONE: CronOverlap.ValueType  # 3
+"""Keep one tick, started when the previous run ends; later ones are skipped."""
+CRON_OVERLAP_CANCEL_PREVIOUS: CronOverlap.ValueType  # 4
+"""Cancel the previous run, then start the new one."""
+Global___CronOverlap: _TypeAlias = CronOverlap  # noqa: Y015
+
+class _CronCatchUp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CronCatchUpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CronCatchUp.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRON_CATCH_UP_UNSPECIFIED: _CronCatchUp.ValueType  # 0
+    CRON_CATCH_UP_SKIP: _CronCatchUp.ValueType  # 1
+    """Run none of them."""
+    CRON_CATCH_UP_LATEST: _CronCatchUp.ValueType  # 2
+    """Run the most recent one once."""
+    CRON_CATCH_UP_ALL: _CronCatchUp.ValueType  # 3
+    """Run every one within the catch-up window, oldest first (capped)."""
+
+class CronCatchUp(_CronCatchUp, metaclass=_CronCatchUpEnumTypeWrapper):
+    """What becomes of cron ticks missed while no worker could fire them."""
+
+CRON_CATCH_UP_UNSPECIFIED: CronCatchUp.ValueType  # 0
+CRON_CATCH_UP_SKIP: CronCatchUp.ValueType  # 1
+"""Run none of them."""
+CRON_CATCH_UP_LATEST: CronCatchUp.ValueType  # 2
+"""Run the most recent one once."""
+CRON_CATCH_UP_ALL: CronCatchUp.ValueType  # 3
+"""Run every one within the catch-up window, oldest first (capped)."""
+Global___CronCatchUp: _TypeAlias = CronCatchUp  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
@@ -123,19 +180,63 @@ class CronTrigger(_message.Message):
 
     EXPRESSION_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    JITTER_SECONDS_FIELD_NUMBER: _builtins.int
+    NEXT_AT_FIELD_NUMBER: _builtins.int
+    LAST_AT_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
     expression: _builtins.str
-    """A five-field cron expression."""
+    """A cron expression: 5 fields (minute hour day-of-month month day-of-week),
+    or 6 with seconds first.
+    """
     timezone: _builtins.str
     """An IANA time zone, e.g. "Europe/Paris". Unset means UTC."""
+    overlap: Global___CronOverlap.ValueType
+    """What a tick does while the schedule's previous run has not ended.
+    Unspecified means allow.
+    """
+    catch_up: Global___CronCatchUp.ValueType
+    """What becomes of ticks missed while no worker could fire them.
+    Unspecified means latest.
+    """
+    catch_up_window_seconds: _builtins.float
+    """With catch_up all, how far back missed ticks still run, in seconds
+    (0: one hour).
+    """
+    jitter_seconds: _builtins.float
+    """Each tick's run starts up to this many seconds after the tick (0: at once)."""
+    missed: _builtins.int
+    """Ticks missed while no worker could fire them and not caught up (listing only)."""
+    skipped: _builtins.int
+    """Ticks skipped by the overlap policy (listing only)."""
+    @_builtins.property
+    def next_at(self) -> _timestamp_pb2.Timestamp:
+        """The next tick, in UTC (listing only; ignored in a registration)."""
+
+    @_builtins.property
+    def last_at(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick that started a run (listing only)."""
+
     def __init__(
         self,
         *,
         expression: _builtins.str = ...,
         timezone: _builtins.str | None = ...,
+        overlap: Global___CronOverlap.ValueType = ...,
+        catch_up: Global___CronCatchUp.ValueType = ...,
+        catch_up_window_seconds: _builtins.float = ...,
+        jitter_seconds: _builtins.float = ...,
+        next_at: _timestamp_pb2.Timestamp | None = ...,
+        last_at: _timestamp_pb2.Timestamp | None = ...,
+        missed: _builtins.int = ...,
+        skipped: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "timezone", b"timezone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "last_at", b"last_at", "next_at", b"next_at", "timezone", b"timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "expression", b"expression", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timezone", b"_timezone", "catch_up", b"catch_up", "catch_up_window_seconds", b"catch_up_window_seconds", "expression", b"expression", "jitter_seconds", b"jitter_seconds", "last_at", b"last_at", "missed", b"missed", "next_at", b"next_at", "overlap", b"overlap", "skipped", b"skipped", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
     _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015

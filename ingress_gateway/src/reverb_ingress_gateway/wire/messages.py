@@ -1,5 +1,6 @@
 """reverb.v1 messages ⇄ the gateway's domain types (reverb_store records and definitions)."""
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -7,6 +8,7 @@ import orjson
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from reverb.schedules import CatchUp, Overlap
 from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.servicer import Page
@@ -21,6 +23,7 @@ from reverb_store.control import (
     RunRecord,
     StepRecord,
     TriggerDefinition,
+    TriggerRecord,
 )
 from reverb_store.execution import RunStatus, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
@@ -168,18 +171,30 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
             id=record.id,
             name=record.name,
             retries=record.retries,
-            triggers=[
-                common_pb2.Trigger(event=trigger.event)
-                if trigger.event is not None
-                else common_pb2.Trigger(
-                    cron=common_pb2.CronTrigger(
-                        expression=trigger.cron or "", timezone=trigger.timezone
-                    )
-                )
-                for trigger in record.triggers
-            ],
+            triggers=[_trigger_message(trigger) for trigger in record.triggers],
         ),
     )
+
+
+def _trigger_message(trigger: TriggerRecord) -> common_pb2.Trigger:
+    schedule = trigger.schedule
+    if schedule is None:
+        return common_pb2.Trigger(event=trigger.event or "")
+    definition = schedule.definition
+    cron = common_pb2.CronTrigger(
+        expression=definition.cron,
+        timezone=definition.timezone,
+        overlap=_OVERLAP_VALUES[definition.overlap],
+        catch_up=_CATCH_UP_VALUES[definition.catch_up],
+        catch_up_window_seconds=definition.catch_up_window.total_seconds(),
+        jitter_seconds=definition.jitter.total_seconds(),
+        missed=schedule.missed,
+        skipped=schedule.skipped,
+    )
+    cron.next_at.FromDatetime(schedule.next_at)
+    if schedule.last_at is not None:
+        cron.last_at.FromDatetime(schedule.last_at)
+    return common_pb2.Trigger(cron=cron)
 
 
 def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
@@ -215,10 +230,42 @@ def _trigger(message: common_pb2.Trigger) -> TriggerDefinition:
     if kind == "event":
         return TriggerDefinition(event=message.event)
     if kind == "cron":
+        cron = message.cron
         return TriggerDefinition(
-            cron=message.cron.expression, timezone=message.cron.timezone or None
+            cron=cron.expression,
+            timezone=cron.timezone or None,
+            overlap=_OVERLAPS.get(cron.overlap, "allow"),
+            catch_up=_CATCH_UPS.get(cron.catch_up, "latest"),
+            catch_up_window=_seconds(cron.catch_up_window_seconds, "catch_up_window_seconds")
+            or timedelta(hours=1),
+            jitter=_seconds(cron.jitter_seconds, "jitter_seconds"),
         )
     return TriggerDefinition()
+
+
+_OVERLAPS: dict[common_pb2.CronOverlap.ValueType, Overlap] = {
+    common_pb2.CRON_OVERLAP_ALLOW: "allow",
+    common_pb2.CRON_OVERLAP_SKIP: "skip",
+    common_pb2.CRON_OVERLAP_BUFFER_ONE: "buffer_one",
+    common_pb2.CRON_OVERLAP_CANCEL_PREVIOUS: "cancel_previous",
+}
+_CATCH_UPS: dict[common_pb2.CronCatchUp.ValueType, CatchUp] = {
+    common_pb2.CRON_CATCH_UP_SKIP: "skip",
+    common_pb2.CRON_CATCH_UP_LATEST: "latest",
+    common_pb2.CRON_CATCH_UP_ALL: "all",
+}
+_OVERLAP_VALUES = {name: value for value, name in _OVERLAPS.items()}
+_CATCH_UP_VALUES = {name: value for value, name in _CATCH_UPS.items()}
+
+
+def _seconds(value: float, what: str) -> timedelta:
+    if not math.isfinite(value) or not 0 <= value <= _MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be between 0 and {_MAX_SECONDS:.0f} seconds")
+    return timedelta(seconds=value)
+
+
+# A year: longer windows and jitters than that are mistakes.
+_MAX_SECONDS = 366 * 86400.0
 
 
 def get_event_response(

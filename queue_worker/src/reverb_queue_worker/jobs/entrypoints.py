@@ -14,6 +14,7 @@ import structlog
 from pgqueuer.models import Job
 from pgqueuer.qm import QueueManager
 
+from reverb_queue_worker.cron import fire_cron, tick_cron
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.handling import HandOver, guarded
 from reverb_queue_worker.runs.driver import advance_run, hand_over_run
@@ -54,6 +55,8 @@ HANDLERS: Mapping[jobs.KindName, Binding[Any]] = {
         Binding(jobs.PROCESS_EVENT, process_event),
         Binding(jobs.ADVANCE_RUN, advance_run, hand_over_run),
         Binding(jobs.WAKE_RUN, advance_run, hand_over_run),
+        Binding(jobs.CRON_TICK, tick_cron),
+        Binding(jobs.CRON_FIRE, fire_cron),
     )
 }
 

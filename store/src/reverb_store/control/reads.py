@@ -5,7 +5,6 @@ can pass them on without parsing. Lists are keyset-paginated: events by
 (received_at, id) descending, runs by id descending (UUIDv7: creation order).
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +12,7 @@ import asyncpg
 import orjson
 
 from reverb.engine_errors import UNTYPED
+from reverb_store.cron.schedules import ScheduleRecord, list_schedules
 from reverb_store.execution.records import RunStatus, StepKind, StepStatus
 from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
 
@@ -90,9 +90,10 @@ class RunFilter:
 
 @dataclass(frozen=True, slots=True)
 class TriggerRecord:
+    """An event trigger (`event`) or a cron trigger (`schedule`, with its state)."""
+
     event: str | None = None
-    cron: str | None = None
-    timezone: str | None = None
+    schedule: ScheduleRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,33 +260,32 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 
 _FUNCTIONS = """
 SELECT f.id, f.app_id, f.name, f.retries,
-    coalesce(array_agg(t.event_name) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS events,
-    coalesce(array_agg(t.cron) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS crons,
-    coalesce(array_agg(t.timezone) FILTER (WHERE t.function_id IS NOT NULL), '{}') AS timezones
+    coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
 GROUP BY f.id ORDER BY f.app_id, f.id
 """
 
 
 async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]:
-    """Every registered function with its triggers, by app then id."""
-    rows = await connection.fetch(_FUNCTIONS)
+    """Every registered function with its triggers (events, then cron schedules with
+    their next and last ticks), by app then id."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        rows = await connection.fetch(_FUNCTIONS)
+        schedules: dict[str, list[TriggerRecord]] = {}
+        for schedule in await list_schedules(connection):
+            schedules.setdefault(schedule.definition.function_id, []).append(
+                TriggerRecord(schedule=schedule)
+            )
     return [
         FunctionRecord(
             id=row["id"],
             app_id=row["app_id"],
             name=row["name"],
             retries=row["retries"],
-            triggers=_triggers(row["events"], row["crons"], row["timezones"]),
+            triggers=(
+                *(TriggerRecord(event=event) for event in row["events"]),
+                *schedules.get(row["id"], ()),
+            ),
         )
         for row in rows
     ]
-
-
-def _triggers(
-    events: Sequence[str | None], crons: Sequence[str | None], timezones: Sequence[str | None]
-) -> tuple[TriggerRecord, ...]:
-    return tuple(
-        TriggerRecord(event=event, cron=cron, timezone=timezone)
-        for event, cron, timezone in zip(events, crons, timezones, strict=True)
-    )

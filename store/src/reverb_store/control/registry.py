@@ -18,21 +18,29 @@ released without the definitions).
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 import orjson
 
+from reverb.schedules import CatchUp, Overlap
 from reverb_store import jobs
 from reverb_store.control.leases import HostLease, upsert_lease
+from reverb_store.cron.schedules import ScheduleDefinition, sync_schedules
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerDefinition:
-    """Exactly one of `event` and `cron` is set; `timezone` goes with `cron` (None: UTC)."""
+    """Exactly one of `event` and `cron` is set; `timezone` and the policies go with
+    `cron` (timezone None: UTC; jitter zero: none)."""
 
     event: str | None = None
     cron: str | None = None
     timezone: str | None = None
+    overlap: Overlap = "allow"
+    catch_up: CatchUp = "latest"
+    catch_up_window: timedelta = timedelta(hours=1)
+    jitter: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +75,25 @@ def canonical_json(app: AppDefinition) -> bytes:
                 "id": function.id,
                 "name": function.name,
                 "retries": function.retries,
-                "triggers": [
-                    {"event": trigger.event}
-                    if trigger.event is not None
-                    else {"cron": trigger.cron, "timezone": trigger.timezone}
-                    for trigger in function.triggers
-                ],
+                "triggers": [_canonical_trigger(trigger) for trigger in function.triggers],
             }
             for function in sorted(app.functions, key=lambda function: function.id)
         ],
     }
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def _canonical_trigger(trigger: TriggerDefinition) -> dict[str, object]:
+    if trigger.event is not None:
+        return {"event": trigger.event}
+    return {
+        "cron": trigger.cron,
+        "timezone": trigger.timezone,
+        "overlap": trigger.overlap,
+        "catch_up": trigger.catch_up,
+        "catch_up_window": trigger.catch_up_window.total_seconds(),
+        "jitter": trigger.jitter.total_seconds(),
+    }
 
 
 def definition_hash(app: AppDefinition) -> str:
@@ -107,10 +123,15 @@ ORDER BY id
 
 
 async def register_app(
-    connection: asyncpg.Connection, app: AppDefinition, lease: HostLease
+    connection: asyncpg.Connection,
+    app: AppDefinition,
+    lease: HostLease,
+    now: datetime | None = None,
 ) -> bool:
     """Store the app's definitions and its host's lease; False if the definitions were
-    unchanged. The app's leases that have ended are deleted."""
+    unchanged. The app's leases that have ended are deleted. Its cron schedules are
+    updated in the same transaction (`reverb_store.cron.schedules`), their next ticks
+    counted from `now` (default: the database's clock)."""
     digest = definition_hash(app)
     async with connection.transaction():
         await connection.execute(_LOCK_APP, app.id)
@@ -129,8 +150,28 @@ async def register_app(
             canonical_json(app).decode(),
         )
         await _replace_functions(connection, app)
+        if now is None:
+            now = await connection.fetchval("SELECT now()")
+        await sync_schedules(connection, app.id, _schedules(app), now)
         await upsert_lease(connection, app.id, lease)
         return True
+
+
+def _schedules(app: AppDefinition) -> list[ScheduleDefinition]:
+    return [
+        ScheduleDefinition(
+            function_id=function.id,
+            cron=trigger.cron,
+            timezone=trigger.timezone or "UTC",
+            overlap=trigger.overlap,
+            catch_up=trigger.catch_up,
+            catch_up_window=trigger.catch_up_window,
+            jitter=trigger.jitter,
+        )
+        for function in app.functions
+        for trigger in function.triggers
+        if trigger.cron is not None
+    ]
 
 
 async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition) -> None:

@@ -2,7 +2,14 @@
 invokes, finals."""
 
 from reverb_store.execution.admission import claim_run, prepare_claim
-from reverb_store.execution.fanout import Driver, TriggeredRun, create_runs, prepare_fan_out
+from reverb_store.execution.fanout import (
+    Driver,
+    RunStart,
+    TriggeredRun,
+    create_runs,
+    prepare_fan_out,
+    start_runs,
+)
 from reverb_store.execution.gates import (
     ADMIT,
     NO_GATES,
@@ -70,6 +77,7 @@ __all__ = [
     "NO_GATES",
     "OutputCommit",
     "Refusal",
+    "RunStart",
     "RunStatus",
     "Skip",
     "StepKind",
@@ -97,6 +105,7 @@ __all__ = [
     "retry_run",
     "send_events",
     "start_child",
+    "start_runs",
     "step_state",
     "suspend_run",
     "wake",

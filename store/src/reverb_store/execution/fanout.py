@@ -18,7 +18,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
-from reverb_store.ids import EventId, FunctionId, JobId, RunId, new_id
+from reverb_store.ids import AppId, EventId, FunctionId, JobId, RunId, new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +128,43 @@ async def create_runs(
     )
     by_run = dict(zip(run_ids, matches, strict=True))
     return [_triggered(row, by_run[row["id"]], traceparent) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """A run of one function for one stored event, chosen by the caller (a cron tick)
+    rather than by the event's name."""
+
+    function_id: FunctionId
+    app_id: AppId
+    event_id: EventId
+    retries: int
+
+
+async def start_runs(
+    connection: asyncpg.Connection,
+    starts: Sequence[RunStart],
+    gates: Gates = NO_GATES,
+) -> list[TriggeredRun]:
+    """Create each run queued with its `advance_run` job (the fan-out's statement): a
+    (function, event) pair that already has a run gets none. Returns the runs created."""
+    if not starts:
+        return []
+    gated = [bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id)) for s in starts]
+    rows = await connection.fetch(
+        _CREATE,
+        [new_id() for _ in starts],
+        [start.function_id for start in starts],
+        [start.app_id for start in starts],
+        [start.event_id for start in starts],
+        [start.retries + 1 for start in starts],
+        [False] * len(starts),
+        None,
+        None,
+        jobs.QUEUE_TABLE,
+        gated,
+    )
+    return [TriggeredRun(row["id"], row["function_id"], row["event_id"]) for row in rows]
 
 
 def _function(match: asyncpg.Record) -> FunctionRef:

@@ -18,7 +18,7 @@ from typing import ClassVar, Generic, Literal, Protocol, Self, TypeVar, get_args
 import orjson
 
 # Every kind, by the entrypoint its jobs carry in the queue.
-KindName = Literal["process_event", "advance_run", "wake_run"]
+KindName = Literal["process_event", "advance_run", "wake_run", "cron_tick", "cron_fire"]
 
 # Which of its payload type's jobs a kind carries: all of them ("any"), or, when two
 # kinds share a payload type, those due at once ("now") or those delayed ("delayed").
@@ -70,6 +70,39 @@ class AdvanceRun:
         return cls(body["run_id"], body.get("traceparent"))
 
 
+@dataclass(frozen=True, slots=True)
+class CronTick:
+    """Fire the cron schedules that are due (`reverb_store.cron`): a hint, since the
+    schedules' rows say what is due. Its encoding, `{}`, is also written by migration
+    0007's trigger."""
+
+    def encode(self) -> bytes:
+        return b"{}"
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "CronTick":
+        if not isinstance(orjson.loads(payload), dict):
+            raise ValueError("a cron_tick payload is an object")
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class FireCron:
+    """Start a run of the function for each of these stored cron events (a schedule
+    triggered or backfilled through the API)."""
+
+    function_id: str
+    event_ids: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"function_id": self.function_id, "event_ids": self.event_ids})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "FireCron":
+        body = orjson.loads(payload)
+        return cls(str(body["function_id"]), tuple(str(item) for item in body["event_ids"]))
+
+
 P = TypeVar("P", bound=JobPayload, covariant=True)
 
 
@@ -102,8 +135,12 @@ ADVANCE_RUN = JobKind("advance_run", AdvanceRun, priority=0, timing="now")
 # backoff): taken before other work, so that a run wakes when it said it would.
 WAKE_RUN = JobKind("wake_run", AdvanceRun, priority=1, timing="delayed")
 
+# Cron ticks are due at a time, like wake-ups, and taken as promptly.
+CRON_TICK = JobKind("cron_tick", CronTick, priority=1)
+CRON_FIRE = JobKind("cron_fire", FireCron, priority=0)
+
 KINDS: Mapping[KindName, JobKind[JobPayload]] = {
-    kind.name: kind for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN)
+    kind.name: kind for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE)
 }
 
 

@@ -1,0 +1,240 @@
+"""The scheduler: fire the schedules that are due, then schedule the next `cron_tick`.
+
+Exactly one run per tick, across any number of workers, crashes and leader changes:
+a schedule's row is locked while it fires (`FOR UPDATE SKIP LOCKED`: workers share
+the due rows, never wait on each other), its next tick is written in the transaction
+that starts the tick's run, and the tick's event has a deterministic id
+(`reverb-cron:<function>:<tick>`): a tick fired twice (a backfill, a takeover) stores
+no second event and starts no second run (one run per function and event).
+
+`cron_tick` jobs are hints that schedules may be due (the rows are the truth). After
+firing, the job schedules the next one at the earliest `fire_at` of all schedules,
+unless a queued one is due by then (under an advisory lock, so workers keep one
+chain). Registration queues one when it adds a schedule, and a buffered tick's
+previous run queues one when it ends (migration 0007). A worker that dies holding the
+job leaves it picked until its heartbeat is stale, as any job; the ticks that fell due
+meanwhile are missed and caught up by each schedule's `catch_up`.
+
+`now` is the caller's clock (tests drive it).
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+import structlog
+
+from reverb.schedules import CronSchedule
+from reverb_store import jobs
+from reverb_store.cron.policies import Plan, ScheduleState, plan
+from reverb_store.execution.fanout import RunStart, start_runs
+from reverb_store.execution.gates import NO_GATES, Gates
+from reverb_store.ids import AppId, EventId, FunctionId, RunId
+
+_log = structlog.get_logger("reverb.cron")
+
+CRON_EVENT = "reverb/cron"
+# Schedules fired per transaction.
+BATCH = 500
+# When due schedules are all held by another worker: look again after this long.
+RECHECK = timedelta(milliseconds=250)
+
+_FINAL = ("completed", "failed", "cancelled")
+
+_DUE = f"""
+SELECT s.id, s.function_id, f.app_id, f.retries, s.cron, s.timezone, s.overlap, s.catch_up,
+       s.catch_up_window, s.jitter, s.next_at, s.buffered_at,
+       coalesce(r.status NOT IN {_FINAL}, false) AS previous_running
+FROM reverb.cron_schedules s
+JOIN reverb.functions f ON f.id = s.function_id
+LEFT JOIN reverb.runs r ON r.id = s.last_run_id
+WHERE s.fire_at <= $1
+ORDER BY s.id
+LIMIT $2
+FOR UPDATE OF s SKIP LOCKED
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO reverb.events (id, name, data, ts)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+_UPDATE = """
+UPDATE reverb.cron_schedules s
+SET next_at = t.next_at, fire_at = t.fire_at, buffered_at = t.buffered_at,
+    last_at = coalesce(t.last_at, s.last_at), last_run_id = coalesce(t.last_run_id, s.last_run_id),
+    missed = s.missed + t.missed, skipped = s.skipped + t.skipped, updated_at = now()
+FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[],
+            $5::timestamptz[], $6::text[], $7::bigint[], $8::bigint[])
+    AS t (id, next_at, fire_at, buffered_at, last_at, last_run_id, missed, skipped)
+WHERE s.id = t.id
+"""
+
+
+def tick_text(tick: datetime) -> str:
+    """A tick as ISO-8601 UTC, e.g. "2026-12-02T09:00:00Z" (its event id's suffix);
+    milliseconds only when it has them (a tick triggered through the API)."""
+    spec = "milliseconds" if tick.microsecond else "seconds"
+    return tick.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def event_id(function_id: str, tick: datetime) -> EventId:
+    return EventId(f"reverb-cron:{function_id}:{tick_text(tick)}")
+
+
+def event_data(schedule: CronSchedule, tick: datetime) -> str:
+    document = {"cron": schedule.expression, "timezone": schedule.timezone}
+    return orjson.dumps({**document, "scheduled_at": tick_text(tick)}).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one `fire_due` did."""
+
+    schedules: int = 0
+    runs: int = 0
+    missed: int = 0
+    skipped: int = 0
+
+
+async def fire_due(
+    connection: asyncpg.Connection, now: datetime, gates: Gates = NO_GATES, batch: int = BATCH
+) -> Fired:
+    """Fire every schedule due at `now` that no other worker holds, `batch` per transaction."""
+    total = Fired()
+    while True:
+        async with connection.transaction():
+            rows = await connection.fetch(_DUE, now, batch)
+            if rows:
+                done = await _fire(connection, rows, now, gates)
+                total = Fired(
+                    total.schedules + done.schedules,
+                    total.runs + done.runs,
+                    total.missed + done.missed,
+                    total.skipped + done.skipped,
+                )
+        if len(rows) < batch:
+            return total
+
+
+async def _fire(
+    connection: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime, gates: Gates
+) -> Fired:
+    plans = [(row, plan(_state(row), now)) for row in rows]
+    ids, names, data, stamps, starts = [], [], [], [], []
+    for row, outcome in plans:
+        schedule = CronSchedule(row["cron"], row["timezone"])
+        for tick in outcome.fires:
+            ids.append(event_id(row["function_id"], tick))
+            names.append(CRON_EVENT)
+            data.append(event_data(schedule, tick))
+            stamps.append(tick)
+            function = FunctionId(row["function_id"])
+            starts.append(RunStart(function, AppId(row["app_id"]), ids[-1], row["retries"]))
+    if ids:
+        await connection.fetch(_INSERT_EVENTS, ids, names, data, stamps)
+    created = {run.event_id: run.run_id for run in await start_runs(connection, starts, gates)}
+    updates: list[list[object]] = [[] for _ in range(8)]
+    for row, outcome in plans:
+        last_at, last_run = _last_started(row["function_id"], outcome, created)
+        for column, value in zip(
+            updates,
+            (
+                row["id"],
+                outcome.next_at,
+                outcome.fire_at,
+                outcome.buffered_at,
+                last_at,
+                last_run,
+                outcome.missed_count,
+                len(outcome.skipped),
+            ),
+            strict=True,
+        ):
+            column.append(value)
+        _report(row["function_id"], outcome)
+    await connection.execute(_UPDATE, *updates)
+    return Fired(
+        len(rows),
+        len(created),
+        sum(outcome.missed_count for _, outcome in plans),
+        sum(len(outcome.skipped) for _, outcome in plans),
+    )
+
+
+def _state(row: asyncpg.Record) -> ScheduleState:
+    return ScheduleState(
+        function_id=row["function_id"],
+        schedule=CronSchedule(row["cron"], row["timezone"]),
+        overlap=row["overlap"],
+        catch_up=row["catch_up"],
+        catch_up_window=row["catch_up_window"],
+        jitter=row["jitter"],
+        next_at=row["next_at"],
+        buffered_at=row["buffered_at"],
+        previous_running=row["previous_running"],
+    )
+
+
+def _last_started(
+    function_id: str, outcome: Plan, created: Mapping[EventId, RunId]
+) -> tuple[datetime | None, RunId | None]:
+    """The newest tick of the plan that started a run, and that run."""
+    for tick in reversed(outcome.fires):
+        run_id = created.get(event_id(function_id, tick))
+        if run_id is not None:
+            return tick, run_id
+    return None, None
+
+
+def _report(function_id: str, outcome: Plan) -> None:
+    if outcome.missed_count:
+        _log.warning(
+            "cron ticks missed",
+            function_id=function_id,
+            missed=outcome.missed_count,
+            latest=tick_text(outcome.missed[-1]) if outcome.missed else None,
+        )
+    for tick in outcome.skipped:
+        _log.info(
+            "cron tick skipped: the previous run has not ended",
+            function_id=function_id,
+            tick=tick_text(tick),
+        )
+
+
+# One chain of cron_tick jobs: workers planning at once take turns.
+_LOCK_CHAIN = "SELECT pg_advisory_xact_lock(hashtextextended('reverb.cron_tick', 0))"
+
+_QUEUED_BY = f"""
+SELECT EXISTS (
+    SELECT FROM {jobs.QUEUE_TABLE}
+    WHERE entrypoint = '{jobs.CRON_TICK.name}' AND status = 'queued'
+      AND execute_after <= now() + $1::interval)
+"""
+
+
+async def schedule_next(
+    connection: asyncpg.Connection, now: datetime, wakeups: jobs.Wakeups, fired: Fired
+) -> timedelta | None:
+    """Queue the `cron_tick` job of the earliest schedule not fired yet, unless one is
+    queued by then; the delay, or None when nothing needed queueing."""
+    async with connection.transaction():
+        earliest: datetime | None = await connection.fetchval(
+            "SELECT min(fire_at) FROM reverb.cron_schedules"
+        )
+        if earliest is None:
+            return None
+        delay = earliest - now
+        if delay <= timedelta(0) and not fired.schedules:
+            delay = RECHECK  # due, but held by another worker's firing
+        delay = max(delay, timedelta(0))
+        await connection.execute(_LOCK_CHAIN)
+        if await connection.fetchval(_QUEUED_BY, delay):
+            return None
+        await jobs.schedule(connection, [jobs.CronTick()], [delay], wakeups)
+        return delay

@@ -1,0 +1,166 @@
+"""What a due schedule does now: which ticks start runs, which are missed or skipped.
+
+Pure: the scheduler (`firing`) reads a schedule's row, asks `plan`, and writes the
+outcome. The rules (README, "Cron"):
+
+- The due ticks are those whose fire time (the tick plus its jitter) has passed. Only
+  the most recent can be on time, and only if it fires within `GRACE` of its fire
+  time; every other due tick was missed (no worker could fire it when it fell due).
+- `catch_up` decides the missed ones: `skip` runs none (the on-time tick still runs),
+  `latest` runs the most recent due tick once, `all` runs every due tick within
+  `catch_up_window` (at most `CATCH_UP_LIMIT`, the most recent, oldest first).
+- Then `overlap`, while the schedule's previous run has not ended: `allow` starts the
+  tick's run anyway, `skip` skips it, `buffer_one` keeps it (one at most; later ones
+  are skipped) until that run ends, `cancel_previous` cancels that run and starts the
+  newest tick's run (earlier ticks of the same catch-up are skipped).
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from reverb.schedules import CatchUp, CronSchedule, Overlap
+
+GRACE = timedelta(seconds=10)
+CATCH_UP_LIMIT = 100
+# Missed ticks older than what a catch-up looks at are counted one by one up to this
+# many, then estimated from their spacing (a schedule every second, down for a week).
+COUNT_LIMIT = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """A due schedule as its row has it."""
+
+    function_id: str
+    schedule: CronSchedule
+    overlap: Overlap
+    catch_up: CatchUp
+    catch_up_window: timedelta
+    jitter: timedelta
+    next_at: datetime
+    buffered_at: datetime | None
+    # Whether the schedule's latest run has not ended.
+    previous_running: bool
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to write: the ticks to start runs for (oldest first), the schedule's next
+    state, and what was missed or skipped."""
+
+    fires: list[datetime] = field(default_factory=list)
+    buffered_at: datetime | None = None
+    next_at: datetime | None = None
+    fire_at: datetime | None = None
+    missed: list[datetime] = field(default_factory=list)
+    # Missed ticks too old to list (counted or estimated).
+    missed_uncounted: int = 0
+    skipped: list[datetime] = field(default_factory=list)
+    cancel_previous: bool = False
+
+    @property
+    def missed_count(self) -> int:
+        return len(self.missed) + self.missed_uncounted
+
+
+def jitter_offset(function_id: str, tick: datetime, jitter: timedelta) -> timedelta:
+    """The delay of one tick's run: the same on every worker (a hash of function and
+    tick), between 0 and `jitter`, in whole milliseconds."""
+    if jitter <= timedelta(0):
+        return timedelta(0)
+    digest = hashlib.sha256(f"{function_id}:{tick.isoformat()}".encode()).digest()
+    milliseconds = int(jitter.total_seconds() * 1000)
+    return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (milliseconds + 1))
+
+
+def fire_time(state: ScheduleState, tick: datetime) -> datetime:
+    return tick + jitter_offset(state.function_id, tick, state.jitter)
+
+
+def plan(state: ScheduleState, now: datetime) -> Plan:
+    """What the schedule does at `now` (see the module)."""
+    outcome = Plan()
+    due, outcome.next_at, outcome.missed_uncounted = _due(state, now)
+    outcome.fire_at = fire_time(state, outcome.next_at)
+    chosen = _caught_up(state, due, now)
+    running_ticks = set(chosen)
+    outcome.missed = [tick for tick in due if tick not in running_ticks]
+    running = state.previous_running
+    buffered = state.buffered_at
+    if buffered is not None and not running:
+        outcome.fires.append(buffered)
+        buffered, running = None, True
+    for tick in chosen:
+        if not running or state.overlap == "allow":
+            outcome.fires.append(tick)
+            running = True
+        elif state.overlap == "cancel_previous":
+            outcome.skipped.extend(outcome.fires)
+            outcome.fires = [tick]
+            outcome.cancel_previous = True
+        elif state.overlap == "buffer_one" and buffered is None:
+            buffered = tick
+        else:
+            outcome.skipped.append(tick)
+    # A buffered tick waits for the previous run's end, which makes the schedule due
+    # (migration 0007's trigger), not for `fire_at`.
+    outcome.buffered_at = buffered
+    return outcome
+
+
+def _due(state: ScheduleState, now: datetime) -> tuple[list[datetime], datetime, int]:
+    """The due ticks a catch-up may run (the most recent one always among them), the
+    next tick not due, and how many older due ticks there were (missed, not listed)."""
+    schedule = state.schedule
+    lookback = GRACE + state.jitter
+    if state.catch_up == "all":
+        lookback = max(lookback, state.catch_up_window + state.jitter)
+    horizon = now - lookback
+    uncounted, older = 0, None
+    start = state.next_at
+    if start < horizon:
+        uncounted, older = _count(schedule, start, horizon)
+        start = horizon
+    due: list[datetime] = []
+    for tick in schedule.ticks_after(start - timedelta(microseconds=1)):
+        if tick > now or fire_time(state, tick) > now:
+            if not due and older is not None:
+                return [older], tick, uncounted - 1
+            return due, tick, uncounted
+        due.append(tick)
+    raise AssertionError("a schedule's ticks never end")  # pragma: no cover
+
+
+def _count(schedule: CronSchedule, start: datetime, end: datetime) -> tuple[int, datetime | None]:
+    """How many ticks fall at or after `start` and before `end` (counted up to
+    COUNT_LIMIT, then estimated from the spacing of those), and the last of them."""
+    before = end - timedelta(microseconds=1)
+    ticks = schedule.ticks_between(start, before, COUNT_LIMIT + 1)
+    if len(ticks) <= COUNT_LIMIT:
+        return len(ticks), ticks[-1] if ticks else None
+    spacing = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    count = len(ticks) + int((end - ticks[-1]) / spacing)
+    reach = spacing * 2
+    while True:  # the last tick before `end`, looking back twice as far each time
+        low = max(ticks[-1], end - reach)
+        found = schedule.ticks_between(low, before, COUNT_LIMIT)
+        if found and len(found) < COUNT_LIMIT:
+            return count, found[-1]
+        reach = reach * 2 if not found else reach / 2
+
+
+def _caught_up(state: ScheduleState, due: list[datetime], now: datetime) -> list[datetime]:
+    """The due ticks that run, oldest first (see `catch_up` in the module)."""
+    if not due:
+        return []
+    latest = due[-1]
+    on_time = now - fire_time(state, latest) <= GRACE
+    if state.catch_up == "skip":
+        return [latest] if on_time else []
+    if state.catch_up == "latest":
+        return [latest]
+    chosen = [tick for tick in due if tick >= now - state.catch_up_window][-CATCH_UP_LIMIT:]
+    if on_time and latest not in chosen:
+        chosen.append(latest)
+    return chosen
