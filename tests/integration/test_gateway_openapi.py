@@ -99,17 +99,32 @@ def test_it_keeps_enums_nullable_times_and_non_empty_ids(document: dict[str, Any
 def test_a_trigger_is_one_of_two_unambiguous_shapes(document: dict[str, Any]) -> None:
     trigger = _schema(document, "Trigger")
     shapes = [sorted(variant["required"]) for variant in trigger["oneOf"]]
-    assert shapes == [["event"], ["cron", "timezone"]]
+    cron_keys = sorted(
+        ["cron", "timezone", "overlap", "catch_up", "catch_up_window_seconds", "jitter_seconds"]
+        + ["next_at", "last_at", "missed", "skipped"]
+    )
+    assert shapes == [["event"], cron_keys]
     event, cron = trigger["oneOf"]
     assert event["properties"]["event"]["type"] == "string"
     # Each shape refuses the other's keys: exactly one matches, even a mixed object fails.
-    assert event["not"] == {"anyOf": [{"required": ["cron"]}, {"required": ["timezone"]}]}
+    assert sorted(item["required"][0] for item in event["not"]["anyOf"]) == cron_keys
     assert cron["not"] == {"anyOf": [{"required": ["event"]}]}
-    mixed = {"event": "a", "cron": "* * * * *", "timezone": None}
+    listed = {
+        "cron": "* * * * *",
+        "timezone": "UTC",
+        "overlap": "buffer_one",
+        "catch_up": "all",
+        "catch_up_window_seconds": 3600.0,
+        "jitter_seconds": 0.0,
+        "next_at": "2030-01-07T09:00:00.000000Z",
+        "last_at": None,
+        "missed": 0,
+        "skipped": 2,
+    }
     validator = jsonschema_rs.validator_for(trigger)  # (schemathesis's validator)
-    assert not validator.is_valid(mixed)
+    assert not validator.is_valid({"event": "a", **listed})
     assert validator.is_valid({"event": "a"})
-    assert validator.is_valid({"cron": "* * * * *", "timezone": "UTC"})
+    assert validator.is_valid(listed)
 
 
 def test_text_parameters_refuse_nul_and_every_route_takes_a_traceparent(

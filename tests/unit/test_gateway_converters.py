@@ -85,10 +85,20 @@ def test_a_oneof_shows_only_its_member_and_inline_fields_join_the_parent() -> No
         ],
     )
     document = _render(ingress_pb2.FunctionInfo(app_id="shop", definition=function))
+    unset = {
+        "overlap": "unspecified",
+        "catch_up": "unspecified",
+        "catch_up_window_seconds": 0.0,
+        "jitter_seconds": 0.0,
+        "next_at": None,
+        "last_at": None,
+        "missed": 0,
+        "skipped": 0,
+    }
     assert document["triggers"] == [
         {"event": "user.signed_up"},
-        {"cron": "0 9 * * *", "timezone": None},
-        {"cron": "* * * * *", "timezone": "UTC"},
+        {"cron": "0 9 * * *", "timezone": None, **unset},
+        {"cron": "* * * * *", "timezone": "UTC", **unset},
     ]
     assert (document["id"], document["app_id"]) == ("f", "shop")
 
