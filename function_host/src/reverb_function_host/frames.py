@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from reverb.execution import Ack, Invocation, Message
-from reverb.signing import SigningKey
+from reverb.signing import SigningKey, answer_base
 
 
 @dataclass(slots=True)
@@ -15,6 +15,11 @@ class Seal:
     key: SigningKey
     nonce: bytes
     sent: int = field(default=0)
+    # `reverb.signing.answer_base(nonce)`, made once.
+    base: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base = answer_base(self.nonce)
 
     def take(self) -> int:
         """The next frame's sequence number."""

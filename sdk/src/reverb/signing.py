@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import secrets
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,21 @@ __all__ = [
     "ReplayGuard",
     "START_DOMAIN",
     "SigningKey",
+    "Time",
+    "answer_base",
     "answer_prefix",
+    "completed_answer",
+    "empty_answer",
+    "failed_answer",
+    "failure_operation",
+    "invoke_operation",
+    "no_operation",
+    "output_operation",
+    "send_events_operation",
+    "sleep_operation",
+    "step_answer",
+    "suspended_answer",
+    "wait_for_event_operation",
     "key_id",
     "new_nonce",
 ]
@@ -89,6 +103,18 @@ class SigningKey:
     def verifies(self, message: bytes, mac: bytes) -> bool:
         """Whether `mac` is this key's MAC of `message` (a constant-time compare)."""
         return hmac.compare_digest(self.mac(message), mac)
+
+    def answer_mac(self, base: bytes, sequence: int, content: bytes) -> bytes:
+        """The MAC of an answer: `answer_base(nonce)`, the sequence, then the content (the
+        same as `mac(answer_prefix(nonce, sequence) + content)`, without copying them)."""
+        inner = self._inner.copy()
+        inner.update(base)
+        inner.update(_INTEGER.pack(sequence))
+        inner.update(content)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
 
 
 class Keyring:
@@ -162,7 +188,136 @@ class Canonical:
 def answer_prefix(nonce: bytes, sequence: int) -> bytes:
     """What an answer's MAC covers before the frame's content: the domain, the Start's
     nonce, and the frame's 0-based place among the invocation's frames."""
-    return Canonical(ANSWER_DOMAIN).blob(nonce).integer(sequence).to_bytes()
+    return answer_base(nonce) + _INTEGER.pack(sequence)
+
+
+def answer_base(nonce: bytes) -> bytes:
+    """The part of every answer prefix that is the same for one invocation: made once."""
+    return ANSWER_DOMAIN + _LENGTH.pack(len(nonce)) + nonce
+
+
+# An answer's content (docs/architecture.md, "Signed invocations"), from plain values, in
+# one place for both sides: the host encodes what it sends from its own values, the worker
+# what it received from the message's fields, and the MACs agree when the values do. These
+# build tuples of bytes joined once: `Canonical`'s method per field costs several times
+# more on the step-commit path, where every answer is encoded twice (host and worker).
+
+# A time as (seconds, nanos), e.g. a protobuf Timestamp's or Duration's fields.
+Time = tuple[int, int]
+
+_pack_length = _LENGTH.pack
+_pack_integer = _INTEGER.pack
+_pack_present_time = struct.Struct(">qqi").pack
+_ABSENT = _INTEGER.pack(0)
+
+
+def _text(value: str) -> bytes:
+    encoded = value.encode()
+    return _pack_length(len(encoded)) + encoded
+
+
+def _blob(value: bytes) -> bytes:
+    return _pack_length(len(value)) + value
+
+
+def _optional_time(value: Time | None) -> bytes:
+    return _ABSENT if value is None else _pack_present_time(1, value[0], value[1])
+
+
+def _error(type_: str, message: str, stack: str) -> bytes:
+    return _text(type_) + _text(message) + _text(stack)
+
+
+_STEP = _text("step")
+_OUTPUT = _text("output")
+
+
+def step_answer(
+    step_id: str, name: str, started_at: Time | None, ended_at: Time | None, operation: bytes
+) -> bytes:
+    """A `step` frame: its timing, then its operation's content (one of the `*_operation`)."""
+    encoded_id = step_id.encode()
+    encoded_name = name.encode()
+    return b"".join(
+        (
+            _STEP,
+            _pack_length(len(encoded_id)),
+            encoded_id,
+            _pack_length(len(encoded_name)),
+            encoded_name,
+            _optional_time(started_at),
+            _optional_time(ended_at),
+            operation,
+        )
+    )
+
+
+def output_operation(output: bytes) -> bytes:
+    return _OUTPUT + _pack_length(len(output)) + output
+
+
+def failure_operation(
+    type_: str, message: str, stack: str, retriable: bool, retry_after: Time | None
+) -> bytes:
+    return b"".join(
+        (
+            _text("failure"),
+            _error(type_, message, stack),
+            _pack_integer(int(retriable)),
+            _optional_time(retry_after),
+        )
+    )
+
+
+def sleep_operation(wake_at: Time | None) -> bytes:
+    return _text("sleep") + _optional_time(wake_at)
+
+
+def invoke_operation(function_id: str, data: bytes, timeout: Time | None) -> bytes:
+    return _text("invoke") + _text(function_id) + _blob(data) + _optional_time(timeout)
+
+
+def send_events_operation(events: Sequence[tuple[str, bytes, str, Time | None]]) -> bytes:
+    """Events as (name, data, id, ts); an event without an id has ""."""
+    parts = [_text("send_events"), _pack_integer(len(events))]
+    for name, data, event_id, ts in events:
+        parts += (_text(name), _blob(data), _text(event_id), _optional_time(ts))
+    return b"".join(parts)
+
+
+def wait_for_event_operation(event: str, match: str, timeout: Time | None) -> bytes:
+    return _text("wait_for_event") + _text(event) + _text(match) + _optional_time(timeout)
+
+
+def no_operation() -> bytes:
+    """A step frame that names no operation."""
+    return _text("")
+
+
+def completed_answer(output: bytes) -> bytes:
+    return _text("completed") + _blob(output)
+
+
+def failed_answer(
+    type_: str, message: str, stack: str, retriable: bool, retry_after: Time | None
+) -> bytes:
+    return b"".join(
+        (
+            _text("failed"),
+            _error(type_, message, stack),
+            _pack_integer(int(retriable)),
+            _optional_time(retry_after),
+        )
+    )
+
+
+def suspended_answer() -> bytes:
+    return _text("suspended")
+
+
+def empty_answer() -> bytes:
+    """A frame that carries no message."""
+    return _text("")
 
 
 class ReplayGuard:

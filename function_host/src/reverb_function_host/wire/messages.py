@@ -28,7 +28,6 @@ from reverb.execution import (
     Suspended,
 )
 from reverb.schedules import CatchUp, Overlap
-from reverb.signing import answer_prefix
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
 from reverb_function_host.authentication import StartCheck
 from reverb_function_host.frames import (
@@ -124,8 +123,7 @@ def session_responses(
         frame.invocation_id = invocation_id
         _fill_frame(frame, message)
         if seal is not None:
-            signed = answer_prefix(seal.nonce, sequence) + seals.answer_content(frame)
-            frame.mac = seal.key.mac(signed)
+            frame.mac = seal.key.answer_mac(seal.base, sequence, seals.answer_content(message))
     return responses
 
 
@@ -274,6 +272,7 @@ def _step_report(report: StepReport, message: function_host_pb2.StepResult) -> N
             if timeout is not None:
                 message.invoke.timeout.FromTimedelta(timeout)
         case SendEvents(events=events):
+            message.send_events.SetInParent()  # the op is set even with no events
             for event in events:
                 sent = message.send_events.events.add(name=event.name, data=event.data)
                 if event.id is not None:
@@ -301,10 +300,8 @@ def _datetime(message: Timestamp) -> datetime:
 
 def _set_timestamp(message: Timestamp, value: datetime) -> None:
     """Exact seconds and nanos of an aware datetime (Timestamp.FromDatetime is pure Python
-    and several times slower)."""
-    elapsed = value - _EPOCH
-    message.seconds = elapsed.days * 86_400 + elapsed.seconds
-    message.nanos = elapsed.microseconds * 1_000
+    and several times slower), as the answer's MAC covers them."""
+    message.seconds, message.nanos = seals.timestamp_parts(value)
 
 
 _ACK_RESULTS = {

@@ -1,14 +1,29 @@
 """The canonical bytes of signed invocations, read from reverb.v1 messages.
 
-What a Start's MAC covers, and what the MAC of each frame the host answers with covers
-after `reverb.signing.answer_prefix` (docs/architecture.md, "Signed invocations"). The
-queue worker's wire module builds the same bytes from the same messages.
+What a Start's MAC covers (read from the Start), and what the MAC of each frame the host
+answers with covers after `reverb.signing.answer_prefix` (from the host's own message,
+in the layout of `reverb.signing`; docs/architecture.md, "Signed invocations"). The queue
+worker's wire module builds the same bytes from the messages it receives.
 """
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
+from reverb import signing
+from reverb.execution import (
+    InvokeFunction,
+    Message,
+    RunCompleted,
+    RunFailed,
+    SendEvents,
+    Sleep,
+    StepFailure,
+    StepOperation,
+    StepOutput,
+    StepReport,
+    Suspended,
+)
 from reverb.signing import START_DOMAIN, Canonical
-from reverb_contracts.v1 import common_pb2, function_host_pb2
+from reverb_contracts.v1 import function_host_pb2
 from reverb_function_host.authentication import StartAuth
 
 
@@ -56,58 +71,70 @@ def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
     )
 
 
-def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
-    """A host frame's canonical content (its MAC covers the answer prefix, then this)."""
-    kind = frame.WhichOneof("message") or ""
-    content = Canonical(b"").text(kind)
-    if kind == "step":
-        step = frame.step
-        content.text(step.step_id).text(step.name)
-        _optional(content, step, "started_at")
-        _optional(content, step, "ended_at")
-        _operation_content(content, step)
-    elif kind == "completed":
-        content.blob(frame.completed.output)
-    elif kind == "failed":
-        failed = frame.failed
-        _error_content(content, failed.error).integer(int(failed.retriable))
-        _optional(content, failed, "retry_after")
-    return content.to_bytes()
+def answer_content(message: Message) -> bytes:
+    """The canonical content of the frame the host sends for `message` (its MAC covers the
+    answer prefix, then this), from the host's own values: the same bytes the worker reads
+    back from the frame's fields (`messages` writes them with the same conversions), without
+    reading the message it just filled."""
+    match message:
+        case StepReport():
+            return signing.step_answer(
+                message.step_id,
+                message.name,
+                timestamp_parts(message.started_at),
+                timestamp_parts(message.ended_at),
+                _operation_content(message.operation),
+            )
+        case RunCompleted(output=output):
+            return signing.completed_answer(output)
+        case RunFailed(error=error, retriable=retriable, retry_after=retry_after):
+            return signing.failed_answer(
+                error.type, error.message, error.stack, retriable, _duration(retry_after)
+            )
+        case Suspended():
+            return signing.suspended_answer()
 
 
-def _operation_content(content: Canonical, step: function_host_pb2.StepResult) -> None:
-    op = step.WhichOneof("op") or ""
-    content.text(op)
-    if op == "output":
-        content.blob(step.output)
-    elif op == "failure":
-        _error_content(content, step.failure.error).integer(int(step.failure.retriable))
-        _optional(content, step.failure, "retry_after")
-    elif op == "sleep":
-        _optional(content, step.sleep, "wake_at")
-    elif op == "invoke":
-        content.text(step.invoke.function_id).blob(step.invoke.data)
-        _optional(content, step.invoke, "timeout")
-    elif op == "send_events":
-        events = step.send_events.events
-        content.integer(len(events))
-        for event in events:
-            content.text(event.name).blob(event.data).text(event.id)
-            _optional(content, event, "ts")
-    elif op == "wait_for_event":
-        wait = step.wait_for_event
-        content.text(wait.event).text(wait.match)
-        _optional(content, wait, "timeout")
+def _operation_content(operation: StepOperation) -> bytes:
+    match operation:
+        case StepOutput(output=output):
+            return signing.output_operation(output)
+        case StepFailure(error=error, retriable=retriable, retry_after=retry_after):
+            return signing.failure_operation(
+                error.type, error.message, error.stack, retriable, _duration(retry_after)
+            )
+        case Sleep(wake_at=wake_at):
+            return signing.sleep_operation(timestamp_parts(wake_at))
+        case InvokeFunction(function_id=function_id, data=data, timeout=timeout):
+            return signing.invoke_operation(function_id, data, _duration(timeout))
+        case SendEvents(events=events):
+            return signing.send_events_operation(
+                [
+                    (
+                        event.name,
+                        event.data,
+                        event.id or "",
+                        None if event.ts is None else timestamp_parts(event.ts),
+                    )
+                    for event in events
+                ]
+            )
 
 
-def _error_content(content: Canonical, error: common_pb2.ErrorInfo) -> Canonical:
-    return content.text(error.type).text(error.message).text(error.stack)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _optional(content: Canonical, message: Any, field: str) -> None:
-    """An optional Timestamp or Duration: int64 1 and its seconds and nanos, or int64 0."""
-    if message.HasField(field):
-        value = getattr(message, field)
-        content.integer(1).time(value.seconds, value.nanos)
-    else:
-        content.integer(0)
+def timestamp_parts(value: datetime) -> signing.Time:
+    """An aware datetime as a Timestamp's exact (seconds, nanos): what `messages` writes."""
+    elapsed = value - _EPOCH
+    return (elapsed.days * 86_400 + elapsed.seconds, elapsed.microseconds * 1_000)
+
+
+def _duration(value: timedelta | None) -> signing.Time | None:
+    """A timedelta as Duration.FromTimedelta writes it: seconds and nanos of one sign."""
+    if value is None:
+        return None
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    seconds, rest = divmod(abs(micros), 1_000_000)
+    sign = -1 if micros < 0 else 1
+    return (sign * seconds, sign * rest * 1_000)

@@ -20,6 +20,7 @@ fails for good), and the stream, shared with other runs, is left as it is.
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import structlog
 
 from reverb.engine_errors import UNAUTHENTICATED
-from reverb.signing import Keyring, SigningKey, answer_prefix, new_nonce
+from reverb.signing import Keyring, SigningKey, answer_base, new_nonce
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.wire import (
     DEFAULT_RECEIVE_LIMIT,
@@ -73,7 +74,7 @@ class InvocationChannel:
         self._session = session
         self._id = invocation_id
         self._listener = listener
-        self._nonce = nonce
+        self._answer_base = answer_base(nonce)
         # The key every answer must be signed with (None: answers are not checked).
         self._key = key
         self._sequence = 0
@@ -121,8 +122,8 @@ class InvocationChannel:
         if key is not None and not self._final.done():
             sequence = self._sequence
             self._sequence += 1
-            signed = answer_prefix(self._nonce, sequence) + frame.content
-            if not key.verifies(signed, frame.mac):
+            mac = key.answer_mac(self._answer_base, sequence, frame.content)
+            if not hmac.compare_digest(mac, frame.mac):
                 self._refuse(frame)
                 return
         self.deliver(frame.message)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from reverb import signing
 from reverb.engine_errors import PROTOCOL_ERROR, UNTYPED
 from reverb.signing import START_DOMAIN, Canonical, Keyring
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
@@ -231,11 +232,10 @@ def session_requests(
     return requests
 
 
-def _optional_time(message: function_host_pb2.StepResult, field: str) -> datetime | None:
-    if not message.HasField(field):  # type: ignore[arg-type]
-        return None
-    value: Timestamp = getattr(message, field)
-    return _datetime(value)
+def _datetime_of(time: signing.Time | None) -> datetime | None:
+    return (
+        None if time is None else _EPOCH + timedelta(seconds=time[0], microseconds=time[1] // 1_000)
+    )
 
 
 def _event_input(event: function_host_pb2.EventInput) -> NewEvent:
@@ -295,86 +295,107 @@ def host_frames(
 ) -> list[ReceivedFrame]:
     """The frames a InvokeResponse carries, in order; with `checked`, each with its
     canonical content for the MAC check."""
-    return [
-        ReceivedFrame(
-            frame.invocation_id,
-            _host_message(frame),
-            answer_content(frame) if checked else b"",
-            frame.mac,
-        )
-        for frame in response.frames
-    ]
+    received = []
+    for frame in response.frames:
+        message, content = _host_message(frame, checked)
+        received.append(ReceivedFrame(frame.invocation_id, message, content, frame.mac))
+    return received
 
 
 def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
     """A host frame's canonical content: what its MAC covers after the invocation's
-    nonce and the frame's sequence number (docs/architecture.md, "Signed invocations")."""
-    kind = frame.WhichOneof("message") or ""
-    content = Canonical(b"").text(kind)
+    nonce and the frame's sequence number (docs/architecture.md, "Signed invocations";
+    the layout is `reverb.signing`'s, shared with the host)."""
+    kind = frame.WhichOneof("message")
     if kind == "step":
         step = frame.step
-        content.text(step.step_id).text(step.name)
-        _optional(content, step, "started_at")
-        _optional(content, step, "ended_at")
-        _operation_content(content, step)
-    elif kind == "completed":
-        content.blob(frame.completed.output)
-    elif kind == "failed":
+        return signing.step_answer(
+            step.step_id,
+            step.name,
+            _time_of(step, "started_at"),
+            _time_of(step, "ended_at"),
+            _operation_content(step),
+        )
+    if kind == "completed":
+        return signing.completed_answer(frame.completed.output)
+    if kind == "failed":
         failed = frame.failed
-        _error_content(content, failed.error).integer(int(failed.retriable))
-        _optional(content, failed, "retry_after")
-    return content.to_bytes()
+        error = failed.error
+        return signing.failed_answer(
+            error.type,
+            error.message,
+            error.stack,
+            failed.retriable,
+            _time_of(failed, "retry_after"),
+        )
+    if kind == "suspended":
+        return signing.suspended_answer()
+    return signing.empty_answer()
 
 
-def _operation_content(content: Canonical, step: function_host_pb2.StepResult) -> None:
-    op = step.WhichOneof("op") or ""
-    content.text(op)
+def _operation_content(step: function_host_pb2.StepResult) -> bytes:
+    op = step.WhichOneof("op")
     if op == "output":
-        content.blob(step.output)
-    elif op == "failure":
-        _error_content(content, step.failure.error).integer(int(step.failure.retriable))
-        _optional(content, step.failure, "retry_after")
-    elif op == "sleep":
-        _optional(content, step.sleep, "wake_at")
-    elif op == "invoke":
-        content.text(step.invoke.function_id).blob(step.invoke.data)
-        _optional(content, step.invoke, "timeout")
-    elif op == "send_events":
-        events = step.send_events.events
-        content.integer(len(events))
-        for event in events:
-            content.text(event.name).blob(event.data).text(event.id)
-            _optional(content, event, "ts")
-    elif op == "wait_for_event":
+        return signing.output_operation(step.output)
+    if op == "failure":
+        failure = step.failure
+        error = failure.error
+        return signing.failure_operation(
+            error.type,
+            error.message,
+            error.stack,
+            failure.retriable,
+            _time_of(failure, "retry_after"),
+        )
+    if op == "sleep":
+        return signing.sleep_operation(_time_of(step.sleep, "wake_at"))
+    if op == "invoke":
+        invoke = step.invoke
+        return signing.invoke_operation(
+            invoke.function_id, invoke.data, _time_of(invoke, "timeout")
+        )
+    if op == "send_events":
+        return signing.send_events_operation(
+            [(e.name, e.data, e.id, _time_of(e, "ts")) for e in step.send_events.events]
+        )
+    if op == "wait_for_event":
         wait = step.wait_for_event
-        content.text(wait.event).text(wait.match)
-        _optional(content, wait, "timeout")
+        return signing.wait_for_event_operation(wait.event, wait.match, _time_of(wait, "timeout"))
+    return signing.no_operation()
 
 
-def _error_content(content: Canonical, error: common_pb2.ErrorInfo) -> Canonical:
-    return content.text(error.type).text(error.message).text(error.stack)
+def _time_of(message: Any, field: str) -> signing.Time | None:
+    """An optional Timestamp or Duration field as (seconds, nanos); None when unset."""
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field)
+    return (value.seconds, value.nanos)
 
 
-def _optional(content: Canonical, message: Any, field: str) -> None:
-    """An optional Timestamp or Duration: int64 1 and its seconds and nanos, or int64 0."""
-    if message.HasField(field):
-        value = getattr(message, field)
-        content.integer(1).time(value.seconds, value.nanos)
-    else:
-        content.integer(0)
-
-
-def _host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
+def _host_message(
+    frame: function_host_pb2.HostFrame, checked: bool
+) -> tuple[protocol.HostMessage, bytes]:
+    """The frame's message and, when `checked`, its canonical content. A step's fields are
+    read once for both (each read of a protobuf field costs about as much as encoding it)."""
     kind = frame.WhichOneof("message")
     if kind == "step":
         report = frame.step
+        step_id = report.step_id
+        name = report.name
+        started_at = _time_of(report, "started_at")
+        ended_at = _time_of(report, "ended_at")
         timing = StepTiming(
-            StepId(report.step_id),
-            report.name or report.step_id,
-            _optional_time(report, "started_at"),
-            _optional_time(report, "ended_at"),
+            StepId(step_id), name or step_id, _datetime_of(started_at), _datetime_of(ended_at)
         )
-        return protocol.StepReport(timing, _operation(report))
+        content = b""
+        if checked:
+            operation = _operation_content(report)
+            content = signing.step_answer(step_id, name, started_at, ended_at, operation)
+        return protocol.StepReport(timing, _operation(report)), content
+    return _final_message(frame, kind), answer_content(frame) if checked else b""
+
+
+def _final_message(frame: function_host_pb2.HostFrame, kind: str | None) -> protocol.HostMessage:
     if kind == "completed":
         return protocol.Completed(_json(frame.completed.output))
     if kind == "failed":
