@@ -8,13 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.apps import traced
 from tests.e2e.processes import Service, eventually, free_port
 from tests.otlp import RECEIVERS, ReceivedSpan, Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-APP = str(Path(traced.__file__))
+# The app's path, not the module: importing it here would instrument httpx in the test
+# process itself, and every test's own requests would then carry that instrumentation's
+# traceparent instead of theirs.
+APP = str(Path(__file__).parent / "apps" / "traced.py")
 
 
 @pytest.fixture
