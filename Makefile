@@ -34,7 +34,7 @@ dev: sync  ## Run Reverb with the example app on an embedded PostgreSQL.
 	.venv/bin/reverb dev $(APP)
 
 test: sync  ## Run the whole test suite (starts an embedded PostgreSQL if none is on 127.0.0.1:5432).
-	$(UV) run pytest
+	$(UV) run pytest --durations=25
 
 fuzz: sync  ## A bounded schemathesis run (~2 min, fixed seed) against a real gateway's OpenAPI document.
 	$(UV) run pytest tests/fuzz -m fuzz -p no:randomly
