@@ -34,6 +34,7 @@ def test_users_see_the_names_they_know() -> None:
         "Error",
         "FunctionNotFound",
         "FunctionRemoved",
+        "FunctionTimeout",
         "HostError",
         "InvalidOutput",
         "InvalidPayload",
@@ -47,5 +48,6 @@ def test_users_see_the_names_they_know() -> None:
         "StartTooLarge",
         "StepError",
         "StepFailed",
+        "StepTimeout",
         "Unauthenticated",
     ]

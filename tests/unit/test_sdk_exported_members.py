@@ -20,6 +20,8 @@ def test_exported_members() -> None:
         "Step",
         "StepArgumentError",
         "StepError",
+        "Steps",
+        "Timeouts",
         "Trigger",
         "cron",
         "event",

@@ -12,7 +12,7 @@ from reverb._protocol import RunCompleted, RunFailed
 
 from .test_sdk_execution import drive
 
-Call = Callable[[reverb.Step], Awaitable[Any]]
+Call = Callable[[reverb.Steps], Awaitable[Any]]
 
 
 @pytest.mark.parametrize(

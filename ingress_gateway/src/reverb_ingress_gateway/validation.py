@@ -118,6 +118,12 @@ def check_app(app: AppDefinition, host_address: str) -> None:
             raise InvalidArgument(f"function id {function.id!r} appears twice")
         seen.add(function.id)
         _check_function(function)
+    for function in app.functions:
+        if function.on_failure is not None and function.on_failure not in seen:
+            raise InvalidArgument(
+                f"function {function.id!r}: on_failure names {function.on_failure!r},"
+                f" which app {app.id!r} does not define"
+            )
 
 
 def _check_function(function: FunctionDefinition) -> None:

@@ -25,7 +25,8 @@ from reverb._errors import (
     StepError,
 )
 from reverb._event import Event
-from reverb._step import Step
+from reverb._options import Step, Timeouts
+from reverb._step import Steps
 from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Step",
     "StepArgumentError",
     "StepError",
+    "Steps",
+    "Timeouts",
     "Trigger",
     "cron",
     "event",

@@ -3,10 +3,12 @@
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from reverb._context import Context
+from reverb._options import Timeouts, limit
 from reverb._triggers import MAX_TRIGGERS, CronTrigger, EventTrigger, Trigger
 
 Handler = Callable[[Context], Awaitable[Any]]
@@ -25,6 +27,11 @@ class FunctionDefinition:
     triggers: tuple[Trigger, ...]
     retries: int
     handler: Handler = field(repr=False, compare=False)
+    # The id of the function that handles this one's failures (`on_failure`), if any.
+    on_failure: str | None = None
+    # From queued to the first invocation, and from then to the end; None: no limit.
+    start_timeout: timedelta | None = None
+    finish_timeout: timedelta | None = None
 
     @staticmethod
     def of(handler: Callable[..., Any]) -> "FunctionDefinition":
@@ -54,11 +61,20 @@ class App:
         trigger: Trigger | Sequence[Trigger],
         retries: int = 4,
         name: str | None = None,
+        on_failure: Handler | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Declare an async function `async def f(ctx: Context)` as one of the app's functions.
 
         `retries` counts retries after the first attempt (0 to 20). The decorated function
         is returned unchanged, so it stays callable in tests.
+
+        `on_failure`: an async function run, as a run of its own, when a run of this one
+        fails for good. It is registered as the function `<id>-failure` (no trigger of its
+        own, the same retries), and its `ctx.event` is the `reverb/function.failed` event:
+        data `{"function_id", "run_id", "event", "error": {"type", "message", "stack"}}`.
+        `timeouts`: `reverb.Timeouts(start=..., finish=...)`; a run exceeding either fails
+        with `FunctionTimeout`, without retries.
         """
         function_id = _identifier(id, "a function id")
         if function_id in self._functions:
@@ -69,17 +85,39 @@ class App:
         if not 0 <= retries <= MAX_RETRIES:
             raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, not {retries}")
         display = function_id if name is None else _identifier(name, "a function name")
+        start, finish = _timeouts(timeouts, function_id)
+        failure = None
+        if on_failure is not None:
+            failure = FunctionDefinition(
+                failure_function_id(function_id),
+                f"{display} (on failure)",
+                (),
+                retries,
+                _handler(on_failure, function_id),
+            )
 
         def decorate(handler: HandlerT) -> HandlerT:
             _require_async(handler, function_id)
             if hasattr(handler, _ATTRIBUTE):
                 existing = FunctionDefinition.of(handler).id
                 raise ValueError(f"{handler!r} is already declared as function {existing!r}")
-            if function_id in self._functions:
-                raise ValueError(f"app {self.id!r} already has a function {function_id!r}")
-            definition = FunctionDefinition(function_id, display, triggers, retries, handler)
+            for taken in (function_id, *([failure.id] if failure is not None else [])):
+                if taken in self._functions:
+                    raise ValueError(f"app {self.id!r} already has a function {taken!r}")
+            definition = FunctionDefinition(
+                function_id,
+                display,
+                triggers,
+                retries,
+                handler,
+                on_failure=failure.id if failure is not None else None,
+                start_timeout=start,
+                finish_timeout=finish,
+            )
             setattr(handler, _ATTRIBUTE, definition)
             self._functions[function_id] = definition
+            if failure is not None:
+                self._functions[failure.id] = failure
             return handler
 
         return decorate
@@ -94,6 +132,29 @@ def _identifier(value: object, what: str) -> str:
     if value != value.strip():
         raise ValueError(f"{what} {value!r} has leading or trailing whitespace")
     return value
+
+
+def failure_function_id(function_id: str) -> str:
+    """The id under which `function_id`'s `on_failure` handler is registered."""
+    return f"{function_id}-failure"
+
+
+def _handler(on_failure: object, function_id: str) -> Handler:
+    if not callable(on_failure):
+        raise TypeError(f"function {function_id!r}: on_failure must be an async function")
+    _require_async(on_failure, function_id)
+    return cast(Handler, on_failure)
+
+
+def _timeouts(
+    timeouts: Timeouts | None, function_id: str
+) -> tuple[timedelta | None, timedelta | None]:
+    if timeouts is None:
+        return None, None
+    if not isinstance(timeouts, Timeouts):
+        raise TypeError(f"function {function_id!r}: timeouts must be reverb.Timeouts(...)")
+    where = f"function {function_id!r}: timeouts"
+    return limit(timeouts.start, f"{where}.start"), limit(timeouts.finish, f"{where}.finish")
 
 
 def _require_async(handler: Callable[..., Any], function_id: str) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from reverb._event import Event
-from reverb._step import Step
+from reverb._step import Steps
 
 
 @dataclass(frozen=True)
@@ -21,5 +21,5 @@ class Context:
     run_id: str
     function_id: str
     attempt: int
-    step: Step
+    step: Steps
     logger: structlog.typing.FilteringBoundLogger = field(repr=False)

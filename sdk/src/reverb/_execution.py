@@ -49,7 +49,7 @@ from reverb._protocol import (
     StepReport,
     Suspended,
 )
-from reverb._step import Step
+from reverb._step import Steps
 from reverb._step_ids import StepIds
 from reverb.engine_errors import ENGINE_ERROR, OUTPUT_UNSERIALIZABLE
 
@@ -197,7 +197,7 @@ class Execution:
             run_id=invocation.run_id,
             function_id=invocation.function_id,
             attempt=invocation.attempt,
-            step=Step(self),
+            step=Steps(self),
             logger=logger,
         )
 

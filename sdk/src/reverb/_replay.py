@@ -22,7 +22,7 @@ from reverb._context import Context
 from reverb._errors import Interrupt
 from reverb._event import Event
 from reverb._protocol import Ack, Invocation, MemoizedStep, StepReport
-from reverb._step import Step
+from reverb._step import Steps
 from reverb._step_ids import StepIds
 
 # Event-loop turns without a new step after which a function is taken to be blocked.
@@ -62,7 +62,7 @@ async def replay(definition: FunctionDefinition, invocation: Invocation) -> Repl
         run_id=invocation.run_id,
         function_id=invocation.function_id,
         attempt=invocation.attempt,
-        step=Step(channel),
+        step=Steps(channel),
         logger=structlog.get_logger("reverb.replay").bind(run_id=invocation.run_id),
     )
     function = asyncio.get_running_loop().create_task(_call(definition, context))

@@ -16,6 +16,8 @@ from reverb import _json
 from reverb._durations import Duration, parse_duration
 from reverb._errors import OutputUnserializableError, StepArgumentError, StepError
 from reverb._failures import step_failure
+from reverb._options import Step as StepOptions
+from reverb._options import limit
 from reverb._protocol import (
     Ack,
     AckResult,
@@ -30,11 +32,11 @@ from reverb._protocol import (
     StepOutput,
     StepReport,
 )
-from reverb.engine_errors import STEP_FAILED
+from reverb.engine_errors import STEP_FAILED, STEP_TIMEOUT
 
 
 class StepChannel(Protocol):
-    """What `Step` needs from the execution it belongs to."""
+    """What `Steps` needs from the execution it belongs to."""
 
     def claim(self, name: str) -> str:
         """The step id for the next step called `name` (raises Interrupt once abandoned)."""
@@ -52,33 +54,45 @@ class StepChannel(Protocol):
         """Wait on a step the engine still holds pending: never returns in this invocation."""
 
 
-class Step:
-    """The steps of a function: each is durable, and replays return the stored result."""
+class Steps:
+    """`ctx.step`: a function's steps; each is durable, and replays return the stored result."""
 
     def __init__(self, channel: StepChannel) -> None:
         self._channel = channel
 
-    async def run(self, id: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Call `fn(*args, **kwargs)` once (a sync fn in a thread) and store its JSON result."""
-        _check_id(id, "run")
+    async def run(
+        self, id: str | StepOptions, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call `fn(*args, **kwargs)` once (a sync fn in a thread) and store its JSON result.
+
+        `id` is the step's id, or a `reverb.Step(id, timeout=...)`: an attempt running past
+        the timeout fails with the retriable `StepTimeout` (a sync fn's thread cannot be
+        stopped: it runs on, and its result is dropped).
+        """
+        name, timeout = _run_options(id)
         if not callable(fn):
-            raise StepArgumentError(f"step {id!r}: {fn!r} is not callable")
-        step_id = self._channel.claim(id)
+            raise StepArgumentError(f"step {name!r}: {fn!r} is not callable")
+        step_id = self._channel.claim(name)
         memo = self._channel.memoized(step_id)
         if memo is not None:
             return await self._replay(memo)
         started_at = _now()
         operation: StepOperation
         try:
-            with self._channel.running(step_id, id):
-                value = await _call(fn, args, kwargs)
+            with self._channel.running(step_id, name):
+                if timeout is None:
+                    value = await _call(fn, args, kwargs)
+                else:
+                    value = await _call_within(fn, args, kwargs, timeout, name)
             operation = StepOutput(_json.encode(value))
         except _json.UnserializableError as error:
-            message = f"step {id!r} returned a value that is not JSON: {error}"
+            message = f"step {name!r} returned a value that is not JSON: {error}"
             operation = step_failure(OutputUnserializableError(message))
+        except _TimedOut as timed_out:
+            operation = StepFailure(ErrorInfo(STEP_TIMEOUT.name, str(timed_out), ""), True)
         except Exception as error:
             operation = step_failure(error)
-        return await self._report(step_id, id, started_at, operation)
+        return await self._report(step_id, name, started_at, operation)
 
     async def sleep(self, id: str, duration: Duration) -> None:
         """Pause the function for `duration` ("30s", "14d", a timedelta, seconds)."""
@@ -171,6 +185,40 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+class _TimedOut(Exception):
+    """A step's attempt ran past its timeout (reported as StepTimeout)."""
+
+
+async def _call_within(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    within: timedelta,
+    name: str,
+) -> Any:
+    """`_call`, cancelled once `within` passes (a TimeoutError of fn's own is its own)."""
+    scope = asyncio.timeout(within.total_seconds())
+    try:
+        async with scope:
+            return await _call(fn, args, kwargs)
+    except TimeoutError:
+        if scope.expired():
+            raise _TimedOut(f"step {name!r} did not finish within {within}") from None
+        raise
+
+
+def _run_options(id: str | StepOptions) -> tuple[str, timedelta | None]:
+    """The step's id and timeout from `run`'s first argument."""
+    if not isinstance(id, StepOptions):
+        _check_id(id, "run")
+        return id, None
+    _check_id(id.id, "run")
+    try:
+        return id.id, limit(id.timeout, "timeout")
+    except ValueError as error:
+        raise StepArgumentError(f"step {id.id!r}: {error}") from None
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -16,6 +16,8 @@ The catalogue (retriable: whether the attempt may be tried again):
     - NotSupported (no): a step kind this worker cannot run yet.
     - OutputTooLarge (no): a JSON value larger than the host may send.
     - OutputUnserializableError (no): a step or a function returned a value that is not JSON.
+* An attempt of a step failed
+    - StepTimeout (yes): an attempt of a step ran past its `reverb.Step(timeout=...)`.
 * An attempt of the function failed
     - InvalidOutput (no): the function's result cannot be stored.
     - InvocationTimeout (yes): the invocation ran past the worker's invocation timeout.
@@ -28,6 +30,9 @@ The catalogue (retriable: whether the attempt may be tried again):
       carried was run or stored.
     - StartTooLarge (no): the run's Start message (its events and memo) is larger than
       the host (or the worker) accepts, so no attempt can ever reach the host.
+* A run out of time
+    - FunctionTimeout (no): the run exceeded its function's `reverb.Timeouts`: it did not
+      start within `start` of being queued, or did not end within `finish` of starting.
 * A run that never ran
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
 * A run whose function is gone
@@ -44,6 +49,7 @@ __all__ = [
     "ErrorType",
     "FUNCTION_NOT_FOUND",
     "FUNCTION_REMOVED",
+    "FUNCTION_TIMEOUT",
     "HOST_ERROR",
     "INVALID_OUTPUT",
     "INVALID_PAYLOAD",
@@ -57,6 +63,7 @@ __all__ = [
     "START_TOO_LARGE",
     "STEP_ERROR",
     "STEP_FAILED",
+    "STEP_TIMEOUT",
     "UNAUTHENTICATED",
     "UNTYPED",
 ]
@@ -99,6 +106,10 @@ START_TOO_LARGE = ErrorType(
 FUNCTION_REMOVED = ErrorType(
     "FunctionRemoved", False, "the run's function is no longer registered by its app"
 )
+STEP_TIMEOUT = ErrorType("StepTimeout", True, "an attempt of a step ran past its timeout")
+FUNCTION_TIMEOUT = ErrorType(
+    "FunctionTimeout", False, "the run did not start or finish within its function's timeouts"
+)
 UNTYPED = ErrorType("Error", True, "an error stored without a type")
 
 # Every engine error type, by name.
@@ -122,6 +133,8 @@ CATALOGUE: dict[str, ErrorType] = {
         RUN_SKIPPED,
         START_TOO_LARGE,
         FUNCTION_REMOVED,
+        STEP_TIMEOUT,
+        FUNCTION_TIMEOUT,
         UNTYPED,
     )
 }

@@ -197,10 +197,20 @@ def app_definition(app: reverb.App) -> common_pb2.AppDefinition:
                 name=definition.name,
                 triggers=[_trigger(trigger) for trigger in definition.triggers],
                 retries=definition.retries,
+                on_failure=definition.on_failure or "",
+                start_timeout_ms=_milliseconds(definition.start_timeout),
+                finish_timeout_ms=_milliseconds(definition.finish_timeout),
             )
             for definition in app.functions.values()
         ],
     )
+
+
+def _milliseconds(limit: timedelta | None) -> int:
+    """A timeout in whole milliseconds (at least 1); 0 when there is none."""
+    if limit is None:
+        return 0
+    return max(1, limit // timedelta(milliseconds=1))
 
 
 def _trigger(trigger: reverb.Trigger) -> common_pb2.Trigger:

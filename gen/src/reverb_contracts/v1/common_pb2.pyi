@@ -254,12 +254,28 @@ class FunctionDefinition(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TRIGGERS_FIELD_NUMBER: _builtins.int
     RETRIES_FIELD_NUMBER: _builtins.int
+    ON_FAILURE_FIELD_NUMBER: _builtins.int
+    START_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    FINISH_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique across all apps, e.g. "handle-sign-up"."""
     name: _builtins.str
     """A human-readable name; defaults to the id."""
     retries: _builtins.int
     """Retries after the first attempt (so attempts = retries + 1)."""
+    on_failure: _builtins.str
+    """--- Replaying and recovering (replay's fields 15-19) ---
+    The id of the function (of the same app) that runs, as a run of its own on the
+    event `reverb/function.failed`, when a run of this one fails for good; empty: none.
+    """
+    start_timeout_ms: _builtins.int
+    """A run that has not started within this many milliseconds of being queued fails
+    with FunctionTimeout; 0: no limit.
+    """
+    finish_timeout_ms: _builtins.int
+    """A run that has not ended within this many milliseconds of starting fails with
+    FunctionTimeout; 0: no limit.
+    """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]: ...
     def __init__(
@@ -269,10 +285,13 @@ class FunctionDefinition(_message.Message):
         name: _builtins.str = ...,
         triggers: _abc.Iterable[Global___Trigger] | None = ...,
         retries: _builtins.int = ...,
+        on_failure: _builtins.str = ...,
+        start_timeout_ms: _builtins.int = ...,
+        finish_timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "retries", b"retries", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

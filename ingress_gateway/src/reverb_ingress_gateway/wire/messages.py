@@ -171,6 +171,9 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
             id=record.id,
             name=record.name,
             retries=record.retries,
+            on_failure=record.on_failure or "",
+            start_timeout_ms=_milliseconds(record.start_timeout),
+            finish_timeout_ms=_milliseconds(record.finish_timeout),
             triggers=[_trigger_message(trigger) for trigger in record.triggers],
         ),
     )
@@ -207,10 +210,32 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
                 name=function.name or function.id,
                 retries=function.retries,
                 triggers=tuple(_trigger(trigger) for trigger in function.triggers),
+                on_failure=function.on_failure or None,
+                start_timeout=_timeout(function.start_timeout_ms, function.id, "start"),
+                finish_timeout=_timeout(function.finish_timeout_ms, function.id, "finish"),
             )
             for function in message.functions
         ),
     )
+
+
+# Ten years: a longer timeout is a mistake (and PostgreSQL's interval holds it).
+MAX_TIMEOUT_MS = 10 * 366 * 24 * 3600 * 1000
+
+
+def _timeout(milliseconds: int, function_id: str, which: str) -> timedelta | None:
+    if milliseconds == 0:
+        return None
+    if not 0 < milliseconds <= MAX_TIMEOUT_MS:
+        raise InvalidArgument(
+            f"function {function_id!r}: {which}_timeout_ms must be between 1 and"
+            f" {MAX_TIMEOUT_MS} (ten years), not {milliseconds}"
+        )
+    return timedelta(milliseconds=milliseconds)
+
+
+def _milliseconds(limit: timedelta | None) -> int:
+    return 0 if limit is None else limit // timedelta(milliseconds=1)
 
 
 def lease(

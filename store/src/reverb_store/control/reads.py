@@ -6,7 +6,7 @@ can pass them on without parsing. Lists are keyset-paginated: events by
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import orjson
@@ -103,6 +103,9 @@ class FunctionRecord:
     name: str
     retries: int
     triggers: tuple[TriggerRecord, ...]
+    on_failure: str | None = None
+    start_timeout: timedelta | None = None
+    finish_timeout: timedelta | None = None
 
 
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
@@ -259,7 +262,7 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 
 
 _FUNCTIONS = """
-SELECT f.id, f.app_id, f.name, f.retries,
+SELECT f.id, f.app_id, f.name, f.retries, f.on_failure, f.start_timeout, f.finish_timeout,
     coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
 GROUP BY f.id ORDER BY f.app_id, f.id
@@ -286,6 +289,9 @@ async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]
                 *(TriggerRecord(event=event) for event in row["events"]),
                 *schedules.get(row["id"], ()),
             ),
+            on_failure=row["on_failure"],
+            start_timeout=row["start_timeout"],
+            finish_timeout=row["finish_timeout"],
         )
         for row in rows
     ]

@@ -49,6 +49,11 @@ class FunctionDefinition:
     name: str
     retries: int
     triggers: tuple[TriggerDefinition, ...]
+    # The function of the same app that handles this one's failures (a run of its own).
+    on_failure: str | None = None
+    # From queued to the first invocation, and from then to the end; None: no limit.
+    start_timeout: timedelta | None = None
+    finish_timeout: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +72,35 @@ class FunctionOwnedByAnotherApp(Exception):
 
 
 def canonical_json(app: AppDefinition) -> bytes:
-    """The app's definitions as canonical JSON: sorted keys, functions by id."""
+    """The app's definitions as canonical JSON: sorted keys, functions by id. Options left
+    unset are left out, so that adding an option leaves the hash of definitions that do
+    not use it as it was."""
     document = {
         "id": app.id,
         "functions": [
-            {
-                "id": function.id,
-                "name": function.name,
-                "retries": function.retries,
-                "triggers": [_canonical_trigger(trigger) for trigger in function.triggers],
-            }
+            _canonical_function(function)
             for function in sorted(app.functions, key=lambda function: function.id)
         ],
     }
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def _canonical_function(function: FunctionDefinition) -> dict[str, object]:
+    document: dict[str, object] = {
+        "id": function.id,
+        "name": function.name,
+        "retries": function.retries,
+        "triggers": [_canonical_trigger(trigger) for trigger in function.triggers],
+    }
+    if function.on_failure is not None:
+        document["on_failure"] = function.on_failure
+    for key, limit in (
+        ("start_timeout_ms", function.start_timeout),
+        ("finish_timeout_ms", function.finish_timeout),
+    ):
+        if limit is not None:
+            document[key] = limit // timedelta(milliseconds=1)
+    return document
 
 
 def _canonical_trigger(trigger: TriggerDefinition) -> dict[str, object]:
@@ -101,10 +121,15 @@ def definition_hash(app: AppDefinition) -> str:
 
 
 _UPSERT_FUNCTIONS = """
-INSERT INTO reverb.functions AS f (id, app_id, name, retries)
-SELECT id, $1, name, retries FROM unnest($2::text[], $3::text[], $4::int[]) AS t (id, name, retries)
+INSERT INTO reverb.functions AS f
+    (id, app_id, name, retries, on_failure, start_timeout, finish_timeout)
+SELECT id, $1, name, retries, on_failure, start_timeout, finish_timeout
+FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::interval[], $7::interval[])
+    AS t (id, name, retries, on_failure, start_timeout, finish_timeout)
 ON CONFLICT (id) DO UPDATE
-    SET name = excluded.name, retries = excluded.retries, updated_at = now()
+    SET name = excluded.name, retries = excluded.retries, on_failure = excluded.on_failure,
+        start_timeout = excluded.start_timeout, finish_timeout = excluded.finish_timeout,
+        updated_at = now()
     WHERE f.app_id = excluded.app_id
 RETURNING id
 """
@@ -190,6 +215,9 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
         ids,
         [function.name for function in app.functions],
         [function.retries for function in app.functions],
+        [function.on_failure for function in app.functions],
+        [function.start_timeout for function in app.functions],
+        [function.finish_timeout for function in app.functions],
     )
     if len(written) != len(ids):
         mine = {row["id"] for row in written}

@@ -2,6 +2,7 @@
 invokes, finals."""
 
 from reverb_store.execution.admission import claim_run, prepare_claim
+from reverb_store.execution.failures import FAILED_EVENT, announce_failure
 from reverb_store.execution.fanout import (
     Driver,
     RunStart,
@@ -66,6 +67,7 @@ __all__ = [
     "Driver",
     "ErrorRecord",
     "EventRecord",
+    "FAILED_EVENT",
     "Freed",
     "FunctionRef",
     "Gate",
@@ -88,6 +90,7 @@ __all__ = [
     "SuspendOutcome",
     "TriggeredRun",
     "Verdict",
+    "announce_failure",
     "claim_run",
     "commit_outputs",
     "complete_run",

@@ -15,6 +15,7 @@ from typing import Literal
 import asyncpg
 
 from reverb_store import jobs
+from reverb_store.execution.failures import announce_failure
 from reverb_store.execution.gates import NO_GATES, Gates, tell_freed
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ErrorRecord, RunStatus
@@ -202,7 +203,9 @@ async def fail_run(
     error: ErrorRecord,
     gates: Gates = NO_GATES,
 ) -> bool:
-    """Fail the run for good; a parent waiting on it sees the error. False if not ours."""
+    """Fail the run for good; a parent waiting on it sees the error, and the failure is
+    announced (`failures`: the `reverb/function.failed` event, the on_failure handler's
+    run). False if not ours."""
     async with connection.transaction():
         row = await connection.fetchrow(
             _ENDING + "UPDATE reverb.runs SET status = 'failed', error = $3::jsonb, job_id = NULL,"
@@ -218,5 +221,6 @@ async def fail_run(
         if row["parent_run_id"] is not None:
             parent_run_id, parent_step_id = row["parent_run_id"], row["parent_step_id"]
             await resume_parent(connection, parent_run_id, parent_step_id, error=error)
+        await announce_failure(connection, run_id, error, gates)
         await tell_freed(connection, gates, row, "failed")
         return True
