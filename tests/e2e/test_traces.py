@@ -86,7 +86,7 @@ def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
 
 
 def complete(spans: list[ReceivedSpan]) -> bool:
-    return len(named(spans, "invoke traced")) == 3 and bool(named(spans, "step last"))
+    return len(named(spans, "invoke traced")) == 3 and bool(named(spans, "run traced"))
 
 
 async def test_a_run_is_one_trace_exported_over_otlp(
@@ -116,16 +116,37 @@ async def test_a_run_is_one_trace_exported_over_otlp(
     assert fan_out.service == "reverb-worker"
     assert parent(fan_out) is request
 
+    # The run's span lasts from its creation to its end, across its three invocations
+    # (the first, after the step's retry, after the sleep) and the sleep.
+    (whole,) = named(ours, "run traced")
+    assert whole.service == "reverb-worker"
+    assert parent(whole) is fan_out
+    assert whole.attributes["reverb.run.id"] == run["id"]
+    assert whole.attributes["reverb.function.id"] == "traced"
+    assert whole.attributes["reverb.event.id"] == run["event_id"]
+    assert whole.attributes["reverb.event.name"] == "trace.test"
+    assert whole.attributes["reverb.run.status"] == "completed"
+    advances = named(ours, "advance_run")
+    assert len(advances) == 3
+    assert {parent(span).span_id for span in advances} == {whole.span_id}
     invocations = named(ours, "invoke traced")
     assert len(invocations) == 3
     assert {span.service for span in invocations} == {"reverb-host"}
     for invocation in invocations:
         assert invocation.attributes["reverb.run.id"] == run["id"]
+        assert invocation.attributes["reverb.function.id"] == "traced"
         assert parent(invocation).name == "advance_run"
+
+    # The sleep's span has its real duration (at least the second asked for), in the run.
+    (nap,) = named(ours, "sleep nap")
+    assert parent(nap) is whole
+    assert nap.attributes["reverb.step.id"] == "nap"
+    assert nap.seconds >= 1.0
+    assert whole.seconds >= nap.seconds
 
     # Three attempts' worth of step spans: first once, flaky twice (failed, then not), last.
     flaky = sorted(named(ours, "step flaky"), key=lambda span: span.span.start_time_unix_nano)
-    assert len(flaky) == 2
+    assert [span.attributes["reverb.attempt"] for span in flaky] == [0, 1]
     failed, succeeded = flaky
     assert failed.span.status.code == failed.span.status.STATUS_CODE_ERROR
     assert [event.name for event in failed.span.events] == ["exception"]
@@ -133,6 +154,8 @@ async def test_a_run_is_one_trace_exported_over_otlp(
     assert exception["exception.type"] == "RuntimeError"
     assert exception["exception.message"] == "flaky the first time"
     assert succeeded.span.status.code != succeeded.span.status.STATUS_CODE_ERROR
+    (first,) = named(ours, "step first")
+    assert first.attributes["reverb.attempt"] == 0
     (last,) = named(ours, "step last")
     assert last.attributes["reverb.step.id"] == "last"
     assert parent(last).name == "invoke traced"

@@ -15,9 +15,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
@@ -27,6 +25,7 @@ from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2, ingr
 from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostStub
 from reverb_function_host import Host, HostSettings, start
 from tests.integration.signed_starts import sign_start
+from tests.tracing import recorded_spans
 
 if TYPE_CHECKING:
     from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostAsyncStub
@@ -177,14 +176,7 @@ async def test_the_host_registers_its_app_and_address_retrying_until_accepted() 
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    """Finished spans, recorded by the process's tracer provider (installed if none is)."""
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return recorded_spans()
 
 
 async def test_an_invocation_and_its_steps_join_the_callers_trace(

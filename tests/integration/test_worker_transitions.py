@@ -342,11 +342,20 @@ async def test_resolving_and_loading_in_one_statement_matches_the_separate_queri
         await steps.retrying_attempts(connection, separate),
     )
 
-    memo, retrying = await steps.resolve_and_load(connection, combined)
+    loaded = await steps.resolve_and_load(connection, combined)
+    memo, retrying = loaded.memo, loaded.retrying_attempts
 
     assert (memo, retrying) == expected
     assert [entry.step_id for entry in memo] == ["first", "nap", "later", "call", "flaky"]
     assert retrying == 2
+    # The step run again now, with its failures so far; the waits this claim resolved.
+    assert loaded.step_attempts == {"due": 2}
+    assert [(wait.step_id, wait.kind) for wait in loaded.resolved] == [
+        ("nap", "sleep"),
+        ("call", "invoke"),
+    ]
+    assert loaded.resolved[0].error is None
+    assert loaded.resolved[1].error is not None and loaded.resolved[1].error.type == "InvokeTimeout"
     assert await connection.fetchval(
         "SELECT array_agg(status ORDER BY seq) FROM reverb.steps WHERE run_id = $1", combined
     ) == ["completed", "completed", "sleeping", "failed", "retrying", "retrying"]

@@ -1,5 +1,7 @@
 """Trace context read from traceparents; per-step spans skipped only when nothing exports."""
 
+import uuid
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -12,6 +14,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from reverb_telemetry import context_from_traceparent, spans_exported
 from reverb_telemetry.export import ExportConfigurationError, span_exporter
+from reverb_telemetry.runs import run_context, run_span, run_trace
 from reverb_telemetry.tracing import tracer_provider
 
 PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
@@ -97,3 +100,41 @@ def test_the_service_name_defaults_per_service_and_otel_service_name_wins(
 
     monkeypatch.setenv("OTEL_SERVICE_NAME", "shop-host")
     assert tracer_provider("reverb-host", {}).resource.attributes["service.name"] == "shop-host"
+
+
+def test_a_runs_span_ids_come_from_its_id() -> None:
+    run_id = "01a235af-51d1-7cd5-9cb2-62608374f17e"
+    value = uuid.UUID(run_id).int
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    joined = run_trace(run_id, traceparent)
+    alone = run_trace(run_id, None)
+
+    assert joined is not None and alone is not None
+    assert joined.span_id == alone.span_id == value & (2**64 - 1)
+    assert joined.started_ns == alone.started_ns == (value >> 80) * 1_000_000
+    assert joined.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    # A run no request started (no traceparent stored) is a trace named after its id.
+    assert alone.trace_id == value
+    assert run_trace("run-7", None) is None
+    assert run_trace(str(uuid.uuid4()), None) is None
+
+
+def test_a_runs_span_is_made_with_its_own_ids_and_start() -> None:
+    exporter = InMemorySpanExporter()
+    provider = tracer_provider("reverb-worker", {})
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    run_id = "01a235af-51d1-7cd5-9cb2-62608374f17e"
+    child_parent = trace.get_current_span(run_context(run_id, None)).get_span_context()
+
+    span = run_span(provider.get_tracer("test"), run_id, None, "run f", {})
+    assert span is not None
+    span.end()
+
+    (made,) = exporter.get_finished_spans()
+    assert made.context is not None and made.parent is None
+    assert (made.context.trace_id, made.context.span_id) == (
+        child_parent.trace_id,
+        child_parent.span_id,
+    )
+    assert made.start_time == run_trace(run_id, None).started_ns  # type: ignore[union-attr]

@@ -1,5 +1,6 @@
 """What the worker's frames on a Session say, as plain data (the wire package decodes them)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -41,11 +42,13 @@ class Answer(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Begin:
     """A Start frame: the invocation to run, the W3C traceparent of its parent span, and
-    how its answers are signed (None on an insecure host)."""
+    how its answers are signed (None on an insecure host); `step_attempts`: the earlier
+    failures of each step it runs again (for its spans)."""
 
     invocation: Invocation
     traceparent: str
     seal: Seal | None = None
+    step_attempts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,20 +12,21 @@ session (or goes away), every invocation still running is abandoned.
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 import reverb
 from reverb.engine_errors import HOST_ERROR, UNAUTHENTICATED
 from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
 from reverb.execution import StepReport as Report
 from reverb_function_host.frames import Answer, Begin, Cancel, Refused, Seal, WorkerMessage
-from reverb_telemetry import context_from_traceparent, spans_exported
+from reverb_telemetry import context_from_traceparent, record_error, spans_exported
 
 tracer = trace.get_tracer("reverb.function_host")
 log = structlog.get_logger("reverb.function_host")
@@ -131,7 +132,7 @@ class Session:
                 },
             )
             parent = trace.set_span_in_context(span, parent)
-            step_scope = _step_span
+            step_scope = functools.partial(_step_span, begin.step_attempts)
         # Without an exporter no span is made (one per step would cost more than the rest
         # of the step's engine work); the function still runs in the caller's trace.
         execution = Execution(
@@ -202,13 +203,19 @@ def _record_end(span: trace.Span, message: Message) -> None:
     outcome = type(message).__name__
     span.set_attribute("reverb.outcome", outcome)
     if isinstance(message, RunFailed):
-        span.set_status(trace.StatusCode.ERROR, f"{message.error.type}: {message.error.message}")
+        error = message.error
+        record_error(span, error.type, error.message, error.stack)
     span.end()
 
 
 @contextmanager
-def _step_span(step_id: str, name: str) -> Iterator[object]:
-    with tracer.start_as_current_span(
-        f"step {name}", attributes={"reverb.step.id": step_id}
-    ) as span:
+def _step_span(attempts: Mapping[str, int], step_id: str, name: str) -> Iterator[object]:
+    """The span of one attempt at a step.run, current while its code runs (so the spans
+    of instrumented libraries it calls are its children); an exception it raises is
+    recorded on it (status and an `exception` event)."""
+    attributes: dict[str, AttributeValue] = {
+        "reverb.step.id": step_id,
+        "reverb.attempt": attempts.get(step_id, 0),
+    }
+    with tracer.start_as_current_span(f"step {name}", attributes=attributes) as span:
         yield span

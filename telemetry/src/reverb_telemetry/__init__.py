@@ -7,6 +7,7 @@ from reverb_telemetry.tracing import (
     context_from_traceparent,
     current_traceparent,
     grpc_metadata,
+    record_error,
     spans_exported,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "context_from_traceparent",
     "current_traceparent",
     "grpc_metadata",
+    "record_error",
     "spans_exported",
 ]

@@ -22,24 +22,29 @@ from reverb_telemetry.export import span_exporter
 
 _propagator = TraceContextTextMapPropagator()
 
-_preset: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "reverb_preset_span_id", default=None
+_preset: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "reverb_preset_ids", default=None
 )
 
 
 class PresetIds(RandomIdGenerator):
-    """Random ids, except inside `preset_span_id`: a span whose id was known before it
-    began (a run's, which its invocations name as their parent while it lasts)."""
+    """Random ids, except inside `preset_ids`: a span whose ids were known before it began
+    (a run's, which its invocations name as their parent while it lasts). The trace id is
+    used only by a span without a parent."""
 
     def generate_span_id(self) -> int:
         preset = _preset.get()
-        return super().generate_span_id() if preset is None else preset
+        return super().generate_span_id() if preset is None else preset[1]
+
+    def generate_trace_id(self) -> int:
+        preset = _preset.get()
+        return super().generate_trace_id() if preset is None else preset[0]
 
 
 @contextlib.contextmanager
-def preset_span_id(span_id: int) -> Iterator[None]:
-    """The span started inside gets `span_id` (with a provider from `tracer_provider`)."""
-    token = _preset.set(span_id)
+def preset_ids(trace_id: int, span_id: int) -> Iterator[None]:
+    """The span started inside gets these ids (with a provider from `tracer_provider`)."""
+    token = _preset.set((trace_id, span_id))
     try:
         yield
     finally:
@@ -138,3 +143,13 @@ def context_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) ->
         for key, value in (metadata or ())
     }
     return _propagator.extract(carrier)
+
+
+def record_error(span: trace.Span, error_type: str, message: str, stack: str) -> None:
+    """Record an error Reverb reports (not a live exception: a step's or a run's stored
+    error) as the span's status and an `exception` event, as the SDK records exceptions."""
+    span.set_status(trace.StatusCode.ERROR, f"{error_type}: {message}")
+    span.add_event(
+        "exception",
+        {"exception.type": error_type, "exception.message": message, "exception.stacktrace": stack},
+    )

@@ -85,7 +85,7 @@ def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
     )
-    return Begin(invocation, message.traceparent, seal)
+    return Begin(invocation, message.traceparent, seal, dict(message.step_attempts))
 
 
 def _ack(message: function_host_pb2.Ack) -> Ack:

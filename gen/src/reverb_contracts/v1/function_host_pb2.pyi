@@ -242,6 +242,26 @@ class Start(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class StepAttemptsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     FUNCTION_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
@@ -250,6 +270,7 @@ class Start(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    STEP_ATTEMPTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     function_id: _builtins.str
     attempt: _builtins.int
@@ -274,6 +295,13 @@ class Start(_message.Message):
         a key refuses such a Start).
         """
 
+    @_builtins.property
+    def step_attempts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """0-based: for each step this invocation runs again after a failure, how many times it
+        failed before (a step not listed: never). Labels the step's spans (`reverb.attempt`);
+        not covered by the MAC: it changes nothing the host runs.
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +313,11 @@ class Start(_message.Message):
         traceparent: _builtins.str = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         auth: Global___StartAuth | None = ...,
+        step_attempts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "auth", b"auth", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "run_id", b"run_id", "traceparent", b"traceparent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "auth", b"auth", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "run_id", b"run_id", "step_attempts", b"step_attempts", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

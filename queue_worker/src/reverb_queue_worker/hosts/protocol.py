@@ -4,7 +4,8 @@
 """
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reverb_store import NewEvent
@@ -23,6 +24,8 @@ class Start:
     attempt: int
     traceparent: str | None
     deadline: datetime
+    # For each step run again after failing: its failures so far (labels its spans).
+    step_attempts: Mapping[StepId, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ def _fill_start(message: function_host_pb2.Start, start: protocol.Start) -> None
     message.memo.extend(_memo_to_wire(entry) for entry in start.memo)
     message.attempt = start.attempt
     message.traceparent = start.traceparent or ""
+    for step_id, failures in start.step_attempts.items():
+        message.step_attempts[step_id] = failures
     _set_timestamp(message.deadline, start.deadline)
 
 

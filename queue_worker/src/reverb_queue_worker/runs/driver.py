@@ -14,7 +14,7 @@ from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.runs.finals import finish
 from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
-from reverb_queue_worker.spans import job_span, traceparent_within
+from reverb_queue_worker.spans import job_span, run_ended, traceparent_within, waits_resolved
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord, Hold, Refusal
 from reverb_store.ids import RunId
@@ -35,7 +35,12 @@ async def advance_run(
     a new `advance_run` job after a growing delay (no function attempt counted).
     """
     job_id = job.id
-    with job_span("advance_run", payload.traceparent, {"reverb.run.id": payload.run_id}) as span:
+    with job_span(
+        "advance_run",
+        payload.traceparent,
+        {"reverb.run.id": payload.run_id},
+        run_id=payload.run_id,
+    ) as span:
         if claim is None:
             async with acquire(services.pool) as connection:
                 claimed = await execution.claim_run(
@@ -56,6 +61,8 @@ async def advance_run(
             return
         span.set_attribute("reverb.function.id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)
+        span.set_attribute("reverb.attempt", claim.attempt)
+        waits_resolved(claim)
         log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
         if not claim.registered:
             await _fail_removed(services, claim, job, log)
@@ -136,6 +143,7 @@ async def _fail_removed(
         failed = await execution.fail_run(connection, claim.run_id, job.id, error, services.gates)
     if failed:
         log.warning("run failed: its function was removed", error_type=error.type)
+        run_ended(claim, "failed", error)
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

@@ -14,6 +14,7 @@ from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.runs.invocation import InvocationEnd
 from reverb_queue_worker.services import Services
+from reverb_queue_worker.spans import run_ended
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord
 from reverb_store.execution.completions import RunCompletion
@@ -34,6 +35,7 @@ async def finish(
         services, claim, job_id, final, log
     ):
         log.info("run completed")
+        run_ended(claim, "completed")
         return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
@@ -91,6 +93,7 @@ async def _complete(
         return
     if done:
         log.info("run completed")
+        run_ended(claim, "completed")
     else:
         log.warning(
             "run no longer driven by this job (cancelled or taken over)", ending="completed"
@@ -122,5 +125,6 @@ async def _fail(
             return
     elif await execution.fail_run(connection, claim.run_id, job.id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
+        run_ended(claim, "failed", final.error)
         return
     log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")

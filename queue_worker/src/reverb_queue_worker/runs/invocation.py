@@ -97,6 +97,7 @@ class Invocation:
             attempt=claim.start_attempt,
             traceparent=self._traceparent,
             deadline=datetime.now(UTC) + timeout,
+            step_attempts=claim.step_attempts,
         )
         try:
             channel = await self._services.hosts.open(

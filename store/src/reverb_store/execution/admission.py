@@ -40,8 +40,8 @@ from reverb.engine_errors import RUN_SKIPPED
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refusal
 from reverb_store.execution.invokes import resume_parent
-from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord, MemoEntry
-from reverb_store.execution.steps import resolve_and_load
+from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
+from reverb_store.execution.steps import LoadedSteps, resolve_and_load
 from reverb_store.ids import JobId, RunId
 
 _CLAIMABLE = "(status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))"
@@ -80,6 +80,10 @@ FOR UPDATE
 """
 
 
+# A run's first invocation has no steps yet.
+_NO_STEPS = LoadedSteps((), None, {}, ())
+
+
 async def claim_run(
     connection: asyncpg.Connection,
     run_id: RunId,
@@ -116,11 +120,10 @@ async def claim_run(
     # A run's first invocation has no steps yet (an invocation the host never got is
     # given back by `release_run`), but for a replay forked from a step: nothing to
     # resolve or load.
-    memo: tuple[MemoEntry, ...] = ()
-    retrying_step_attempts = None
+    loaded = _NO_STEPS
     registered: bool = first["registered"]
     if (first["invocations"] > 1 or first["forked"]) and registered:
-        memo, retrying_step_attempts = await resolve_and_load(connection, run_id)
+        loaded = await resolve_and_load(connection, run_id)
     return ClaimedRun(
         run_id=run_id,
         function_id=first["function_id"],
@@ -134,9 +137,11 @@ async def claim_run(
             for row in rows
             if row["event_id"] is not None
         ),
-        memo=memo,
-        retrying_step_attempts=retrying_step_attempts,
+        memo=loaded.memo,
+        retrying_step_attempts=loaded.retrying_attempts,
         registered=registered,
+        step_attempts=loaded.step_attempts,
+        resolved_waits=loaded.resolved,
     )
 
 

@@ -1,6 +1,7 @@
 """The values the run driver reads from and writes to the store: plain dataclasses."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -62,6 +63,18 @@ class MemoEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolvedWait:
+    """A wait a claim resolved: a sleep that ended, an invoke whose timeout passed."""
+
+    step_id: StepId
+    name: str
+    kind: StepKind
+    started_at: datetime | None
+    # Set when the wait failed (an invoke's timeout).
+    error: ErrorRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedRun:
     """A run this job now drives, with everything its invocation starts from."""
 
@@ -80,6 +93,10 @@ class ClaimedRun:
     # False when the run's function is no longer registered (a redeploy removed it):
     # the driver fails the run with FunctionRemoved instead of invoking a host.
     registered: bool = True
+    # The failures so far of each step this invocation runs again (labels its spans).
+    step_attempts: Mapping[StepId, int] = field(default_factory=dict)
+    # The waits the claim resolved (each gets a span of its real duration).
+    resolved_waits: tuple[ResolvedWait, ...] = ()
 
     @property
     def start_attempt(self) -> int:

@@ -1,6 +1,7 @@
 """Step checkpoints: outputs (batched), failures with retries, sleeps, and reading them back."""
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -10,6 +11,7 @@ from reverb_store.execution.records import (
     ErrorRecord,
     MemoEntry,
     OutputCommit,
+    ResolvedWait,
     StepKind,
     StepOutput,
     StepState,
@@ -248,6 +250,8 @@ WITH slept AS (
     RETURNING id
 )
 SELECT s.id, s.attempts, s.status = 'retrying' AND s.wake_at > now() AS retry_later,
+       s.name, s.kind, s.started_at,
+       s.id IN (SELECT id FROM slept) OR s.id IN (SELECT id FROM timed_out) AS resolved,
        CASE WHEN s.id IN (SELECT id FROM slept) THEN 'completed'
             WHEN s.id IN (SELECT id FROM timed_out) THEN 'failed'
             ELSE s.status END AS status,
@@ -262,9 +266,20 @@ ORDER BY s.seq
 _IN_MEMO = frozenset(("completed", "failed", "sleeping", "waiting"))
 
 
-async def resolve_and_load(
-    connection: asyncpg.Connection, run_id: RunId
-) -> tuple[tuple[MemoEntry, ...], int | None]:
+@dataclass(frozen=True, slots=True)
+class LoadedSteps:
+    """What a claim reads of a run's steps (`resolve_and_load`)."""
+
+    memo: tuple[MemoEntry, ...]
+    # The highest failure count among steps waiting for a retry, if any.
+    retrying_attempts: int | None
+    # The failures so far of each step whose retry is due (the invocation runs it again).
+    step_attempts: dict[StepId, int]
+    # The waits this claim resolved (sleeps ended, invokes timed out), for their spans.
+    resolved: tuple[ResolvedWait, ...]
+
+
+async def resolve_and_load(connection: asyncpg.Connection, run_id: RunId) -> LoadedSteps:
     """`resolve_due`, then `load_memo` and `retrying_attempts`, in one round trip."""
     rows = await connection.fetch(_RESOLVE_AND_LOAD, run_id, _INVOKE_TIMEOUT_JSON)
     memo = tuple(
@@ -273,7 +288,26 @@ async def resolve_and_load(
         if row["status"] in _IN_MEMO or row["retry_later"]
     )
     retrying = [row["attempts"] for row in rows if row["status"] == "retrying"]
-    return memo, max(retrying) if retrying else None
+    return LoadedSteps(
+        memo,
+        max(retrying) if retrying else None,
+        {
+            row["id"]: row["attempts"]
+            for row in rows
+            if row["status"] == "retrying" and not row["retry_later"]
+        },
+        tuple(
+            ResolvedWait(
+                row["id"],
+                row["name"],
+                row["kind"],
+                row["started_at"],
+                ErrorRecord.from_json(row["error"]) if row["status"] == "failed" else None,
+            )
+            for row in rows
+            if row["resolved"]
+        ),
+    )
 
 
 async def retrying_attempts(connection: asyncpg.Connection, run_id: RunId) -> int | None:
