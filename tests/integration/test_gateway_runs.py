@@ -237,6 +237,9 @@ async def test_functions_are_listed_with_their_triggers(
                         "skipped": 0,
                     }
                 ],
+                "on_failure": "",
+                "start_timeout_ms": 0,
+                "finish_timeout_ms": 0,
             },
             {
                 "id": "handle-sign-up",
@@ -244,6 +247,9 @@ async def test_functions_are_listed_with_their_triggers(
                 "app_id": "shop",
                 "retries": 4,
                 "triggers": [{"event": "user.signed_up"}],
+                "on_failure": "",
+                "start_timeout_ms": 0,
+                "finish_timeout_ms": 0,
             },
         ]
     }
