@@ -102,6 +102,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
                 _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/reverb.v1.Ingress/CancelRun',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.CancelRuns = channel.unary_unary(
+                '/reverb.v1.Ingress/CancelRuns',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -237,6 +247,35 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRun(self, request, context):
+        """Control over runs in flight (cancel, pause, resume).
+
+        Cancel a run, and the runs it invoked.
+
+        A queued, sleeping, waiting or paused run is cancelled at once. A running
+        run is cancelled at once too, and stops at its next step boundary: the step
+        running now finishes and its output is committed, and no further step
+        starts. The runs it invoked are cancelled with it, and a parent waiting on
+        it sees its invoke step fail with RunCancelled. Cancelling a cancelled run
+        again answers the run as it is; a run that completed or failed cannot be
+        cancelled (failed_precondition). Answers the run as GET /runs/{id} does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRuns(self, request, context):
+        """Cancel a function's runs created in a time range.
+
+        Every run of the function created at or after `from` and before `to` that
+        has not ended (or only those in `status`) is cancelled as CancelRun
+        cancels one, with the runs it invoked. Answers how many of the function's
+        runs were cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +343,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ReplayRuns,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'CancelRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRuns,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -660,6 +709,60 @@ class Ingress:
             '/reverb.v1.Ingress/ReplayRuns',
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/CancelRun',
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/CancelRuns',
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

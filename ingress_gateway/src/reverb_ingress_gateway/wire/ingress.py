@@ -86,6 +86,23 @@ class IngressServicer:
         )
         return messages.list_webhook_deliveries_response(page)
 
+    async def CancelRun(
+        self, request: ingress_pb2.CancelRunRequest
+    ) -> ingress_pb2.CancelRunResponse:
+        run, steps = await self._service.cancel_run(request.id)
+        return ingress_pb2.CancelRunResponse(run=messages.run(run, steps))
+
+    async def CancelRuns(
+        self, request: ingress_pb2.CancelRunsRequest
+    ) -> ingress_pb2.CancelRunsResponse:
+        count = await self._service.cancel_runs(
+            request.function_id,
+            messages.optional_time(request, "created_from", "from"),
+            messages.optional_time(request, "created_to", "to"),
+            messages.run_status(request.status),
+        )
+        return ingress_pb2.CancelRunsResponse(count=count)
+
     async def ReplayWebhookDelivery(
         self, request: ingress_pb2.ReplayWebhookDeliveryRequest
     ) -> ingress_pb2.ReplayWebhookDeliveryResponse:

@@ -34,6 +34,7 @@ RUN_STATUSES: dict[RunStatus, ingress_pb2.RunStatus.ValueType] = {
     "running": ingress_pb2.RUN_STATUS_RUNNING,
     "sleeping": ingress_pb2.RUN_STATUS_SLEEPING,
     "waiting": ingress_pb2.RUN_STATUS_WAITING,
+    "paused": ingress_pb2.RUN_STATUS_PAUSED,
     "completed": ingress_pb2.RUN_STATUS_COMPLETED,
     "failed": ingress_pb2.RUN_STATUS_FAILED,
     "cancelled": ingress_pb2.RUN_STATUS_CANCELLED,
@@ -129,6 +130,27 @@ def step(record: StepRecord) -> ingress_pb2.Step:
         wake_at=_optional_timestamp(record.wake_at),
         child_run_id=record.child_run_id,
     )
+
+
+def run_status(value: ingress_pb2.RunStatus.ValueType) -> RunStatus | None:
+    """A status given in a request; None when unset."""
+    if value == ingress_pb2.RUN_STATUS_UNSPECIFIED:
+        return None
+    if value not in _STATUS_NAMES:
+        raise InvalidArgument(f"unknown run status {value}")
+    return _STATUS_NAMES[value]
+
+
+def optional_time(request: Message, field: str, name: str) -> datetime | None:
+    """A Timestamp field of a request as a UTC datetime; None when unset. `name` is the
+    field's name in errors (its HTTP name)."""
+    if not request.HasField(field):
+        return None
+    try:
+        value: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{name} is out of range") from None
+    return value
 
 
 def run_filter(request: ingress_pb2.ListRunsRequest) -> RunFilter:

@@ -58,6 +58,11 @@ async def advance_run(
             claim = claimed
         if claim is None:
             _log.debug("run not claimable", run_id=payload.run_id, job_id=job_id)
+            # A job taking over a run cancelled while its crashed predecessor drove it.
+            async with acquire(services.pool) as connection:
+                await execution.let_go_cancelled(
+                    connection, RunId(payload.run_id), job_id, services.gates
+                )
             return
         span.set_attribute("reverb.function.id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)

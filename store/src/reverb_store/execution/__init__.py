@@ -2,6 +2,13 @@
 invokes, finals."""
 
 from reverb_store.execution.admission import claim_run, prepare_claim
+from reverb_store.execution.cancellation import (
+    CANCELLABLE,
+    cancel_run,
+    cancel_runs,
+    cancelled_error,
+    let_go_cancelled,
+)
 from reverb_store.execution.failures import FAILED_EVENT, announce_failure
 from reverb_store.execution.fanout import (
     Driver,
@@ -41,6 +48,7 @@ from reverb_store.execution.records import (
     StepState,
     StepStatus,
     StepTiming,
+    StopReason,
 )
 from reverb_store.execution.runs import (
     SuspendOutcome,
@@ -58,10 +66,12 @@ from reverb_store.execution.steps import (
     record_sleep,
     resolve_due,
     step_state,
+    stop_reason,
 )
 
 __all__ = [
     "ADMIT",
+    "CANCELLABLE",
     "Admit",
     "Candidate",
     "ClaimedRun",
@@ -89,15 +99,20 @@ __all__ = [
     "StepState",
     "StepStatus",
     "StepTiming",
+    "StopReason",
     "SuspendOutcome",
     "TriggeredRun",
     "Verdict",
     "announce_failure",
+    "cancel_run",
+    "cancel_runs",
+    "cancelled_error",
     "claim_run",
     "commit_outputs",
     "complete_run",
     "create_runs",
     "fail_run",
+    "let_go_cancelled",
     "live_hosts",
     "load_memo",
     "prepare_claim",
@@ -112,6 +127,7 @@ __all__ = [
     "start_child",
     "start_runs",
     "step_state",
+    "stop_reason",
     "suspend_run",
     "wake",
 ]
