@@ -97,8 +97,8 @@ class IngressServicer:
     ) -> ingress_pb2.CancelRunsResponse:
         count = await self._service.cancel_runs(
             request.function_id,
-            messages.optional_time(request, "created_from", "from"),
-            messages.optional_time(request, "created_to", "to"),
+            messages.optional_time(request, "created_from"),
+            messages.optional_time(request, "created_to"),
             messages.run_status(request.status),
         )
         return ingress_pb2.CancelRunsResponse(count=count)

@@ -132,27 +132,6 @@ def step(record: StepRecord) -> ingress_pb2.Step:
     )
 
 
-def run_status(value: ingress_pb2.RunStatus.ValueType) -> RunStatus | None:
-    """A status given in a request; None when unset."""
-    if value == ingress_pb2.RUN_STATUS_UNSPECIFIED:
-        return None
-    if value not in _STATUS_NAMES:
-        raise InvalidArgument(f"unknown run status {value}")
-    return _STATUS_NAMES[value]
-
-
-def optional_time(request: Message, field: str, name: str) -> datetime | None:
-    """A Timestamp field of a request as a UTC datetime; None when unset. `name` is the
-    field's name in errors (its HTTP name)."""
-    if not request.HasField(field):
-        return None
-    try:
-        value: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidArgument(f"{name} is out of range") from None
-    return value
-
-
 def run_filter(request: ingress_pb2.ListRunsRequest) -> RunFilter:
     statuses = []
     for status in request.statuses:
