@@ -178,7 +178,7 @@ async def test_functions_and_events(engine: Engine) -> None:
     listed = await engine.cli("functions")
     assert listed.code == 0, listed
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert set(rows) == {"greet", "charge"}
+    assert set(rows) == {"greet", "charge", "nap"}
     assert "event cli.greet" in rows["greet"]
     assert rows["greet"].split()[1] == "cli-test"
 
