@@ -83,15 +83,18 @@ class IngressService:
             span.set_attribute("reverb.event.name", sorted({event.name for event in events}))
         return ids
 
-    async def get_event(self, event_id: str) -> tuple[EventRecord, list[RunRecord]]:
-        """The event and the runs it triggered."""
+    async def get_event(
+        self, event_id: str
+    ) -> tuple[EventRecord, list[RunRecord], list[execution.SkippedRun]]:
+        """The event, the runs it triggered, and the runs it did not start."""
         validation.check_text(_required(event_id, "id"), "id")
         async with self._connection() as connection:
             event = await store.get_event(connection, event_id)
             if event is None:
                 raise NotFound(f"no event with id {event_id!r}")
             runs = await store.runs_of_event(connection, event.id)
-        return event, runs
+            skipped = await execution.skips_of_event(connection, event.id)
+        return event, runs, skipped
 
     async def list_events(self, name: str, page_size: int, page_token: str) -> Page[EventRecord]:
         validation.check_text(name, "name")

@@ -25,7 +25,7 @@ from reverb_store.control import (
     TriggerDefinition,
     TriggerRecord,
 )
-from reverb_store.execution import RunStatus, StepKind, StepStatus
+from reverb_store.execution import RunStatus, SkippedRun, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
 from reverb_store.webhooks import DeliveryRecord
 
@@ -295,10 +295,15 @@ _MAX_SECONDS = 366 * 86400.0
 
 
 def get_event_response(
-    record: EventRecord, runs: Sequence[RunRecord]
+    record: EventRecord, runs: Sequence[RunRecord], skipped: Sequence[SkippedRun] = ()
 ) -> ingress_pb2.GetEventResponse:
     return ingress_pb2.GetEventResponse(
-        event=event_record(record), runs=[run(item) for item in runs]
+        event=event_record(record),
+        runs=[run(item) for item in runs],
+        skipped=[
+            ingress_pb2.SkippedRun(function_id=item.function_id, reason=item.reason)
+            for item in skipped
+        ],
     )
 
 

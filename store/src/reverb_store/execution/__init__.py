@@ -59,6 +59,7 @@ from reverb_store.execution.runs import (
     suspend_run,
 )
 from reverb_store.execution.sends import send_events
+from reverb_store.execution.skips import PAUSED, SkippedRun, record_skips, skips_of_event
 from reverb_store.execution.steps import (
     commit_outputs,
     load_memo,
@@ -90,10 +91,12 @@ __all__ = [
     "ResolvedWait",
     "NO_GATES",
     "OutputCommit",
+    "PAUSED",
     "Refusal",
     "RunStart",
     "RunStatus",
     "Skip",
+    "SkippedRun",
     "StepKind",
     "StepOutput",
     "StepState",
@@ -118,12 +121,14 @@ __all__ = [
     "prepare_claim",
     "prepare_fan_out",
     "record_failure",
+    "record_skips",
     "record_sleep",
     "release_run",
     "resolve_due",
     "resume_parent",
     "retry_run",
     "send_events",
+    "skips_of_event",
     "start_child",
     "start_runs",
     "step_state",
