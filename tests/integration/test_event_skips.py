@@ -22,7 +22,7 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 async def _event(connection: asyncpg.Connection) -> EventId:
     async with connection.transaction():
         (event_id,) = await insert_events(connection, [NewEvent("order.paid", '{"id": 1}')])
-    return event_id
+    return EventId(event_id)
 
 
 async def test_an_event_lists_its_skipped_runs(
