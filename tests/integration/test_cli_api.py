@@ -255,3 +255,31 @@ async def test_cancel_a_run_and_a_functions_runs_in_a_range(engine: Engine) -> N
     assert ended.code == 0, "cancelling a cancelled run again is not an error"
     assert_user_error(await engine.cli("cancel"), "RUN_ID")
     assert_user_error(await engine.cli("cancel", "--function", "nap"), "--from")
+
+
+async def test_pause_and_resume_a_function(engine: Engine) -> None:
+    paused = await engine.cli("pause", "greet")
+    assert paused.code == 0, paused
+    assert paused.stdout.startswith("greet paused since ")
+    listed = await engine.cli("functions")
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert rows["greet"].split()[-1] == "paused"
+    assert not rows["charge"].rstrip().endswith("paused")
+
+    sent = await engine.cli("send", "cli.greet", "--data", '{"name": "Bo"}', "--id", "while-paused")
+    assert sent.code == 0, sent
+
+    async def skipped() -> bool:
+        event = (await engine.http.get("/events/while-paused")).json()
+        return bool(event["skipped"])
+
+    await eventually(skipped, what="the event to be skipped")
+
+    resumed = await engine.cli("resume", "greet", "--replay-skipped")
+    assert resumed.code == 0, resumed
+    assert resumed.stdout.strip() == (
+        "greet resumed: 0 paused run(s) go on, 1 skipped run(s) started"
+    )
+    run = await engine.finished_run("while-paused")
+    assert run["output"] == {"greeting": "hello Bo"}
+    assert_user_error(await engine.cli("pause", "no-such-function"), "not_found")

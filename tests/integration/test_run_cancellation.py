@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,12 +16,11 @@ import reverb
 from reverb import Context, StepError, event
 from reverb_function_host import Host
 from reverb_function_host import start as start_host
-from reverb_queue_worker import Worker
-from reverb_queue_worker import start as start_worker
 from reverb_store import execution, jobs
 from reverb_store.ids import FunctionId, RunId
 from tests.e2e.processes import eventually
-from tests.integration.test_worker_runs import Mesh, host_settings, register, worker_settings
+from tests.integration.test_worker_runs import host_settings
+from tests.integration.two_workers import Two, two_workers
 
 app = reverb.App("cancel-tests")
 # Per run: the step that blocks signals `entered`, and waits for `release`.
@@ -90,18 +88,6 @@ async def invoker(ctx: Context) -> dict[str, str]:
     return {"child": "returned"}
 
 
-@dataclass
-class Two:
-    """Two workers on one database, one host."""
-
-    mesh: Mesh
-    other: Worker
-
-    @property
-    def connection(self) -> asyncpg.Connection:
-        return self.mesh.connection
-
-
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
     running = await start_host(app, host_settings(), register_app=False)
@@ -111,22 +97,8 @@ async def host() -> AsyncIterator[Host]:
 
 @pytest.fixture
 async def two(database_url: str, connection: asyncpg.Connection, host: Host) -> AsyncIterator[Two]:
-    await register(connection, app, f"127.0.0.1:{host.port}")
-    first = await start_worker(worker_settings(database_url))
-    second_worker = await start_worker(worker_settings(database_url))
-    yield Two(Mesh(connection, first, host), second_worker)
-    await second_worker.stop()
-    await first.stop()
-
-
-async def _run_id(mesh: Mesh, event_id: str, function_id: str) -> str:
-    async def created() -> bool:
-        return await mesh.run_of(event_id, function_id) is not None
-
-    await eventually(created, within=10, what=f"a run of {function_id}")
-    run = await mesh.run_of(event_id, function_id)
-    assert run is not None
-    return str(run["id"])
+    async with two_workers(database_url, connection, app, host) as mesh:
+        yield mesh
 
 
 async def _status(connection: asyncpg.Connection, run_id: str) -> asyncpg.Record:
@@ -160,7 +132,7 @@ async def test_a_running_run_stops_at_its_next_step_boundary(two: Two) -> None:
     committed; the next step never starts; the job lets the run go."""
     for _ in range(8):
         event_id = await two.mesh.send("test.two-steps", {})
-        run_id = await _run_id(two.mesh, event_id, "two-steps")
+        run_id = await two.run_id(event_id, "two-steps")
         await asyncio.wait_for(_event(entered, run_id).wait(), 10)
 
         previous = await execution.cancel_run(two.connection, RunId(run_id))
@@ -185,7 +157,7 @@ async def test_cancel_racing_completion_ends_one_way_or_the_other(two: Two) -> N
     live ends cancelled and never runs a step the cancel did not allow; one that ended first
     keeps its end; none is left driven."""
     events = [await two.mesh.send("test.quick", {"i": i}) for i in range(40)]
-    run_ids = [await _run_id(two.mesh, event_id, "quick-steps") for event_id in events]
+    run_ids = [await two.run_id(event_id, "quick-steps") for event_id in events]
     outcomes: dict[str, str | None] = {}
     for run_id in run_ids:
         await asyncio.sleep(random.uniform(0, 0.01))
@@ -215,7 +187,7 @@ async def test_cancel_racing_completion_ends_one_way_or_the_other(two: Two) -> N
 
 async def test_a_sleeping_run_is_cancelled_at_once_and_never_wakes(two: Two) -> None:
     event_id = await two.mesh.send("test.sleeper", {})
-    run_id = await _run_id(two.mesh, event_id, "sleeper")
+    run_id = await two.run_id(event_id, "sleeper")
 
     async def sleeping() -> bool:
         return bool((await _status(two.connection, run_id))["status"] == "sleeping")
@@ -244,7 +216,7 @@ async def test_a_sleeping_run_is_cancelled_at_once_and_never_wakes(two: Two) -> 
 
 async def test_cancelling_a_parent_cancels_the_child_it_waits_on(two: Two) -> None:
     event_id = await two.mesh.send("test.invoker", {})
-    parent_id = await _run_id(two.mesh, event_id, "invoker")
+    parent_id = await two.run_id(event_id, "invoker")
 
     async def child_sleeping() -> bool:
         status: str | None = await two.connection.fetchval(
@@ -267,7 +239,7 @@ async def test_cancelling_a_parent_cancels_the_child_it_waits_on(two: Two) -> No
 
 async def test_a_cancelled_child_fails_its_parents_invoke_step(two: Two) -> None:
     event_id = await two.mesh.send("test.invoker", {})
-    parent_id = await _run_id(two.mesh, event_id, "invoker")
+    parent_id = await two.run_id(event_id, "invoker")
 
     async def child_id() -> str | None:
         value: str | None = await two.connection.fetchval(
@@ -291,7 +263,7 @@ async def test_a_cancelled_child_fails_its_parents_invoke_step(two: Two) -> None
 
 async def test_bulk_cancel_takes_the_functions_runs_in_the_range(two: Two) -> None:
     events = [await two.mesh.send("test.sleeper", {"i": i}) for i in range(5)]
-    run_ids = [await _run_id(two.mesh, event_id, "sleeper") for event_id in events]
+    run_ids = [await two.run_id(event_id, "sleeper") for event_id in events]
 
     async def all_sleeping() -> bool:
         count: int = await two.connection.fetchval(

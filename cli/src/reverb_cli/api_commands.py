@@ -118,10 +118,11 @@ def functions(as_json: bool) -> None:
             function.get("app_id", "-"),
             triggers_text(function),
             str(function["retries"]),
+            "paused" if function.get("paused") else "",
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES"], rows))
+    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED"], rows))
 
 
 @click.command()

@@ -18,6 +18,8 @@ COMMANDS = {
     "functions": "api_commands:functions",
     "events": "api_commands:events",
     "cancel": "control_commands:cancel",
+    "pause": "control_commands:pause",
+    "resume": "control_commands:resume",
     "replay": "replaying:replay",
     "keys": "keys:keys",
     "certs": "certificates:certs",

@@ -1,4 +1,4 @@
-"""Commands that control runs in flight through a running gateway: cancel."""
+"""Commands that control runs in flight through a running gateway: cancel, pause, resume."""
 
 from urllib.parse import quote
 
@@ -57,3 +57,37 @@ def cancel(
     else:
         count = body.get("count", 0)
         click.echo(f"cancelled {count} run{'' if count == 1 else 's'}")
+
+
+@click.command()
+@click.argument("function_id", metavar="FUNCTION")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def pause(function_id: str, as_json: bool) -> None:
+    """Pause FUNCTION: its events start no runs (each is recorded as skipped), and its runs
+    in flight stop at their next step boundary until it is resumed."""
+    with client_from_settings() as client:
+        body = client.post(f"/functions/{quote(function_id, safe='')}/pause", {})
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(f"{body['id']} paused since {body['paused_at']}")
+
+
+@click.command()
+@click.argument("function_id", metavar="FUNCTION")
+@click.option("--replay-skipped", is_flag=True, help="Also start the runs it skipped while paused.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def resume(function_id: str, replay_skipped: bool, as_json: bool) -> None:
+    """Resume FUNCTION: its paused runs go on from where they stopped."""
+    with client_from_settings() as client:
+        body = client.post(
+            f"/functions/{quote(function_id, safe='')}/resume",
+            {"replay_skipped": replay_skipped},
+        )
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    line = f"{body['id']} resumed: {body['resumed_runs']} paused run(s) go on"
+    if replay_skipped:
+        line += f", {body['replayed_runs']} skipped run(s) started"
+    click.echo(line)

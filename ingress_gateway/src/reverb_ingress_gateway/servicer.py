@@ -284,6 +284,33 @@ class IngressService:
                 execution.CANCELLABLE if status is None else (status,),
             )
 
+    async def pause_function(self, function_id: str) -> FunctionRecord:
+        """Pause the function; the function as it is then."""
+        validation.check_text(_required(function_id, "id"), "id")
+        async with self._connection() as connection:
+            if await execution.pause_function(connection, FunctionId(function_id)) is None:
+                raise NotFound(f"no function with id {function_id!r}")
+            return await self._function(connection, function_id)
+
+    async def resume_function(
+        self, function_id: str, replay_skipped: bool
+    ) -> tuple[FunctionRecord, execution.Resumed]:
+        """Resume the function; the function as it is then, and what the resume did."""
+        validation.check_text(_required(function_id, "id"), "id")
+        async with self._connection() as connection:
+            resumed = await execution.resume_function(
+                connection, FunctionId(function_id), replay_skipped=replay_skipped
+            )
+            if resumed is None:
+                raise NotFound(f"no function with id {function_id!r}")
+            return await self._function(connection, function_id), resumed
+
+    async def _function(self, connection: asyncpg.Connection, function_id: str) -> FunctionRecord:
+        function = await store.get_function(connection, function_id)
+        if function is None:  # removed by a registration in between
+            raise NotFound(f"no function with id {function_id!r}")
+        return function
+
     def _grant(
         self, host_address: str, lease: timedelta | None, instance_id: str
     ) -> store.HostLease:

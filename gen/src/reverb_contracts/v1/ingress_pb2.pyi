@@ -587,18 +587,26 @@ class FunctionInfo(_message.Message):
 
     APP_ID_FIELD_NUMBER: _builtins.int
     DEFINITION_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    PAUSED_AT_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
+    paused: _builtins.bool
+    """Whether the function is paused (POST /functions/{id}/pause), and since when."""
     @_builtins.property
     def definition(self) -> _common_pb2.FunctionDefinition: ...
+    @_builtins.property
+    def paused_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         app_id: _builtins.str = ...,
         definition: _common_pb2.FunctionDefinition | None = ...,
+        paused: _builtins.bool = ...,
+        paused_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "paused_at", b"paused_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "definition", b"definition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "definition", b"definition", "paused", b"paused", "paused_at", b"paused_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1153,3 +1161,95 @@ class CancelRunsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunsResponse: _TypeAlias = CancelRunsResponse  # noqa: Y015
+
+@_typing.final
+class PauseFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The function id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionRequest: _TypeAlias = PauseFunctionRequest  # noqa: Y015
+
+@_typing.final
+class PauseFunctionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo: ...
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionResponse: _TypeAlias = PauseFunctionResponse  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REPLAY_SKIPPED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The function id."""
+    replay_skipped: _builtins.bool
+    """Also start a run for every event the function skipped while paused."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        replay_skipped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "replay_skipped", b"replay_skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionRequest: _TypeAlias = ResumeFunctionRequest  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    RESUMED_RUNS_FIELD_NUMBER: _builtins.int
+    REPLAYED_RUNS_FIELD_NUMBER: _builtins.int
+    resumed_runs: _builtins.int
+    """Paused runs that continue."""
+    replayed_runs: _builtins.int
+    """Runs started for the events skipped while paused (with replay_skipped)."""
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo: ...
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+        resumed_runs: _builtins.int = ...,
+        replayed_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "replayed_runs", b"replayed_runs", "resumed_runs", b"resumed_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionResponse: _TypeAlias = ResumeFunctionResponse  # noqa: Y015

@@ -112,6 +112,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
                 _registered_method=True)
+        self.PauseFunction = channel.unary_unary(
+                '/reverb.v1.Ingress/PauseFunction',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.FromString,
+                _registered_method=True)
+        self.ResumeFunction = channel.unary_unary(
+                '/reverb.v1.Ingress/ResumeFunction',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -276,6 +286,31 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseFunction(self, request, context):
+        """Pause a function (incident containment).
+
+        While it is paused, its events and cron ticks start no runs: each is
+        recorded on the event (GET /events/{id} lists it under `skipped` with the
+        reason `paused`). Its runs in flight stop at their next step boundary with
+        status `paused` (a sleeping or waiting one when it next wakes); they go on
+        from there when the function is resumed. Pausing a paused function changes
+        nothing. Answers the function as GET /functions lists it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeFunction(self, request, context):
+        """Resume a paused function.
+
+        Its paused runs continue from where they stopped. With `replay_skipped`,
+        a run is started for every event it skipped while paused. Resuming a
+        function that is not paused changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -353,6 +388,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.CancelRuns,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.SerializeToString,
+            ),
+            'PauseFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseFunction,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.SerializeToString,
+            ),
+            'ResumeFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeFunction,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -763,6 +808,60 @@ class Ingress:
             '/reverb.v1.Ingress/CancelRuns',
             reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/PauseFunction',
+            reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ResumeFunction',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

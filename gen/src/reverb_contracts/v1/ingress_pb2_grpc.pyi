@@ -127,6 +127,23 @@ class IngressStub:
     cancels one, with the runs it invoked. Answers how many of the function's
     runs were cancelled.
     """
+    PauseFunction: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.PauseFunctionRequest, _ingress_pb2.PauseFunctionResponse]
+    """Pause a function (incident containment).
+
+    While it is paused, its events and cron ticks start no runs: each is
+    recorded on the event (GET /events/{id} lists it under `skipped` with the
+    reason `paused`). Its runs in flight stop at their next step boundary with
+    status `paused` (a sleeping or waiting one when it next wakes); they go on
+    from there when the function is resumed. Pausing a paused function changes
+    nothing. Answers the function as GET /functions lists it.
+    """
+    ResumeFunction: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ResumeFunctionRequest, _ingress_pb2.ResumeFunctionResponse]
+    """Resume a paused function.
+
+    Its paused runs continue from where they stopped. With `replay_skipped`,
+    a run is started for every event it skipped while paused. Resuming a
+    function that is not paused changes nothing.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -226,6 +243,23 @@ class IngressAsyncStub(IngressStub):
     has not ended (or only those in `status`) is cancelled as CancelRun
     cancels one, with the runs it invoked. Answers how many of the function's
     runs were cancelled.
+    """
+    PauseFunction: _aio.UnaryUnaryMultiCallable[_ingress_pb2.PauseFunctionRequest, _ingress_pb2.PauseFunctionResponse]  # type: ignore[assignment]
+    """Pause a function (incident containment).
+
+    While it is paused, its events and cron ticks start no runs: each is
+    recorded on the event (GET /events/{id} lists it under `skipped` with the
+    reason `paused`). Its runs in flight stop at their next step boundary with
+    status `paused` (a sleeping or waiting one when it next wakes); they go on
+    from there when the function is resumed. Pausing a paused function changes
+    nothing. Answers the function as GET /functions lists it.
+    """
+    ResumeFunction: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ResumeFunctionRequest, _ingress_pb2.ResumeFunctionResponse]  # type: ignore[assignment]
+    """Resume a paused function.
+
+    Its paused runs continue from where they stopped. With `replay_skipped`,
+    a run is started for every event it skipped while paused. Resuming a
+    function that is not paused changes nothing.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -413,6 +447,35 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         has not ended (or only those in `status`) is cancelled as CancelRun
         cancels one, with the runs it invoked. Answers how many of the function's
         runs were cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseFunction(
+        self,
+        request: _ingress_pb2.PauseFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.PauseFunctionResponse, _abc.Awaitable[_ingress_pb2.PauseFunctionResponse]]:
+        """Pause a function (incident containment).
+
+        While it is paused, its events and cron ticks start no runs: each is
+        recorded on the event (GET /events/{id} lists it under `skipped` with the
+        reason `paused`). Its runs in flight stop at their next step boundary with
+        status `paused` (a sleeping or waiting one when it next wakes); they go on
+        from there when the function is resumed. Pausing a paused function changes
+        nothing. Answers the function as GET /functions lists it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeFunction(
+        self,
+        request: _ingress_pb2.ResumeFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ResumeFunctionResponse, _abc.Awaitable[_ingress_pb2.ResumeFunctionResponse]]:
+        """Resume a paused function.
+
+        Its paused runs continue from where they stopped. With `replay_skipped`,
+        a run is started for every event it skipped while paused. Resuming a
+        function that is not paused changes nothing.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -103,6 +103,22 @@ class IngressServicer:
         )
         return ingress_pb2.CancelRunsResponse(count=count)
 
+    async def PauseFunction(
+        self, request: ingress_pb2.PauseFunctionRequest
+    ) -> ingress_pb2.PauseFunctionResponse:
+        function = await self._service.pause_function(request.id)
+        return ingress_pb2.PauseFunctionResponse(function=messages.function_info(function))
+
+    async def ResumeFunction(
+        self, request: ingress_pb2.ResumeFunctionRequest
+    ) -> ingress_pb2.ResumeFunctionResponse:
+        function, resumed = await self._service.resume_function(request.id, request.replay_skipped)
+        return ingress_pb2.ResumeFunctionResponse(
+            function=messages.function_info(function),
+            resumed_runs=resumed.runs,
+            replayed_runs=resumed.replayed,
+        )
+
     async def ReplayWebhookDelivery(
         self, request: ingress_pb2.ReplayWebhookDeliveryRequest
     ) -> ingress_pb2.ReplayWebhookDeliveryResponse:

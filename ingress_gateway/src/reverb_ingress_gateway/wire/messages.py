@@ -177,6 +177,8 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
             finish_timeout_ms=_milliseconds(record.finish_timeout),
             triggers=[_trigger_message(trigger) for trigger in record.triggers],
         ),
+        paused=record.paused_at is not None,
+        paused_at=_optional_timestamp(record.paused_at),
     )
 
 

@@ -72,6 +72,8 @@ async def advance_run(
         if not claim.registered:
             await _fail_removed(services, claim, job, log)
             return
+        if claim.paused and await _park(services, claim, job, log):
+            return
         log.info(
             "run started" if claim.invocations == 1 else "run resumed",
             attempt=claim.attempt,
@@ -149,6 +151,24 @@ async def _fail_removed(
     if failed:
         log.warning("run failed: its function was removed", error_type=error.type)
         run_ended(claim, "failed", error)
+
+
+async def _park(
+    services: Services,
+    claim: ClaimedRun,
+    job: ActiveJob,
+    log: structlog.typing.FilteringBoundLogger,
+) -> bool:
+    """The run's function is paused: park the run until it is resumed. False if it was
+    resumed meanwhile: the claim goes on."""
+    async with acquire(services.pool) as connection:
+        outcome = await execution.park_run(
+            connection, claim.run_id, job.id, claim.function_id, services.gates
+        )
+    if outcome == "resumed":
+        return False
+    log.info("run paused" if outcome == "parked" else "run no longer driven by this job")
+    return True
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

@@ -35,6 +35,13 @@ from reverb_store.execution.gates import (
 )
 from reverb_store.execution.hosts import LiveHost, live_hosts
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
+from reverb_store.execution.pausing import (
+    ParkOutcome,
+    Resumed,
+    park_run,
+    pause_function,
+    resume_function,
+)
 from reverb_store.execution.records import (
     ClaimedRun,
     ErrorRecord,
@@ -92,7 +99,9 @@ __all__ = [
     "NO_GATES",
     "OutputCommit",
     "PAUSED",
+    "ParkOutcome",
     "Refusal",
+    "Resumed",
     "RunStart",
     "RunStatus",
     "Skip",
@@ -118,6 +127,8 @@ __all__ = [
     "let_go_cancelled",
     "live_hosts",
     "load_memo",
+    "park_run",
+    "pause_function",
     "prepare_claim",
     "prepare_fan_out",
     "record_failure",
@@ -125,6 +136,7 @@ __all__ = [
     "record_sleep",
     "release_run",
     "resolve_due",
+    "resume_function",
     "resume_parent",
     "retry_run",
     "send_events",

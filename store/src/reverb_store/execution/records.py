@@ -102,6 +102,9 @@ class ClaimedRun:
     step_attempts: Mapping[StepId, int] = field(default_factory=dict)
     # The waits the claim resolved (each gets a span of its real duration).
     resolved_waits: tuple[ResolvedWait, ...] = ()
+    # True when the run's function is paused: the driver parks the run (`pausing.park_run`)
+    # instead of invoking a host.
+    paused: bool = False
 
     @property
     def start_attempt(self) -> int:
