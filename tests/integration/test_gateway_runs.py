@@ -240,6 +240,8 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                "paused": False,
+                "paused_at": None,
             },
             {
                 "id": "handle-sign-up",
@@ -250,6 +252,8 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                "paused": False,
+                "paused_at": None,
             },
         ]
     }
@@ -270,6 +274,8 @@ async def test_health_and_the_openapi_document(client: httpx.AsyncClient) -> Non
         "/runs/{run_id}/cancel",
         "/runs/cancel",
         "/functions",
+        "/functions/{function_id}/pause",
+        "/functions/{function_id}/resume",
         "/webhooks",
         "/webhooks/{source}",
         "/webhooks/deliveries",

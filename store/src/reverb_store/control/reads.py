@@ -285,9 +285,7 @@ async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]
 async def get_function(connection: asyncpg.Connection, function_id: str) -> FunctionRecord | None:
     """The function with its triggers; None if it is not registered."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        rows = await connection.fetch(
-            _FUNCTIONS.replace("{where}", "WHERE f.id = $1"), function_id
-        )
+        rows = await connection.fetch(_FUNCTIONS.replace("{where}", "WHERE f.id = $1"), function_id)
         if not rows:
             return None
         return _functions(rows, await list_schedules(connection, function_id))[0]
