@@ -21,6 +21,7 @@ def judge(results: Results) -> None:
     _latency(results)
     _ingest(results)
     _sleep(results)
+    _cancel(results)
 
 
 def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
@@ -104,3 +105,10 @@ def _sleep(results: Results) -> None:
             results.judge(Key("Sleep", REVERB, figure), label, None)
         else:
             results.judge(Key("Sleep", REVERB, figure), label, value < NO_MEMORY_KIB)
+
+
+def _cancel(results: Results) -> None:
+    key = Key("Bulk cancel", REVERB, "bulk cancel of the sleeping runs")
+    value = results.median(key.section, key.system, key.figure)
+    if value is not None:
+        results.judge(key, "< 5 s (10,000 runs in the full run)", value < 5)

@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cost, fanout, ingest, latency, sleep, throughput, webhooks
+from bench.engine import cancel, cost, fanout, ingest, latency, sleep, throughput, webhooks
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -75,3 +75,10 @@ def fanout_probe(engine: Engine, sizes: Sizes) -> Probe:
         return await fanout.measure(engine, sizes.fanout_functions)
 
     return Probe("Fan-out", SYSTEM, measure, {f"all {sizes.fanout_functions} runs completed": "ms"})
+
+
+def cancel_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await cancel.measure(engine, sizes.cancel_runs)
+
+    return Probe("Bulk cancel", SYSTEM, measure, cancel.UNITS, timeout=900)

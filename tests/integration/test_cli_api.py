@@ -44,6 +44,11 @@ async def charge(ctx: Context) -> None:
     await ctx.step.run("charge-card", decline)
 
 
+@app.function("nap", trigger=event("cli.nap"), retries=0)
+async def nap(ctx: Context) -> None:
+    await ctx.step.sleep("nap", "1h")
+
+
 @dataclass
 class Engine:
     url: str
@@ -173,7 +178,7 @@ async def test_functions_and_events(engine: Engine) -> None:
     listed = await engine.cli("functions")
     assert listed.code == 0, listed
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert set(rows) == {"greet", "charge"}
+    assert set(rows) == {"greet", "charge", "nap"}
     assert "event cli.greet" in rows["greet"]
     assert rows["greet"].split()[1] == "cli-test"
 
@@ -213,3 +218,68 @@ async def test_the_api_key_is_sent_as_a_bearer_token(secured_gateway: tuple[str,
     accepted = await run_cli("functions", env={"REVERB_URL": url, "REVERB_API_KEY": key})
     assert accepted.code == 0, accepted
     assert accepted.stdout.strip() == "no functions registered"
+
+
+async def test_cancel_a_run_and_a_functions_runs_in_a_range(engine: Engine) -> None:
+    async def sleeping_run(event_id: str) -> str:
+        found: list[str] = []
+
+        async def asleep() -> bool:
+            runs = (await engine.http.get("/runs", params={"event": event_id})).json()["runs"]
+            if runs and runs[0]["status"] == "sleeping":
+                found.append(runs[0]["id"])
+            return bool(found)
+
+        await eventually(asleep, what=f"the run of event {event_id} to sleep")
+        return found[0]
+
+    for name in ("nap-1", "nap-2", "nap-3"):
+        assert (await engine.cli("send", "cli.nap", "--id", name)).code == 0
+    first = await sleeping_run("nap-1")
+    await sleeping_run("nap-2")
+    await sleeping_run("nap-3")
+
+    one = await engine.cli("cancel", first)
+    assert one.code == 0, one
+    assert one.stdout.split() == [first, "cancelled"]
+
+    bulk = await engine.cli(
+        "cancel", "--function", "nap", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01"
+    )
+    assert bulk.code == 0, bulk
+    assert bulk.stdout.strip() == "cancelled 2 runs"
+    runs = (await engine.http.get("/runs", params={"function": "nap"})).json()["runs"]
+    assert [run["status"] for run in runs] == ["cancelled"] * 3
+
+    ended = await engine.cli("cancel", first)
+    assert ended.code == 0, "cancelling a cancelled run again is not an error"
+    assert_user_error(await engine.cli("cancel"), "RUN_ID")
+    assert_user_error(await engine.cli("cancel", "--function", "nap"), "--from")
+
+
+async def test_pause_and_resume_a_function(engine: Engine) -> None:
+    paused = await engine.cli("pause", "greet")
+    assert paused.code == 0, paused
+    assert paused.stdout.startswith("greet paused since ")
+    listed = await engine.cli("functions")
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert rows["greet"].split()[-1] == "paused"
+    assert not rows["charge"].rstrip().endswith("paused")
+
+    sent = await engine.cli("send", "cli.greet", "--data", '{"name": "Bo"}', "--id", "while-paused")
+    assert sent.code == 0, sent
+
+    async def skipped() -> bool:
+        event = (await engine.http.get("/events/while-paused")).json()
+        return bool(event["skipped"])
+
+    await eventually(skipped, what="the event to be skipped")
+
+    resumed = await engine.cli("resume", "greet", "--replay-skipped")
+    assert resumed.code == 0, resumed
+    assert resumed.stdout.strip() == (
+        "greet resumed: 0 paused run(s) go on, 1 skipped run(s) started"
+    )
+    run = await engine.finished_run("while-paused")
+    assert run["output"] == {"greeting": "hello Bo"}
+    assert_user_error(await engine.cli("pause", "no-such-function"), "not_found")

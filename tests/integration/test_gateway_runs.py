@@ -101,7 +101,7 @@ async def test_run_pages_cover_every_run_once(client: httpx.AsyncClient, runs: l
 
 
 @pytest.mark.parametrize(
-    "query", ["status=paused", "status=QUEUED,nope", "limit=0", "limit=501", "limit=-1", "cursor=x"]
+    "query", ["status=asleep", "status=QUEUED,nope", "limit=0", "limit=501", "limit=-1", "cursor=x"]
 )
 async def test_bad_run_queries_are_400(client: httpx.AsyncClient, query: str) -> None:
     response = await client.get(f"/runs?{query}")
@@ -240,6 +240,8 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                "paused": False,
+                "paused_at": None,
             },
             {
                 "id": "handle-sign-up",
@@ -250,6 +252,8 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                "paused": False,
+                "paused_at": None,
             },
         ]
     }
@@ -267,7 +271,11 @@ async def test_health_and_the_openapi_document(client: httpx.AsyncClient) -> Non
         "/runs/{run_id}",
         "/runs/{run_id}/replay",
         "/runs/replay",
+        "/runs/{run_id}/cancel",
+        "/runs/cancel",
         "/functions",
+        "/functions/{function_id}/pause",
+        "/functions/{function_id}/resume",
         "/webhooks",
         "/webhooks/{source}",
         "/webhooks/deliveries",

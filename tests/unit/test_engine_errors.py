@@ -44,6 +44,7 @@ def test_users_see_the_names_they_know() -> None:
         "OutputTooLarge",
         "OutputUnserializableError",
         "ProtocolError",
+        "RunCancelled",
         "RunSkipped",
         "StartTooLarge",
         "StepError",

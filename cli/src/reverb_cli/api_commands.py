@@ -18,10 +18,20 @@ from reverb_cli.render import (
 )
 from reverb_cli.settings import ClientSettings, build
 
-RUN_STATUSES = ("queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
+RUN_STATUSES = (
+    "queued",
+    "running",
+    "sleeping",
+    "waiting",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+)
 
 
-def _client() -> ApiClient:
+def client_from_settings() -> ApiClient:
+    """A client of the gateway the environment names (REVERB_URL, REVERB_API_KEY)."""
     return ApiClient(build(ClientSettings))
 
 
@@ -34,7 +44,7 @@ def send(name: str, data_text: str, event_id: str | None) -> None:
     event: dict[str, Any] = {"name": name, "data": data_option(data_text)}
     if event_id is not None:
         event["id"] = event_id
-    with _client() as client:
+    with client_from_settings() as client:
         body = client.post("/events", event)
     for accepted in body["ids"]:
         click.echo(accepted)
@@ -54,7 +64,7 @@ def runs(
     for key, value in (("function", function_id), ("status", status), ("event", event_id)):
         if value is not None:
             params[key] = value
-    with _client() as client:
+    with client_from_settings() as client:
         body = client.get("/runs", params)
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -81,7 +91,7 @@ def runs(
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 def run(run_id: str, as_json: bool) -> None:
     """Show a run and its steps."""
-    with _client() as client:
+    with client_from_settings() as client:
         body = client.get(f"/runs/{quote(run_id, safe='')}")
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -93,7 +103,7 @@ def run(run_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 def functions(as_json: bool) -> None:
     """List the registered functions and their triggers."""
-    with _client() as client:
+    with client_from_settings() as client:
         body = client.get("/functions")
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -108,10 +118,11 @@ def functions(as_json: bool) -> None:
             function.get("app_id", "-"),
             triggers_text(function),
             str(function["retries"]),
+            "paused" if function.get("paused") else "",
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES"], rows))
+    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED"], rows))
 
 
 @click.command()
@@ -123,7 +134,7 @@ def events(name: str | None, limit: int, as_json: bool) -> None:
     params: dict[str, str | int] = {"limit": limit}
     if name is not None:
         params["name"] = name
-    with _client() as client:
+    with client_from_settings() as client:
         body = client.get("/events", params)
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())

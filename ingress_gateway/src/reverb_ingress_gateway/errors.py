@@ -118,8 +118,8 @@ class AlreadyExists(GatewayError):
 
 
 class FailedPrecondition(GatewayError):
-    """The call is valid but the thing it acts on is not in a state that allows it
-    (a replay of a run still in flight)."""
+    """The call is valid, but what it acts on is not in a state that allows it (a run
+    that already ended cannot be cancelled; one still in flight cannot be replayed)."""
 
 
 class Unauthenticated(GatewayError):

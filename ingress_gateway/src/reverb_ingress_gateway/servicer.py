@@ -29,6 +29,7 @@ from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_ingress_gateway.webhooks import WebhookReceiver
 from reverb_store import control as store
+from reverb_store import execution
 from reverb_store.control import (
     AppDefinition,
     EventCursor,
@@ -82,15 +83,18 @@ class IngressService:
             span.set_attribute("reverb.event.name", sorted({event.name for event in events}))
         return ids
 
-    async def get_event(self, event_id: str) -> tuple[EventRecord, list[RunRecord]]:
-        """The event and the runs it triggered."""
+    async def get_event(
+        self, event_id: str
+    ) -> tuple[EventRecord, list[RunRecord], list[execution.SkippedRun]]:
+        """The event, the runs it triggered, and the runs it did not start."""
         validation.check_text(_required(event_id, "id"), "id")
         async with self._connection() as connection:
             event = await store.get_event(connection, event_id)
             if event is None:
                 raise NotFound(f"no event with id {event_id!r}")
             runs = await store.runs_of_event(connection, event.id)
-        return event, runs
+            skipped = await execution.skips_of_event(connection, event.id)
+        return event, runs, skipped
 
     async def list_events(self, name: str, page_size: int, page_token: str) -> Page[EventRecord]:
         validation.check_text(name, "name")
@@ -236,6 +240,76 @@ class IngressService:
             except store.ReplayRefused as error:
                 raise _replay_error(error) from None
         return list(replays)
+
+    async def cancel_run(self, run_id: str) -> tuple[RunRecord, list[StepRecord]]:
+        """Cancel the run (and the runs it invoked); the run as it is then, with its steps."""
+        validation.check_text(_required(run_id, "id"), "id")
+        async with self._connection() as connection:
+            previous = await execution.cancel_run(connection, RunId(run_id))
+            if previous is None:
+                raise NotFound(f"no run with id {run_id!r}")
+            if previous in ("completed", "failed"):
+                raise FailedPrecondition(f"run {run_id!r} has {previous}: it cannot be cancelled")
+            run = await store.get_run(connection, run_id)
+            steps = await store.list_steps(connection, run_id)
+        assert run is not None  # runs are never deleted
+        return run, steps
+
+    async def cancel_runs(
+        self,
+        function_id: str,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        status: RunStatus | None,
+    ) -> int:
+        """Cancel the function's runs created in [created_from, created_to); how many."""
+        validation.check_text(_required(function_id, "function"), "function")
+        if created_from is None:
+            raise InvalidArgument("from is required")
+        if created_to is None:
+            raise InvalidArgument("to is required")
+        if created_to <= created_from:
+            raise InvalidArgument("to must be later than from")
+        if status is not None and status not in execution.CANCELLABLE:
+            raise InvalidArgument(
+                f"status must be one of {', '.join(sorted(execution.CANCELLABLE))}: runs that"
+                f" are {status} cannot be cancelled"
+            )
+        async with self._connection() as connection:
+            return await execution.cancel_runs(
+                connection,
+                FunctionId(function_id),
+                created_from,
+                created_to,
+                execution.CANCELLABLE if status is None else (status,),
+            )
+
+    async def pause_function(self, function_id: str) -> FunctionRecord:
+        """Pause the function; the function as it is then."""
+        validation.check_text(_required(function_id, "id"), "id")
+        async with self._connection() as connection:
+            if await execution.pause_function(connection, FunctionId(function_id)) is None:
+                raise NotFound(f"no function with id {function_id!r}")
+            return await self._function(connection, function_id)
+
+    async def resume_function(
+        self, function_id: str, replay_skipped: bool
+    ) -> tuple[FunctionRecord, execution.Resumed]:
+        """Resume the function; the function as it is then, and what the resume did."""
+        validation.check_text(_required(function_id, "id"), "id")
+        async with self._connection() as connection:
+            resumed = await execution.resume_function(
+                connection, FunctionId(function_id), replay_skipped=replay_skipped
+            )
+            if resumed is None:
+                raise NotFound(f"no function with id {function_id!r}")
+            return await self._function(connection, function_id), resumed
+
+    async def _function(self, connection: asyncpg.Connection, function_id: str) -> FunctionRecord:
+        function = await store.get_function(connection, function_id)
+        if function is None:  # removed by a registration in between
+            raise NotFound(f"no function with id {function_id!r}")
+        return function
 
     def _grant(
         self, host_address: str, lease: timedelta | None, instance_id: str

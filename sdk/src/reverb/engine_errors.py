@@ -33,8 +33,10 @@ The catalogue (retriable: whether the attempt may be tried again):
 * A run out of time
     - FunctionTimeout (no): the run exceeded its function's `reverb.Timeouts`: it did not
       start within `start` of being queued, or did not end within `finish` of starting.
-* A run that never ran
+* A run that never ran, or was stopped
     - RunSkipped (no): a run gate skipped the run (its reason is the message).
+    - RunCancelled (no): the run was cancelled (`POST /runs/{id}/cancel`, the bulk form, or
+      the cancellation of the run that invoked it); a parent waiting on it sees this error.
 * A run whose function is gone
     - FunctionRemoved (no): the run's app was registered again without the run's function
       (a redeploy removed it); the run fails when it is next claimed, never hangs.
@@ -59,6 +61,7 @@ __all__ = [
     "OUTPUT_TOO_LARGE",
     "OUTPUT_UNSERIALIZABLE",
     "PROTOCOL_ERROR",
+    "RUN_CANCELLED",
     "RUN_SKIPPED",
     "START_TOO_LARGE",
     "STEP_ERROR",
@@ -100,6 +103,7 @@ UNAUTHENTICATED = ErrorType(
     "Unauthenticated", True, "a Start or a host's answer failed its signature check"
 )
 RUN_SKIPPED = ErrorType("RunSkipped", False, "a run gate skipped the run")
+RUN_CANCELLED = ErrorType("RunCancelled", False, "the run was cancelled")
 START_TOO_LARGE = ErrorType(
     "StartTooLarge", False, "the run's Start message is larger than the host accepts"
 )
@@ -131,6 +135,7 @@ CATALOGUE: dict[str, ErrorType] = {
         PROTOCOL_ERROR,
         UNAUTHENTICATED,
         RUN_SKIPPED,
+        RUN_CANCELLED,
         START_TOO_LARGE,
         FUNCTION_REMOVED,
         STEP_TIMEOUT,

@@ -37,6 +37,8 @@ class _RunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunStatus.V
     RUN_STATUS_COMPLETED: _RunStatus.ValueType  # 5
     RUN_STATUS_FAILED: _RunStatus.ValueType  # 6
     RUN_STATUS_CANCELLED: _RunStatus.ValueType  # 7
+    RUN_STATUS_PAUSED: _RunStatus.ValueType  # 8
+    """Its function is paused: the run continues when the function is resumed."""
 
 class RunStatus(_RunStatus, metaclass=_RunStatusEnumTypeWrapper): ...
 
@@ -48,6 +50,8 @@ RUN_STATUS_WAITING: RunStatus.ValueType  # 4
 RUN_STATUS_COMPLETED: RunStatus.ValueType  # 5
 RUN_STATUS_FAILED: RunStatus.ValueType  # 6
 RUN_STATUS_CANCELLED: RunStatus.ValueType  # 7
+RUN_STATUS_PAUSED: RunStatus.ValueType  # 8
+"""Its function is paused: the run continues when the function is resumed."""
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
 class _StepKind:
@@ -194,25 +198,56 @@ class GetEventResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___EventRecord: ...
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]:
         """The runs the event triggered."""
 
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedRun]:
+        """The functions listening to the event that started no run for it, and why."""
+
     def __init__(
         self,
         *,
         event: Global___EventRecord | None = ...,
         runs: _abc.Iterable[Global___Run] | None = ...,
+        skipped: _abc.Iterable[Global___SkippedRun] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "runs", b"runs", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015
+
+@_typing.final
+class SkippedRun(_message.Message):
+    """A run an event did not start."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    function_id: _builtins.str
+    reason: _builtins.str
+    """Why: "paused" (the function was paused), or a flow-control reason."""
+    def __init__(
+        self,
+        *,
+        function_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkippedRun: _TypeAlias = SkippedRun  # noqa: Y015
 
 @_typing.final
 class ListEventsRequest(_message.Message):
@@ -552,18 +587,26 @@ class FunctionInfo(_message.Message):
 
     APP_ID_FIELD_NUMBER: _builtins.int
     DEFINITION_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    PAUSED_AT_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
+    paused: _builtins.bool
+    """Whether the function is paused (POST /functions/{id}/pause), and since when."""
     @_builtins.property
     def definition(self) -> _common_pb2.FunctionDefinition: ...
+    @_builtins.property
+    def paused_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         app_id: _builtins.str = ...,
         definition: _common_pb2.FunctionDefinition | None = ...,
+        paused: _builtins.bool = ...,
+        paused_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "paused_at", b"paused_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "definition", b"definition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "definition", b"definition", "paused", b"paused", "paused_at", b"paused_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1018,3 +1061,195 @@ class ReplayRunsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayRunsResponse: _TypeAlias = ReplayRunsResponse  # noqa: Y015
+
+@_typing.final
+class CancelRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The run id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class CancelRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    function_id: _builtins.str
+    """The function whose runs are cancelled."""
+    status: Global___RunStatus.ValueType
+    """Only runs in this status (queued, running, sleeping, waiting or paused);
+    unset: every run that has not ended.
+    """
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Runs created at or after this time."""
+
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Runs created before this time."""
+
+    def __init__(
+        self,
+        *,
+        function_id: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___RunStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "function_id", b"function_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunsRequest: _TypeAlias = CancelRunsRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many of the function's runs were cancelled (the runs they invoked,
+    cancelled with them, are not counted).
+    """
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunsResponse: _TypeAlias = CancelRunsResponse  # noqa: Y015
+
+@_typing.final
+class PauseFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The function id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionRequest: _TypeAlias = PauseFunctionRequest  # noqa: Y015
+
+@_typing.final
+class PauseFunctionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo: ...
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionResponse: _TypeAlias = PauseFunctionResponse  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REPLAY_SKIPPED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The function id."""
+    replay_skipped: _builtins.bool
+    """Also start a run for every event the function skipped while paused."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        replay_skipped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "replay_skipped", b"replay_skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionRequest: _TypeAlias = ResumeFunctionRequest  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    RESUMED_RUNS_FIELD_NUMBER: _builtins.int
+    REPLAYED_RUNS_FIELD_NUMBER: _builtins.int
+    resumed_runs: _builtins.int
+    """Paused runs that continue."""
+    replayed_runs: _builtins.int
+    """Runs started for the events skipped while paused (with replay_skipped)."""
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo: ...
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+        resumed_runs: _builtins.int = ...,
+        replayed_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "replayed_runs", b"replayed_runs", "resumed_runs", b"resumed_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionResponse: _TypeAlias = ResumeFunctionResponse  # noqa: Y015

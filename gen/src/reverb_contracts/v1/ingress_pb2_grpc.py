@@ -102,6 +102,26 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
                 _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/reverb.v1.Ingress/CancelRun',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.CancelRuns = channel.unary_unary(
+                '/reverb.v1.Ingress/CancelRuns',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
+                _registered_method=True)
+        self.PauseFunction = channel.unary_unary(
+                '/reverb.v1.Ingress/PauseFunction',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.FromString,
+                _registered_method=True)
+        self.ResumeFunction = channel.unary_unary(
+                '/reverb.v1.Ingress/ResumeFunction',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -237,6 +257,60 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRun(self, request, context):
+        """Control over runs in flight (cancel, pause, resume).
+
+        Cancel a run, and the runs it invoked.
+
+        A queued, sleeping, waiting or paused run is cancelled at once. A running
+        run is cancelled at once too, and stops at its next step boundary: the step
+        running now finishes and its output is committed, and no further step
+        starts. The runs it invoked are cancelled with it, and a parent waiting on
+        it sees its invoke step fail with RunCancelled. Cancelling a cancelled run
+        again answers the run as it is; a run that completed or failed cannot be
+        cancelled (failed_precondition). Answers the run as GET /runs/{id} does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRuns(self, request, context):
+        """Cancel a function's runs created in a time range.
+
+        Every run of the function created at or after `from` and before `to` that
+        has not ended (or only those in `status`) is cancelled as CancelRun
+        cancels one, with the runs it invoked. Answers how many of the function's
+        runs were cancelled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseFunction(self, request, context):
+        """Pause a function (incident containment).
+
+        While it is paused, its events and cron ticks start no runs: each is
+        recorded on the event (GET /events/{id} lists it under `skipped` with the
+        reason `paused`). Its runs in flight stop at their next step boundary with
+        status `paused` (a sleeping or waiting one when it next wakes); they go on
+        from there when the function is resumed. Pausing a paused function changes
+        nothing. Answers the function as GET /functions lists it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeFunction(self, request, context):
+        """Resume a paused function.
+
+        Its paused runs continue from where they stopped. With `replay_skipped`,
+        a run is started for every event it skipped while paused. Resuming a
+        function that is not paused changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +378,26 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ReplayRuns,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'CancelRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRuns,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.SerializeToString,
+            ),
+            'PauseFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseFunction,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.SerializeToString,
+            ),
+            'ResumeFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeFunction,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -660,6 +754,114 @@ class Ingress:
             '/reverb.v1.Ingress/ReplayRuns',
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ReplayRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/CancelRun',
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/CancelRuns',
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.CancelRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/PauseFunction',
+            reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.PauseFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ResumeFunction',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -106,6 +106,44 @@ class IngressStub:
     Each is replayed from the start on its own events, as ReplayRun does; all the
     replays are created in one transaction.
     """
+    CancelRun: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.CancelRunRequest, _ingress_pb2.CancelRunResponse]
+    """Control over runs in flight (cancel, pause, resume).
+
+    Cancel a run, and the runs it invoked.
+
+    A queued, sleeping, waiting or paused run is cancelled at once. A running
+    run is cancelled at once too, and stops at its next step boundary: the step
+    running now finishes and its output is committed, and no further step
+    starts. The runs it invoked are cancelled with it, and a parent waiting on
+    it sees its invoke step fail with RunCancelled. Cancelling a cancelled run
+    again answers the run as it is; a run that completed or failed cannot be
+    cancelled (failed_precondition). Answers the run as GET /runs/{id} does.
+    """
+    CancelRuns: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.CancelRunsRequest, _ingress_pb2.CancelRunsResponse]
+    """Cancel a function's runs created in a time range.
+
+    Every run of the function created at or after `from` and before `to` that
+    has not ended (or only those in `status`) is cancelled as CancelRun
+    cancels one, with the runs it invoked. Answers how many of the function's
+    runs were cancelled.
+    """
+    PauseFunction: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.PauseFunctionRequest, _ingress_pb2.PauseFunctionResponse]
+    """Pause a function (incident containment).
+
+    While it is paused, its events and cron ticks start no runs: each is
+    recorded on the event (GET /events/{id} lists it under `skipped` with the
+    reason `paused`). Its runs in flight stop at their next step boundary with
+    status `paused` (a sleeping or waiting one when it next wakes); they go on
+    from there when the function is resumed. Pausing a paused function changes
+    nothing. Answers the function as GET /functions lists it.
+    """
+    ResumeFunction: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ResumeFunctionRequest, _ingress_pb2.ResumeFunctionResponse]
+    """Resume a paused function.
+
+    Its paused runs continue from where they stopped. With `replay_skipped`,
+    a run is started for every event it skipped while paused. Resuming a
+    function that is not paused changes nothing.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -184,6 +222,44 @@ class IngressAsyncStub(IngressStub):
 
     Each is replayed from the start on its own events, as ReplayRun does; all the
     replays are created in one transaction.
+    """
+    CancelRun: _aio.UnaryUnaryMultiCallable[_ingress_pb2.CancelRunRequest, _ingress_pb2.CancelRunResponse]  # type: ignore[assignment]
+    """Control over runs in flight (cancel, pause, resume).
+
+    Cancel a run, and the runs it invoked.
+
+    A queued, sleeping, waiting or paused run is cancelled at once. A running
+    run is cancelled at once too, and stops at its next step boundary: the step
+    running now finishes and its output is committed, and no further step
+    starts. The runs it invoked are cancelled with it, and a parent waiting on
+    it sees its invoke step fail with RunCancelled. Cancelling a cancelled run
+    again answers the run as it is; a run that completed or failed cannot be
+    cancelled (failed_precondition). Answers the run as GET /runs/{id} does.
+    """
+    CancelRuns: _aio.UnaryUnaryMultiCallable[_ingress_pb2.CancelRunsRequest, _ingress_pb2.CancelRunsResponse]  # type: ignore[assignment]
+    """Cancel a function's runs created in a time range.
+
+    Every run of the function created at or after `from` and before `to` that
+    has not ended (or only those in `status`) is cancelled as CancelRun
+    cancels one, with the runs it invoked. Answers how many of the function's
+    runs were cancelled.
+    """
+    PauseFunction: _aio.UnaryUnaryMultiCallable[_ingress_pb2.PauseFunctionRequest, _ingress_pb2.PauseFunctionResponse]  # type: ignore[assignment]
+    """Pause a function (incident containment).
+
+    While it is paused, its events and cron ticks start no runs: each is
+    recorded on the event (GET /events/{id} lists it under `skipped` with the
+    reason `paused`). Its runs in flight stop at their next step boundary with
+    status `paused` (a sleeping or waiting one when it next wakes); they go on
+    from there when the function is resumed. Pausing a paused function changes
+    nothing. Answers the function as GET /functions lists it.
+    """
+    ResumeFunction: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ResumeFunctionRequest, _ingress_pb2.ResumeFunctionResponse]  # type: ignore[assignment]
+    """Resume a paused function.
+
+    Its paused runs continue from where they stopped. With `replay_skipped`,
+    a run is started for every event it skipped while paused. Resuming a
+    function that is not paused changes nothing.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -338,6 +414,68 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
 
         Each is replayed from the start on its own events, as ReplayRun does; all the
         replays are created in one transaction.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRun(
+        self,
+        request: _ingress_pb2.CancelRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.CancelRunResponse, _abc.Awaitable[_ingress_pb2.CancelRunResponse]]:
+        """Control over runs in flight (cancel, pause, resume).
+
+        Cancel a run, and the runs it invoked.
+
+        A queued, sleeping, waiting or paused run is cancelled at once. A running
+        run is cancelled at once too, and stops at its next step boundary: the step
+        running now finishes and its output is committed, and no further step
+        starts. The runs it invoked are cancelled with it, and a parent waiting on
+        it sees its invoke step fail with RunCancelled. Cancelling a cancelled run
+        again answers the run as it is; a run that completed or failed cannot be
+        cancelled (failed_precondition). Answers the run as GET /runs/{id} does.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelRuns(
+        self,
+        request: _ingress_pb2.CancelRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.CancelRunsResponse, _abc.Awaitable[_ingress_pb2.CancelRunsResponse]]:
+        """Cancel a function's runs created in a time range.
+
+        Every run of the function created at or after `from` and before `to` that
+        has not ended (or only those in `status`) is cancelled as CancelRun
+        cancels one, with the runs it invoked. Answers how many of the function's
+        runs were cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseFunction(
+        self,
+        request: _ingress_pb2.PauseFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.PauseFunctionResponse, _abc.Awaitable[_ingress_pb2.PauseFunctionResponse]]:
+        """Pause a function (incident containment).
+
+        While it is paused, its events and cron ticks start no runs: each is
+        recorded on the event (GET /events/{id} lists it under `skipped` with the
+        reason `paused`). Its runs in flight stop at their next step boundary with
+        status `paused` (a sleeping or waiting one when it next wakes); they go on
+        from there when the function is resumed. Pausing a paused function changes
+        nothing. Answers the function as GET /functions lists it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeFunction(
+        self,
+        request: _ingress_pb2.ResumeFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ResumeFunctionResponse, _abc.Awaitable[_ingress_pb2.ResumeFunctionResponse]]:
+        """Resume a paused function.
+
+        Its paused runs continue from where they stopped. With `replay_skipped`,
+        a run is started for every event it skipped while paused. Resuming a
+        function that is not paused changes nothing.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

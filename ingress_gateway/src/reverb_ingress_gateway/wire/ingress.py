@@ -23,8 +23,8 @@ class IngressServicer:
         return ingress_pb2.SendEventsResponse(ids=ids)
 
     async def GetEvent(self, request: ingress_pb2.GetEventRequest) -> ingress_pb2.GetEventResponse:
-        event, runs = await self._service.get_event(request.id)
-        return messages.get_event_response(event, runs)
+        event, runs, skipped = await self._service.get_event(request.id)
+        return messages.get_event_response(event, runs, skipped)
 
     async def ListEvents(
         self, request: ingress_pb2.ListEventsRequest
@@ -85,6 +85,39 @@ class IngressServicer:
             request.source, request.page_size, request.page_token
         )
         return messages.list_webhook_deliveries_response(page)
+
+    async def CancelRun(
+        self, request: ingress_pb2.CancelRunRequest
+    ) -> ingress_pb2.CancelRunResponse:
+        run, steps = await self._service.cancel_run(request.id)
+        return ingress_pb2.CancelRunResponse(run=messages.run(run, steps))
+
+    async def CancelRuns(
+        self, request: ingress_pb2.CancelRunsRequest
+    ) -> ingress_pb2.CancelRunsResponse:
+        count = await self._service.cancel_runs(
+            request.function_id,
+            messages.optional_time(request, "created_from"),
+            messages.optional_time(request, "created_to"),
+            messages.run_status(request.status),
+        )
+        return ingress_pb2.CancelRunsResponse(count=count)
+
+    async def PauseFunction(
+        self, request: ingress_pb2.PauseFunctionRequest
+    ) -> ingress_pb2.PauseFunctionResponse:
+        function = await self._service.pause_function(request.id)
+        return ingress_pb2.PauseFunctionResponse(function=messages.function_info(function))
+
+    async def ResumeFunction(
+        self, request: ingress_pb2.ResumeFunctionRequest
+    ) -> ingress_pb2.ResumeFunctionResponse:
+        function, resumed = await self._service.resume_function(request.id, request.replay_skipped)
+        return ingress_pb2.ResumeFunctionResponse(
+            function=messages.function_info(function),
+            resumed_runs=resumed.runs,
+            replayed_runs=resumed.replayed,
+        )
 
     async def ReplayWebhookDelivery(
         self, request: ingress_pb2.ReplayWebhookDeliveryRequest

@@ -25,7 +25,7 @@ from reverb_store.control import (
     TriggerDefinition,
     TriggerRecord,
 )
-from reverb_store.execution import RunStatus, StepKind, StepStatus
+from reverb_store.execution import RunStatus, SkippedRun, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
 from reverb_store.webhooks import DeliveryRecord
 
@@ -34,6 +34,7 @@ RUN_STATUSES: dict[RunStatus, ingress_pb2.RunStatus.ValueType] = {
     "running": ingress_pb2.RUN_STATUS_RUNNING,
     "sleeping": ingress_pb2.RUN_STATUS_SLEEPING,
     "waiting": ingress_pb2.RUN_STATUS_WAITING,
+    "paused": ingress_pb2.RUN_STATUS_PAUSED,
     "completed": ingress_pb2.RUN_STATUS_COMPLETED,
     "failed": ingress_pb2.RUN_STATUS_FAILED,
     "cancelled": ingress_pb2.RUN_STATUS_CANCELLED,
@@ -176,6 +177,8 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
             finish_timeout_ms=_milliseconds(record.finish_timeout),
             triggers=[_trigger_message(trigger) for trigger in record.triggers],
         ),
+        paused=record.paused_at is not None,
+        paused_at=_optional_timestamp(record.paused_at),
     )
 
 
@@ -294,10 +297,15 @@ _MAX_SECONDS = 366 * 86400.0
 
 
 def get_event_response(
-    record: EventRecord, runs: Sequence[RunRecord]
+    record: EventRecord, runs: Sequence[RunRecord], skipped: Sequence[SkippedRun] = ()
 ) -> ingress_pb2.GetEventResponse:
     return ingress_pb2.GetEventResponse(
-        event=event_record(record), runs=[run(item) for item in runs]
+        event=event_record(record),
+        runs=[run(item) for item in runs],
+        skipped=[
+            ingress_pb2.SkippedRun(function_id=item.function_id, reason=item.reason)
+            for item in skipped
+        ],
     )
 
 

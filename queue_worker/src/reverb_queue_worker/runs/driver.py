@@ -58,6 +58,11 @@ async def advance_run(
             claim = claimed
         if claim is None:
             _log.debug("run not claimable", run_id=payload.run_id, job_id=job_id)
+            # A job taking over a run cancelled while its crashed predecessor drove it.
+            async with acquire(services.pool) as connection:
+                await execution.let_go_cancelled(
+                    connection, RunId(payload.run_id), job_id, services.gates
+                )
             return
         span.set_attribute("reverb.function.id", claim.function_id)
         span.set_attribute("reverb.invocation", claim.invocations)
@@ -66,6 +71,8 @@ async def advance_run(
         log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
         if not claim.registered:
             await _fail_removed(services, claim, job, log)
+            return
+        if claim.paused and await _park(services, claim, job, log):
             return
         log.info(
             "run started" if claim.invocations == 1 else "run resumed",
@@ -144,6 +151,24 @@ async def _fail_removed(
     if failed:
         log.warning("run failed: its function was removed", error_type=error.type)
         run_ended(claim, "failed", error)
+
+
+async def _park(
+    services: Services,
+    claim: ClaimedRun,
+    job: ActiveJob,
+    log: structlog.typing.FilteringBoundLogger,
+) -> bool:
+    """The run's function is paused: park the run until it is resumed. False if it was
+    resumed meanwhile: the claim goes on."""
+    async with acquire(services.pool) as connection:
+        outcome = await execution.park_run(
+            connection, claim.run_id, job.id, claim.function_id, services.gates
+        )
+    if outcome == "resumed":
+        return False
+    log.info("run paused" if outcome == "parked" else "run no longer driven by this job")
+    return True
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

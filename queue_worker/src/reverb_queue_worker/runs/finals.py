@@ -1,8 +1,13 @@
-"""Making an invocation's end durable: completed, failed (maybe retried), or suspended.
+"""Making an invocation's end durable: completed, failed (maybe retried), suspended, or
+stopped at a step boundary.
 
 A completed run without a parent goes through the checkpoint writer's group
 commit (many runs, one statement); everything else takes a pooled connection.
+A transition that finds the run no longer driven by this job (it was cancelled, or
+taken over) changes nothing; a cancelled run is then let go (`let_go_cancelled`).
 """
+
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -12,7 +17,7 @@ from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.jobs.active import ActiveJob
-from reverb_queue_worker.runs.invocation import InvocationEnd
+from reverb_queue_worker.runs.invocation import InvocationEnd, Stopped
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import run_ended
 from reverb_store import execution
@@ -31,6 +36,9 @@ async def finish(
     """Make the invocation's end durable; wake-ups it schedules go to `job`."""
     final = end.final
     job_id = JobId(job.id)
+    if isinstance(final, Stopped):
+        await _stop(services, claim, job, final, log)
+        return
     if isinstance(final, protocol.Completed) and await _complete_in_batch(
         services, claim, job_id, final, log
     ):
@@ -47,9 +55,7 @@ async def finish(
                 connection, claim.run_id, job_id, sorted(end.known_step_ids), job, services.gates
             )
             if outcome is None:
-                log.warning(
-                    "run no longer driven by this job (cancelled or taken over)", ending="suspended"
-                )
+                await _not_driven(connection, services, claim, job, "suspended", log)
             else:
                 log.info("run suspended", until=outcome)
 
@@ -95,9 +101,7 @@ async def _complete(
         log.info("run completed")
         run_ended(claim, "completed")
     else:
-        log.warning(
-            "run no longer driven by this job (cancelled or taken over)", ending="completed"
-        )
+        await _not_driven(connection, services, claim, job, "completed", log)
 
 
 async def _fail(
@@ -127,4 +131,43 @@ async def _fail(
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         run_ended(claim, "failed", final.error)
         return
-    log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")
+    await _not_driven(connection, services, claim, job, "failed", log)
+
+
+async def _not_driven(
+    connection: asyncpg.Connection,
+    services: Services,
+    claim: ClaimedRun,
+    job: ActiveJob,
+    ending: str,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    if await execution.let_go_cancelled(connection, claim.run_id, job.id, services.gates):
+        log.info("run cancelled while driven: let go", ending=ending)
+    else:
+        log.warning("run no longer driven by this job (taken over)", ending=ending)
+
+
+async def _stop(
+    services: Services,
+    claim: ClaimedRun,
+    job: ActiveJob,
+    stopped: Stopped,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """The run stopped at a step boundary. A cancelled run is let go; a paused function's
+    run is released at once, and its claim parks it (or runs it, if the function was
+    resumed meanwhile)."""
+    async with acquire(services.pool) as connection:
+        if stopped.reason == "cancelled" or not await execution.release_run(
+            connection,
+            claim.run_id,
+            job.id,
+            invoked=True,
+            resume_after=timedelta(0),
+            wakeups=job,
+            gates=services.gates,
+        ):
+            await _not_driven(connection, services, claim, job, "stopped", log)
+            return
+    log.info("run stopped at a step boundary", reason=stopped.reason)

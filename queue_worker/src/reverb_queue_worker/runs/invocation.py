@@ -6,6 +6,10 @@ queued on the host session the moment the batch commits (so the acks of one
 batch share a message). Other reports (failures, waits) each get a task. The
 invocation ends with the host's final message, which the caller makes durable
 (`finals`).
+
+A step commit is the run's boundary: when it says the run must stop (cancelled, or
+its function paused), the step stays committed, its ack is never sent, the host is
+told to abandon the invocation, and the invocation ends `Stopped`.
 """
 
 import asyncio
@@ -14,12 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT, START_TOO_LARGE
+from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
 from reverb_queue_worker.hosts.wire import HostStreamError, StartTooLarge
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
-from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
+from reverb_store.execution import (
+    ClaimedRun,
+    ErrorRecord,
+    OutputCommit,
+    StepOutput,
+    StopReason,
+    stop_reason,
+)
 from reverb_store.ids import StepId
 
 # gRPC statuses that say nothing about the function: the run is released and retried
@@ -42,6 +54,10 @@ _INFRASTRUCTURE = frozenset(
 )
 
 
+# Acks after which the function goes on running (other acks wait, or end the invocation).
+_GOES_ON = frozenset((protocol.AckResult.CONTINUE, protocol.AckResult.FAILED))
+
+
 class StreamBroken(Exception):
     """The host could not be reached or went away before a final result."""
 
@@ -52,8 +68,15 @@ class StreamBroken(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Stopped:
+    """The worker ended the invocation at a step boundary: the run must stop."""
+
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True)
 class InvocationEnd:
-    final: protocol.Final
+    final: protocol.Final | Stopped
     # Final steps the host knows of: the memo, plus steps acked CONTINUE or FAILED.
     known_step_ids: frozenset[StepId]
 
@@ -85,6 +108,7 @@ class Invocation:
         self._committing = 0
         self._drained: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
+        self._stop: StopReason | None = None
 
     async def run(self) -> InvocationEnd:
         """Drive the invocation to its final message. Raises StreamBroken or HostUnreachable."""
@@ -115,10 +139,12 @@ class Invocation:
             channel.close()
         return InvocationEnd(final, frozenset(self._known))
 
-    async def _final(self, channel: InvocationChannel) -> protocol.Final:
+    async def _final(self, channel: InvocationChannel) -> protocol.Final | Stopped:
         try:
             final = await channel.final()
         except HostStreamError as error:
+            if self._stop is not None:
+                return Stopped(self._stop)
             if self._failure is not None:
                 raise self._failure from error
             failed = final_for_error(error)
@@ -162,10 +188,19 @@ class Invocation:
         else:
             commit = future.result()
             state = commit.state
-            ack = ack_for(report.timing.step_id, state, None if commit.ours else state.output)
-            self._acknowledge(channel, ack)
+            if commit.stop is not None:
+                self._halt(channel, commit.stop)
+            else:
+                ack = ack_for(report.timing.step_id, state, None if commit.ours else state.output)
+                self._acknowledge(channel, ack)
         if self._committing == 0 and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    def _halt(self, channel: InvocationChannel, reason: StopReason) -> None:
+        """Stop at this boundary: the host abandons the function, nothing more starts."""
+        if self._stop != "cancelled":
+            self._stop = reason
+        channel.cancel()
 
     def _acknowledge(self, channel: InvocationChannel, ack: protocol.Ack) -> None:
         if ack.result in (protocol.AckResult.CONTINUE, protocol.AckResult.FAILED):
@@ -180,12 +215,20 @@ class Invocation:
     async def _commit(self, channel: InvocationChannel, report: protocol.StepReport) -> None:
         try:
             ack = await commit_step(self._services, self._claim, self._traceparent, report)
+            stop = None
+            if ack.result in _GOES_ON:
+                # The function would go on to its next step: this commit is a boundary.
+                async with acquire(self._services.pool) as connection:
+                    stop = await stop_reason(connection, self._claim.run_id)
         except Exception as error:
             if self._failure is None:
                 self._failure = error
             channel.cancel()
             return
-        self._acknowledge(channel, ack)
+        if stop is not None:
+            self._halt(channel, stop)
+        else:
+            self._acknowledge(channel, ack)
 
     async def _settled(self) -> None:
         """Until every report received so far has been committed and acknowledged."""

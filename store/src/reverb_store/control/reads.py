@@ -5,6 +5,7 @@ can pass them on without parsing. Lists are keyset-paginated: events by
 (received_at, id) descending, runs by id descending (UUIDv7: creation order).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -106,6 +107,8 @@ class FunctionRecord:
     on_failure: str | None = None
     start_timeout: timedelta | None = None
     finish_timeout: timedelta | None = None
+    # Set while the function is paused (`execution.pausing`).
+    paused_at: datetime | None = None
 
 
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
@@ -263,8 +266,10 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 
 _FUNCTIONS = """
 SELECT f.id, f.app_id, f.name, f.retries, f.on_failure, f.start_timeout, f.finish_timeout,
+    f.paused_at,
     coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
+{where}
 GROUP BY f.id ORDER BY f.app_id, f.id
 """
 
@@ -273,12 +278,27 @@ async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]
     """Every registered function with its triggers (events, then cron schedules with
     their next and last ticks), by app then id."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        rows = await connection.fetch(_FUNCTIONS)
-        schedules: dict[str, list[TriggerRecord]] = {}
-        for schedule in await list_schedules(connection):
-            schedules.setdefault(schedule.definition.function_id, []).append(
-                TriggerRecord(schedule=schedule)
-            )
+        rows = await connection.fetch(_FUNCTIONS.replace("{where}", ""))
+        return _functions(rows, await list_schedules(connection))
+
+
+async def get_function(connection: asyncpg.Connection, function_id: str) -> FunctionRecord | None:
+    """The function with its triggers; None if it is not registered."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        rows = await connection.fetch(_FUNCTIONS.replace("{where}", "WHERE f.id = $1"), function_id)
+        if not rows:
+            return None
+        return _functions(rows, await list_schedules(connection, function_id))[0]
+
+
+def _functions(
+    rows: Sequence[asyncpg.Record], schedules: Sequence[ScheduleRecord]
+) -> list[FunctionRecord]:
+    by_function: dict[str, list[TriggerRecord]] = {}
+    for schedule in schedules:
+        by_function.setdefault(schedule.definition.function_id, []).append(
+            TriggerRecord(schedule=schedule)
+        )
     return [
         FunctionRecord(
             id=row["id"],
@@ -287,11 +307,12 @@ async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]
             retries=row["retries"],
             triggers=(
                 *(TriggerRecord(event=event) for event in row["events"]),
-                *schedules.get(row["id"], ()),
+                *by_function.get(row["id"], ()),
             ),
             on_failure=row["on_failure"],
             start_timeout=row["start_timeout"],
             finish_timeout=row["finish_timeout"],
+            paused_at=row["paused_at"],
         )
         for row in rows
     ]

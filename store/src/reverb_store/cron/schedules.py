@@ -102,14 +102,17 @@ async def sync_schedules(
 _LIST = """
 SELECT function_id, cron, timezone, overlap, catch_up, catch_up_window, jitter, next_at,
        last_at, missed, skipped
-FROM reverb.cron_schedules ORDER BY function_id, id
+FROM reverb.cron_schedules WHERE $1::text IS NULL OR function_id = $1
+ORDER BY function_id, id
 """
 
 
-async def list_schedules(connection: asyncpg.Connection) -> list[ScheduleRecord]:
-    """Every schedule, by function then age."""
+async def list_schedules(
+    connection: asyncpg.Connection, function_id: str | None = None
+) -> list[ScheduleRecord]:
+    """Every schedule (or the function's), by function then age."""
     records = []
-    for row in await connection.fetch(_LIST):
+    for row in await connection.fetch(_LIST, function_id):
         fields = dict(row)
         state = {name: fields.pop(name) for name in ("next_at", "last_at", "missed", "skipped")}
         records.append(ScheduleRecord(ScheduleDefinition(**fields), **state))

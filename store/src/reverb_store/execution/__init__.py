@@ -2,6 +2,13 @@
 invokes, finals."""
 
 from reverb_store.execution.admission import claim_run, prepare_claim
+from reverb_store.execution.cancellation import (
+    CANCELLABLE,
+    cancel_run,
+    cancel_runs,
+    cancelled_error,
+    let_go_cancelled,
+)
 from reverb_store.execution.failures import FAILED_EVENT, announce_failure
 from reverb_store.execution.fanout import (
     Driver,
@@ -28,6 +35,13 @@ from reverb_store.execution.gates import (
 )
 from reverb_store.execution.hosts import LiveHost, live_hosts
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
+from reverb_store.execution.pausing import (
+    ParkOutcome,
+    Resumed,
+    park_run,
+    pause_function,
+    resume_function,
+)
 from reverb_store.execution.records import (
     ClaimedRun,
     ErrorRecord,
@@ -41,6 +55,7 @@ from reverb_store.execution.records import (
     StepState,
     StepStatus,
     StepTiming,
+    StopReason,
 )
 from reverb_store.execution.runs import (
     SuspendOutcome,
@@ -51,6 +66,7 @@ from reverb_store.execution.runs import (
     suspend_run,
 )
 from reverb_store.execution.sends import send_events
+from reverb_store.execution.skips import PAUSED, SkippedRun, record_skips, skips_of_event
 from reverb_store.execution.steps import (
     commit_outputs,
     load_memo,
@@ -58,10 +74,12 @@ from reverb_store.execution.steps import (
     record_sleep,
     resolve_due,
     step_state,
+    stop_reason,
 )
 
 __all__ = [
     "ADMIT",
+    "CANCELLABLE",
     "Admit",
     "Candidate",
     "ClaimedRun",
@@ -80,38 +98,53 @@ __all__ = [
     "ResolvedWait",
     "NO_GATES",
     "OutputCommit",
+    "PAUSED",
+    "ParkOutcome",
     "Refusal",
+    "Resumed",
     "RunStart",
     "RunStatus",
     "Skip",
+    "SkippedRun",
     "StepKind",
     "StepOutput",
     "StepState",
     "StepStatus",
     "StepTiming",
+    "StopReason",
     "SuspendOutcome",
     "TriggeredRun",
     "Verdict",
     "announce_failure",
+    "cancel_run",
+    "cancel_runs",
+    "cancelled_error",
     "claim_run",
     "commit_outputs",
     "complete_run",
     "create_runs",
     "fail_run",
+    "let_go_cancelled",
     "live_hosts",
     "load_memo",
+    "park_run",
+    "pause_function",
     "prepare_claim",
     "prepare_fan_out",
     "record_failure",
+    "record_skips",
     "record_sleep",
     "release_run",
     "resolve_due",
+    "resume_function",
     "resume_parent",
     "retry_run",
     "send_events",
+    "skips_of_event",
     "start_child",
     "start_runs",
     "step_state",
+    "stop_reason",
     "suspend_run",
     "wake",
 ]

@@ -48,8 +48,9 @@ _CLAIMABLE = "(status IN ('queued', 'sleeping', 'waiting') OR (status = 'running
 
 # The events are looked up by `= ANY(event_ids)`: an index scan whatever the table's
 # size (joining an unnest, the planner chose a scan of every event while the table
-# was small, which made claims slower as events accumulated). `registered` is one
-# primary-key probe of `functions`: false once a redeploy removed the run's function.
+# was small, which made claims slower as events accumulated). `paused` is one
+# primary-key probe of `functions`: NULL once a redeploy removed the run's function (not
+# registered), true while the function is paused (`pausing.park_run`).
 # `{gate}` is empty, or
 # `AND NOT gated` when the worker has gates: a gated run is then left to them.
 _CLAIM = f"""
@@ -64,7 +65,8 @@ WITH claimed AS (
 SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
        c.forked,
        e.id AS event_id, e.name, e.data::text AS data, e.ts,
-       EXISTS (SELECT FROM reverb.functions f WHERE f.id = c.function_id) AS registered
+       (SELECT f.paused_at IS NOT NULL FROM reverb.functions f WHERE f.id = c.function_id)
+           AS paused
 FROM claimed c
 LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
 ORDER BY array_position(c.event_ids, e.id)
@@ -121,8 +123,10 @@ async def claim_run(
     # given back by `release_run`), but for a replay forked from a step: nothing to
     # resolve or load.
     loaded = _NO_STEPS
-    registered: bool = first["registered"]
-    if (first["invocations"] > 1 or first["forked"]) and registered:
+    # NULL when the function is gone; true while it is paused (the driver parks the run).
+    registered: bool = first["paused"] is not None
+    paused: bool = first["paused"] is True
+    if (first["invocations"] > 1 or first["forked"]) and registered and not paused:
         loaded = await resolve_and_load(connection, run_id)
     return ClaimedRun(
         run_id=run_id,
@@ -142,6 +146,7 @@ async def claim_run(
         registered=registered,
         step_attempts=loaded.step_attempts,
         resolved_waits=loaded.resolved,
+        paused=paused,
     )
 
 

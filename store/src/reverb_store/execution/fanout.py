@@ -18,6 +18,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
+from reverb_store.execution.skips import PAUSED
 from reverb_store.ids import AppId, EventId, FunctionId, JobId, RunId, new_id
 
 
@@ -53,12 +54,28 @@ ORDER BY t.position, f.id
 
 # One statement: the runs (claimed ones `running` with their job's id), then one
 # `advance_run` job per run created (picked for claimed runs, queued for the others).
+# A paused function gets no run: the event is recorded as skipped (`pausing`), in the
+# same statement and snapshot, so a pause is either seen whole or not at all. `paused` is
+# read once per statement (few functions, and nearly never one paused).
 _CREATE = f"""
-WITH input AS (
+WITH paused AS MATERIALIZED (
+    SELECT id FROM reverb.functions WHERE paused_at IS NOT NULL
+), input AS (
     SELECT t.*, CASE WHEN t.claimed THEN nextval(pg_get_serial_sequence($9, 'id')) END AS job_id
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[],
                 $10::bool[])
          AS t(id, function_id, app_id, event_id, max_attempts, claimed, gated)
+    WHERE t.function_id NOT IN (SELECT id FROM paused)
+), skipped AS (
+    INSERT INTO reverb.event_skips (event_id, function_id, reason)
+    SELECT t.event_id, t.function_id, '{PAUSED}'
+    FROM unnest($4::text[], $2::text[]) AS t(event_id, function_id)
+    WHERE t.function_id IN (SELECT id FROM paused)
+      AND NOT EXISTS (SELECT FROM reverb.runs r
+                      WHERE r.function_id = t.function_id AND r.event_ids[1] = t.event_id
+                        AND r.parent_run_id IS NULL AND r.replay_of IS NULL
+                        AND cardinality(r.event_ids) > 0)
+    ON CONFLICT (event_id, function_id) DO NOTHING
 ), created AS (
     INSERT INTO reverb.runs (id, function_id, app_id, status, event_ids, max_attempts,
                              traceparent, job_id, invocations, started_at, gated)

@@ -11,7 +11,12 @@ from reverb.engine_errors import UNTYPED
 from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
 
 # The values of `runs.status` and `steps.status`/`steps.kind` (migration 0001's CHECKs).
-RunStatus = Literal["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]
+RunStatus = Literal[
+    "queued", "running", "sleeping", "waiting", "paused", "completed", "failed", "cancelled"
+]
+# Why the job driving a run must stop at this step boundary: the run was cancelled, or
+# its function paused (`cancellation`, `pausing`).
+StopReason = Literal["cancelled", "paused"]
 StepStatus = Literal["completed", "failed", "retrying", "sleeping", "waiting"]
 StepKind = Literal["run", "sleep", "invoke", "send_event", "wait_for_event"]
 
@@ -97,6 +102,9 @@ class ClaimedRun:
     step_attempts: Mapping[StepId, int] = field(default_factory=dict)
     # The waits the claim resolved (each gets a span of its real duration).
     resolved_waits: tuple[ResolvedWait, ...] = ()
+    # True when the run's function is paused: the driver parks the run (`pausing.park_run`)
+    # instead of invoking a host.
+    paused: bool = False
 
     @property
     def start_attempt(self) -> int:
@@ -142,3 +150,6 @@ class OutputCommit:
     state: StepState
     # False when another invocation had already committed the step.
     ours: bool
+    # Set when the run must stop at this boundary: the step is committed, but no further
+    # step may start (the job lets the run go instead of acknowledging it).
+    stop: StopReason | None = None

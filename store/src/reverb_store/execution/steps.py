@@ -17,6 +17,7 @@ from reverb_store.execution.records import (
     StepState,
     StepStatus,
     StepTiming,
+    StopReason,
 )
 from reverb_store.ids import RunId, StepId
 
@@ -35,6 +36,26 @@ SET status = 'completed', attempts = s.attempts + 1, output = EXCLUDED.output, e
 WHERE s.status = 'retrying'
 RETURNING s.run_id, s.id
 """
+
+# The step boundary (`cancellation`, `pausing`): the batch's runs that must stop, in the
+# commit's own statement and snapshot. Each probe runs only if its table has a row at all
+# (an uncorrelated EXISTS is evaluated once, as a one-time filter): `stopping_runs` is
+# empty nearly always, and so is the set of paused functions, so the common case costs
+# two empty scans per batch and reads no run (a probe by `= ANY` would descend an index
+# once per run of the batch).
+_COMMIT_OUTPUTS = f"""
+WITH inserted AS ({_INSERT_OUTPUTS.strip()})
+SELECT run_id, id, NULL AS stop FROM inserted
+UNION ALL
+SELECT run_id, NULL, 'cancelled' FROM reverb.stopping_runs
+WHERE EXISTS (SELECT FROM reverb.stopping_runs) AND run_id = ANY($1::text[])
+UNION ALL
+SELECT r.id, NULL, 'paused' FROM reverb.runs r
+WHERE EXISTS (SELECT FROM reverb.functions WHERE paused_at IS NOT NULL)
+  AND r.id = ANY($1::text[])
+  AND r.function_id IN (SELECT id FROM reverb.functions WHERE paused_at IS NOT NULL)
+"""
+
 
 _SELECT_STATES = """
 SELECT s.run_id, s.id, s.status, s.output::text AS output, s.error::text AS error
@@ -56,15 +77,16 @@ async def commit_outputs(
 
     A step already committed keeps its result (exactly-once outputs): the caller
     gets the committed state back with `ours=False`. A step waiting for a retry
-    is completed with its attempts counted.
+    is completed with its attempts counted. A run that must stop at this boundary
+    (cancelled while driven, or its function paused) has `stop` set on its results.
     """
     first: dict[tuple[str, str], StepOutput] = {}
     for item in outputs:
         first.setdefault((item.run_id, item.timing.step_id), item)
     unique = list(first.values())
     # One statement, so one implicit transaction and one round trip: no BEGIN and COMMIT.
-    inserted = await connection.fetch(
-        _INSERT_OUTPUTS,
+    rows = await connection.fetch(
+        _COMMIT_OUTPUTS,
         [item.run_id for item in unique],
         [item.timing.step_id for item in unique],
         [item.timing.name for item in unique],
@@ -72,7 +94,12 @@ async def commit_outputs(
         [item.timing.started_at for item in unique],
         [item.timing.ended_at for item in unique],
     )
-    ours = {(row["run_id"], row["id"]) for row in inserted}
+    ours = {(row["run_id"], row["id"]) for row in rows if row["stop"] is None}
+    # A cancelled run stops whether or not its function is paused.
+    stops: dict[str, StopReason] = {}
+    for row in rows:
+        if row["stop"] is not None and stops.get(row["run_id"]) != "cancelled":
+            stops[row["run_id"]] = row["stop"]
     states: dict[tuple[str, str], StepState] = {}
     if len(ours) < len(first):
         # Steps another invocation committed first: their committed state wins.
@@ -84,11 +111,12 @@ async def commit_outputs(
     results = []
     for item in outputs:
         key = (item.run_id, item.timing.step_id)
+        stop = stops.get(item.run_id)
         if key in ours and first[key] is item:
-            results.append(OutputCommit(StepState("completed", item.output), ours=True))
+            results.append(OutputCommit(StepState("completed", item.output), True, stop))
         else:
             state = states.get(key) or StepState("completed", first[key].output)
-            results.append(OutputCommit(state, ours=False))
+            results.append(OutputCommit(state, False, stop))
     return results
 
 
@@ -316,3 +344,20 @@ async def retrying_attempts(connection: asyncpg.Connection, run_id: RunId) -> in
         "SELECT max(attempts) FROM reverb.steps WHERE run_id = $1 AND status = 'retrying'", run_id
     )
     return value
+
+
+_STOP_REASON = """
+SELECT CASE WHEN EXISTS (SELECT FROM reverb.stopping_runs s WHERE s.run_id = r.id)
+            THEN 'cancelled'
+            WHEN EXISTS (SELECT FROM reverb.functions f
+                         WHERE f.id = r.function_id AND f.paused_at IS NOT NULL) THEN 'paused'
+       END
+FROM reverb.runs r WHERE r.id = $1
+"""
+
+
+async def stop_reason(connection: asyncpg.Connection, run_id: RunId) -> StopReason | None:
+    """Whether the run must stop at this step boundary (the check `commit_outputs` makes
+    for its batch, for a step committed on its own)."""
+    reason: StopReason | None = await connection.fetchval(_STOP_REASON, run_id)
+    return reason

@@ -1,0 +1,26 @@
+"""A run's statuses have the same names in the store, the API (the protos) and the CLI."""
+
+from typing import get_args
+
+from reverb_cli.api_commands import RUN_STATUSES
+from reverb_cli.control_commands import CANCELLABLE as CLI_CANCELLABLE
+from reverb_contracts.v1 import ingress_pb2
+from reverb_store.execution import CANCELLABLE, RunStatus
+
+ISSUED = ["queued", "running", "sleeping", "waiting", "paused", "completed", "failed", "cancelled"]
+
+
+def test_the_statuses_are_named_alike_everywhere() -> None:
+    proto = [
+        value.name.removeprefix("RUN_STATUS_").lower()
+        for value in ingress_pb2.RunStatus.DESCRIPTOR.values
+        if value.number != 0
+    ]
+    assert sorted(get_args(RunStatus)) == sorted(ISSUED)
+    assert sorted(proto) == sorted(ISSUED)
+    assert list(RUN_STATUSES) == ISSUED
+    assert ingress_pb2.RUN_STATUS_PAUSED == 8
+
+
+def test_the_cli_offers_to_cancel_what_the_store_can() -> None:
+    assert sorted(CLI_CANCELLABLE) == sorted(CANCELLABLE)
