@@ -59,6 +59,7 @@ from reverb_store.execution.steps import (
     resolve_due,
     step_state,
 )
+from reverb_store.execution.timeouts import time_out_run, timeout_error
 
 __all__ = [
     "ADMIT",
@@ -113,5 +114,7 @@ __all__ = [
     "start_runs",
     "step_state",
     "suspend_run",
+    "time_out_run",
+    "timeout_error",
     "wake",
 ]
