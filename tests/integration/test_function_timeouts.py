@@ -27,6 +27,7 @@ from reverb_store.ids import RunId
 from tests.e2e.processes import eventually
 from tests.integration.test_run_gates import OneAtATime, create_held_runs_table
 from tests.integration.test_worker_runs import host_settings, worker_settings
+from tests.integration.wakeups import Heard
 
 app = reverb.App("timeout-tests")
 
@@ -52,6 +53,12 @@ async def tell(ctx: Context) -> str:
 )
 async def slow_sleeper(ctx: Context) -> str:
     await ctx.step.run("first", lambda: "done")
+    await ctx.step.sleep("nap", "1h")
+    return "woke"
+
+
+@app.function("patient", trigger=event("timeouts.patient"), timeouts=reverb.Timeouts(finish="1s"))
+async def patient(ctx: Context) -> str:
     await ctx.step.sleep("nap", "1h")
     return "woke"
 
@@ -191,6 +198,45 @@ async def test_a_run_that_ends_in_time_is_left_as_it_is(mesh: Mesh) -> None:
     assert (await mesh.run(event_id, "quick"))["status"] == "completed"
 
 
+async def _deadlines(connection: asyncpg.Connection, run_id: str) -> list[asyncpg.Record]:
+    return await connection.fetch(
+        "SELECT id, execute_after - now() AS due_in FROM pgqueuer"
+        " WHERE entrypoint = 'time_out_run'"
+        " AND convert_from(payload, 'UTF8')::jsonb->>'run_id' = $1",
+        run_id,
+    )
+
+
+@pytest.mark.parametrize("new_limit", [None, timedelta(hours=1)])
+async def test_a_redeploy_that_removes_or_lengthens_the_limit_spares_the_run(
+    mesh: Mesh, new_limit: timedelta | None
+) -> None:
+    event_id = await mesh.send("timeouts.patient", {})
+    run_id = (await mesh.run(event_id, "patient"))["id"]
+
+    async def queued() -> bool:
+        return len(await _deadlines(mesh.connection, run_id)) == 1
+
+    await eventually(queued, within=10, what="the finish deadline")
+    [first] = await _deadlines(mesh.connection, run_id)
+    await mesh.connection.execute(
+        "UPDATE reverb.functions SET finish_timeout = $1 WHERE id = 'patient'", new_limit
+    )
+
+    async def checked() -> bool:
+        left = await _deadlines(mesh.connection, run_id)
+        return all(job["id"] != first["id"] for job in left)
+
+    await eventually(checked, within=10, what="the first deadline to come due")
+    assert (await mesh.run(event_id, "patient"))["status"] == "sleeping"
+    left = await _deadlines(mesh.connection, run_id)
+    if new_limit is None:
+        assert left == []
+    else:
+        [again] = left
+        assert timedelta(minutes=59) < again["due_in"] <= timedelta(hours=1)
+
+
 async def test_a_running_run_past_its_finish_limit_fails_and_its_steps_do_not_revive_it(
     mesh: Mesh,
 ) -> None:
@@ -238,4 +284,4 @@ async def test_the_handler_fails_what_is_in_flight_only(
     connection: asyncpg.Connection,
 ) -> None:
     """`execution.time_out_run` directly: an unknown or ended run is left alone."""
-    assert not await execution.time_out_run(connection, RunId("no-such-run"), "finish")
+    assert not await execution.time_out_run(connection, RunId("no-such-run"), "finish", Heard())

@@ -17,7 +17,7 @@ async def time_out_run(services: Services, job: ActiveJob, payload: TimeOutRun) 
     """Fail the run with FunctionTimeout if it is still in flight past its limit."""
     async with acquire(services.pool) as connection:
         failed = await execution.time_out_run(
-            connection, RunId(payload.run_id), payload.limit, services.gates
+            connection, RunId(payload.run_id), payload.limit, job, services.gates
         )
     if failed:
         _log.info("run timed out", run_id=payload.run_id, limit=payload.limit)

@@ -11,6 +11,9 @@ the usual consequences of `fail_run` (a parent waiting on it sees the error, the
 is announced, the gates hear a gated run stopped). A run that ended meanwhile, or for
 `start` one that started, is left as it is: the job ends without effect.
 
+The limit is read when the job runs: a redeploy that removed it leaves the run alone,
+one that lengthened it queues the check again for the new time.
+
 A running run's invocation is not interrupted: its job no longer drives the run
 (`job_id` is cleared), so its next transition (complete, retry, suspend, fail) finds
 nothing to move, and its job's row goes with the timeout.
@@ -30,8 +33,12 @@ from reverb_store.ids import RunId
 
 _IN_FLIGHT = "('queued', 'running', 'sleeping', 'waiting', 'paused')"
 
+# The run, if in flight, with its limit as its function has it now (a redeploy may have
+# changed it since the job was queued) and the time left until the limit passes.
 _LOCK = f"""
-SELECT r.status, r.job_id, r.started_at, r.created_at, f.start_timeout, f.finish_timeout
+SELECT r.status, r.job_id, r.started_at, f.start_timeout, f.finish_timeout,
+    CASE WHEN $2 = 'start' THEN r.created_at + f.start_timeout
+         ELSE r.started_at + f.finish_timeout END - now() AS remaining
 FROM reverb.runs r LEFT JOIN reverb.functions f ON f.id = r.function_id
 WHERE r.id = $1 AND r.status IN {_IN_FLIGHT}
 FOR UPDATE OF r
@@ -69,13 +76,22 @@ async def time_out_run(
     connection: asyncpg.Connection,
     run_id: RunId,
     limit: jobs.TimeoutLimit,
+    wakeups: jobs.Wakeups,
     gates: Gates = NO_GATES,
 ) -> bool:
-    """Fail the run with FunctionTimeout if `limit` applies to it still: it is in flight
-    and, for `start`, has not started. True if it failed it."""
+    """Fail the run with FunctionTimeout if `limit` applies to it still: it is in flight,
+    for `start` it has not started, and its function's limit (as registered now) has
+    passed. A limit a redeploy lengthened is checked again when it passes (a new job,
+    `wakeups` hears of it); one it removed no longer applies. True if it failed the run."""
     async with connection.transaction():
-        row = await connection.fetchrow(_LOCK, run_id)
+        row = await connection.fetchrow(_LOCK, run_id, limit)
         if row is None or (limit == "start" and row["started_at"] is not None):
+            return False
+        remaining: timedelta | None = row["remaining"]
+        if remaining is None:
+            return False  # the function, or its limit, is gone
+        if remaining > timedelta(0):
+            await jobs.schedule(connection, [jobs.TimeOutRun(run_id, limit)], [remaining], wakeups)
             return False
         duration = row["start_timeout"] if limit == "start" else row["finish_timeout"]
         error = timeout_error(limit, _duration(duration))
