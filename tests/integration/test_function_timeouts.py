@@ -1,5 +1,6 @@
-"""`timeouts=reverb.Timeouts(start=, finish=)` enforced: a real gateway (the host registers
-through it, timeouts included), two workers, a real host and PostgreSQL.
+"""`timeouts=reverb.Timeouts(start=, finish=)` enforced, and `reverb.Step(id, timeout=)`
+retried with StepTimeout: a real gateway (the host registers through it, timeouts
+included), two workers, a real host and PostgreSQL.
 
 Deadlines are the queue's due times (PostgreSQL's clock), so the limits here are short
 real durations; the workers poll every 100 ms for jobs that no worker's timer knows of
@@ -61,6 +62,24 @@ async def slow_sleeper(ctx: Context) -> str:
 async def patient(ctx: Context) -> str:
     await ctx.step.sleep("nap", "1h")
     return "woke"
+
+
+attempts: dict[str, int] = {}
+
+
+async def slow_first(key: str, *, timeout: int) -> str:  # noqa: ASYNC109 (its own keyword)
+    """Blocks on its first attempt (past the step's timeout), answers on the next; its own
+    `timeout` keyword reaches it untouched."""
+    attempts[key] = attempts.get(key, 0) + 1
+    if attempts[key] == 1:
+        await asyncio.Event().wait()
+    return f"{key} after {attempts[key]} attempts, timeout={timeout}"
+
+
+@app.function("step-timeout", trigger=event("timeouts.step"), retries=2)
+async def step_timeout(ctx: Context) -> str:
+    step = reverb.Step("charge", timeout="200ms")
+    return str(await ctx.step.run(step, slow_first, ctx.event.data["key"], timeout=5))
 
 
 @app.function("quick", trigger=event("timeouts.quick"), timeouts=reverb.Timeouts("1s", "1s"))
@@ -143,6 +162,7 @@ async def mesh(
 ) -> AsyncIterator[Mesh]:
     entered.clear()
     release.clear()
+    attempts.clear()
     await create_held_runs_table(connection)
     host = await start_host(app, host_settings(ingress_address=f"127.0.0.1:{gateway.grpc_port}"))
     await asyncio.wait_for(host.registered.wait(), timeout=10)
@@ -176,6 +196,21 @@ async def test_a_sleeping_run_past_its_finish_limit_fails_with_function_timeout(
     [announced] = (await mesh.client.get("/events?name=reverb/function.failed")).json()["events"]
     handled = await mesh.ended(announced["id"], "slow-sleeper-failure")
     assert handled["output"] == "FunctionTimeout"
+
+
+async def test_a_step_past_its_timeout_is_retried_with_step_timeout(mesh: Mesh) -> None:
+    event_id = await mesh.send("timeouts.step", {"key": "card"})
+
+    run = await mesh.ended(event_id, "step-timeout")
+
+    assert run["status"] == "completed", run
+    assert run["output"] == "card after 2 attempts, timeout=5"
+    [step] = run["steps"]
+    assert (step["id"], step["status"], step["attempts"]) == ("charge", "completed", 2)
+    retried = await mesh.connection.fetchval(
+        "SELECT count(*) FROM reverb.runs WHERE function_id = 'step-timeout' AND attempt > 0"
+    )
+    assert retried == 0  # the step was retried, not the function
 
 
 async def test_a_run_that_ends_in_time_is_left_as_it_is(mesh: Mesh) -> None:
