@@ -76,6 +76,7 @@ from reverb_store.execution.steps import (
     step_state,
     stop_reason,
 )
+from reverb_store.execution.timeouts import time_out_run, timeout_error
 
 __all__ = [
     "ADMIT",
@@ -146,5 +147,7 @@ __all__ = [
     "step_state",
     "stop_reason",
     "suspend_run",
+    "time_out_run",
+    "timeout_error",
     "wake",
 ]

@@ -18,7 +18,9 @@ from typing import ClassVar, Generic, Literal, Protocol, Self, TypeVar, get_args
 import orjson
 
 # Every kind, by the entrypoint its jobs carry in the queue.
-KindName = Literal["process_event", "advance_run", "wake_run", "cron_tick", "cron_fire"]
+KindName = Literal[
+    "process_event", "advance_run", "wake_run", "cron_tick", "cron_fire", "time_out_run"
+]
 
 # Which of its payload type's jobs a kind carries: all of them ("any"), or, when two
 # kinds share a payload type, those due at once ("now") or those delayed ("delayed").
@@ -103,6 +105,31 @@ class FireCron:
         return cls(str(body["function_id"]), tuple(str(item) for item in body["event_ids"]))
 
 
+# Which of a function's timeouts a `time_out_run` job enforces.
+TimeoutLimit = Literal["start", "finish"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOutRun:
+    """Fail the run with FunctionTimeout if it is still in flight when its function's
+    `start` (it has not started) or `finish` (it has not ended) limit passes. Its
+    encoding is also written by migration 0016's triggers."""
+
+    run_id: str
+    limit: TimeoutLimit
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"run_id": self.run_id, "limit": self.limit})
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "TimeOutRun":
+        body = orjson.loads(payload)
+        limit = body["limit"]
+        if limit not in ("start", "finish"):
+            raise ValueError(f"a time_out_run limit is start or finish, not {limit!r}")
+        return cls(str(body["run_id"]), limit)
+
+
 P = TypeVar("P", bound=JobPayload, covariant=True)
 
 
@@ -138,9 +165,12 @@ WAKE_RUN = JobKind("wake_run", AdvanceRun, priority=1, timing="delayed")
 # Cron ticks are due at a time, like wake-ups, and taken as promptly.
 CRON_TICK = JobKind("cron_tick", CronTick, priority=1)
 CRON_FIRE = JobKind("cron_fire", FireCron, priority=0)
+# A function timeout's deadline: due at a time, taken as promptly as a wake-up.
+TIME_OUT_RUN = JobKind("time_out_run", TimeOutRun, priority=1)
 
 KINDS: Mapping[KindName, JobKind[JobPayload]] = {
-    kind.name: kind for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE)
+    kind.name: kind
+    for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE, TIME_OUT_RUN)
 }
 
 
