@@ -19,6 +19,7 @@ from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.handling import HandOver, guarded
 from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.runs.fanout import process_event
+from reverb_queue_worker.runs.waits import match_waits
 from reverb_queue_worker.services import Services
 from reverb_store import jobs
 from reverb_store.ids import JobId
@@ -57,6 +58,7 @@ HANDLERS: Mapping[jobs.KindName, Binding[Any]] = {
         Binding(jobs.WAKE_RUN, advance_run, hand_over_run),
         Binding(jobs.CRON_TICK, tick_cron),
         Binding(jobs.CRON_FIRE, fire_cron),
+        Binding(jobs.MATCH_WAITS, match_waits),
     )
 }
 

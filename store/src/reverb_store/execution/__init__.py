@@ -59,9 +59,19 @@ from reverb_store.execution.steps import (
     resolve_due,
     step_state,
 )
+from reverb_store.execution.waits import (
+    DEFAULT_WAIT_TIMEOUT,
+    WaitCondition,
+    WaitKeys,
+    WaitRefused,
+    WaitRequest,
+    match_waits,
+    record_wait,
+)
 
 __all__ = [
     "ADMIT",
+    "DEFAULT_WAIT_TIMEOUT",
     "Admit",
     "Candidate",
     "ClaimedRun",
@@ -92,6 +102,10 @@ __all__ = [
     "SuspendOutcome",
     "TriggeredRun",
     "Verdict",
+    "WaitCondition",
+    "WaitKeys",
+    "WaitRefused",
+    "WaitRequest",
     "announce_failure",
     "claim_run",
     "commit_outputs",
@@ -100,10 +114,12 @@ __all__ = [
     "fail_run",
     "live_hosts",
     "load_memo",
+    "match_waits",
     "prepare_claim",
     "prepare_fan_out",
     "record_failure",
     "record_sleep",
+    "record_wait",
     "release_run",
     "resolve_due",
     "resume_parent",

@@ -18,7 +18,9 @@ from typing import ClassVar, Generic, Literal, Protocol, Self, TypeVar, get_args
 import orjson
 
 # Every kind, by the entrypoint its jobs carry in the queue.
-KindName = Literal["process_event", "advance_run", "wake_run", "cron_tick", "cron_fire"]
+KindName = Literal[
+    "process_event", "advance_run", "wake_run", "cron_tick", "cron_fire", "match_waits"
+]
 
 # Which of its payload type's jobs a kind carries: all of them ("any"), or, when two
 # kinds share a payload type, those due at once ("now") or those delayed ("delayed").
@@ -49,7 +51,7 @@ class ProcessEvent:
         return orjson.dumps({"event_ids": self.event_ids, "traceparent": self.traceparent})
 
     @classmethod
-    def decode(cls, payload: bytes) -> "ProcessEvent":
+    def decode(cls, payload: bytes) -> Self:
         body = orjson.loads(payload)
         return cls(tuple(body["event_ids"]), body.get("traceparent"))
 
@@ -103,6 +105,12 @@ class FireCron:
         return cls(str(body["function_id"]), tuple(str(item) for item in body["event_ids"]))
 
 
+@dataclass(frozen=True, slots=True)
+class MatchWaits(ProcessEvent):
+    """Resolve the open waits the events meet (`reverb_store.execution.waits`); the same
+    fields and encoding as ProcessEvent."""
+
+
 P = TypeVar("P", bound=JobPayload, covariant=True)
 
 
@@ -139,8 +147,12 @@ WAKE_RUN = JobKind("wake_run", AdvanceRun, priority=1, timing="delayed")
 CRON_TICK = JobKind("cron_tick", CronTick, priority=1)
 CRON_FIRE = JobKind("cron_fire", FireCron, priority=0)
 
+# Waits resolved by accepted events: enqueued with the events whose name a wait used.
+MATCH_WAITS = JobKind("match_waits", MatchWaits, priority=0)
+
 KINDS: Mapping[KindName, JobKind[JobPayload]] = {
-    kind.name: kind for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE)
+    kind.name: kind
+    for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE, MATCH_WAITS)
 }
 
 
