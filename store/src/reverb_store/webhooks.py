@@ -73,9 +73,9 @@ WITH delivery AS (
               EXISTS (SELECT FROM reverb.wait_keys k WHERE k.event_name = events.name) AS waited
 ), queued AS (
     INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
-    SELECT {_PROCESS_EVENT_COLUMNS}, 'queued', now() FROM event WHERE event.heard
+    SELECT {_PROCESS_EVENT_COLUMNS}, 'queued'::pgqueuer_status, now() FROM event WHERE event.heard
     UNION ALL
-    SELECT {_MATCH_WAITS_COLUMNS}, 'queued', now() FROM event WHERE event.waited
+    SELECT {_MATCH_WAITS_COLUMNS}, 'queued'::pgqueuer_status, now() FROM event WHERE event.waited
     RETURNING id
 )
 SELECT (SELECT event_id FROM delivery) AS new_event,
