@@ -1,7 +1,6 @@
 """Waiting for events: step.wait_for_event, wait_for_any and wait_for_all on real PostgreSQL,
 a real function host and two workers."""
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
