@@ -202,13 +202,17 @@ async def test_two_events_at_once_resolve_a_wait_for_any_exactly_once(
         assert step["status"] == "completed"
         assert (output["index"], output["event"]["id"]) in {(0, paid_id), (1, cancelled_id)}
         winners.append(output["index"])
-        assert await connection.fetchval(
-            "SELECT count(*) FROM reverb.waits WHERE run_id = $1", run_id
-        ) == 0
-        assert await connection.fetchval(
-            "SELECT count(*) FROM pgqueuer WHERE entrypoint = 'advance_run'"
-            " AND convert_from(payload, 'utf8')::jsonb ->> 'run_id' = $1",
-            run_id,
-        ) == 1
+        assert (
+            await connection.fetchval("SELECT count(*) FROM reverb.waits WHERE run_id = $1", run_id)
+            == 0
+        )
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM pgqueuer WHERE entrypoint = 'advance_run'"
+                " AND convert_from(payload, 'utf8')::jsonb ->> 'run_id' = $1",
+                run_id,
+            )
+            == 1
+        )
     # The job that took the row lock first won, whichever event it carried.
     assert set(winners) == {0, 1}
