@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cost, fanout, ingest, latency, sleep, throughput, webhooks
+from bench.engine import cost, fanout, ingest, latency, sleep, throughput, waits, webhooks
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -75,3 +75,12 @@ def fanout_probe(engine: Engine, sizes: Sizes) -> Probe:
         return await fanout.measure(engine, sizes.fanout_functions)
 
     return Probe("Fan-out", SYSTEM, measure, {f"all {sizes.fanout_functions} runs completed": "ms"})
+
+
+def waits_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await waits.measure(
+            engine, sizes.waits_runs, sizes.ingest_requests, sizes.waits_resumed, sizes.waits_rate
+        )
+
+    return Probe("Waits", SYSTEM, measure, waits.FIGURES, timeout=900)
