@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 
@@ -14,10 +15,12 @@ import reverb
 from reverb import Context, event
 from reverb_function_host import Host
 from reverb_function_host import start as start_host
+from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
 from reverb_store import NewEvent, insert_events
 from tests.e2e.processes import eventually
+from tests.integration.test_cli import run_cli
 from tests.integration.test_worker_runs import host_settings, register, worker_settings
 
 app = reverb.App("wait-tests")
@@ -176,6 +179,25 @@ async def test_a_waiting_run_resumes_with_the_matching_event(waits: Waits) -> No
         "SELECT kind, status FROM reverb.steps WHERE run_id = $1 AND id = 'wait-paid'", run["id"]
     )
     assert step is not None and (step["kind"], step["status"]) == ("wait_for_event", "completed")
+
+
+async def test_a_run_blocked_in_a_wait_is_waiting_in_the_api_and_the_cli(
+    waits: Waits, gateway: Gateway
+) -> None:
+    created = await waits.send("test.order.created", {"order_id": 70})
+    run = await waits.status_is(created, "waiting")
+    url = f"http://127.0.0.1:{gateway.http_port}"
+    async with httpx.AsyncClient(base_url=url) as client:
+        shown = (await client.get(f"/runs/{run['id']}")).json()
+        listed = (await client.get("/runs", params={"status": "waiting"})).json()
+    assert shown["status"] == "waiting"
+    assert [(step["id"], step["kind"], step["status"]) for step in shown["steps"]] == [
+        ("wait-paid", "wait_for_event", "waiting")
+    ]
+    assert [item["id"] for item in listed["runs"]] == [run["id"]]
+    printed = await run_cli("runs", "--status", "waiting", env={"REVERB_URL": url})
+    assert printed.code == 0, printed.stderr
+    assert run["id"] in printed.stdout and "waiting" in printed.stdout
 
 
 async def test_a_wait_that_times_out_returns_none(waits: Waits) -> None:
