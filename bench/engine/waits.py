@@ -17,6 +17,8 @@ import asyncio
 import time
 import uuid
 
+import structlog
+
 from bench.engine.events import Event, post, send_batches
 from bench.engine.observe import Scope
 from bench.engine.session import Engine
@@ -24,6 +26,7 @@ from bench.http import Connection
 from bench.latency import percentiles
 
 FUNCTION = "bench-wait"
+log = structlog.get_logger("bench")
 CLIENTS = 16
 CONNECTIONS = 8
 
@@ -49,27 +52,24 @@ async def measure(
     without = await _ingest(engine, requests, prefix)
     await observer.drain()
     scope = Scope.starting_now(FUNCTION)
-    connection = engine.cluster.connection()
-    try:
-        await send_batches(
-            connection,
-            [
-                {"name": "bench.wait.start", "data": {"key": f"{prefix}-{i}"}}
-                for i in range(waiters)
-            ],
-        )
-        waiting = await _until_waiting(engine, scope, waiters)
-        with_waiters = await _ingest(engine, requests, prefix)
-        await observer.drain()
-        latencies = await _resume(engine, scope, prefix, resumed, rate)
-        rest: list[Event] = [
+    await _send_all(
+        engine,
+        [{"name": "bench.wait.start", "data": {"key": f"{prefix}-{i}"}} for i in range(waiters)],
+    )
+    waiting = await _until_waiting(engine, scope, waiters)
+    log.info("waits: runs waiting", runs=waiting)
+    with_waiters = await _ingest(engine, requests, prefix)
+    await observer.drain()
+    latencies = await _resume(engine, scope, prefix, resumed, rate)
+    log.info("waits: resumed", runs=resumed)
+    await _send_all(
+        engine,
+        [
             {"name": "bench.wait.done", "data": {"key": f"{prefix}-{i}"}}
             for i in range(resumed, waiters)
-        ]
-        await send_batches(connection, rest)
-        await observer.wait_finished(scope, waiters, within=max(120.0, waiters / 50))
-    finally:
-        await connection.close()
+        ],
+    )
+    await observer.wait_finished(scope, waiters, within=max(120.0, waiters / 50))
     engine.touched()
     failed = await observer.failed(scope)
     if failed:
@@ -81,6 +81,15 @@ async def measure(
         "ingest with waiters / without": 100 * with_waiters / without,
         "runs waiting": float(waiting),
     }
+
+
+async def _send_all(engine: Engine, events: list[Event]) -> None:
+    """The events in batches of 100, on a connection of their own."""
+    connection = engine.cluster.connection()
+    try:
+        await send_batches(connection, events)
+    finally:
+        await connection.close()
 
 
 async def _start_and_resolve_one(engine: Engine, prefix: str) -> None:
