@@ -24,6 +24,7 @@ from bench.engine.observe import Scope
 from bench.engine.session import Engine
 from bench.http import Connection
 from bench.latency import percentiles
+from bench.stats import percentile
 
 FUNCTION = "bench-wait"
 log = structlog.get_logger("bench")
@@ -37,6 +38,9 @@ FIGURES = {
     "events/s matching no wait, waiters waiting": "events/s",
     "ingest with waiters / without": "%",
     "runs waiting": "runs",
+    "p50 hop: send→event stored": "ms",
+    "p50 hop: event→wait resolved (match_waits job)": "ms",
+    "p50 hop: resolved→next step started": "ms",
 }
 
 
@@ -60,7 +64,7 @@ async def measure(
     log.info("waits: runs waiting", runs=waiting)
     with_waiters = await _ingest(engine, requests, prefix)
     await observer.drain()
-    latencies = await _resume(engine, scope, prefix, resumed, rate)
+    hops = await _resume(engine, scope, prefix, resumed, rate)
     log.info("waits: resumed", runs=resumed)
     await _send_all(
         engine,
@@ -75,7 +79,10 @@ async def measure(
     if failed:
         raise RuntimeError(f"{failed} of {waiters} waiting runs did not complete")
     return {
-        **percentiles("event→run resumed", latencies),
+        **percentiles(
+            "event→run resumed", [sum(each) for each in zip(*hops.values(), strict=True)]
+        ),
+        **{name: percentile(samples, 0.5) for name, samples in hops.items()},
         "events/s matching no wait, 0 waiting": without,
         "events/s matching no wait, waiters waiting": with_waiters,
         "ingest with waiters / without": 100 * with_waiters / without,
@@ -143,7 +150,8 @@ async def _ingest(engine: Engine, requests: int, prefix: str) -> float:
 
 async def _resume(
     engine: Engine, scope: Scope, prefix: str, count: int, rate: float
-) -> list[float]:
+) -> dict[str, list[float]]:
+    """Per hop of each resumed run's way back, its samples (ms); "total" from the send."""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(CONNECTIONS):
         pool.put_nowait(engine.cluster.connection())
@@ -171,12 +179,33 @@ async def _resume(
     while not pool.empty():
         await pool.get_nowait().close()
     await engine.observer.wait_finished(scope, count, within=120)
-    rows = await engine.observer.fetch(
-        "SELECT event.data ->> 'key' AS key, extract(epoch FROM after.started_at) AS resumed"
-        " FROM reverb.runs AS run"
-        " JOIN reverb.events AS event ON event.id = run.event_ids[1]"
-        " JOIN reverb.steps AS after ON after.run_id = run.id AND after.id = 'after'"
-        " WHERE run.function_id = ANY($1::text[]) AND run.id >= $2",
-        *scope.arguments,
-    )
-    return [(float(row["resumed"]) - sent[row["key"]]) * 1000 for row in rows if row["key"] in sent]
+    rows = await engine.observer.fetch(_RESUMED, *scope.arguments)
+    hops: dict[str, list[float]] = {name: [] for name in HOPS}
+    for row in rows:
+        began = sent.get(row["key"])
+        if began is None:
+            continue
+        marks = [began, *(float(row[mark]) for mark in ("stored", "resolved", "resumed"))]
+        for name, start, end in zip(HOPS, marks, marks[1:], strict=False):
+            hops[name].append((end - start) * 1000)
+    return hops
+
+
+# Per resumed run: its awaited event's acceptance, the wait step's resolution (the
+# match_waits transaction's time) and the next step's start.
+_RESUMED = """
+SELECT wait.output -> 'event' -> 'data' ->> 'key' AS key,
+       extract(epoch FROM awaited.received_at) AS stored,
+       extract(epoch FROM wait.ended_at) AS resolved,
+       extract(epoch FROM after.started_at) AS resumed
+FROM reverb.runs AS run
+JOIN reverb.steps AS wait ON wait.run_id = run.id AND wait.id = 'wait'
+JOIN reverb.events AS awaited ON awaited.id = wait.output -> 'event' ->> 'id'
+JOIN reverb.steps AS after ON after.run_id = run.id AND after.id = 'after'
+WHERE run.function_id = ANY($1::text[]) AND run.id >= $2
+"""
+HOPS = (
+    "p50 hop: send→event stored",
+    "p50 hop: event→wait resolved (match_waits job)",
+    "p50 hop: resolved→next step started",
+)
