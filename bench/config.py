@@ -24,6 +24,10 @@ class Sizes:
     fanout_functions: int
     # Bulk cancel: sleeping runs cancelled by one POST /runs/cancel.
     cancel_runs: int
+    # Waits: runs waiting on distinct keys; events sent at `waits_rate`/s to resume some.
+    waits_runs: int
+    waits_resumed: int
+    waits_rate: float
     # Peers: no-op jobs drained per repetition; pgbench seconds per client count.
     peer_jobs: int
     pgbench_seconds: int
@@ -44,6 +48,9 @@ FULL = Sizes(
     sleep_seconds=5.0,
     fanout_functions=50,
     cancel_runs=10_000,
+    waits_runs=10_000,
+    waits_resumed=500,
+    waits_rate=50.0,
     peer_jobs=10_000,
     pgbench_seconds=5,
 )
@@ -63,6 +70,9 @@ QUICK = Sizes(
     sleep_seconds=5.0,
     fanout_functions=50,
     cancel_runs=1_000,
+    waits_runs=300,
+    waits_resumed=50,
+    waits_rate=50.0,
     peer_jobs=1_000,
     pgbench_seconds=2,
 )

@@ -30,6 +30,7 @@ SECTIONS = (
     "sleep",
     "fanout",
     "cancel",
+    "waits",
     "jobs",
     "floor",
     "scaling",
@@ -142,6 +143,7 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         add("fanout", engine_probes.fanout_probe(engine, sizes))
         add("sleep", engine_probes.sleep_probe(engine, sizes))
         add("cancel", engine_probes.cancel_probe(engine, sizes))
+        add("waits", engine_probes.waits_probe(engine, sizes))
         add("scaling", *scaling.probes(engine, sizes))
     return chosen
 

@@ -22,6 +22,7 @@ def judge(results: Results) -> None:
     _ingest(results)
     _sleep(results)
     _cancel(results)
+    _waits(results)
 
 
 def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
@@ -112,3 +113,22 @@ def _cancel(results: Results) -> None:
     value = results.median(key.section, key.system, key.figure)
     if value is not None:
         results.judge(key, "< 5 s (10,000 runs in the full run)", value < 5)
+
+
+def _waits(results: Results) -> None:
+    for figure, goal, label in (
+        ("event→run resumed p50", 20.0, "< 20 ms"),
+        ("event→run resumed p99", 60.0, "< 60 ms"),
+    ):
+        value = results.median("Waits", REVERB, figure)
+        if value is not None:
+            results.judge(Key("Waits", REVERB, figure), label, value < goal)
+    share = results.median("Waits", REVERB, "ingest with waiters / without")
+    if share is not None:
+        waiting = results.median("Waits", REVERB, "runs waiting") or 0
+        label = "≥ 80%"
+        if waiting < 10_000:
+            label += " (not judged: fewer than 10,000 waiting)"
+            results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, None)
+        else:
+            results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, share >= 80)

@@ -53,3 +53,11 @@ def _fanout(number: int) -> None:
 
 for _number in range(FANOUT_FUNCTIONS):
     _fanout(_number)
+
+
+@app.function("bench-wait", trigger=event("bench.wait.start"), retries=0)
+async def waiter(ctx: Context) -> None:
+    await ctx.step.wait_for_event(
+        "wait", event="bench.wait.done", match="data.key", timeout=float(3600)
+    )
+    await ctx.step.run("after", small, 1)

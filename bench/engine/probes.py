@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cancel, cost, fanout, ingest, latency, sleep, throughput, webhooks
+from bench.engine import cancel, cost, fanout, ingest, latency, sleep, throughput, waits, webhooks
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -82,3 +82,12 @@ def cancel_probe(engine: Engine, sizes: Sizes) -> Probe:
         return await cancel.measure(engine, sizes.cancel_runs)
 
     return Probe("Bulk cancel", SYSTEM, measure, cancel.UNITS, timeout=900)
+
+
+def waits_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await waits.measure(
+            engine, sizes.waits_runs, sizes.ingest_requests, sizes.waits_resumed, sizes.waits_rate
+        )
+
+    return Probe("Waits", SYSTEM, measure, waits.FIGURES, timeout=900)

@@ -20,6 +20,8 @@ from reverb.execution import (
     StepOutput,
     StepReport,
     Suspended,
+    WaitCondition,
+    WaitForEvent,
 )
 from reverb.signing import Keyring, answer_base, answer_prefix
 from reverb_contracts.v1 import function_host_pb2
@@ -34,6 +36,7 @@ DURATIONS = st.none() | st.timedeltas(min_value=timedelta(days=-3), max_value=ti
 TEXT = st.text(max_size=12)
 JSON_BYTES = st.binary(max_size=40)
 ERRORS = st.builds(ErrorInfo, TEXT, TEXT, TEXT)
+CONDITIONS = st.builds(WaitCondition, TEXT, st.none() | TEXT, st.none() | TEXT)
 OPERATIONS = st.one_of(
     st.builds(StepOutput, JSON_BYTES),
     st.builds(StepFailure, ERRORS, st.booleans(), DURATIONS),
@@ -45,6 +48,12 @@ OPERATIONS = st.one_of(
             st.builds(EventInput, TEXT, JSON_BYTES, st.none() | TEXT, st.none() | TIMES),
             max_size=3,
         ).map(tuple),
+    ),
+    st.builds(
+        WaitForEvent,
+        st.lists(CONDITIONS, min_size=1, max_size=3).map(tuple),
+        st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=3)),
+        DURATIONS,
     ),
 )
 MESSAGES: st.SearchStrategy[Message] = st.one_of(
@@ -76,3 +85,24 @@ def test_the_answer_mac_is_the_mac_of_the_prefix_and_the_content() -> None:
     assert key.answer_mac(answer_base(nonce), 7, b"content") != key.answer_mac(
         answer_base(nonce), 8, b"content"
     )
+
+
+def test_every_field_of_a_wait_is_covered_by_its_mac() -> None:
+    """A wait's condition, lookback and alternatives are signed: a frame altered in any of
+    them on the way no longer verifies."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    first = WaitCondition("order.paid", "data.order_id", "async.data.total > 10")
+    base = WaitForEvent((first,), timedelta(hours=1), timedelta(minutes=5))
+    variants = [
+        base,
+        WaitForEvent((WaitCondition("order.paid", "data.order_id"),), base.timeout, base.lookback),
+        WaitForEvent(base.conditions, base.timeout, None),
+        WaitForEvent(base.conditions, base.timeout, timedelta(minutes=6)),
+        WaitForEvent((first, WaitCondition("order.cancelled")), base.timeout, base.lookback),
+        WaitForEvent(
+            (first, WaitCondition("order.cancelled", "data.id")), base.timeout, base.lookback
+        ),
+        WaitForEvent((first, WaitCondition("order.cancelled", None, "true")), base.timeout, None),
+    ]
+    contents = {seals.answer_content(StepReport("s", "s", at, at, v)) for v in variants}
+    assert len(contents) == len(variants)

@@ -38,6 +38,7 @@ def test_users_see_the_names_they_know() -> None:
         "HostError",
         "InvalidOutput",
         "InvalidPayload",
+        "InvalidWait",
         "InvocationTimeout",
         "InvokeTimeout",
         "NotSupported",

@@ -23,6 +23,7 @@ def test_exported_members() -> None:
         "Steps",
         "Timeouts",
         "Trigger",
+        "Wait",
         "cron",
         "event",
         "parse_duration",

@@ -28,6 +28,7 @@ from reverb._event import Event
 from reverb._options import Step, Timeouts
 from reverb._step import Steps
 from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
+from reverb._waits import Wait
 
 __all__ = [
     "App",
@@ -47,6 +48,7 @@ __all__ = [
     "Steps",
     "Timeouts",
     "Trigger",
+    "Wait",
     "cron",
     "event",
     "parse_duration",

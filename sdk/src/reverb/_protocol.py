@@ -85,7 +85,28 @@ class SendEvents:
     events: tuple[EventInput, ...]
 
 
-StepOperation = StepOutput | StepFailure | Sleep | InvokeFunction | SendEvents
+@dataclass(frozen=True)
+class WaitCondition:
+    """An event a wait accepts: its name, the data path it must share with the run's
+    event (`"data.order_id"`), and a CEL condition over `event` and `async`."""
+
+    event: str
+    match: str | None = None
+    condition: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitForEvent:
+    """step.wait_for_event (one condition) or wait_for_any (several): resolved with the
+    first event that meets a condition (the step's output is `{"index", "event"}`), or
+    with `null` once `timeout` passed."""
+
+    conditions: tuple[WaitCondition, ...]
+    timeout: timedelta
+    lookback: timedelta | None = None
+
+
+StepOperation = StepOutput | StepFailure | Sleep | InvokeFunction | SendEvents | WaitForEvent
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 from reverb import _json
 from reverb._durations import Duration, parse_duration
 from reverb._errors import OutputUnserializableError, StepArgumentError, StepError
+from reverb._event import Event
 from reverb._failures import step_failure
 from reverb._options import Step as StepOptions
 from reverb._options import limit
@@ -31,7 +32,10 @@ from reverb._protocol import (
     StepOperation,
     StepOutput,
     StepReport,
+    WaitCondition,
+    WaitForEvent,
 )
+from reverb._waits import Wait, condition_of, conditions_of, resolved
 from reverb.engine_errors import STEP_FAILED, STEP_TIMEOUT
 
 
@@ -143,6 +147,75 @@ class Steps:
                 f"step {id!r}: send_event needs an event name or a non-empty list, not {name!r}"
             )
         return cast(list[str], await self._wait(id, lambda: SendEvents(events)))
+
+    async def wait_for_event(
+        self,
+        id: str,
+        event: str,
+        *,
+        match: str | None = None,
+        if_: str | None = None,
+        timeout: Duration = "1h",  # noqa: ASYNC109 (a durable timeout, not asyncio's)
+        lookback: Duration | None = None,
+    ) -> Event | None:
+        """Wait for an event named `event`: with `match="data.order_id"`, one whose
+        `data.order_id` equals this run's event's; with `if_`, one for which that CEL
+        expression over `event` (this run's) and `async` (the candidate) is true. The
+        event, or None once `timeout` passed. With `lookback`, an event accepted up to
+        that long before the wait also resolves it (the earliest)."""
+        _check_id(id, "wait_for_event")
+        condition = condition_of(Wait(event, match, if_), f"step {id!r}")
+        found = await self._wait_for(id, "wait_for_event", (condition,), timeout, lookback)
+        return None if found is None else found[1]
+
+    async def wait_for_any(
+        self,
+        id: str,
+        waits: Sequence[Wait],
+        *,
+        timeout: Duration = "1h",  # noqa: ASYNC109 (a durable timeout, not asyncio's)
+        lookback: Duration | None = None,
+    ) -> tuple[int, Event] | None:
+        """Wait for the first event that meets any of `waits`: `(index, event)`, or None
+        once `timeout` passed. The other waits end with it."""
+        _check_id(id, "wait_for_any")
+        conditions = conditions_of(waits, f"step {id!r}: wait_for_any")
+        return await self._wait_for(id, "wait_for_any", conditions, timeout, lookback)
+
+    async def wait_for_all(
+        self,
+        id: str,
+        waits: Sequence[Wait],
+        *,
+        timeout: Duration = "1h",  # noqa: ASYNC109 (a durable timeout, not asyncio's)
+        lookback: Duration | None = None,
+    ) -> list[Event | None]:
+        """Wait for an event for each of `waits` (steps `id[0]`, `id[1]`, ...): a list as
+        long as `waits`, with None where nothing came before `timeout`."""
+        _check_id(id, "wait_for_all")
+        conditions = conditions_of(waits, f"step {id!r}: wait_for_all")
+        found = await asyncio.gather(
+            *(
+                self._wait_for(f"{id}[{index}]", "wait_for_all", (condition,), timeout, lookback)
+                for index, condition in enumerate(conditions)
+            )
+        )
+        return [None if item is None else item[1] for item in found]
+
+    async def _wait_for(
+        self,
+        id: str,
+        kind: str,
+        conditions: tuple[WaitCondition, ...],
+        timeout: Duration,  # noqa: ASYNC109 (a durable timeout, not asyncio's)
+        lookback: Duration | None,
+    ) -> tuple[int, Event] | None:
+        limit = _duration(timeout, id)
+        back = None if lookback is None else _duration(lookback, id)
+        if limit < timedelta(0) or (back is not None and back < timedelta(0)):
+            raise StepArgumentError(f"step {id!r}: {kind} needs durations of at least 0")
+        output = await self._wait(id, lambda: WaitForEvent(conditions, limit, back))
+        return resolved(output)
 
     async def _wait(self, name: str, operation: Callable[[], StepOperation]) -> Any:
         step_id = self._channel.claim(name)

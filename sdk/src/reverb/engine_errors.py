@@ -13,6 +13,8 @@ The catalogue (retriable: whether the attempt may be tried again):
     - InvokeTimeout (no): an invoked function did not finish within the invoke's timeout.
     - FunctionNotFound (no): `step.invoke` named a function that is not registered.
     - InvalidPayload (no): a step's data cannot be stored (JSON PostgreSQL refuses).
+    - InvalidWait (no): a wait the engine refuses: a condition (`if_`) that is not valid
+      CEL, or a match path the run's event lacks (the message names function and step).
     - NotSupported (no): a step kind this worker cannot run yet.
     - OutputTooLarge (no): a JSON value larger than the host may send.
     - OutputUnserializableError (no): a step or a function returned a value that is not JSON.
@@ -55,6 +57,7 @@ __all__ = [
     "HOST_ERROR",
     "INVALID_OUTPUT",
     "INVALID_PAYLOAD",
+    "INVALID_WAIT",
     "INVOCATION_TIMEOUT",
     "INVOKE_TIMEOUT",
     "NOT_SUPPORTED",
@@ -87,6 +90,7 @@ STEP_FAILED = ErrorType("StepFailed", False, "the engine acknowledged a step as 
 INVOKE_TIMEOUT = ErrorType("InvokeTimeout", False, "the invoked function did not finish in time")
 FUNCTION_NOT_FOUND = ErrorType("FunctionNotFound", False, "no such function is registered")
 INVALID_PAYLOAD = ErrorType("InvalidPayload", False, "the step's data cannot be stored")
+INVALID_WAIT = ErrorType("InvalidWait", False, "a wait's condition or match cannot be used")
 NOT_SUPPORTED = ErrorType("NotSupported", False, "this worker cannot run the step yet")
 OUTPUT_TOO_LARGE = ErrorType("OutputTooLarge", False, "a JSON value too large to send")
 OUTPUT_UNSERIALIZABLE = ErrorType(
@@ -125,6 +129,7 @@ CATALOGUE: dict[str, ErrorType] = {
         INVOKE_TIMEOUT,
         FUNCTION_NOT_FOUND,
         INVALID_PAYLOAD,
+        INVALID_WAIT,
         NOT_SUPPORTED,
         OUTPUT_TOO_LARGE,
         OUTPUT_UNSERIALIZABLE,

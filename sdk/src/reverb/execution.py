@@ -31,6 +31,8 @@ from reverb._protocol import (
     StepOutput,
     StepReport,
     Suspended,
+    WaitCondition,
+    WaitForEvent,
 )
 from reverb._replay import Replayed, drift, replay
 
@@ -56,6 +58,8 @@ __all__ = [
     "StepOutput",
     "StepReport",
     "Suspended",
+    "WaitCondition",
+    "WaitForEvent",
     "drift",
     "replay",
 ]

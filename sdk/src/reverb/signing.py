@@ -285,8 +285,28 @@ def send_events_operation(events: Sequence[tuple[str, bytes, str, Time | None]])
     return b"".join(parts)
 
 
-def wait_for_event_operation(event: str, match: str, timeout: Time | None) -> bytes:
-    return _text("wait_for_event") + _text(event) + _text(match) + _optional_time(timeout)
+def wait_for_event_operation(
+    event: str,
+    match: str,
+    timeout: Time | None,
+    condition: str,
+    lookback: Time | None,
+    alternatives: Sequence[tuple[str, str, str]],
+) -> bytes:
+    """The first condition's event, match and timeout, its CEL condition ("" if none), the
+    lookback, then the wait_for_any alternatives as (event, match, condition)."""
+    parts = [
+        _text("wait_for_event"),
+        _text(event),
+        _text(match),
+        _optional_time(timeout),
+        _text(condition),
+        _optional_time(lookback),
+        _pack_integer(len(alternatives)),
+    ]
+    for other_event, other_match, other_condition in alternatives:
+        parts += (_text(other_event), _text(other_match), _text(other_condition))
+    return b"".join(parts)
 
 
 def no_operation() -> bytes:

@@ -5,7 +5,8 @@ share one INSERT, and each group still gets its own process_event job carrying i
 own traceparent. An id already stored is accepted once (its id is returned again and
 it triggers nothing new); an id repeated across groups of one call belongs to the
 first of them. An event triggers the functions listening to its name when it is
-accepted: one that no function listens to gets no fan-out job.
+accepted: one that no function listens to gets no fan-out job. An event whose name a
+wait has used gets a `match_waits` job as well.
 """
 
 from collections.abc import Sequence
@@ -39,9 +40,15 @@ _PROCESS_EVENT_COLUMNS = jobs.PROCESS_EVENT.sql_columns(
     event_ids="event_ids", traceparent="($6::text[])[request]"
 )
 
+_MATCH_WAITS_COLUMNS = jobs.MATCH_WAITS.sql_columns(
+    event_ids="waited_ids", traceparent="($6::text[])[request]"
+)
+
 # One statement, so atomic on its own: the events, then one process_event job per group
-# for its new events that a function listens to (an id repeated in the call belongs to
-# its first occurrence's group).
+# for its new events that a function listens to, and one match_waits job per group for
+# its new events whose name a wait used (an id repeated in the call belongs to its first
+# occurrence's group). Reading `wait_keys` here takes its lock before the statement's
+# snapshot: see `execution.waits`.
 _INSERT = f"""
 WITH input AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::int[])
@@ -50,20 +57,29 @@ WITH input AS MATERIALIZED (
     INSERT INTO reverb.events (id, name, data, ts)
     SELECT id, name, data, ts FROM input ORDER BY position
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS heard
+    RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS heard,
+              EXISTS (SELECT FROM reverb.wait_keys k WHERE k.event_name = events.name) AS waited
 ), fanned AS (
-    SELECT DISTINCT ON (input.id) input.id, input.request, input.position
-    FROM input JOIN inserted ON inserted.id = input.id AND inserted.heard
+    SELECT DISTINCT ON (input.id) input.id, input.request, input.position, inserted.heard,
+           inserted.waited
+    FROM input JOIN inserted ON inserted.id = input.id AND (inserted.heard OR inserted.waited)
     ORDER BY input.id, input.position
 ), fan_outs AS (
-    SELECT request, array_agg(id ORDER BY position) AS event_ids FROM fanned GROUP BY request
+    SELECT request, array_agg(id ORDER BY position) FILTER (WHERE heard) AS event_ids,
+           array_agg(id ORDER BY position) FILTER (WHERE waited) AS waited_ids
+    FROM fanned GROUP BY request
 ), queued AS (
     INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
     SELECT {_PROCESS_EVENT_COLUMNS}, 'queued', now()
-    FROM fan_outs ORDER BY request
+    FROM fan_outs WHERE event_ids IS NOT NULL ORDER BY request
+    RETURNING id
+), matched AS (
+    INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
+    SELECT {_MATCH_WAITS_COLUMNS}, 'queued', now()
+    FROM fan_outs WHERE waited_ids IS NOT NULL ORDER BY request
     RETURNING id
 )
-SELECT count(*) FROM queued
+SELECT (SELECT count(*) FROM queued) + (SELECT count(*) FROM matched)
 """
 
 

@@ -53,7 +53,12 @@ _PROCESS_EVENT_COLUMNS = jobs.PROCESS_EVENT.sql_columns(
     event_ids="ARRAY[event.id]", traceparent="$9::text"
 )
 
-# The delivery, then (only if its row is new) the event and its fan-out job.
+_MATCH_WAITS_COLUMNS = jobs.MATCH_WAITS.sql_columns(
+    event_ids="ARRAY[event.id]", traceparent="$9::text"
+)
+
+# The delivery, then (only if its row is new) the event and its fan-out job (and its
+# match_waits job if a wait used its name).
 _ACCEPT = f"""
 WITH delivery AS (
     INSERT INTO reverb.webhook_deliveries
@@ -64,10 +69,13 @@ WITH delivery AS (
 ), event AS (
     INSERT INTO reverb.events (id, name, data, ts)
     SELECT $4, $5, $8::jsonb, now() FROM delivery
-    RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS heard
+    RETURNING id, EXISTS (SELECT FROM reverb.triggers t WHERE t.event_name = events.name) AS heard,
+              EXISTS (SELECT FROM reverb.wait_keys k WHERE k.event_name = events.name) AS waited
 ), queued AS (
     INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
-    SELECT {_PROCESS_EVENT_COLUMNS}, 'queued', now() FROM event WHERE event.heard
+    SELECT {_PROCESS_EVENT_COLUMNS}, 'queued'::pgqueuer_status, now() FROM event WHERE event.heard
+    UNION ALL
+    SELECT {_MATCH_WAITS_COLUMNS}, 'queued'::pgqueuer_status, now() FROM event WHERE event.waited
     RETURNING id
 )
 SELECT (SELECT event_id FROM delivery) AS new_event,

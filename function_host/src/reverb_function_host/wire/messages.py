@@ -26,6 +26,7 @@ from reverb.execution import (
     StepOutput,
     StepReport,
     Suspended,
+    WaitForEvent,
 )
 from reverb.schedules import CatchUp, Overlap
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
@@ -289,6 +290,22 @@ def _step_report(report: StepReport, message: function_host_pb2.StepResult) -> N
                     sent.id = event.id
                 if event.ts is not None:
                     _set_timestamp(sent.ts, event.ts)
+        case WaitForEvent():
+            _wait_for_event(operation, message.wait_for_event)
+
+
+def _wait_for_event(operation: WaitForEvent, message: function_host_pb2.WaitForEvent) -> None:
+    first, *others = operation.conditions
+    message.event = first.event
+    message.match = first.match or ""
+    message.condition = first.condition or ""
+    message.timeout.FromTimedelta(operation.timeout)
+    if operation.lookback is not None:
+        message.lookback.FromTimedelta(operation.lookback)
+    for other in others:
+        message.alternatives.add(
+            event=other.event, match=other.match or "", condition=other.condition or ""
+        )
 
 
 def _set_error(message: common_pb2.ErrorInfo, error: ErrorInfo) -> None:

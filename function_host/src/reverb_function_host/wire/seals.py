@@ -21,6 +21,7 @@ from reverb.execution import (
     StepOutput,
     StepReport,
     Suspended,
+    WaitForEvent,
 )
 from reverb.signing import START_DOMAIN, Canonical
 from reverb_contracts.v1 import function_host_pb2
@@ -118,6 +119,16 @@ def _operation_content(operation: StepOperation) -> bytes:
                     )
                     for event in events
                 ]
+            )
+        case WaitForEvent(conditions=conditions, timeout=timeout, lookback=lookback):
+            first, *others = conditions
+            return signing.wait_for_event_operation(
+                first.event,
+                first.match or "",
+                _duration(timeout),
+                first.condition or "",
+                _duration(lookback),
+                [(other.event, other.match or "", other.condition or "") for other in others],
             )
 
 

@@ -642,32 +642,91 @@ Global___EventInput: _TypeAlias = EventInput  # noqa: Y015
 
 @_typing.final
 class WaitForEvent(_message.Message):
+    """step.wait_for_event (one condition) or step.wait_for_any (the first condition, then
+    `alternatives`): the step resolves with the first accepted event that meets one of
+    its conditions, or with nothing when `timeout` passes. The worker refuses a condition
+    whose CEL expression does not compile, or whose match path the run's event lacks (the
+    step fails, error type InvalidWait).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
     MATCH_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    LOOKBACK_FIELD_NUMBER: _builtins.int
+    ALTERNATIVES_FIELD_NUMBER: _builtins.int
     event: _builtins.str
+    """The first condition's event name."""
     match: _builtins.str
-    """"data.user_id": the waiting run's triggering event and the awaited event
-    must agree on that field.
+    """The first condition's match: "data.user_id" means the waiting run's triggering
+    event and the awaited event must have equal values there. Empty: no match.
+    """
+    condition: _builtins.str
+    """The first condition's CEL expression over `event` (the trigger) and `async` (the
+    candidate); empty: none.
     """
     @_builtins.property
-    def timeout(self) -> _duration_pb2.Duration: ...
+    def timeout(self) -> _duration_pb2.Duration:
+        """Unset: the engine's default (one hour)."""
+
+    @_builtins.property
+    def lookback(self) -> _duration_pb2.Duration:
+        """Events accepted up to this long before the wait also resolve it (the earliest
+        first); unset: only events accepted from the wait on.
+        """
+
+    @_builtins.property
+    def alternatives(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitCondition]:
+        """wait_for_any: the conditions after the first, in order (their 0-based index in the
+        step's output counts the first condition as 0).
+        """
+
     def __init__(
         self,
         *,
         event: _builtins.str = ...,
         match: _builtins.str = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        condition: _builtins.str = ...,
+        lookback: _duration_pb2.Duration | None = ...,
+        alternatives: _abc.Iterable[Global___WaitCondition] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lookback", b"lookback", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "match", b"match", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternatives", b"alternatives", "condition", b"condition", "event", b"event", "lookback", b"lookback", "match", b"match", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WaitForEvent: _TypeAlias = WaitForEvent  # noqa: Y015
+
+@_typing.final
+class WaitCondition(_message.Message):
+    """One condition of a wait_for_any."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    match: _builtins.str
+    condition: _builtins.str
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        match: _builtins.str = ...,
+        condition: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "event", b"event", "match", b"match"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitCondition: _TypeAlias = WaitCondition  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from reverb_store import NewEvent
+from reverb_store import NewEvent, execution
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
 from reverb_store.ids import AppId, FunctionId, RunId, StepId
 
@@ -78,11 +78,16 @@ class SendEvents:
     events: tuple[NewEvent, ...]
 
 
+WaitCondition = execution.WaitCondition
+
+
 @dataclass(frozen=True, slots=True)
 class WaitForEvent:
-    event: str
-    match: str
+    """step.wait_for_event (one condition) or wait_for_any (several)."""
+
+    conditions: tuple[WaitCondition, ...]
     timeout: timedelta | None
+    lookback: timedelta | None
 
 
 StepOperation = Output | Failure | Sleep | Invoke | SendEvents | WaitForEvent

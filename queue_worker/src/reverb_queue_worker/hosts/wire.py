@@ -273,8 +273,16 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
         return protocol.SendEvents(tuple(_event_input(e) for e in report.send_events.events))
     if kind == "wait_for_event":
         wait = report.wait_for_event
-        timeout = wait.timeout.ToTimedelta() if wait.HasField("timeout") else None
-        return protocol.WaitForEvent(wait.event, wait.match, timeout)
+        conditions = [protocol.WaitCondition(wait.event, wait.match, wait.condition)]
+        conditions += (
+            protocol.WaitCondition(other.event, other.match, other.condition)
+            for other in wait.alternatives
+        )
+        return protocol.WaitForEvent(
+            tuple(conditions),
+            wait.timeout.ToTimedelta() if wait.HasField("timeout") else None,
+            wait.lookback.ToTimedelta() if wait.HasField("lookback") else None,
+        )
     return protocol.Failure(
         ErrorRecord(PROTOCOL_ERROR.name, "the host reported a step without an operation"),
         retriable=PROTOCOL_ERROR.retriable,
@@ -362,7 +370,14 @@ def _operation_content(step: function_host_pb2.StepResult) -> bytes:
         )
     if op == "wait_for_event":
         wait = step.wait_for_event
-        return signing.wait_for_event_operation(wait.event, wait.match, _time_of(wait, "timeout"))
+        return signing.wait_for_event_operation(
+            wait.event,
+            wait.match,
+            _time_of(wait, "timeout"),
+            wait.condition,
+            _time_of(wait, "lookback"),
+            [(other.event, other.match, other.condition) for other in wait.alternatives],
+        )
     return signing.no_operation()
 
 

@@ -20,6 +20,7 @@ from reverb_queue_worker.jobs.handling import HandOver, guarded
 from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.runs.fanout import process_event
 from reverb_queue_worker.runs.timeouts import time_out_run
+from reverb_queue_worker.runs.waits import match_waits
 from reverb_queue_worker.services import Services
 from reverb_store import jobs
 from reverb_store.ids import JobId
@@ -59,6 +60,7 @@ HANDLERS: Mapping[jobs.KindName, Binding[Any]] = {
         Binding(jobs.CRON_TICK, tick_cron),
         Binding(jobs.CRON_FIRE, fire_cron),
         Binding(jobs.TIME_OUT_RUN, time_out_run),
+        Binding(jobs.MATCH_WAITS, match_waits),
     )
 }
 

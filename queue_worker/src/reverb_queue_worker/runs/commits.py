@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from reverb.engine_errors import INVALID_PAYLOAD, NOT_SUPPORTED, STEP_ERROR
+from reverb.engine_errors import INVALID_PAYLOAD, INVALID_WAIT, STEP_ERROR
 from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
@@ -119,9 +119,24 @@ async def _commit_direct(
             connection, claim.run_id, timing, operation.events, traceparent
         )
     if isinstance(operation, protocol.WaitForEvent):
-        unsupported = ErrorRecord(
-            NOT_SUPPORTED.name, "step.wait_for_event is not supported by this worker yet"
+        request = execution.WaitRequest(
+            operation.conditions,
+            operation.timeout or execution.DEFAULT_WAIT_TIMEOUT,
+            operation.lookback,
         )
-        return await _fail_step(connection, claim, report, unsupported)
+        trigger = claim.events[0] if claim.events else None
+        try:
+            return await execution.record_wait(
+                connection,
+                claim.run_id,
+                claim.function_id,
+                trigger,
+                timing,
+                request,
+                services.wait_keys,
+            )
+        except execution.WaitRefused as refused:
+            error = ErrorRecord(INVALID_WAIT.name, str(refused))
+            return await _fail_step(connection, claim, report, error)
     # protocol.Output goes through the checkpoint writer.
     raise AssertionError(f"unexpected step operation {operation!r}")

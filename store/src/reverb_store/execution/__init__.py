@@ -77,10 +77,20 @@ from reverb_store.execution.steps import (
     stop_reason,
 )
 from reverb_store.execution.timeouts import time_out_run, timeout_error
+from reverb_store.execution.waits import (
+    DEFAULT_WAIT_TIMEOUT,
+    WaitCondition,
+    WaitKeys,
+    WaitRefused,
+    WaitRequest,
+    match_waits,
+    record_wait,
+)
 
 __all__ = [
     "ADMIT",
     "CANCELLABLE",
+    "DEFAULT_WAIT_TIMEOUT",
     "Admit",
     "Candidate",
     "ClaimedRun",
@@ -116,6 +126,10 @@ __all__ = [
     "SuspendOutcome",
     "TriggeredRun",
     "Verdict",
+    "WaitCondition",
+    "WaitKeys",
+    "WaitRefused",
+    "WaitRequest",
     "announce_failure",
     "cancel_run",
     "cancel_runs",
@@ -130,11 +144,13 @@ __all__ = [
     "load_memo",
     "park_run",
     "pause_function",
+    "match_waits",
     "prepare_claim",
     "prepare_fan_out",
     "record_failure",
     "record_skips",
     "record_sleep",
+    "record_wait",
     "release_run",
     "resolve_due",
     "resume_function",

@@ -213,14 +213,23 @@ async def step_state(connection: asyncpg.Connection, run_id: RunId, step_id: Ste
     return _state(row)
 
 
-# One statement (one round trip): sleeps that are due complete, invokes past their
-# timeout fail. The two touch disjoint rows (status sleeping vs waiting).
-_RESOLVE_DUE = """
-WITH slept AS (
+# Steps whose time came and that complete with `null`: sleeps, and waits for events
+# past their timeout (whose rows in reverb.waits go with them).
+_SLEPT = """
+slept AS (
     UPDATE reverb.steps
     SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
-    WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
-)
+    WHERE run_id = $1 AND wake_at <= now()
+      AND (status = 'sleeping' OR (status = 'waiting' AND kind = 'wait_for_event'))
+    RETURNING id
+), unwaited AS (
+    DELETE FROM reverb.waits WHERE run_id = $1 AND step_id IN (SELECT id FROM slept)
+)"""
+
+# One statement (one round trip): sleeps that are due and waits past their timeout
+# complete, invokes past their timeout fail. They touch disjoint rows.
+_RESOLVE_DUE = f"""
+WITH {_SLEPT}
 UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, ended_at = now()
 WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
 """
@@ -230,7 +239,8 @@ _INVOKE_TIMEOUT_JSON = _INVOKE_TIMEOUT.to_json()
 
 
 async def resolve_due(connection: asyncpg.Connection, run_id: RunId) -> None:
-    """Finish the waits whose time came: sleeps complete, invokes past their timeout fail."""
+    """Finish the waits whose time came: sleeps and waits for events complete, invokes past
+    their timeout fail."""
     await connection.execute(_RESOLVE_DUE, run_id, _INVOKE_TIMEOUT_JSON)
 
 
@@ -266,13 +276,8 @@ def _memo_entry(
 # resolve_due, load_memo and retrying_attempts in one statement (one round trip). The
 # SELECT sees the steps as they were before the statement's own updates, so the
 # steps those updates resolve are shown resolved by the CASEs.
-_RESOLVE_AND_LOAD = """
-WITH slept AS (
-    UPDATE reverb.steps
-    SET status = 'completed', output = 'null'::jsonb, wake_at = NULL, ended_at = now()
-    WHERE run_id = $1 AND status = 'sleeping' AND wake_at <= now()
-    RETURNING id
-), timed_out AS (
+_RESOLVE_AND_LOAD = f"""
+WITH {_SLEPT}, timed_out AS (
     UPDATE reverb.steps SET status = 'failed', error = $2::jsonb, wake_at = NULL, ended_at = now()
     WHERE run_id = $1 AND status = 'waiting' AND kind = 'invoke' AND wake_at <= now()
     RETURNING id

@@ -19,7 +19,13 @@ import orjson
 
 # Every kind, by the entrypoint its jobs carry in the queue.
 KindName = Literal[
-    "process_event", "advance_run", "wake_run", "cron_tick", "cron_fire", "time_out_run"
+    "process_event",
+    "advance_run",
+    "wake_run",
+    "cron_tick",
+    "cron_fire",
+    "time_out_run",
+    "match_waits",
 ]
 
 # Which of its payload type's jobs a kind carries: all of them ("any"), or, when two
@@ -51,7 +57,7 @@ class ProcessEvent:
         return orjson.dumps({"event_ids": self.event_ids, "traceparent": self.traceparent})
 
     @classmethod
-    def decode(cls, payload: bytes) -> "ProcessEvent":
+    def decode(cls, payload: bytes) -> Self:
         body = orjson.loads(payload)
         return cls(tuple(body["event_ids"]), body.get("traceparent"))
 
@@ -130,6 +136,12 @@ class TimeOutRun:
         return cls(str(body["run_id"]), limit)
 
 
+@dataclass(frozen=True, slots=True)
+class MatchWaits(ProcessEvent):
+    """Resolve the open waits the events meet (`reverb_store.execution.waits`); the same
+    fields and encoding as ProcessEvent."""
+
+
 P = TypeVar("P", bound=JobPayload, covariant=True)
 
 
@@ -168,9 +180,20 @@ CRON_FIRE = JobKind("cron_fire", FireCron, priority=0)
 # A function timeout's deadline: due at a time, taken as promptly as a wake-up.
 TIME_OUT_RUN = JobKind("time_out_run", TimeOutRun, priority=1)
 
+# Waits resolved by accepted events: enqueued with the events whose name a wait used.
+MATCH_WAITS = JobKind("match_waits", MatchWaits, priority=0)
+
 KINDS: Mapping[KindName, JobKind[JobPayload]] = {
     kind.name: kind
-    for kind in (PROCESS_EVENT, ADVANCE_RUN, WAKE_RUN, CRON_TICK, CRON_FIRE, TIME_OUT_RUN)
+    for kind in (
+        PROCESS_EVENT,
+        ADVANCE_RUN,
+        WAKE_RUN,
+        CRON_TICK,
+        CRON_FIRE,
+        TIME_OUT_RUN,
+        MATCH_WAITS,
+    )
 }
 
 
