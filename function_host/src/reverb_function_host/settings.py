@@ -44,6 +44,9 @@ class HostSettings(BaseSettings):
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_json: bool = True
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: str | None = None
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Self:

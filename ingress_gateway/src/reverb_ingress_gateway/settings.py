@@ -67,6 +67,9 @@ class GatewaySettings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     log_json: bool = True
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: str | None = None
 
     @field_validator("webhooks")
     @classmethod

@@ -1,6 +1,6 @@
 """What every job handler of a worker shares."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -9,6 +9,7 @@ import asyncpg
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store.execution import NO_GATES, Gates
@@ -39,3 +40,4 @@ class Services:
     # The run gates every run of the functions they apply to must pass (`admission`).
     gates: Gates = NO_GATES
     clock: Clock = SYSTEM_CLOCK
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)

@@ -59,6 +59,9 @@ class WorkerSettings(BaseSettings):
     worker_shutdown_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
     log_json: bool = False
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: str | None = None
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Self:

@@ -67,6 +67,8 @@ async def advance_run(
         if not claim.registered:
             await _fail_removed(services, claim, job, log)
             return
+        if claim.invocations == 1:
+            services.metrics.runs_started.labels(claim.function_id).inc()
         log.info(
             "run started" if claim.invocations == 1 else "run resumed",
             attempt=claim.attempt,
@@ -144,6 +146,7 @@ async def _fail_removed(
     if failed:
         log.warning("run failed: its function was removed", error_type=error.type)
         run_ended(claim, "failed", error)
+        services.metrics.ended(claim.function_id, "failed")
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

@@ -36,6 +36,7 @@ async def finish(
     ):
         log.info("run completed")
         run_ended(claim, "completed")
+        services.metrics.ended(claim.function_id, "completed")
         return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
@@ -94,6 +95,7 @@ async def _complete(
     if done:
         log.info("run completed")
         run_ended(claim, "completed")
+        services.metrics.ended(claim.function_id, "completed")
     else:
         log.warning(
             "run no longer driven by this job (cancelled or taken over)", ending="completed"
@@ -126,5 +128,6 @@ async def _fail(
     elif await execution.fail_run(connection, claim.run_id, job.id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         run_ended(claim, "failed", final.error)
+        services.metrics.ended(claim.function_id, "failed")
         return
     log.warning("run no longer driven by this job (cancelled or taken over)", ending="failed")
