@@ -3,7 +3,6 @@ REVERB_METRICS_ADDRESS set) after real runs: events accepted, runs started, comp
 failed by function, step durations, the queue's depth and the oldest due job's age, host
 sessions; and no endpoint at all when the address is unset."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from reverb_ingress_gateway import start as start_gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
 from reverb_store import jobs
+from tests.e2e.processes import eventually
 from tests.integration.test_worker_hosts import wait_status
 from tests.integration.test_worker_runs import app, host_settings, register, worker_settings
 
@@ -128,17 +128,15 @@ async def test_the_queue_gauges_show_due_and_delayed_jobs(
     # A run sleeping: its wake-up is a delayed job until the sleep ends.
     napping = await mesh.send("test.naps", {})
 
-    async def delayed() -> float:
+    async def delayed() -> bool:
         worker = await scrape(url(mesh.worker.metrics_server))
-        return sum(
-            value
+        return any(
+            value >= 1
             for (name, labels), value in worker.items()
             if name == "reverb_queue_jobs" and dict(labels)["state"] == "delayed"
         )
 
-    async with asyncio.timeout(10):
-        while await delayed() < 1:
-            await asyncio.sleep(0.05)  # polling a scrape: nothing to await in between
+    await eventually(delayed, within=10, what="a delayed job in the scrape")
     await wait_status(connection, napping, "completed")
 
     # A job due for 90 s that no worker takes (a kind no worker knows): the oldest due
