@@ -1,10 +1,11 @@
 """Prometheus metrics scraped over real HTTP from a gateway, a worker and a host (each with
 REVERB_METRICS_ADDRESS set) after real runs: events accepted, runs started, completed and
 failed by function, step durations, the queue's depth and the oldest due job's age, host
-sessions; and no endpoint at all when the address is unset."""
+sessions, cron ticks fired and missed; and no endpoint at all when the address is unset."""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -17,8 +18,10 @@ from reverb_ingress_gateway import Gateway, GatewaySettings
 from reverb_ingress_gateway import start as start_gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
-from reverb_store import jobs
+from reverb_store import control, jobs
+from reverb_store.control import TriggerDefinition
 from tests.e2e.processes import eventually
+from tests.integration.test_cron_scheduler import LEASE, T0, DrivenClock, definition
 from tests.integration.test_worker_hosts import wait_status
 from tests.integration.test_worker_runs import app, host_settings, register, worker_settings
 
@@ -163,3 +166,27 @@ async def test_no_metrics_endpoint_unless_an_address_is_set(database_url: str) -
         assert gateway.metrics_server is None
     finally:
         await gateway.stop()
+
+
+async def test_cron_ticks_fired_and_missed_are_counted(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    every = TriggerDefinition(cron="*/15 * * * *", catch_up="all")
+    await control.register_app(connection, definition(every), LEASE, T0)
+    # Every worker was down from 09:00 to 12:05: the worker's first tick fires the last
+    # four of the 13 ticks that fell due (catch_up="all" keeps at most four) and misses 9.
+    clock = DrivenClock(datetime(2030, 1, 7, 12, 5, tzinfo=UTC))
+    settings = worker_settings(database_url).model_copy(update={"metrics_address": "127.0.0.1:0"})
+    worker = await start_worker(settings, clock=clock)
+    try:
+
+        async def counted() -> bool:
+            scraped = await scrape(url(worker.metrics_server))
+            return scraped.get(("reverb_cron_ticks_fired_total", ()), 0) >= 4
+
+        await eventually(counted, within=15, what="the cron tick to be counted")
+        scraped = await scrape(url(worker.metrics_server))
+    finally:
+        await worker.stop()
+    assert scraped[("reverb_cron_ticks_fired_total", ())] == 4
+    assert scraped[("reverb_cron_ticks_missed_total", ())] == 9
