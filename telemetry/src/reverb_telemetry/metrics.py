@@ -32,6 +32,13 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def checked_address(address: str | None) -> str | None:
+    """`address` if it is `host:port` (or None); for the settings' validators."""
+    if address is not None:
+        split_address(address)
+    return address
+
+
 @dataclass
 class MetricsServer:
     """A running `/metrics` endpoint (any path answers the exposition, as prometheus-client's
