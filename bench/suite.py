@@ -1,6 +1,7 @@
 """One benchmark run: databases, peers' installs, the engine, interleaved groups of probes."""
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +14,7 @@ import structlog
 from bench import database, floor
 from bench.config import Sizes
 from bench.engine import probes as engine_probes
-from bench.engine import profile, scaling
+from bench.engine import profile, scaling, traces
 from bench.engine.cluster import ClusterError
 from bench.engine.session import Engine
 from bench.peers import probes as peer_probes
@@ -27,6 +28,7 @@ SECTIONS = (
     "ingest",
     "latency",
     "throughput",
+    "traces",
     "sleep",
     "fanout",
     "cancel",
@@ -59,6 +61,8 @@ class Systems:
     """What could be started for this run; None (with a note in the results) if not."""
 
     engine: Engine | None = None
+    # The `traces` section's engine, exporting its spans over OTLP.
+    traced: traces.Traced | None = None
     urls: dict[str, str] = field(default_factory=dict)
     dbos: Path | None = None
     node: str | None = None
@@ -86,7 +90,7 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
     # The process id keeps two runs on one server (a developer's and CI's) apart.
     names = {
         system: f"reverb_bench_{os.getpid()}_{system}"
-        for system in ("reverb", "floor", "pgqueuer", "dbos", "graphile")
+        for system in ("reverb", "traced", "floor", "pgqueuer", "dbos", "graphile")
     }
     found = Systems()
     for system, name in names.items():
@@ -99,7 +103,15 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
                 found.engine = await Engine.start(found.urls["reverb"])
             except (ClusterError, OSError, TimeoutError) as error:
                 results.miss("all", "Reverb", f"engine did not start: {error}")
-        yield found
+        async with contextlib.AsyncExitStack() as stack:
+            if options.engine and found.engine is not None and "traces" in options.sections:
+                try:
+                    found.traced = await stack.enter_async_context(
+                        traces.traced_engine(found.urls["traced"])
+                    )
+                except (ClusterError, OSError, TimeoutError) as error:
+                    results.miss("traces", traces.ON, f"engine did not start: {error}")
+            yield found
     finally:
         if found.engine is not None:
             await found.engine.stop()
@@ -138,6 +150,8 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         graphile[1] if graphile else None,
     )
     add("jobs", pgqueuer[0] if pgqueuer else None, graphile[0] if graphile else None)
+    if engine and found.traced is not None:
+        add("traces", *traces.probes(engine, found.traced, sizes))
     if engine:
         add("ingest", *engine_probes.ingest_probes(engine, sizes))
         add("fanout", engine_probes.fanout_probe(engine, sizes))

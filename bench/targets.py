@@ -18,6 +18,7 @@ def _number(value: float) -> str:
 
 def judge(results: Results) -> None:
     _throughput(results)
+    _traces(results)
     _latency(results)
     _ingest(results)
     _sleep(results)
@@ -47,6 +48,15 @@ def _throughput(results: Results) -> None:
         results.judge(
             Key("Step throughput", REVERB, "invocations/run"), "= waits + 1 = 1", invocations == 1
         )
+
+
+def _traces(results: Results) -> None:
+    # Issue 12: OTLP export on costs at most a quarter of the step rate (same run).
+    section = "Step throughput, OTLP export"
+    off = results.median(section, "Reverb, export off", "steps/s")
+    _relative(
+        results, Key(section, "Reverb, OTLP export on", "steps/s"), 0.75, off, "≥ 75% of export off"
+    )
 
 
 def _latency(results: Results) -> None:

@@ -11,6 +11,7 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,9 +132,16 @@ def _count_functions(body: object) -> int:
     return len(body) if isinstance(body, list) else 0
 
 
-async def start(database_url: str, functions: int, within: float = 60) -> Cluster:
+async def start(
+    database_url: str,
+    functions: int,
+    within: float = 60,
+    extra_environment: Mapping[str, str] | None = None,
+) -> Cluster:
+    """The three services over `database_url`; `extra_environment` is added to each one's
+    (the `traces` section's OTLP export variables)."""
     ports = {name: free_port() for name in ("http", "ingress", "host")}
-    environment = _environment(database_url, ports)
+    environment = {**_environment(database_url, ports), **(extra_environment or {})}
     await _migrate(environment)
     processes = {"gateway": await _spawn("gateway", ["gateway"], environment)}
     processes["worker"] = await _spawn("worker", ["worker"], environment)

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bench.engine import cluster
@@ -20,8 +21,10 @@ class Engine:
     last_load: float = field(default_factory=time.monotonic)
 
     @classmethod
-    async def start(cls, database_url: str) -> "Engine":
-        started = await cluster.start(database_url, FUNCTIONS)
+    async def start(
+        cls, database_url: str, environment: Mapping[str, str] | None = None
+    ) -> "Engine":
+        started = await cluster.start(database_url, FUNCTIONS, extra_environment=environment)
         try:
             observer = await Observer.connect(database_url)
         except BaseException:

@@ -1,6 +1,6 @@
 """One trace per event, exported over OTLP by real gateway, worker and host processes to an
 in-process receiver of each protocol (gRPC and HTTP/protobuf, Jaeger's two), for a run of
-three steps with a retry and a sleep, and a user span from an instrumented httpx call."""
+three steps (one tried three times) and a sleep, and a user span from an instrumented httpx call."""
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -86,7 +86,7 @@ def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
 
 
 def complete(spans: list[ReceivedSpan]) -> bool:
-    return len(named(spans, "invoke traced")) == 3 and bool(named(spans, "run traced"))
+    return len(named(spans, "invoke traced")) == 4 and bool(named(spans, "run traced"))
 
 
 async def test_a_run_is_one_trace_exported_over_otlp(
@@ -116,8 +116,8 @@ async def test_a_run_is_one_trace_exported_over_otlp(
     assert fan_out.service == "reverb-worker"
     assert parent(fan_out) is request
 
-    # The run's span lasts from its creation to its end, across its three invocations
-    # (the first, after the step's retry, after the sleep) and the sleep.
+    # The run's span lasts from its creation to its end, across its four invocations
+    # (the first, after each of the step's two retries, after the sleep) and the sleep.
     (whole,) = named(ours, "run traced")
     assert whole.service == "reverb-worker"
     assert parent(whole) is fan_out
@@ -127,10 +127,10 @@ async def test_a_run_is_one_trace_exported_over_otlp(
     assert whole.attributes["reverb.event.name"] == "trace.test"
     assert whole.attributes["reverb.run.status"] == "completed"
     advances = named(ours, "advance_run")
-    assert len(advances) == 3
+    assert len(advances) == 4
     assert {parent(span).span_id for span in advances} == {whole.span_id}
     invocations = named(ours, "invoke traced")
-    assert len(invocations) == 3
+    assert len(invocations) == 4
     assert {span.service for span in invocations} == {"reverb-host"}
     for invocation in invocations:
         assert invocation.attributes["reverb.run.id"] == run["id"]
@@ -144,15 +144,18 @@ async def test_a_run_is_one_trace_exported_over_otlp(
     assert nap.seconds >= 1.0
     assert whole.seconds >= nap.seconds
 
-    # Three attempts' worth of step spans: first once, flaky twice (failed, then not), last.
+    # A step tried three times has three attempt spans: two failed, then one that did not.
     flaky = sorted(named(ours, "step flaky"), key=lambda span: span.span.start_time_unix_nano)
-    assert [span.attributes["reverb.attempt"] for span in flaky] == [0, 1]
-    failed, succeeded = flaky
-    assert failed.span.status.code == failed.span.status.STATUS_CODE_ERROR
-    assert [event.name for event in failed.span.events] == ["exception"]
-    exception = {item.key: item.value.string_value for item in failed.span.events[0].attributes}
-    assert exception["exception.type"] == "RuntimeError"
-    assert exception["exception.message"] == "flaky the first time"
+    assert [span.attributes["reverb.attempt"] for span in flaky] == [0, 1, 2]
+    *failed, succeeded = flaky
+    for attempt, span in enumerate(failed):
+        assert span.span.status.code == span.span.status.STATUS_CODE_ERROR
+        assert [event.name for event in span.span.events] == ["exception"]
+        exception = {item.key: item.value.string_value for item in span.span.events[0].attributes}
+        assert exception["exception.type"] == "RuntimeError"
+        assert exception["exception.message"] == f"flaky on attempt {attempt}"
+        assert "flaky" in exception["exception.stacktrace"]
+        assert parent(span).name == "invoke traced"
     assert succeeded.span.status.code != succeeded.span.status.STATUS_CODE_ERROR
     (first,) = named(ours, "step first")
     assert first.attributes["reverb.attempt"] == 0

@@ -129,12 +129,19 @@ async def _start(plan: _Plan, supervisor: Supervisor, watch: Watch) -> None:
     base = {"REVERB_LOG_JSON": "false", **os.environ, "REVERB_DEV": "true", "PYTHONUNBUFFERED": "1"}
     signing_key = os.environ.get("REVERB_SIGNING_KEY") or secrets.token_hex(32)
     with_database = {**base, "REVERB_DATABASE_URL": plan.database_url}
-    gateway_env = {**with_database, "REVERB_GATEWAY_REQUIRED_APPS": plan.app_id}
+    metrics = metrics_addresses(settings.metrics_address)
+    gateway_env = {
+        **with_database,
+        "REVERB_GATEWAY_REQUIRED_APPS": plan.app_id,
+        "REVERB_METRICS_ADDRESS": metrics["gateway"],
+    }
     await supervisor.start("gateway", ["gateway"], gateway_env)
     await watch.until(listening(settings.http_address), "the gateway to listen")
     signed = {"REVERB_SIGNING_KEY": signing_key}
-    await supervisor.start("worker", ["worker"], {**with_database, **signed})
-    await supervisor.start("host", ["host", plan.app_spec], {**base, **signed})
+    worker_env = {**with_database, **signed, "REVERB_METRICS_ADDRESS": metrics["worker"]}
+    await supervisor.start("worker", ["worker"], worker_env)
+    host_env = {**base, **signed, "REVERB_METRICS_ADDRESS": metrics["host"]}
+    await supervisor.start("host", ["host", plan.app_spec], host_env)
     await watch.until(listening(settings.host_address), "the host to listen")
     await watch.until(gateway_ready(settings.http_address), f"app {plan.app_id} to register")
     registered = await watch.until(
@@ -142,6 +149,22 @@ async def _start(plan: _Plan, supervisor: Supervisor, watch: Watch) -> None:
         "the app's functions to be registered",
     )
     say(_banner(plan, registered))
+
+
+def metrics_addresses(gateway: str) -> dict[str, str]:
+    """Where each service serves /metrics in dev mode: the gateway on `gateway`
+    (REVERB_METRICS_ADDRESS), the worker and the host on the next two ports (port 0:
+    each on a free port of its own)."""
+    host, separator, port = gateway.rpartition(":")
+    if not separator or not port.isdigit() or int(port) > 65533:
+        raise CliError(f"REVERB_METRICS_ADDRESS: {gateway!r} is not host:port")
+    number = int(port)
+    shifted = (0, 0) if number == 0 else (number + 1, number + 2)
+    return {
+        "gateway": gateway,
+        "worker": f"{host}:{shifted[0]}",
+        "host": f"{host}:{shifted[1]}",
+    }
 
 
 def _banner(plan: _Plan, registered: list[str]) -> str:
@@ -154,6 +177,11 @@ def _banner(plan: _Plan, registered: list[str]) -> str:
             f"  HTTP API   http://{loopback(settings.http_address)}",
             f"  gRPC       {loopback(settings.ingress_address)}  (reverb.v1.Ingress)",
             f"  database   {plan.database}",
+            "  metrics    "
+            + "  ".join(
+                f"{name} http://{loopback(address)}/metrics"
+                for name, address in metrics_addresses(settings.metrics_address).items()
+            ),
             f"  functions  {functions}",
             "",
             "  Try: reverb send NAME --data '{...}', then reverb runs and reverb run ID",

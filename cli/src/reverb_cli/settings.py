@@ -42,6 +42,8 @@ class DevSettings(BaseSettings):
     http_address: str = "127.0.0.1:8288"
     ingress_address: str = "127.0.0.1:8289"
     host_address: str = "127.0.0.1:8290"
+    # The gateway's /metrics; the worker's and the host's are on the next two ports.
+    metrics_address: str = "127.0.0.1:9464"
 
 
 Settings = TypeVar("Settings", bound=BaseSettings)

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 import reverb
 from reverb.signing import Keyring
+from reverb_function_host.metrics import HostMetrics
 from reverb_function_host.registration import Registration
 from reverb_function_host.settings import HostSettings
 from reverb_function_host.signing import SignatureInterceptor
@@ -19,6 +20,7 @@ from reverb_function_host.tls import server_credentials
 from reverb_function_host.wire import service
 from reverb_function_host.wire.malformed import MalformedRequestInterceptor
 from reverb_telemetry import configure_logging, configure_tracing
+from reverb_telemetry.metrics import MetricsServer, serve_metrics
 
 log = structlog.get_logger("reverb.function_host")
 
@@ -55,8 +57,11 @@ class Host:
         servicer: service.FunctionHostService,
         port: int,
         address: str,
+        metrics_server: MetricsServer | None = None,
     ) -> None:
         self.port = port
+        # GET /metrics (REVERB_METRICS_ADDRESS), or None.
+        self.metrics_server = metrics_server
         self.address = address
         self.registered = asyncio.Event()
         self._server = server
@@ -77,6 +82,8 @@ class Host:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
         await self._servicer.closed()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
 
 
 async def start(app: reverb.App, settings: HostSettings, *, register_app: bool = True) -> Host:
@@ -117,12 +124,21 @@ async def start(app: reverb.App, settings: HostSettings, *, register_app: bool =
     await server.start()
     for name in ("", service.SERVICE_NAME):
         await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
-    host = Host(server, health_service, servicer, port, address)
+    metrics_server = None
+    if settings.metrics_address is not None:
+        metrics = HostMetrics(lambda: servicer.sessions)
+        try:
+            metrics_server = serve_metrics(settings.metrics_address, metrics.registry)
+        except BaseException:
+            await server.stop(0)
+            raise
+    host = Host(server, health_service, servicer, port, address, metrics_server)
     log.info(
         "function host serving",
         app_id=app.id,
         port=port,
         address=address,
+        metrics=None if metrics_server is None else metrics_server.url,
         tls="mutual" if settings.tls_ca else "on" if credentials else "off",
     )
     if register_app:

@@ -2,10 +2,12 @@
 point (`HostSettings()`) and passed down."""
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reverb_telemetry.metrics import checked_address
 
 
 class HostSettings(BaseSettings):
@@ -44,6 +46,9 @@ class HostSettings(BaseSettings):
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_json: bool = True
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: Annotated[str | None, AfterValidator(checked_address)] = None
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Self:

@@ -20,6 +20,7 @@ from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_store import prepare_insert
 from reverb_telemetry import configure_logging, configure_tracing
+from reverb_telemetry.metrics import MetricsServer, serve_metrics
 
 logger = structlog.get_logger("reverb.ingress_gateway")
 
@@ -94,6 +95,8 @@ class Gateway:
     _http: uvicorn.Server
     _http_socket: socket.socket
     _http_loop: asyncio.Task[None]
+    # GET /metrics (REVERB_METRICS_ADDRESS), or None.
+    metrics_server: MetricsServer | None = None
 
     async def stop(self) -> None:
         """Stop taking requests, finish those under way (up to a few seconds), close the pool."""
@@ -104,6 +107,8 @@ class Gateway:
         )
         if self.keys is not None:
             await self.keys.close()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
         try:
             await asyncio.wait_for(self._pool.close(), _GRACE_SECONDS)
         except TimeoutError:
@@ -174,6 +179,9 @@ async def start(settings: GatewaySettings) -> Gateway:
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[http_socket])
+        metrics_server = None
+        if settings.metrics_address is not None:
+            metrics_server = serve_metrics(settings.metrics_address, service.metrics.registry)
     except BaseException:
         await grpc_server.stop(0)
         if keys is not None:
@@ -189,12 +197,14 @@ async def start(settings: GatewaySettings) -> Gateway:
         _http=server,
         _http_socket=http_socket,
         _http_loop=asyncio.create_task(server.main_loop(), name="reverb-gateway-http"),
+        metrics_server=metrics_server,
     )
     logger.info(
         "gateway started",
         http_port=gateway.http_port,
         grpc_port=gateway.grpc_port,
         dev=settings.dev,
+        metrics=None if metrics_server is None else metrics_server.url,
     )
     return gateway
 

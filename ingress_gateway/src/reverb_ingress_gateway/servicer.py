@@ -25,6 +25,7 @@ from reverb_ingress_gateway.errors import (
     PermissionDenied,
 )
 from reverb_ingress_gateway.intake import EventIntake
+from reverb_ingress_gateway.metrics import GatewayMetrics
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_ingress_gateway.webhooks import WebhookReceiver
@@ -56,12 +57,18 @@ class Page(Generic[Item]):
 
 
 class IngressService:
-    def __init__(self, pool: asyncpg.Pool, settings: GatewaySettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: GatewaySettings, metrics: GatewayMetrics | None = None
+    ) -> None:
         self._pool = pool
         self._settings = settings
+        self.metrics = GatewayMetrics() if metrics is None else metrics
         self._intake = EventIntake(pool, acquire_timeout=settings.database_timeout)
         self.webhooks = WebhookReceiver(
-            pool, settings.webhooks, acquire_timeout=settings.database_timeout
+            pool,
+            settings.webhooks,
+            acquire_timeout=settings.database_timeout,
+            accepted=self.metrics.webhook_events.inc,
         )
 
     @asynccontextmanager
@@ -77,6 +84,7 @@ class IngressService:
             max_events=self._settings.max_events_per_request,
         )
         ids = await self._intake.accept(events, current_traceparent())
+        self.metrics.api_events.inc(len(ids))
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute("reverb.event.id", ids)

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from reverb_ingress_gateway.webhooks.sources import WebhookSource, source_names
 from reverb_store.urls import DatabaseUrl
+from reverb_telemetry.metrics import checked_address
 
 
 class GatewaySettings(BaseSettings):
@@ -67,6 +68,9 @@ class GatewaySettings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     log_json: bool = True
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: Annotated[str | None, AfterValidator(checked_address)] = None
 
     @field_validator("webhooks")
     @classmethod

@@ -9,6 +9,7 @@ import asyncpg
 from reverb_queue_worker.hosts.channels import HostChannels
 from reverb_queue_worker.hosts.retries import HostRetries
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store.execution import NO_GATES, Gates, WaitKeys
@@ -41,3 +42,4 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     # The wait keys this worker knows are stored (`execution.waits`).
     wait_keys: WaitKeys = field(default_factory=WaitKeys)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)

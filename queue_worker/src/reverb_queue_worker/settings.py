@@ -4,10 +4,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reverb_store.urls import DatabaseUrl
+from reverb_telemetry.metrics import checked_address
 
 
 def _seconds(value: object) -> object:
@@ -59,6 +60,9 @@ class WorkerSettings(BaseSettings):
     worker_shutdown_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
     log_json: bool = False
     log_level: str = "info"
+    # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
+    # unset: no metrics endpoint (`reverb dev` sets one per service).
+    metrics_address: Annotated[str | None, AfterValidator(checked_address)] = None
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Self:

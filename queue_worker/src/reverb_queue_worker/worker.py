@@ -27,12 +27,14 @@ from reverb_queue_worker.hosts.tls import channel_credentials
 from reverb_queue_worker.jobs import entrypoints
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.services import SYSTEM_CLOCK, Clock, Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
 from reverb_store.execution import Gate, Gates
 from reverb_telemetry import configure_logging, configure_tracing
+from reverb_telemetry.metrics import MetricsServer, serve_metrics
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -42,8 +44,15 @@ QUEUE_APPLICATION_NAME = "reverb-queue-worker"
 class Worker:
     """A running worker. `await stop()` drains it: in-flight jobs get the shutdown timeout."""
 
-    def __init__(self, services: Services, queue_connection: asyncpg.Connection) -> None:
+    def __init__(
+        self,
+        services: Services,
+        queue_connection: asyncpg.Connection,
+        metrics_server: MetricsServer | None = None,
+    ) -> None:
         self.services = services
+        # GET /metrics (REVERB_METRICS_ADDRESS), or None.
+        self.metrics_server = metrics_server
         self._stopping = asyncio.Event()
         self._queue_manager: QueueManager | None = None
         self._task = asyncio.create_task(self._consume(queue_connection), name="reverb-worker")
@@ -63,6 +72,8 @@ class Worker:
         await own_jobs
         await self.services.checkpoints.close()
         await self.services.hosts.close()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
         await self.services.pool.close()
         _log.info("worker stopped")
 
@@ -199,23 +210,35 @@ async def start(
         settings.worker_concurrency,
         heartbeat_seconds=settings.worker_heartbeat_timeout.total_seconds() / 4,
     )
+    hosts = HostChannels(pool, keyring, channel_credentials(settings))
+    metrics = WorkerMetrics()
+    metrics.host_sessions.set_function(hosts.open_sessions)
+    metrics.watch_queue(asyncio.get_running_loop(), pool)
     services = Services(
         settings,
         pool,
         checkpoints,
-        HostChannels(pool, keyring, channel_credentials(settings)),
+        hosts,
         HostRetries(),
         own_jobs,
         Gates(gates),
         clock,
+        metrics,
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:
         await entrypoints.handle(services, job, payload)
 
+    metrics_server = None
+    if settings.metrics_address is not None:
+        metrics_server = serve_metrics(settings.metrics_address, metrics.registry)
     own_jobs.start(handle_own)
-    worker = Worker(services, queue_connection)
-    _log.info("worker started", concurrency=settings.worker_concurrency)
+    worker = Worker(services, queue_connection, metrics_server)
+    _log.info(
+        "worker started",
+        concurrency=settings.worker_concurrency,
+        metrics=None if metrics_server is None else metrics_server.url,
+    )
     return worker
 
 

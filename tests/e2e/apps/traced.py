@@ -1,4 +1,4 @@
-"""An app for the trace tests: three steps (the second fails once, then succeeds), a sleep
+"""An app for the trace tests: three steps (the second fails twice, then succeeds), a sleep
 between them, and an httpx call through its OpenTelemetry instrumentation in the last."""
 
 import os
@@ -19,8 +19,8 @@ def first() -> str:
 
 
 def flaky(attempt: int) -> str:
-    if attempt == 0:
-        raise RuntimeError("flaky the first time")
+    if attempt < 2:
+        raise RuntimeError(f"flaky on attempt {attempt}")
     return "two"
 
 

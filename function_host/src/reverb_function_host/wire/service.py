@@ -47,6 +47,8 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
         self.address = ""
         self._receive_limit = ((RECEIVE_LIMIT_KEY, str(max_message_bytes)),)
         self._closing: set[asyncio.Future[None]] = set()
+        # Invoke streams open now.
+        self.sessions = 0
         # The largest JSON payload a frame may carry, leaving room for the rest of it.
         self._max_frame = max_message_bytes - 1024
 
@@ -61,6 +63,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
         await context.send_initial_metadata(self._receive_limit)
         session = Session(self._app, functools.partial(_send, context.write, self._max_frame))
         session.start()
+        self.sessions += 1
         peer = context.peer()
         check = StartCheck(self._app.id, self.address, self._keyring, self._replays, peer)
         try:
@@ -68,6 +71,7 @@ class FunctionHostService(function_host_pb2_grpc.FunctionHostServicer):
                 if not session.receive(messages.worker_frames(request, check)):
                     break  # the worker stopped reading
         finally:
+            self.sessions -= 1
             # Closed in a task of its own that this servicer holds until it ends, so a
             # second cancellation of this handler cannot interrupt it (see Session.close).
             closing = asyncio.ensure_future(session.close())

@@ -7,7 +7,7 @@ answers the first event's id and stores nothing). Slack's `url_verification` cha
 answered after verification and stores nothing.
 """
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -45,8 +45,11 @@ class WebhookReceiver:
         *,
         acquire_timeout: float,
         clock: Clock = wall_clock,
+        accepted: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool
+        # Told of each event a delivery (or a replay) emitted, once it is committed.
+        self._accepted = accepted or (lambda: None)
         self._timeout = acquire_timeout
         self._clock = clock
         configured = dict(sources)
@@ -101,6 +104,7 @@ class WebhookReceiver:
             accepted = await store.accept_delivery(
                 connection, delivery, name_of_event, data, traceparent
             )
+        self._accepted()
         return Received([accepted.event_id])
 
     async def list_deliveries(
@@ -121,4 +125,6 @@ class WebhookReceiver:
             data = events.event_data(
                 record.source, record.headers, record.body, record.delivery_id, document is not None
             )
-            return await store.replay_delivery(connection, record, data, traceparent)
+            event_id = await store.replay_delivery(connection, record, data, traceparent)
+        self._accepted()
+        return event_id

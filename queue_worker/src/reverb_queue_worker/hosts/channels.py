@@ -87,6 +87,10 @@ class HostChannels:
             self._channels[address] = channel
         return channel
 
+    def open_sessions(self) -> int:
+        """How many sessions with hosts are open (not broken)."""
+        return sum(1 for session in list(self._sessions.values()) if session.broken is None)
+
     def session(self, address: str) -> HostSession:
         """The session with the host at `address`, opened anew if there is none or it broke."""
         session = self._sessions.get(address)

@@ -74,6 +74,8 @@ async def advance_run(
             return
         if claim.paused and await _park(services, claim, job, log):
             return
+        if claim.invocations == 1:
+            services.metrics.runs_started.labels(claim.function_id).inc()
         log.info(
             "run started" if claim.invocations == 1 else "run resumed",
             attempt=claim.attempt,
@@ -151,6 +153,7 @@ async def _fail_removed(
     if failed:
         log.warning("run failed: its function was removed", error_type=error.type)
         run_ended(claim, "failed", error)
+        services.metrics.ended(claim.function_id, "failed")
 
 
 async def _park(

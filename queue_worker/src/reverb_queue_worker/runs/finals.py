@@ -44,6 +44,7 @@ async def finish(
     ):
         log.info("run completed")
         run_ended(claim, "completed")
+        services.metrics.ended(claim.function_id, "completed")
         return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
@@ -100,6 +101,7 @@ async def _complete(
     if done:
         log.info("run completed")
         run_ended(claim, "completed")
+        services.metrics.ended(claim.function_id, "completed")
     else:
         await _not_driven(connection, services, claim, job, "completed", log)
 
@@ -130,6 +132,7 @@ async def _fail(
     elif await execution.fail_run(connection, claim.run_id, job.id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         run_ended(claim, "failed", final.error)
+        services.metrics.ended(claim.function_id, "failed")
         return
     await _not_driven(connection, services, claim, job, "failed", log)
 

@@ -109,6 +109,7 @@ class Invocation:
         self._drained: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
         self._stop: StopReason | None = None
+        self._step_seconds = services.metrics.step_timer(claim.function_id)
 
     async def run(self) -> InvocationEnd:
         """Drive the invocation to its final message. Raises StreamBroken or HostUnreachable."""
@@ -160,6 +161,14 @@ class Invocation:
     def _report(self, channel: InvocationChannel, report: protocol.StepReport) -> None:
         """A step report arrived: commit it, then ack it (see the module docstring)."""
         operation = report.operation
+        timing = report.timing
+        if (
+            isinstance(operation, protocol.Output | protocol.Failure)
+            and timing.ended_at is not None
+            and timing.started_at is not None
+        ):
+            # A step.run's attempt: the host timed it.
+            self._step_seconds((timing.ended_at - timing.started_at).total_seconds())
         if not isinstance(operation, protocol.Output):
             self._spawn(channel, report)
             return

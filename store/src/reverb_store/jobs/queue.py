@@ -181,3 +181,31 @@ async def keep(
 ) -> None:
     """Refresh the heartbeats of jobs a worker runs itself; delete those it finished."""
     await connection.execute(_KEEP, list(running), list(finished))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The queue at one moment: jobs per kind and state (`due`: waiting to be taken now,
+    `delayed`: not due yet, `running`: taken), and how long the oldest due job has waited."""
+
+    jobs: dict[tuple[str, str], int]
+    oldest_due_seconds: float
+
+
+async def depth(connection: asyncpg.Connection) -> QueueDepth:
+    """Count the queue's jobs (a scan of the queue table; for a metrics scrape, not a hot path)."""
+    rows = await connection.fetch(
+        f"""
+        SELECT entrypoint,
+               CASE WHEN status = 'picked' THEN 'running'
+                    WHEN execute_after <= now() THEN 'due'
+                    ELSE 'delayed' END AS state,
+               count(*) AS jobs,
+               extract(epoch FROM now() - min(execute_after)) AS oldest
+        FROM {QUEUE_TABLE}
+        GROUP BY 1, 2
+        """
+    )
+    jobs = {(row["entrypoint"], row["state"]): row["jobs"] for row in rows}
+    oldest = max((float(row["oldest"]) for row in rows if row["state"] == "due"), default=0.0)
+    return QueueDepth(jobs, max(oldest, 0.0))
