@@ -7,6 +7,7 @@ def test_exported_members() -> None:
     assert reverb.__all__ == sorted(reverb.__all__)
     assert reverb.__all__ == [
         "App",
+        "Concurrency",
         "Context",
         "CronTrigger",
         "Duration",
@@ -15,6 +16,8 @@ def test_exported_members() -> None:
         "FunctionDefinition",
         "NonRetriableError",
         "OutputUnserializableError",
+        "Priority",
+        "RateLimit",
         "RetryAfterError",
         "ReverbError",
         "Step",
@@ -22,6 +25,7 @@ def test_exported_members() -> None:
         "StepError",
         "Steps",
         "Timeouts",
+        "Throttle",
         "Trigger",
         "cron",
         "event",

@@ -25,12 +25,14 @@ from reverb._errors import (
     StepError,
 )
 from reverb._event import Event
+from reverb._flow import Concurrency, Priority, RateLimit, Throttle
 from reverb._options import Step, Timeouts
 from reverb._step import Steps
 from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
 
 __all__ = [
     "App",
+    "Concurrency",
     "Context",
     "CronTrigger",
     "Duration",
@@ -39,6 +41,8 @@ __all__ = [
     "FunctionDefinition",
     "NonRetriableError",
     "OutputUnserializableError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "ReverbError",
     "Step",
@@ -46,6 +50,7 @@ __all__ = [
     "StepError",
     "Steps",
     "Timeouts",
+    "Throttle",
     "Trigger",
     "cron",
     "event",

@@ -13,6 +13,7 @@ from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.servicer import Page
 from reverb_ingress_gateway.validation import EventDraft
+from reverb_ingress_gateway.wire.flow import flow_options
 from reverb_store.control import (
     AppDefinition,
     ErrorDetails,
@@ -24,6 +25,7 @@ from reverb_store.control import (
     StepRecord,
     TriggerDefinition,
     TriggerRecord,
+    WaitingOn,
 )
 from reverb_store.execution import RunStatus, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
@@ -112,7 +114,14 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         steps=[step(item) for item in steps],
         replay_of=record.replay_of,
         replay_from_step=record.replay_from_step,
+        waiting_on=_waiting_on(record.waiting_on),
     )
+
+
+def _waiting_on(waiting: WaitingOn | None) -> ingress_pb2.WaitingOn | None:
+    if waiting is None:
+        return None
+    return ingress_pb2.WaitingOn(kind=waiting.kind, until=_optional_timestamp(waiting.until))
 
 
 def step(record: StepRecord) -> ingress_pb2.Step:
@@ -213,6 +222,7 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
                 on_failure=function.on_failure or None,
                 start_timeout=_timeout(function.start_timeout_ms, function.id, "start"),
                 finish_timeout=_timeout(function.finish_timeout_ms, function.id, "finish"),
+                flow=flow_options(function),
             )
             for function in message.functions
         ),

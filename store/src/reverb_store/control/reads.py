@@ -43,6 +43,15 @@ class EventCursor:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingOn:
+    """Why a queued run waits: the kind of hold ("concurrency", "throttle", "paused", ...)
+    and when it ends by itself, if it does."""
+
+    kind: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     id: RunId
     function_id: FunctionId
@@ -64,6 +73,8 @@ class RunRecord:
     # The run this one replays, and the step it was replayed from (None: the start).
     replay_of: RunId | None = None
     replay_from_step: StepId | None = None
+    # Set while a run gate holds the queued run.
+    waiting_on: WaitingOn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ _RUN_COLUMNS = (
     " created_at, started_at, ended_at, parent_run_id,"
     " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
     "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id,"
-    " replay_of, replay_from_step"
+    " replay_of, replay_from_step, waiting_kind, waiting_until"
 )
 
 
@@ -158,6 +169,9 @@ def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
         trace_id=row["trace_id"],
         replay_of=row["replay_of"],
         replay_from_step=row["replay_from_step"],
+        waiting_on=WaitingOn(row["waiting_kind"], row["waiting_until"])
+        if row["waiting_kind"] is not None and row["status"] == "queued"
+        else None,
     )
 
 

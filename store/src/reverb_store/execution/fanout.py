@@ -18,6 +18,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
+from reverb_store.flow.options import parse
 from reverb_store.ids import AppId, EventId, FunctionId, JobId, RunId, new_id
 
 
@@ -43,7 +44,7 @@ class TriggeredRun:
 
 _MATCHES = """
 SELECT DISTINCT t.position, e.id AS event_id, e.name, e.data::text AS data, e.ts,
-       f.id AS function_id, f.app_id, f.retries
+       f.id AS function_id, f.app_id, f.retries, f.flow::text AS flow
 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
 JOIN reverb.events e ON e.id = t.id
 JOIN reverb.triggers tr ON tr.event_name = e.name
@@ -168,7 +169,7 @@ async def start_runs(
 
 
 def _function(match: asyncpg.Record) -> FunctionRef:
-    return FunctionRef(match["function_id"], match["app_id"])
+    return FunctionRef(match["function_id"], match["app_id"], parse(match["flow"]))
 
 
 def _triggered(row: asyncpg.Record, match: asyncpg.Record, traceparent: str | None) -> TriggeredRun:
