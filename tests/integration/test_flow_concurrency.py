@@ -102,7 +102,8 @@ async def test_a_burst_of_five_hundred_events_over_keys_keeps_each_key_to_its_li
         await mesh.all_ended("per-tenant", 500)
 
         assert {run["status"] for run in await mesh.runs("per-tenant")} == {"completed"}
-        assert most == Counter({f"t{n}": 2 for n in range(5)})
+        assert set(most) == {f"t{n}" for n in range(5)}
+        assert max(most.values()) == 2
         # Keys do not share a limit: more than one key's runs ran at once.
         assert most_at_once(await mesh.step_intervals("per-tenant")) > 2
 

@@ -195,6 +195,10 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
+# A function's flow-control options, when it has none.
+NO_FLOW_CONTROL = {"concurrency": [], "throttle": None, "rate_limit": None, "priority": None}
+
+
 async def test_functions_are_listed_with_their_triggers(
     client: httpx.AsyncClient, connection: asyncpg.Connection
 ) -> None:
@@ -240,6 +244,7 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                **NO_FLOW_CONTROL,
             },
             {
                 "id": "handle-sign-up",
@@ -250,6 +255,7 @@ async def test_functions_are_listed_with_their_triggers(
                 "on_failure": "",
                 "start_timeout_ms": 0,
                 "finish_timeout_ms": 0,
+                **NO_FLOW_CONTROL,
             },
         ]
     }

@@ -13,7 +13,7 @@ from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.servicer import Page
 from reverb_ingress_gateway.validation import EventDraft
-from reverb_ingress_gateway.wire.flow import flow_options
+from reverb_ingress_gateway.wire.flow import fill, flow_options
 from reverb_store.control import (
     AppDefinition,
     ErrorDetails,
@@ -174,7 +174,7 @@ def optional_time(message: Message, field: str) -> datetime | None:
 
 
 def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
-    return ingress_pb2.FunctionInfo(
+    info = ingress_pb2.FunctionInfo(
         app_id=record.app_id,
         definition=common_pb2.FunctionDefinition(
             id=record.id,
@@ -186,6 +186,8 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
             triggers=[_trigger_message(trigger) for trigger in record.triggers],
         ),
     )
+    fill(info.definition, record.flow)
+    return info
 
 
 def _trigger_message(trigger: TriggerRecord) -> common_pb2.Trigger:

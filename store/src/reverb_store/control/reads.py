@@ -14,6 +14,8 @@ import orjson
 from reverb.engine_errors import UNTYPED
 from reverb_store.cron.schedules import ScheduleRecord, list_schedules
 from reverb_store.execution.records import RunStatus, StepKind, StepStatus
+from reverb_store.flow.options import NO_FLOW, FlowOptions
+from reverb_store.flow.options import parse as parse_flow
 from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
 
 
@@ -117,6 +119,7 @@ class FunctionRecord:
     on_failure: str | None = None
     start_timeout: timedelta | None = None
     finish_timeout: timedelta | None = None
+    flow: FlowOptions = NO_FLOW
 
 
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
@@ -277,6 +280,7 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 
 _FUNCTIONS = """
 SELECT f.id, f.app_id, f.name, f.retries, f.on_failure, f.start_timeout, f.finish_timeout,
+    f.flow::text AS flow,
     coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
 GROUP BY f.id ORDER BY f.app_id, f.id
@@ -306,6 +310,7 @@ async def list_functions(connection: asyncpg.Connection) -> list[FunctionRecord]
             on_failure=row["on_failure"],
             start_timeout=row["start_timeout"],
             finish_timeout=row["finish_timeout"],
+            flow=parse_flow(row["flow"]),
         )
         for row in rows
     ]
