@@ -196,7 +196,12 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
 
 
 # A function's flow-control options, when it has none.
-NO_FLOW_CONTROL = {"concurrency": [], "throttle": None, "rate_limit": None, "priority": None}
+NO_FLOW_CONTROL: dict[str, object] = {
+    "concurrency": [],
+    "throttle": None,
+    "rate_limit": None,
+    "priority": None,
+}
 
 
 async def test_functions_are_listed_with_their_triggers(
