@@ -8,8 +8,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from reverb._context import Context
-from reverb._options import Timeouts, limit
 from reverb._flow import Concurrency, Priority, RateLimit, Throttle, concurrency_limits, option
+from reverb._options import Timeouts, limit
 from reverb._triggers import MAX_TRIGGERS, CronTrigger, EventTrigger, Trigger
 
 Handler = Callable[[Context], Awaitable[Any]]
