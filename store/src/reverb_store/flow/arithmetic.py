@@ -29,10 +29,17 @@ def throttle(
     tat: datetime | None, now: datetime, *, limit: int, period: timedelta, burst: int
 ) -> ThrottleStep:
     """The slot a run asking to start at `now` gets, and the key's next state."""
-    interval = period / limit
+    interval = emission_interval(period, limit)
     base = now if tat is None or tat < now else tat
     start_at = max(now, base - (burst - 1) * interval)
     return ThrottleStep(start_at, max(base, start_at) + interval)
+
+
+def emission_interval(period: timedelta, limit: int) -> timedelta:
+    """`period / limit`, rounded up to the microsecond: rounded to the nearest, `limit`
+    intervals could be shorter than the period and let one start too many into it."""
+    micros = period // timedelta(microseconds=1)
+    return timedelta(microseconds=-(-micros // limit))
 
 
 @dataclass(frozen=True, slots=True)
