@@ -18,7 +18,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
-from reverb_store.flow.options import parse
+from reverb_store.flow.options import NO_FLOW, FlowOptions, parse
 from reverb_store.ids import AppId, EventId, FunctionId, JobId, RunId, new_id
 
 
@@ -140,6 +140,8 @@ class RunStart:
     app_id: AppId
     event_id: EventId
     retries: int
+    # The function's flow-control options: the gates that apply to them gate the run.
+    flow: FlowOptions = NO_FLOW
 
 
 async def start_runs(
@@ -151,7 +153,9 @@ async def start_runs(
     (function, event) pair that already has a run gets none. Returns the runs created."""
     if not starts:
         return []
-    gated = [bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id)) for s in starts]
+    gated = [
+        bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id, s.flow)) for s in starts
+    ]
     rows = await connection.fetch(
         _CREATE,
         [new_id() for _ in starts],
