@@ -30,6 +30,7 @@ import asyncpg
 from reverb_store.execution.gates import ADMIT, Candidate, Freed, FunctionRef, Hold, Verdict, wake
 from reverb_store.flow.keys import RunEvent, key, priority, run_event
 from reverb_store.flow.options import ConcurrencyLimit
+from reverb_store.ids import RunId
 
 NAME = "concurrency"
 
@@ -180,3 +181,21 @@ async def wake_next(connection: asyncpg.Connection, name: str) -> int:
 def _priority(function: FunctionRef, event: RunEvent) -> int:
     what = f"function {function.function_id!r}: priority.run"
     return priority(function.flow.priority, what, event)
+
+
+# A pause lasts at least until `until`; an earlier pause's later end is kept.
+_PAUSE = """
+UPDATE reverb.concurrency_keys
+SET paused_until = greatest(paused_until, now() + $2::interval)
+WHERE key IN (SELECT key FROM reverb.concurrency_slots WHERE run_id = $1)
+RETURNING key
+"""
+
+
+async def pause_keys(connection: asyncpg.Connection, run_id: RunId, delay: timedelta) -> int:
+    """Pause every concurrency key the run executes under for `delay` (PostgreSQL's clock):
+    `RetryAfterError(pause_key=True)`. Until then no run of those keys is admitted (each is
+    held `paused`, woken when the pause ends); runs executing under them go on. Called
+    while the run still holds its slots (before the transition that frees them). The
+    number of keys paused (0 for a run without a concurrency limit)."""
+    return len(await connection.fetch(_PAUSE, run_id, delay))
