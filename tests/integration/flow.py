@@ -37,6 +37,22 @@ class FlowMesh:
         ids: list[str] = response.json()["ids"]
         return ids
 
+    async def run_of(self, event_id: str, within: float = 20) -> str:
+        """The id of the run the event started, once its fan-out has created it."""
+
+        async def created() -> bool:
+            return bool(await self._run_of(event_id))
+
+        await eventually(created, within=within, what=f"the run of event {event_id}")
+        run_id: str = await self._run_of(event_id)
+        return run_id
+
+    async def _run_of(self, event_id: str) -> str | None:
+        found: str | None = await self.connection.fetchval(
+            "SELECT id FROM reverb.runs WHERE $1 = ANY(event_ids) LIMIT 1", event_id
+        )
+        return found
+
     async def runs(self, function_id: str) -> list[asyncpg.Record]:
         return await self.connection.fetch(
             "SELECT * FROM reverb.runs WHERE function_id = $1 ORDER BY id", function_id

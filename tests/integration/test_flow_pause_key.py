@@ -62,18 +62,23 @@ async def test_a_retry_after_with_pause_key_holds_every_run_of_the_key_until_it_
         (held_event, other_event) = await mesh.send(
             "flow.partner", [{"tenant": "a", "n": 1}, {"tenant": "b", "n": 1}]
         )
-        (other,) = (await mesh.http.get("/runs", params={"event": other_event})).json()["runs"]
-        (held,) = (await mesh.http.get("/runs", params={"event": held_event})).json()["runs"]
+        other, held = await mesh.run_of(other_event), await mesh.run_of(held_event)
 
         async def other_done() -> bool:
-            shown = (await mesh.http.get(f"/runs/{other['id']}")).json()
+            shown = (await mesh.http.get(f"/runs/{other}")).json()
             return bool(shown["status"] == "completed")
 
         # Another tenant is not held back.
         await eventually(other_done, within=20, what="tenant b's run to complete")
-        shown = (await mesh.http.get(f"/runs/{held['id']}")).json()
+
+        async def held_paused() -> bool:
+            shown = (await mesh.http.get(f"/runs/{held}")).json()
+            return bool(shown["waiting_on"] and shown["waiting_on"]["kind"] == "paused")
+
+        # Tenant a's new run is held, queued, on the pause, until its end.
+        await eventually(held_paused, within=20, what="tenant a's run to be held paused")
+        shown = (await mesh.http.get(f"/runs/{held}")).json()
         assert shown["status"] == "queued"
-        assert shown["waiting_on"]["kind"] == "paused"
         assert shown["waiting_on"]["until"] is not None
 
         await mesh.all_ended("polite", 3, within=60)
@@ -84,6 +89,6 @@ async def test_a_retry_after_with_pause_key_holds_every_run_of_the_key_until_it_
         starts = await connection.fetch(
             "SELECT r.id, s.started_at FROM reverb.steps s JOIN reverb.runs r ON r.id = s.run_id"
             " WHERE r.function_id = 'polite' AND r.id = $1",
-            held["id"],
+            held,
         )
         assert starts and all(row["started_at"] >= paused_until for row in starts)
