@@ -44,7 +44,8 @@ class FlowMesh:
             return bool(await self._run_of(event_id))
 
         await eventually(created, within=within, what=f"the run of event {event_id}")
-        run_id: str = await self._run_of(event_id)
+        run_id = await self._run_of(event_id)
+        assert run_id is not None
         return run_id
 
     async def _run_of(self, event_id: str) -> str | None:
