@@ -195,11 +195,8 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
-# A function's failure handler, timeouts and flow-control options, when it has none.
+# A function's flow-control options, when it has none.
 NO_FLOW_CONTROL: dict[str, object] = {
-    "on_failure": "",
-    "start_timeout_ms": 0,
-    "finish_timeout_ms": 0,
     "concurrency": [],
     "throttle": None,
     "rate_limit": None,
