@@ -22,6 +22,8 @@ class Sizes:
     sleep_runs: int
     sleep_seconds: float
     fanout_functions: int
+    # Flow control: one-step runs queued behind a concurrency limit of 10.
+    handoff_runs: int
     # Peers: no-op jobs drained per repetition; pgbench seconds per client count.
     peer_jobs: int
     pgbench_seconds: int
@@ -41,6 +43,7 @@ FULL = Sizes(
     sleep_runs=10_000,
     sleep_seconds=5.0,
     fanout_functions=50,
+    handoff_runs=1_000,
     peer_jobs=10_000,
     pgbench_seconds=5,
 )
@@ -59,6 +62,7 @@ QUICK = Sizes(
     sleep_runs=300,
     sleep_seconds=5.0,
     fanout_functions=50,
+    handoff_runs=200,
     peer_jobs=1_000,
     pgbench_seconds=2,
 )

@@ -23,7 +23,17 @@ from bench.runner import Probe, run_interleaved
 
 log = structlog.get_logger("bench")
 
-SECTIONS = ("ingest", "latency", "throughput", "sleep", "fanout", "jobs", "floor", "scaling")
+SECTIONS = (
+    "ingest",
+    "latency",
+    "throughput",
+    "sleep",
+    "fanout",
+    "flow",
+    "jobs",
+    "floor",
+    "scaling",
+)
 # Sections measured unless --only names others; scaling is opt-in (it takes long).
 DEFAULT_SECTIONS = SECTIONS[:-1]
 
@@ -131,6 +141,7 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         add("ingest", *engine_probes.ingest_probes(engine, sizes))
         add("fanout", engine_probes.fanout_probe(engine, sizes))
         add("sleep", engine_probes.sleep_probe(engine, sizes))
+        add("flow", engine_probes.flow_probe(engine, sizes))
         add("scaling", *scaling.probes(engine, sizes))
     return chosen
 

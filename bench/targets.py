@@ -21,6 +21,7 @@ def judge(results: Results) -> None:
     _latency(results)
     _ingest(results)
     _sleep(results)
+    _flow(results)
 
 
 def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
@@ -104,3 +105,13 @@ def _sleep(results: Results) -> None:
             results.judge(Key("Sleep", REVERB, figure), label, None)
         else:
             results.judge(Key("Sleep", REVERB, figure), label, value < NO_MEMORY_KIB)
+
+
+def _flow(results: Results) -> None:
+    overhead = results.median("Flow control", REVERB, "never-binding limit overhead")
+    if overhead is not None:
+        key = Key("Flow control", REVERB, "never-binding limit overhead")
+        results.judge(key, "<= 10% (same run)", overhead <= 10)
+    handoff = results.median("Flow control", REVERB, "slot handoff p50")
+    if handoff is not None:
+        results.judge(Key("Flow control", REVERB, "slot handoff p50"), "< 5 ms", handoff < 5)

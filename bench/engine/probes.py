@@ -1,7 +1,7 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cost, fanout, ingest, latency, sleep, throughput, webhooks
+from bench.engine import cost, fanout, flow, ingest, latency, sleep, throughput, webhooks
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -75,3 +75,12 @@ def fanout_probe(engine: Engine, sizes: Sizes) -> Probe:
         return await fanout.measure(engine, sizes.fanout_functions)
 
     return Probe("Fan-out", SYSTEM, measure, {f"all {sizes.fanout_functions} runs completed": "ms"})
+
+
+def flow_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await flow.measure(
+            engine, sizes.throughput_runs, sizes.throughput_steps, sizes.handoff_runs
+        )
+
+    return Probe("Flow control", SYSTEM, measure, flow.UNITS, timeout=1800)

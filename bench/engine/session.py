@@ -9,7 +9,7 @@ from bench.engine.app import FANOUT_FUNCTIONS
 from bench.engine.cluster import Cluster
 from bench.engine.observe import STATS_FLUSH_SECONDS, Observer
 
-FUNCTIONS = 3 + FANOUT_FUNCTIONS
+FUNCTIONS = 6 + FANOUT_FUNCTIONS
 
 
 @dataclass
