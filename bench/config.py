@@ -28,6 +28,8 @@ class Sizes:
     waits_runs: int
     waits_resumed: int
     waits_rate: float
+    # Flow control: one-step runs queued behind a concurrency limit of 10.
+    handoff_runs: int
     # Peers: no-op jobs drained per repetition; pgbench seconds per client count.
     peer_jobs: int
     pgbench_seconds: int
@@ -51,6 +53,7 @@ FULL = Sizes(
     waits_runs=10_000,
     waits_resumed=500,
     waits_rate=50.0,
+    handoff_runs=1_000,
     peer_jobs=10_000,
     pgbench_seconds=5,
 )
@@ -73,6 +76,7 @@ QUICK = Sizes(
     waits_runs=300,
     waits_resumed=50,
     waits_rate=50.0,
+    handoff_runs=200,
     peer_jobs=1_000,
     pgbench_seconds=2,
 )

@@ -33,6 +33,7 @@ SECTIONS = (
     "fanout",
     "cancel",
     "waits",
+    "flow",
     "jobs",
     "floor",
     "scaling",
@@ -158,6 +159,7 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         add("sleep", engine_probes.sleep_probe(engine, sizes))
         add("cancel", engine_probes.cancel_probe(engine, sizes))
         add("waits", engine_probes.waits_probe(engine, sizes))
+        add("flow", engine_probes.flow_probe(engine, sizes))
         add("scaling", *scaling.probes(engine, sizes))
     return chosen
 

@@ -10,6 +10,7 @@ SECTIONS = (
     "Step throughput",
     "Sleep",
     "Fan-out",
+    "Flow control",
     "No-op jobs",
     "PostgreSQL floor",
     "Scaling",

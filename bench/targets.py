@@ -24,6 +24,7 @@ def judge(results: Results) -> None:
     _sleep(results)
     _cancel(results)
     _waits(results)
+    _flow(results)
 
 
 def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
@@ -142,3 +143,11 @@ def _waits(results: Results) -> None:
             results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, None)
         else:
             results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, share >= 80)
+def _flow(results: Results) -> None:
+    overhead = results.median("Flow control", REVERB, "never-binding limit overhead")
+    if overhead is not None:
+        key = Key("Flow control", REVERB, "never-binding limit overhead")
+        results.judge(key, "<= 10% (same run)", overhead <= 10)
+    handoff = results.median("Flow control", REVERB, "slot handoff p50")
+    if handoff is not None:
+        results.judge(Key("Flow control", REVERB, "slot handoff p50"), "< 5 ms", handoff < 5)

@@ -37,6 +37,37 @@ async def many_steps(ctx: Context) -> int:
     return steps
 
 
+# Flow control (section `flow`): the 10-step function under a concurrency limit that never
+# binds; a limit of 10 whose slots are handed on; 100 keys of limit 1.
+NEVER_BINDING = 1_000_000
+
+
+@app.function(
+    "bench-steps-limited",
+    trigger=event("bench.steps-limited"),
+    retries=0,
+    concurrency=NEVER_BINDING,
+)
+async def limited_steps(ctx: Context) -> int:
+    return await many_steps(ctx)
+
+
+@app.function("bench-handoff", trigger=event("bench.handoff"), retries=0, concurrency=10)
+async def handoff(ctx: Context) -> dict[str, Any]:
+    result: dict[str, Any] = await ctx.step.run("only", small, 0)
+    return result
+
+
+@app.function(
+    "bench-keyed",
+    trigger=event("bench.keyed"),
+    retries=0,
+    concurrency=reverb.Concurrency(limit=1, key="event.data.key"),
+)
+async def keyed_steps(ctx: Context) -> int:
+    return await many_steps(ctx)
+
+
 @app.function("bench-sleep", trigger=event("bench.sleep"), retries=0)
 async def sleeper(ctx: Context) -> None:
     await ctx.step.run("before", small, 0)

@@ -1,7 +1,18 @@
 """Reverb's measurements as probes for the runner."""
 
 from bench.config import Sizes
-from bench.engine import cancel, cost, fanout, ingest, latency, sleep, throughput, waits, webhooks
+from bench.engine import (
+    cancel,
+    cost,
+    fanout,
+    flow,
+    ingest,
+    latency,
+    sleep,
+    throughput,
+    waits,
+    webhooks,
+)
 from bench.engine.session import Engine
 from bench.latency import units
 from bench.runner import Probe
@@ -91,3 +102,12 @@ def waits_probe(engine: Engine, sizes: Sizes) -> Probe:
         )
 
     return Probe("Waits", SYSTEM, measure, waits.FIGURES, timeout=900)
+
+
+def flow_probe(engine: Engine, sizes: Sizes) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await flow.measure(
+            engine, sizes.throughput_runs, sizes.throughput_steps, sizes.handoff_runs
+        )
+
+    return Probe("Flow control", SYSTEM, measure, flow.UNITS, timeout=1800)

@@ -17,18 +17,30 @@ from bench.engine.session import Engine
 FUNCTION = "bench-steps"
 
 
-async def measure(engine: Engine, runs: int, steps: int, payload: int = 0) -> dict[str, float]:
+async def measure(
+    engine: Engine,
+    runs: int,
+    steps: int,
+    payload: int = 0,
+    function: str = FUNCTION,
+    event_name: str = "bench.steps",
+    keys: int = 0,
+) -> dict[str, float]:
+    """`keys`: give the runs' events `data.key` over that many values (0: none)."""
     observer = engine.observer
     await observer.drain()
     await engine.quiet_statistics()
     queries_before = observer.queries
     commits_before = await observer.commits()
     cpu_before = await cost.snapshot(engine)
-    events = [
-        {"name": "bench.steps", "data": {"steps": steps, "payload": payload}} for _ in range(runs)
+    events: list[dict[str, object]] = [
+        {"name": event_name, "data": {"steps": steps, "payload": payload}} for _ in range(runs)
     ]
+    if keys:
+        for number, sent in enumerate(events):
+            sent["data"] = {"steps": steps, "payload": payload, "key": number % keys}
     connection = engine.cluster.connection()
-    scope = Scope.starting_now(FUNCTION)
+    scope = Scope.starting_now(function)
     began = time.time()
     try:
         await send_batches(connection, events)

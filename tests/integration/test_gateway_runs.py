@@ -195,6 +195,15 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
+# A function's flow-control options, when it has none.
+NO_FLOW_CONTROL: dict[str, object] = {
+    "concurrency": [],
+    "throttle": None,
+    "rate_limit": None,
+    "priority": None,
+}
+
+
 async def test_functions_are_listed_with_their_triggers(
     client: httpx.AsyncClient, connection: asyncpg.Connection
 ) -> None:
@@ -242,6 +251,7 @@ async def test_functions_are_listed_with_their_triggers(
                 "finish_timeout_ms": 0,
                 "paused": False,
                 "paused_at": None,
+                **NO_FLOW_CONTROL,
             },
             {
                 "id": "handle-sign-up",
@@ -254,6 +264,7 @@ async def test_functions_are_listed_with_their_triggers(
                 "finish_timeout_ms": 0,
                 "paused": False,
                 "paused_at": None,
+                **NO_FLOW_CONTROL,
             },
         ]
     }

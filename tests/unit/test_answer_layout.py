@@ -39,7 +39,7 @@ ERRORS = st.builds(ErrorInfo, TEXT, TEXT, TEXT)
 CONDITIONS = st.builds(WaitCondition, TEXT, st.none() | TEXT, st.none() | TEXT)
 OPERATIONS = st.one_of(
     st.builds(StepOutput, JSON_BYTES),
-    st.builds(StepFailure, ERRORS, st.booleans(), DURATIONS),
+    st.builds(StepFailure, ERRORS, st.booleans(), DURATIONS, st.booleans()),
     st.builds(Sleep, TIMES),
     st.builds(InvokeFunction, TEXT, JSON_BYTES, DURATIONS),
     st.builds(
@@ -59,7 +59,7 @@ OPERATIONS = st.one_of(
 MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(StepReport, TEXT, TEXT, TIMES, TIMES, OPERATIONS),
     st.builds(RunCompleted, JSON_BYTES),
-    st.builds(RunFailed, ERRORS, st.booleans(), DURATIONS),
+    st.builds(RunFailed, ERRORS, st.booleans(), DURATIONS, st.booleans()),
     st.just(Suspended()),
 )
 

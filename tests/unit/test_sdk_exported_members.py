@@ -7,6 +7,7 @@ def test_exported_members() -> None:
     assert reverb.__all__ == sorted(reverb.__all__)
     assert reverb.__all__ == [
         "App",
+        "Concurrency",
         "Context",
         "CronTrigger",
         "Duration",
@@ -15,12 +16,15 @@ def test_exported_members() -> None:
         "FunctionDefinition",
         "NonRetriableError",
         "OutputUnserializableError",
+        "Priority",
+        "RateLimit",
         "RetryAfterError",
         "ReverbError",
         "Step",
         "StepArgumentError",
         "StepError",
         "Steps",
+        "Throttle",
         "Timeouts",
         "Trigger",
         "Wait",

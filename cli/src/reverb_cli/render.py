@@ -83,6 +83,9 @@ def run_timeline(run: Mapping[str, Any]) -> str:
     ]
     if run.get("parent_run_id"):
         lines.append(f"parent    {run['parent_run_id']}")
+    if waiting := run.get("waiting_on"):
+        until = f" until {short_time(waiting['until'])}" if waiting.get("until") else ""
+        lines.append(f"waiting   on {waiting.get('kind', '-')}{until}")
     if run.get("status") == "completed":
         lines.append(f"output    {truncate(compact_json(run.get('output')), ERROR_WIDTH)}")
     if run.get("error"):

@@ -16,7 +16,7 @@ from reverb_ingress_gateway.errors import (
     PayloadTooLarge,
     TooManyEvents,
 )
-from reverb_store import NewEvent
+from reverb_store import NewEvent, flow
 from reverb_store.control import AppDefinition, FunctionDefinition, TriggerDefinition
 
 MAX_RETRIES = 20
@@ -147,6 +147,10 @@ def _check_function(function: FunctionDefinition) -> None:
             if key in crons:
                 raise InvalidArgument(f"{where}: the cron {trigger.cron!r} appears twice")
             crons.add(key)
+    try:
+        flow.check(function.id, function.flow)
+    except ValueError as error:
+        raise InvalidArgument(str(error)) from None
 
 
 def _check_trigger(trigger: TriggerDefinition, where: str) -> None:

@@ -33,6 +33,7 @@ from reverb_queue_worker.services import SYSTEM_CLOCK, Clock, Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
 from reverb_store.execution import Gate, Gates
+from reverb_store.flow.gates import flow_gates
 from reverb_telemetry import configure_logging, configure_tracing
 from reverb_telemetry.metrics import MetricsServer, serve_metrics
 
@@ -253,7 +254,7 @@ async def run(settings: WorkerSettings) -> None:
     """Run a worker until cancelled or sent SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(json=settings.log_json, level=settings.log_level)
     tracing = configure_tracing("reverb-worker")
-    worker = await start(settings)
+    worker = await start(settings, flow_gates())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = []

@@ -25,6 +25,7 @@ from reverb._errors import (
     StepError,
 )
 from reverb._event import Event
+from reverb._flow import Concurrency, Priority, RateLimit, Throttle
 from reverb._options import Step, Timeouts
 from reverb._step import Steps
 from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
@@ -32,6 +33,7 @@ from reverb._waits import Wait
 
 __all__ = [
     "App",
+    "Concurrency",
     "Context",
     "CronTrigger",
     "Duration",
@@ -40,12 +42,15 @@ __all__ = [
     "FunctionDefinition",
     "NonRetriableError",
     "OutputUnserializableError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "ReverbError",
     "Step",
     "StepArgumentError",
     "StepError",
     "Steps",
+    "Throttle",
     "Timeouts",
     "Trigger",
     "Wait",

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from reverb._context import Context
+from reverb._flow import Concurrency, Priority, RateLimit, Throttle, concurrency_limits, option
 from reverb._options import Timeouts, limit
 from reverb._triggers import MAX_TRIGGERS, CronTrigger, EventTrigger, Trigger
 
@@ -32,6 +33,10 @@ class FunctionDefinition:
     # From queued to the first invocation, and from then to the end; None: no limit.
     start_timeout: timedelta | None = None
     finish_timeout: timedelta | None = None
+    concurrency: tuple[Concurrency, ...] = ()
+    throttle: Throttle | None = None
+    rate_limit: RateLimit | None = None
+    priority: Priority | None = None
 
     @staticmethod
     def of(handler: Callable[..., Any]) -> "FunctionDefinition":
@@ -63,6 +68,10 @@ class App:
         name: str | None = None,
         on_failure: Handler | None = None,
         timeouts: Timeouts | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        priority: Priority | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Declare an async function `async def f(ctx: Context)` as one of the app's functions.
 
@@ -75,6 +84,9 @@ class App:
         data `{"function_id", "run_id", "event", "error": {"type", "message", "stack"}}`.
         `timeouts`: `reverb.Timeouts(start=..., finish=...)`; a run exceeding either fails
         with `FunctionTimeout`, without retries.
+        Flow control (`reverb.Concurrency`, up to two; `reverb.Throttle`,
+        `reverb.RateLimit`, `reverb.Priority`) is enforced by the engine (README,
+        "Flow control").
         """
         function_id = _identifier(id, "a function id")
         if function_id in self._functions:
@@ -95,6 +107,10 @@ class App:
                 retries,
                 _handler(on_failure, function_id),
             )
+        limits = concurrency_limits(concurrency, function_id)
+        throttling = option(throttle, Throttle, "throttle", function_id)
+        rate_limiting = option(rate_limit, RateLimit, "rate_limit", function_id)
+        prioritizing = option(priority, Priority, "priority", function_id)
 
         def decorate(handler: HandlerT) -> HandlerT:
             _require_async(handler, function_id)
@@ -113,6 +129,10 @@ class App:
                 on_failure=failure.id if failure is not None else None,
                 start_timeout=start,
                 finish_timeout=finish,
+                concurrency=limits,
+                throttle=throttling,
+                rate_limit=rate_limiting,
+                priority=prioritizing,
             )
             setattr(handler, _ATTRIBUTE, definition)
             self._functions[function_id] = definition

@@ -44,9 +44,16 @@ class StepArgumentError(NonRetriableError, ValueError):
 
 
 class RetryAfterError(ReverbError):
-    """Retry the step (or the run) no sooner than `delay`: a duration or an aware datetime."""
+    """Retry the step (or the run) no sooner than `delay`: a duration or an aware datetime.
 
-    def __init__(self, delay: Duration | datetime, message: str | None = None) -> None:
+    `pause_key=True` holds back every run of the run's concurrency keys too, until the
+    delay has passed: one 429 from a partner API pauses the whole tenant, not one run.
+    """
+
+    def __init__(
+        self, delay: Duration | datetime, message: str | None = None, *, pause_key: bool = False
+    ) -> None:
+        self.pause_key = bool(pause_key)
         if isinstance(delay, datetime):
             if delay.tzinfo is None:
                 raise ValueError("RetryAfterError needs a timezone-aware datetime")

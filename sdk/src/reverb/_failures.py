@@ -18,16 +18,20 @@ def error_info(error: BaseException) -> ErrorInfo:
 
 def step_failure(error: Exception) -> StepFailure:
     """What a step.run that raised `error` reports."""
-    return StepFailure(error_info(error), _retriable(error), _retry_after(error))
+    return StepFailure(error_info(error), _retriable(error), _retry_after(error), _pauses(error))
 
 
 def run_failure(error: Exception) -> RunFailed:
     """What a function that raised `error` reports."""
-    return RunFailed(error_info(error), _retriable(error), _retry_after(error))
+    return RunFailed(error_info(error), _retriable(error), _retry_after(error), _pauses(error))
 
 
 def _retriable(error: Exception) -> bool:
     return error.retriable if isinstance(error, ReverbError) else True
+
+
+def _pauses(error: Exception) -> bool:
+    return isinstance(error, RetryAfterError) and error.pause_key
 
 
 def _retry_after(error: Exception) -> timedelta | None:

@@ -58,6 +58,8 @@ class StepFailure:
     error: ErrorInfo
     retriable: bool
     retry_after: timedelta | None = None
+    # RetryAfterError(pause_key=True): hold the run's concurrency keys until retry_after.
+    pause_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class RunFailed:
     error: ErrorInfo
     retriable: bool
     retry_after: timedelta | None = None
+    pause_key: bool = False
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,7 @@ _pack_length = _LENGTH.pack
 _pack_integer = _INTEGER.pack
 _pack_present_time = struct.Struct(">qqi").pack
 _ABSENT = _INTEGER.pack(0)
+_PAUSE_KEY = _INTEGER.pack(1)
 
 
 def _text(value: str) -> bytes:
@@ -257,14 +258,22 @@ def output_operation(output: bytes) -> bytes:
 
 
 def failure_operation(
-    type_: str, message: str, stack: str, retriable: bool, retry_after: Time | None
+    type_: str,
+    message: str,
+    stack: str,
+    retriable: bool,
+    retry_after: Time | None,
+    pause_key: bool = False,
 ) -> bytes:
+    """A step's failure; `pause_key` (RetryAfterError(pause_key=True)) appends int64 1 when
+    set and nothing otherwise, so answers without it keep their earlier bytes."""
     return b"".join(
         (
             _text("failure"),
             _error(type_, message, stack),
             _pack_integer(int(retriable)),
             _optional_time(retry_after),
+            _PAUSE_KEY if pause_key else b"",
         )
     )
 
@@ -319,14 +328,21 @@ def completed_answer(output: bytes) -> bytes:
 
 
 def failed_answer(
-    type_: str, message: str, stack: str, retriable: bool, retry_after: Time | None
+    type_: str,
+    message: str,
+    stack: str,
+    retriable: bool,
+    retry_after: Time | None,
+    pause_key: bool = False,
 ) -> bytes:
+    """A run's failure; `pause_key` as in `failure_operation`."""
     return b"".join(
         (
             _text("failed"),
             _error(type_, message, stack),
             _pack_integer(int(retriable)),
             _optional_time(retry_after),
+            _PAUSE_KEY if pause_key else b"",
         )
     )
 

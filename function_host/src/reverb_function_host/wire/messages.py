@@ -171,6 +171,7 @@ def _fill_frame(frame: function_host_pb2.HostFrame, message: Message) -> None:
             failed.retriable = retriable
             if retry_after is not None:
                 failed.retry_after.FromTimedelta(retry_after)
+            failed.pause_key = message.pause_key
         case Suspended():
             frame.suspended.SetInParent()
 
@@ -192,19 +193,40 @@ def register_app_request(
 def app_definition(app: reverb.App) -> common_pb2.AppDefinition:
     return common_pb2.AppDefinition(
         id=app.id,
-        functions=[
-            common_pb2.FunctionDefinition(
-                id=definition.id,
-                name=definition.name,
-                triggers=[_trigger(trigger) for trigger in definition.triggers],
-                retries=definition.retries,
-                on_failure=definition.on_failure or "",
-                start_timeout_ms=_milliseconds(definition.start_timeout),
-                finish_timeout_ms=_milliseconds(definition.finish_timeout),
-            )
-            for definition in app.functions.values()
-        ],
+        functions=[_function_definition(definition) for definition in app.functions.values()],
     )
+
+
+def _function_definition(definition: reverb.FunctionDefinition) -> common_pb2.FunctionDefinition:
+    message = common_pb2.FunctionDefinition(
+        id=definition.id,
+        name=definition.name,
+        triggers=[_trigger(trigger) for trigger in definition.triggers],
+        retries=definition.retries,
+        on_failure=definition.on_failure or "",
+        start_timeout_ms=_milliseconds(definition.start_timeout),
+        finish_timeout_ms=_milliseconds(definition.finish_timeout),
+    )
+    for limit in definition.concurrency:
+        message.concurrency.add(
+            limit=limit.limit,
+            key=limit.key or "",
+            scope=common_pb2.CONCURRENCY_SCOPE_APP
+            if limit.scope == "app"
+            else common_pb2.CONCURRENCY_SCOPE_FUNCTION,
+        )
+    if (throttle := definition.throttle) is not None:
+        message.throttle.limit = throttle.limit
+        message.throttle.period.FromTimedelta(throttle.period)
+        message.throttle.key = throttle.key or ""
+        message.throttle.burst = throttle.burst
+    if (rate_limit := definition.rate_limit) is not None:
+        message.rate_limit.limit = rate_limit.limit
+        message.rate_limit.period.FromTimedelta(rate_limit.period)
+        message.rate_limit.key = rate_limit.key or ""
+    if definition.priority is not None:
+        message.priority.run = definition.priority.run
+    return message
 
 
 def _milliseconds(limit: timedelta | None) -> int:
@@ -275,6 +297,7 @@ def _step_report(report: StepReport, message: function_host_pb2.StepResult) -> N
             message.failure.retriable = retriable
             if retry_after is not None:
                 message.failure.retry_after.FromTimedelta(retry_after)
+            message.failure.pause_key = operation.pause_key
         case Sleep(wake_at=wake_at):
             _set_timestamp(message.sleep.wake_at, wake_at)
         case InvokeFunction(function_id=function_id, data=data, timeout=timeout):

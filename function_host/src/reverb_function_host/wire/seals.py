@@ -90,7 +90,12 @@ def answer_content(message: Message) -> bytes:
             return signing.completed_answer(output)
         case RunFailed(error=error, retriable=retriable, retry_after=retry_after):
             return signing.failed_answer(
-                error.type, error.message, error.stack, retriable, _duration(retry_after)
+                error.type,
+                error.message,
+                error.stack,
+                retriable,
+                _duration(retry_after),
+                message.pause_key,
             )
         case Suspended():
             return signing.suspended_answer()
@@ -102,7 +107,12 @@ def _operation_content(operation: StepOperation) -> bytes:
             return signing.output_operation(output)
         case StepFailure(error=error, retriable=retriable, retry_after=retry_after):
             return signing.failure_operation(
-                error.type, error.message, error.stack, retriable, _duration(retry_after)
+                error.type,
+                error.message,
+                error.stack,
+                retriable,
+                _duration(retry_after),
+                operation.pause_key,
             )
         case Sleep(wake_at=wake_at):
             return signing.sleep_operation(timestamp_parts(wake_at))

@@ -10,6 +10,7 @@ does not) and any language can decode them.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -80,6 +81,30 @@ CRON_CATCH_UP_LATEST: CronCatchUp.ValueType  # 2
 CRON_CATCH_UP_ALL: CronCatchUp.ValueType  # 3
 """Run every one within the catch-up window, oldest first (capped)."""
 Global___CronCatchUp: _TypeAlias = CronCatchUp  # noqa: Y015
+
+class _ConcurrencyScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConcurrencyScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConcurrencyScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONCURRENCY_SCOPE_UNSPECIFIED: _ConcurrencyScope.ValueType  # 0
+    """Unset: the function's own runs."""
+    CONCURRENCY_SCOPE_FUNCTION: _ConcurrencyScope.ValueType  # 1
+    """The function's own runs."""
+    CONCURRENCY_SCOPE_APP: _ConcurrencyScope.ValueType  # 2
+    """The runs of every function of the app naming the same key."""
+
+class ConcurrencyScope(_ConcurrencyScope, metaclass=_ConcurrencyScopeEnumTypeWrapper):
+    """Where a concurrency limit counts runs."""
+
+CONCURRENCY_SCOPE_UNSPECIFIED: ConcurrencyScope.ValueType  # 0
+"""Unset: the function's own runs."""
+CONCURRENCY_SCOPE_FUNCTION: ConcurrencyScope.ValueType  # 1
+"""The function's own runs."""
+CONCURRENCY_SCOPE_APP: ConcurrencyScope.ValueType  # 2
+"""The runs of every function of the app naming the same key."""
+Global___ConcurrencyScope: _TypeAlias = ConcurrencyScope  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
@@ -257,6 +282,10 @@ class FunctionDefinition(_message.Message):
     ON_FAILURE_FIELD_NUMBER: _builtins.int
     START_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     FINISH_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    THROTTLE_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique across all apps, e.g. "handle-sign-up"."""
     name: _builtins.str
@@ -278,6 +307,24 @@ class FunctionDefinition(_message.Message):
     """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]: ...
+    @_builtins.property
+    def concurrency(self) -> _containers.RepeatedCompositeFieldContainer[Global___Concurrency]:
+        """Flow control (fields 20-29): concurrency, throttling, rate limits, priority.
+        At most `limit` runs execute steps at once, per key; up to two limits.
+        """
+
+    @_builtins.property
+    def throttle(self) -> Global___Throttle:
+        """At most `limit` run starts per `period`, per key; excess runs wait queued."""
+
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """At most `limit` runs per `period`, per key; excess events are skipped."""
+
+    @_builtins.property
+    def priority(self) -> Global___Priority:
+        """Seconds of advance in the function's queue."""
+
     def __init__(
         self,
         *,
@@ -288,14 +335,123 @@ class FunctionDefinition(_message.Message):
         on_failure: _builtins.str = ...,
         start_timeout_ms: _builtins.int = ...,
         finish_timeout_ms: _builtins.int = ...,
+        concurrency: _abc.Iterable[Global___Concurrency] | None = ...,
+        throttle: Global___Throttle | None = ...,
+        rate_limit: Global___RateLimit | None = ...,
+        priority: Global___Priority | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "rate_limit", b"rate_limit", "throttle", b"throttle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
+
+@_typing.final
+class Concurrency(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """1 or more."""
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one limit for all runs."""
+    scope: Global___ConcurrencyScope.ValueType
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        key: _builtins.str = ...,
+        scope: Global___ConcurrencyScope.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "limit", b"limit", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Concurrency: _TypeAlias = Concurrency  # noqa: Y015
+
+@_typing.final
+class Throttle(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one throttle for all runs."""
+    burst: _builtins.int
+    """Runs that may start at once; 1 spreads starts evenly over the period."""
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        period: _duration_pb2.Duration | None = ...,
+        key: _builtins.str = ...,
+        burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "key", b"key", "limit", b"limit", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Throttle: _TypeAlias = Throttle  # noqa: Y015
+
+@_typing.final
+class RateLimit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one limit for all runs."""
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        period: _duration_pb2.Duration | None = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "limit", b"limit", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimit: _TypeAlias = RateLimit  # noqa: Y015
+
+@_typing.final
+class Priority(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """A CEL expression over `event`: seconds of advance, -600 to 600."""
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
 
 @_typing.final
 class AppDefinition(_message.Message):

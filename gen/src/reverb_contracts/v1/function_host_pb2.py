@@ -29,7 +29,7 @@ from reverb_contracts.v1 import common_pb2 as reverb__contracts_dot_v1_dot_commo
 from reverb_contracts.v1 import options_pb2 as reverb__contracts_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'reverb_contracts/v1/function_host.proto\x12\treverb.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a!reverb_contracts/v1/options.proto\"\x11\n\x0f\x44\x65scribeRequest\"9\n\x10\x44\x65scribeResponse\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\"7\n\rInvokeRequest\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.reverb.v1.WorkerFrame\"\x96\x01\n\x0bWorkerFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12!\n\x05start\x18\x02 \x01(\x0b\x32\x10.reverb.v1.StartH\x00\x12\x1d\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x0e.reverb.v1.AckH\x00\x12#\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x11.reverb.v1.CancelH\x00\x42\t\n\x07message\"\x08\n\x06\x43\x61ncel\"6\n\x0eInvokeResponse\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.reverb.v1.HostFrame\"\xe2\x01\n\tHostFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12%\n\x04step\x18\x02 \x01(\x0b\x32\x15.reverb.v1.StepResultH\x00\x12,\n\tcompleted\x18\x03 \x01(\x0b\x32\x17.reverb.v1.RunCompletedH\x00\x12&\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x14.reverb.v1.RunFailedH\x00\x12)\n\tsuspended\x18\x05 \x01(\x0b\x32\x14.reverb.v1.SuspendedH\x00\x12\x0b\n\x03mac\x18\x06 \x01(\x0c\x42\t\n\x07message\"\xdd\x02\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.reverb.v1.Event\x12%\n\x04memo\x18\x04 \x03(\x0b\x32\x17.reverb.v1.MemoizedStep\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0btraceparent\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04\x61uth\x18\x08 \x01(\x0b\x32\x14.reverb.v1.StartAuth\x12\x39\n\rstep_attempts\x18\x46 \x03(\x0b\x32\".reverb.v1.Start.StepAttemptsEntry\x1a\x33\n\x11StepAttemptsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"s\n\tStartAuth\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0csigned_at_ms\x18\x02 \x01(\x03\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\x0c\x12\x14\n\x0chost_address\x18\x06 \x01(\t\"\x89\x01\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.reverb.v1.ErrorInfoH\x00\x12%\n\x07pending\x18\x04 \x01(\x0b\x32\x12.reverb.v1.PendingH\x00\x42\x08\n\x06result\"\t\n\x07Pending\"\xfd\x02\n\nStepResult\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x06output\x18\n \x01(\x0cH\x00\x12)\n\x07\x66\x61ilure\x18\x0b \x01(\x0b\x32\x16.reverb.v1.StepFailureH\x00\x12!\n\x05sleep\x18\x0c \x01(\x0b\x32\x10.reverb.v1.SleepH\x00\x12+\n\x06invoke\x18\r \x01(\x0b\x32\x19.reverb.v1.InvokeFunctionH\x00\x12,\n\x0bsend_events\x18\x0e \x01(\x0b\x32\x15.reverb.v1.SendEventsH\x00\x12\x31\n\x0ewait_for_event\x18\x0f \x01(\x0b\x32\x17.reverb.v1.WaitForEventH\x00\x42\x04\n\x02op\"u\n\x0bStepFailure\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x05Sleep\x12+\n\x07wake_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eInvokeFunction\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\nSendEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInput\"r\n\nEventInput\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x02\x12\x12\n\x02id\x18\x03 \x01(\tB\x06\xc2\xf3\x18\x02(\x01\x12&\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tcondition\x18\x32 \x01(\t\x12+\n\x08lookback\x18\x33 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0c\x61lternatives\x18\x34 \x03(\x0b\x32\x18.reverb.v1.WaitCondition\"@\n\rWaitCondition\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\"q\n\x03\x41\x63k\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.reverb.v1.AckResult\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"s\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0b\n\tSuspended*\x8b\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_RESULT_CONTINUE\x10\x01\x12\x16\n\x12\x41\x43K_RESULT_PENDING\x10\x02\x12\x15\n\x11\x41\x43K_RESULT_FAILED\x10\x03\x12\x1a\n\x16\x41\x43K_RESULT_RETRY_LATER\x10\x04\x32\x96\x01\n\x0c\x46unctionHost\x12\x43\n\x08\x44\x65scribe\x12\x1a.reverb.v1.DescribeRequest\x1a\x1b.reverb.v1.DescribeResponse\x12\x41\n\x06Invoke\x12\x18.reverb.v1.InvokeRequest\x1a\x19.reverb.v1.InvokeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'reverb_contracts/v1/function_host.proto\x12\treverb.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reverb_contracts/v1/common.proto\x1a!reverb_contracts/v1/options.proto\"\x11\n\x0f\x44\x65scribeRequest\"9\n\x10\x44\x65scribeResponse\x12%\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x18.reverb.v1.AppDefinition\"7\n\rInvokeRequest\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.reverb.v1.WorkerFrame\"\x96\x01\n\x0bWorkerFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12!\n\x05start\x18\x02 \x01(\x0b\x32\x10.reverb.v1.StartH\x00\x12\x1d\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x0e.reverb.v1.AckH\x00\x12#\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x11.reverb.v1.CancelH\x00\x42\t\n\x07message\"\x08\n\x06\x43\x61ncel\"6\n\x0eInvokeResponse\x12$\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x14.reverb.v1.HostFrame\"\xe2\x01\n\tHostFrame\x12\x15\n\rinvocation_id\x18\x01 \x01(\x04\x12%\n\x04step\x18\x02 \x01(\x0b\x32\x15.reverb.v1.StepResultH\x00\x12,\n\tcompleted\x18\x03 \x01(\x0b\x32\x17.reverb.v1.RunCompletedH\x00\x12&\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x14.reverb.v1.RunFailedH\x00\x12)\n\tsuspended\x18\x05 \x01(\x0b\x32\x14.reverb.v1.SuspendedH\x00\x12\x0b\n\x03mac\x18\x06 \x01(\x0c\x42\t\n\x07message\"\xdd\x02\n\x05Start\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.reverb.v1.Event\x12%\n\x04memo\x18\x04 \x03(\x0b\x32\x17.reverb.v1.MemoizedStep\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0btraceparent\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04\x61uth\x18\x08 \x01(\x0b\x32\x14.reverb.v1.StartAuth\x12\x39\n\rstep_attempts\x18\x46 \x03(\x0b\x32\".reverb.v1.Start.StepAttemptsEntry\x1a\x33\n\x11StepAttemptsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"s\n\tStartAuth\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0csigned_at_ms\x18\x02 \x01(\x03\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\x0c\x12\x14\n\x0chost_address\x18\x06 \x01(\t\"\x89\x01\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.reverb.v1.ErrorInfoH\x00\x12%\n\x07pending\x18\x04 \x01(\x0b\x32\x12.reverb.v1.PendingH\x00\x42\x08\n\x06result\"\t\n\x07Pending\"\xfd\x02\n\nStepResult\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x06output\x18\n \x01(\x0cH\x00\x12)\n\x07\x66\x61ilure\x18\x0b \x01(\x0b\x32\x16.reverb.v1.StepFailureH\x00\x12!\n\x05sleep\x18\x0c \x01(\x0b\x32\x10.reverb.v1.SleepH\x00\x12+\n\x06invoke\x18\r \x01(\x0b\x32\x19.reverb.v1.InvokeFunctionH\x00\x12,\n\x0bsend_events\x18\x0e \x01(\x0b\x32\x15.reverb.v1.SendEventsH\x00\x12\x31\n\x0ewait_for_event\x18\x0f \x01(\x0b\x32\x17.reverb.v1.WaitForEventH\x00\x42\x04\n\x02op\"\x88\x01\n\x0bStepFailure\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tpause_key\x18Z \x01(\x08\"4\n\x05Sleep\x12+\n\x07wake_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0eInvokeFunction\x12\x13\n\x0b\x66unction_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\nSendEvents\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.reverb.v1.EventInput\"r\n\nEventInput\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x02\x12\x12\n\x02id\x18\x03 \x01(\tB\x06\xc2\xf3\x18\x02(\x01\x12&\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tcondition\x18\x32 \x01(\t\x12+\n\x08lookback\x18\x33 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0c\x61lternatives\x18\x34 \x03(\x0b\x32\x18.reverb.v1.WaitCondition\"@\n\rWaitCondition\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\"q\n\x03\x41\x63k\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0e\x32\x14.reverb.v1.AckResult\x12\x0e\n\x06output\x18\x03 \x01(\x0c\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"\x86\x01\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.reverb.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tpause_key\x18Z \x01(\x08\"\x0b\n\tSuspended*\x8b\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_RESULT_CONTINUE\x10\x01\x12\x16\n\x12\x41\x43K_RESULT_PENDING\x10\x02\x12\x15\n\x11\x41\x43K_RESULT_FAILED\x10\x03\x12\x1a\n\x16\x41\x43K_RESULT_RETRY_LATER\x10\x04\x32\x96\x01\n\x0c\x46unctionHost\x12\x43\n\x08\x44\x65scribe\x12\x1a.reverb.v1.DescribeRequest\x1a\x1b.reverb.v1.DescribeResponse\x12\x41\n\x06Invoke\x12\x18.reverb.v1.InvokeRequest\x1a\x19.reverb.v1.InvokeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,8 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTINPUT'].fields_by_name['data']._serialized_options = b'\302\363\030\002\020\002'
   _globals['_EVENTINPUT'].fields_by_name['id']._loaded_options = None
   _globals['_EVENTINPUT'].fields_by_name['id']._serialized_options = b'\302\363\030\002(\001'
-  _globals['_ACKRESULT']._serialized_start=2794
-  _globals['_ACKRESULT']._serialized_end=2933
+  _globals['_ACKRESULT']._serialized_start=2834
+  _globals['_ACKRESULT']._serialized_end=2973
   _globals['_DESCRIBEREQUEST']._serialized_start=221
   _globals['_DESCRIBEREQUEST']._serialized_end=238
   _globals['_DESCRIBERESPONSE']._serialized_start=240
@@ -72,28 +72,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PENDING']._serialized_end=1422
   _globals['_STEPRESULT']._serialized_start=1425
   _globals['_STEPRESULT']._serialized_end=1806
-  _globals['_STEPFAILURE']._serialized_start=1808
-  _globals['_STEPFAILURE']._serialized_end=1925
-  _globals['_SLEEP']._serialized_start=1927
-  _globals['_SLEEP']._serialized_end=1979
-  _globals['_INVOKEFUNCTION']._serialized_start=1981
-  _globals['_INVOKEFUNCTION']._serialized_end=2076
-  _globals['_SENDEVENTS']._serialized_start=2078
-  _globals['_SENDEVENTS']._serialized_end=2129
-  _globals['_EVENTINPUT']._serialized_start=2131
-  _globals['_EVENTINPUT']._serialized_end=2245
-  _globals['_WAITFOREVENT']._serialized_start=2248
-  _globals['_WAITFOREVENT']._serialized_end=2448
-  _globals['_WAITCONDITION']._serialized_start=2450
-  _globals['_WAITCONDITION']._serialized_end=2514
-  _globals['_ACK']._serialized_start=2516
-  _globals['_ACK']._serialized_end=2629
-  _globals['_RUNCOMPLETED']._serialized_start=2631
-  _globals['_RUNCOMPLETED']._serialized_end=2661
-  _globals['_RUNFAILED']._serialized_start=2663
-  _globals['_RUNFAILED']._serialized_end=2778
-  _globals['_SUSPENDED']._serialized_start=2780
-  _globals['_SUSPENDED']._serialized_end=2791
-  _globals['_FUNCTIONHOST']._serialized_start=2936
-  _globals['_FUNCTIONHOST']._serialized_end=3086
+  _globals['_STEPFAILURE']._serialized_start=1809
+  _globals['_STEPFAILURE']._serialized_end=1945
+  _globals['_SLEEP']._serialized_start=1947
+  _globals['_SLEEP']._serialized_end=1999
+  _globals['_INVOKEFUNCTION']._serialized_start=2001
+  _globals['_INVOKEFUNCTION']._serialized_end=2096
+  _globals['_SENDEVENTS']._serialized_start=2098
+  _globals['_SENDEVENTS']._serialized_end=2149
+  _globals['_EVENTINPUT']._serialized_start=2151
+  _globals['_EVENTINPUT']._serialized_end=2265
+  _globals['_WAITFOREVENT']._serialized_start=2268
+  _globals['_WAITFOREVENT']._serialized_end=2468
+  _globals['_WAITCONDITION']._serialized_start=2470
+  _globals['_WAITCONDITION']._serialized_end=2534
+  _globals['_ACK']._serialized_start=2536
+  _globals['_ACK']._serialized_end=2649
+  _globals['_RUNCOMPLETED']._serialized_start=2651
+  _globals['_RUNCOMPLETED']._serialized_end=2681
+  _globals['_RUNFAILED']._serialized_start=2684
+  _globals['_RUNFAILED']._serialized_end=2818
+  _globals['_SUSPENDED']._serialized_start=2820
+  _globals['_SUSPENDED']._serialized_end=2831
+  _globals['_FUNCTIONHOST']._serialized_start=2976
+  _globals['_FUNCTIONHOST']._serialized_end=3126
 # @@protoc_insertion_point(module_scope)

@@ -510,8 +510,13 @@ class StepFailure(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RETRIABLE_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    PAUSE_KEY_FIELD_NUMBER: _builtins.int
     retriable: _builtins.bool
     """False for NonRetriableError: the step fails for good at once."""
+    pause_key: _builtins.bool
+    """RetryAfterError(pause_key=True): hold every run of the run's concurrency keys
+    until `retry_after` has passed.
+    """
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo: ...
     @_builtins.property
@@ -524,10 +529,11 @@ class StepFailure(_message.Message):
         error: _common_pb2.ErrorInfo | None = ...,
         retriable: _builtins.bool = ...,
         retry_after: _duration_pb2.Duration | None = ...,
+        pause_key: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "retriable", b"retriable", "retry_after", b"retry_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pause_key", b"pause_key", "retriable", b"retriable", "retry_after", b"retry_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -796,7 +802,10 @@ class RunFailed(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RETRIABLE_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    PAUSE_KEY_FIELD_NUMBER: _builtins.int
     retriable: _builtins.bool
+    pause_key: _builtins.bool
+    """RetryAfterError(pause_key=True): see StepFailure.pause_key."""
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo: ...
     @_builtins.property
@@ -807,10 +816,11 @@ class RunFailed(_message.Message):
         error: _common_pb2.ErrorInfo | None = ...,
         retriable: _builtins.bool = ...,
         retry_after: _duration_pb2.Duration | None = ...,
+        pause_key: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "retriable", b"retriable", "retry_after", b"retry_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pause_key", b"pause_key", "retriable", b"retriable", "retry_after", b"retry_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -324,6 +324,7 @@ class Run(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     REPLAY_OF_FIELD_NUMBER: _builtins.int
     REPLAY_FROM_STEP_FIELD_NUMBER: _builtins.int
+    WAITING_ON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     function_id: _builtins.str
     app_id: _builtins.str
@@ -363,6 +364,10 @@ class Run(_message.Message):
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]:
         """Filled by GetRun only, in the order the steps started."""
 
+    @_builtins.property
+    def waiting_on(self) -> Global___WaitingOn:
+        """Flow control (fields 30-34): why a queued run waits, when a gate holds it."""
+
     def __init__(
         self,
         *,
@@ -383,10 +388,11 @@ class Run(_message.Message):
         trace_id: _builtins.str = ...,
         replay_of: _builtins.str | None = ...,
         replay_from_step: _builtins.str | None = ...,
+        waiting_on: Global___WaitingOn | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "waiting_on", b"waiting_on"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id", "waiting_on", b"waiting_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parent_run_id: _TypeAlias = _typing.Literal["parent_run_id"]  # noqa: Y015
     _WhichOneofArgType__parent_run_id: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id"]  # noqa: Y015
@@ -402,6 +408,34 @@ class Run(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__replay_of) -> _WhichOneofReturnType__replay_of | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class WaitingOn(_message.Message):
+    """What holds a queued run back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"concurrency", "throttle", "debounce", "batch" or "paused"."""
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """When the hold ends by itself, if it does (a throttle's next start, a pause's end)."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingOn: _TypeAlias = WaitingOn  # noqa: Y015
 
 @_typing.final
 class Step(_message.Message):

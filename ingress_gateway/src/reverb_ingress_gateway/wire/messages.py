@@ -13,6 +13,7 @@ from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.servicer import Page
 from reverb_ingress_gateway.validation import EventDraft
+from reverb_ingress_gateway.wire.flow import fill, flow_options
 from reverb_store.control import (
     AppDefinition,
     ErrorDetails,
@@ -24,6 +25,7 @@ from reverb_store.control import (
     StepRecord,
     TriggerDefinition,
     TriggerRecord,
+    WaitingOn,
 )
 from reverb_store.execution import RunStatus, SkippedRun, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
@@ -113,7 +115,14 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         steps=[step(item) for item in steps],
         replay_of=record.replay_of,
         replay_from_step=record.replay_from_step,
+        waiting_on=_waiting_on(record.waiting_on),
     )
+
+
+def _waiting_on(waiting: WaitingOn | None) -> ingress_pb2.WaitingOn | None:
+    if waiting is None:
+        return None
+    return ingress_pb2.WaitingOn(kind=waiting.kind, until=_optional_timestamp(waiting.until))
 
 
 def step(record: StepRecord) -> ingress_pb2.Step:
@@ -166,7 +175,7 @@ def optional_time(message: Message, field: str) -> datetime | None:
 
 
 def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
-    return ingress_pb2.FunctionInfo(
+    info = ingress_pb2.FunctionInfo(
         app_id=record.app_id,
         definition=common_pb2.FunctionDefinition(
             id=record.id,
@@ -180,6 +189,8 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
         paused=record.paused_at is not None,
         paused_at=_optional_timestamp(record.paused_at),
     )
+    fill(info.definition, record.flow)
+    return info
 
 
 def _trigger_message(trigger: TriggerRecord) -> common_pb2.Trigger:
@@ -216,6 +227,7 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
                 on_failure=function.on_failure or None,
                 start_timeout=_timeout(function.start_timeout_ms, function.id, "start"),
                 finish_timeout=_timeout(function.finish_timeout_ms, function.id, "finish"),
+                flow=flow_options(function),
             )
             for function in message.functions
         ),

@@ -11,6 +11,7 @@ from reverb_queue_worker.database import acquire
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.services import Services
 from reverb_store import cron, execution
+from reverb_store.flow.options import parse as parse_flow
 from reverb_store.ids import AppId, EventId, FunctionId
 from reverb_store.jobs import CronTick, FireCron
 
@@ -32,7 +33,8 @@ async def fire_cron(services: Services, job: ActiveJob, payload: FireCron) -> No
     """Start a run of the function for each of the job's stored cron events."""
     async with acquire(services.pool) as connection:
         function = await connection.fetchrow(
-            "SELECT app_id, retries FROM reverb.functions WHERE id = $1", payload.function_id
+            "SELECT app_id, retries, flow::text AS flow FROM reverb.functions WHERE id = $1",
+            payload.function_id,
         )
         if function is None:
             _log.warning("cron ticks of a removed function", function_id=payload.function_id)
@@ -43,6 +45,7 @@ async def fire_cron(services: Services, job: ActiveJob, payload: FireCron) -> No
                 AppId(function["app_id"]),
                 EventId(event_id),
                 function["retries"],
+                parse_flow(function["flow"]),
             )
             for event_id in payload.event_ids
         ]

@@ -58,6 +58,8 @@ class Failure:
     error: ErrorRecord
     retriable: bool
     retry_after: timedelta | None
+    # RetryAfterError(pause_key=True): hold the run's concurrency keys until retry_after.
+    pause_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class Failed:
     error: ErrorRecord
     retriable: bool
     retry_after: timedelta | None = None
+    pause_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)

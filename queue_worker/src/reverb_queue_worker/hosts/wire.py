@@ -259,6 +259,7 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
             _error_from_wire(failure.error),
             failure.retriable,
             failure.retry_after.ToTimedelta() if failure.HasField("retry_after") else None,
+            failure.pause_key,
         )
     if kind == "sleep":
         return protocol.Sleep(_datetime(report.sleep.wake_at))
@@ -337,6 +338,7 @@ def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
             error.stack,
             failed.retriable,
             _time_of(failed, "retry_after"),
+            failed.pause_key,
         )
     if kind == "suspended":
         return signing.suspended_answer()
@@ -356,6 +358,7 @@ def _operation_content(step: function_host_pb2.StepResult) -> bytes:
             error.stack,
             failure.retriable,
             _time_of(failure, "retry_after"),
+            failure.pause_key,
         )
     if op == "sleep":
         return signing.sleep_operation(_time_of(step.sleep, "wake_at"))
@@ -421,6 +424,7 @@ def _final_message(frame: function_host_pb2.HostFrame, kind: str | None) -> prot
             _error_from_wire(failed.error),
             failed.retriable,
             failed.retry_after.ToTimedelta() if failed.HasField("retry_after") else None,
+            failed.pause_key,
         )
     if kind == "suspended":
         return protocol.Suspended()

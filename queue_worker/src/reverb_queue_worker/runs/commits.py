@@ -11,6 +11,7 @@ from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.services import Services
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord, StepKind, StepOutput, StepState
+from reverb_store.flow.concurrency import pause_keys
 from reverb_store.ids import StepId
 
 # How long an invoke waits for its child when the function gives no timeout.
@@ -90,6 +91,9 @@ async def _commit_direct(
     operation, timing = report.operation, report.timing
     if isinstance(operation, protocol.Failure):
         retry_after, base = operation.retry_after, services.settings.backoff_base
+        if operation.pause_key and retry_after is not None:
+            # Before the failure's commit, while the run still holds its slots.
+            await pause_keys(connection, claim.run_id, retry_after)
         return await execution.record_failure(
             connection,
             claim.run_id,

@@ -23,6 +23,7 @@ from reverb_queue_worker.spans import run_ended
 from reverb_store import execution
 from reverb_store.execution import ClaimedRun, ErrorRecord
 from reverb_store.execution.completions import RunCompletion
+from reverb_store.flow.concurrency import pause_keys
 from reverb_store.ids import JobId
 
 
@@ -114,6 +115,9 @@ async def _fail(
     final: protocol.Failed,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
+    if final.pause_key and final.retry_after is not None:
+        # Before the transition that frees the run's slots.
+        await pause_keys(connection, claim.run_id, final.retry_after)
     if final.retriable and claim.attempt + 1 < claim.max_attempts:
         delay = final.retry_after
         if delay is None:

@@ -15,6 +15,8 @@ import orjson
 from reverb.engine_errors import UNTYPED
 from reverb_store.cron.schedules import ScheduleRecord, list_schedules
 from reverb_store.execution.records import RunStatus, StepKind, StepStatus
+from reverb_store.flow.options import NO_FLOW, FlowOptions
+from reverb_store.flow.options import parse as parse_flow
 from reverb_store.ids import AppId, EventId, FunctionId, RunId, StepId
 
 
@@ -44,6 +46,15 @@ class EventCursor:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingOn:
+    """Why a queued run waits: the kind of hold ("concurrency", "throttle", "paused", ...)
+    and when it ends by itself, if it does."""
+
+    kind: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     id: RunId
     function_id: FunctionId
@@ -65,6 +76,8 @@ class RunRecord:
     # The run this one replays, and the step it was replayed from (None: the start).
     replay_of: RunId | None = None
     replay_from_step: StepId | None = None
+    # Set while a run gate holds the queued run.
+    waiting_on: WaitingOn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,7 @@ class FunctionRecord:
     finish_timeout: timedelta | None = None
     # Set while the function is paused (`execution.pausing`).
     paused_at: datetime | None = None
+    flow: FlowOptions = NO_FLOW
 
 
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
@@ -117,7 +131,7 @@ _RUN_COLUMNS = (
     " created_at, started_at, ended_at, parent_run_id,"
     " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
     "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id,"
-    " replay_of, replay_from_step"
+    " replay_of, replay_from_step, waiting_kind, waiting_until"
 )
 
 
@@ -161,6 +175,9 @@ def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
         trace_id=row["trace_id"],
         replay_of=row["replay_of"],
         replay_from_step=row["replay_from_step"],
+        waiting_on=WaitingOn(row["waiting_kind"], row["waiting_until"])
+        if row["waiting_kind"] is not None and row["status"] == "queued"
+        else None,
     )
 
 
@@ -267,6 +284,7 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 _FUNCTIONS = """
 SELECT f.id, f.app_id, f.name, f.retries, f.on_failure, f.start_timeout, f.finish_timeout,
     f.paused_at,
+    f.flow::text AS flow,
     coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
 {where}
@@ -313,6 +331,7 @@ def _functions(
             start_timeout=row["start_timeout"],
             finish_timeout=row["finish_timeout"],
             paused_at=row["paused_at"],
+            flow=parse_flow(row["flow"]),
         )
         for row in rows
     ]

@@ -27,6 +27,7 @@ from reverb.schedules import CatchUp, Overlap
 from reverb_store import jobs
 from reverb_store.control.leases import HostLease, upsert_lease
 from reverb_store.cron.schedules import ScheduleDefinition, sync_schedules
+from reverb_store.flow.options import NO_FLOW, FlowOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class FunctionDefinition:
     # From queued to the first invocation, and from then to the end; None: no limit.
     start_timeout: timedelta | None = None
     finish_timeout: timedelta | None = None
+    flow: FlowOptions = NO_FLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,9 @@ def _canonical_function(function: FunctionDefinition) -> dict[str, object]:
     ):
         if limit is not None:
             document[key] = limit // timedelta(milliseconds=1)
+    # Only when set: the definitions of functions without flow control hash as before.
+    if function.flow:
+        document["flow"] = function.flow.document()
     return document
 
 
@@ -122,13 +127,15 @@ def definition_hash(app: AppDefinition) -> str:
 
 _UPSERT_FUNCTIONS = """
 INSERT INTO reverb.functions AS f
-    (id, app_id, name, retries, on_failure, start_timeout, finish_timeout)
-SELECT id, $1, name, retries, on_failure, start_timeout, finish_timeout
-FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::interval[], $7::interval[])
-    AS t (id, name, retries, on_failure, start_timeout, finish_timeout)
+    (id, app_id, name, retries, on_failure, start_timeout, finish_timeout, flow)
+SELECT id, $1, name, retries, on_failure, start_timeout, finish_timeout, flow::jsonb
+FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::interval[], $7::interval[],
+            $8::text[])
+    AS t (id, name, retries, on_failure, start_timeout, finish_timeout, flow)
 ON CONFLICT (id) DO UPDATE
     SET name = excluded.name, retries = excluded.retries, on_failure = excluded.on_failure,
         start_timeout = excluded.start_timeout, finish_timeout = excluded.finish_timeout,
+        flow = excluded.flow,
         updated_at = now()
     WHERE f.app_id = excluded.app_id
 RETURNING id
@@ -218,6 +225,7 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
         [function.on_failure for function in app.functions],
         [function.start_timeout for function in app.functions],
         [function.finish_timeout for function in app.functions],
+        [function.flow.to_json() for function in app.functions],
     )
     if len(written) != len(ids):
         mine = {row["id"] for row in written}

@@ -31,6 +31,7 @@ from reverb_store import jobs
 from reverb_store.cron.policies import Plan, ScheduleState, plan
 from reverb_store.execution.fanout import RunStart, start_runs
 from reverb_store.execution.gates import NO_GATES, Gates
+from reverb_store.flow.options import parse as parse_flow
 from reverb_store.ids import AppId, EventId, FunctionId, RunId
 
 _log = structlog.get_logger("reverb.cron")
@@ -44,8 +45,8 @@ RECHECK = timedelta(milliseconds=250)
 _FINAL = ("completed", "failed", "cancelled")
 
 _DUE = f"""
-SELECT s.id, s.function_id, f.app_id, f.retries, s.cron, s.timezone, s.overlap, s.catch_up,
-       s.catch_up_window, s.jitter, s.next_at, s.buffered_at,
+SELECT s.id, s.function_id, f.app_id, f.retries, f.flow::text AS flow, s.cron, s.timezone,
+       s.overlap, s.catch_up, s.catch_up_window, s.jitter, s.next_at, s.buffered_at,
        coalesce(r.status NOT IN {_FINAL}, false) AS previous_running
 FROM reverb.cron_schedules s
 JOIN reverb.functions f ON f.id = s.function_id
@@ -134,7 +135,15 @@ async def _fire(
             data.append(event_data(schedule, tick))
             stamps.append(tick)
             function = FunctionId(row["function_id"])
-            starts.append(RunStart(function, AppId(row["app_id"]), ids[-1], row["retries"]))
+            starts.append(
+                RunStart(
+                    function,
+                    AppId(row["app_id"]),
+                    ids[-1],
+                    row["retries"],
+                    parse_flow(row["flow"]),
+                )
+            )
     if ids:
         await connection.fetch(_INSERT_EVENTS, ids, names, data, stamps)
     created = {run.event_id: run.run_id for run in await start_runs(connection, starts, gates)}

@@ -42,6 +42,7 @@ from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refus
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
 from reverb_store.execution.steps import LoadedSteps, resolve_and_load
+from reverb_store.flow.options import parse
 from reverb_store.ids import JobId, RunId
 
 _CLAIMABLE = "(status IN ('queued', 'sleeping', 'waiting') OR (status = 'running' AND job_id = $2))"
@@ -74,10 +75,14 @@ ORDER BY array_position(c.event_ids, e.id)
 _CLAIM_ANY = _CLAIM.format(gate="")
 _CLAIM_UNGATED = _CLAIM.format(gate="AND NOT gated")
 
-# A gated run this job may claim, locked while the gates decide.
+# A gated run this job may claim, locked while the gates decide, with its function's
+# flow-control options and what it waited on, if it was held.
 _LOCK_CANDIDATE = f"""
-SELECT function_id, app_id, status, attempt, invocations, traceparent FROM reverb.runs
-WHERE id = $1 AND gated AND {_CLAIMABLE}
+SELECT r.function_id, r.app_id, r.status, r.attempt, r.invocations, r.traceparent,
+       r.waiting_kind, (SELECT f.flow::text FROM reverb.functions f WHERE f.id = r.function_id)
+       AS flow
+FROM reverb.runs r
+WHERE r.id = $1 AND r.gated AND {_CLAIMABLE}
 FOR UPDATE
 """
 
@@ -169,9 +174,16 @@ async def _admit(
             row["status"],
             row["attempt"],
             row["invocations"],
+            parse(row["flow"]),
         )
         refusal = await gates.decide(connection, candidate)
         if refusal is None:
+            if row["waiting_kind"] is not None:
+                await connection.execute(
+                    "UPDATE reverb.runs SET waiting_kind = NULL, waiting_until = NULL"
+                    " WHERE id = $1",
+                    run_id,
+                )
             return await connection.fetch(_CLAIM_ANY, run_id, job_id)
         await _refuse(connection, run_id, job_id, row["traceparent"], refusal, wakeups)
         return refusal
@@ -190,10 +202,12 @@ async def _refuse(
     if isinstance(verdict, Hold):
         await connection.execute(
             f"WITH ended AS (DELETE FROM {jobs.QUEUE_TABLE} WHERE id = $2)"
-            " UPDATE reverb.runs SET status = 'queued', job_id = NULL, updated_at = now()"
-            " WHERE id = $1",
+            " UPDATE reverb.runs SET status = 'queued', job_id = NULL, updated_at = now(),"
+            " waiting_kind = $3, waiting_until = $4 WHERE id = $1",
             run_id,
             job_id,
+            verdict.reason,
+            verdict.until,
         )
         if verdict.until is not None:
             delay = verdict.until - datetime.now(UTC)

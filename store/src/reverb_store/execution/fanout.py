@@ -19,6 +19,7 @@ from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
 from reverb_store.execution.skips import PAUSED
+from reverb_store.flow.options import NO_FLOW, FlowOptions, parse
 from reverb_store.ids import AppId, EventId, FunctionId, JobId, RunId, new_id
 
 
@@ -44,7 +45,7 @@ class TriggeredRun:
 
 _MATCHES = """
 SELECT DISTINCT t.position, e.id AS event_id, e.name, e.data::text AS data, e.ts,
-       f.id AS function_id, f.app_id, f.retries
+       f.id AS function_id, f.app_id, f.retries, f.flow::text AS flow
 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
 JOIN reverb.events e ON e.id = t.id
 JOIN reverb.triggers tr ON tr.event_name = e.name
@@ -156,6 +157,8 @@ class RunStart:
     app_id: AppId
     event_id: EventId
     retries: int
+    # The function's flow-control options: the gates that apply to them gate the run.
+    flow: FlowOptions = NO_FLOW
 
 
 async def start_runs(
@@ -167,7 +170,9 @@ async def start_runs(
     (function, event) pair that already has a run gets none. Returns the runs created."""
     if not starts:
         return []
-    gated = [bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id)) for s in starts]
+    gated = [
+        bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id, s.flow)) for s in starts
+    ]
     rows = await connection.fetch(
         _CREATE,
         [new_id() for _ in starts],
@@ -185,7 +190,7 @@ async def start_runs(
 
 
 def _function(match: asyncpg.Record) -> FunctionRef:
-    return FunctionRef(match["function_id"], match["app_id"])
+    return FunctionRef(match["function_id"], match["app_id"], parse(match["flow"]))
 
 
 def _triggered(row: asyncpg.Record, match: asyncpg.Record, traceparent: str | None) -> TriggeredRun:

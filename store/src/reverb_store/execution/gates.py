@@ -12,15 +12,19 @@ import asyncpg
 
 from reverb_store import jobs
 from reverb_store.execution.records import RunStatus
+from reverb_store.flow.options import NO_FLOW, FlowOptions, parse
 from reverb_store.ids import AppId, FunctionId, RunId
 
 
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
-    """The function a new run belongs to, as a gate sees it when the run is created."""
+    """The function a run belongs to, as a gate sees it (when the run is created, decided
+    on, or freed)."""
 
     function_id: FunctionId
     app_id: AppId
+    # Its flow-control options, as registered (NO_FLOW once the function is removed).
+    flow: FlowOptions = NO_FLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class Candidate:
     attempt: int
     # Invocations so far: 0 for a run that never started.
     invocations: int
+    # The function's flow-control options (NO_FLOW once it is removed).
+    flow: FlowOptions = NO_FLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,11 @@ ADMIT = Admit()
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """The run waits, `queued`, until capacity frees (or until `until`, if given)."""
+    """The run waits, `queued`, until capacity frees (or until `until`, if given).
+
+    `reason` is what the run waits on, shown as `GET /runs/{id}` `waiting_on.kind`
+    ("concurrency", "throttle", "paused", ...), with `until`.
+    """
 
     reason: str
     until: datetime | None = None
@@ -81,6 +91,7 @@ class Freed:
     function_id: FunctionId
     app_id: AppId
     status: RunStatus
+    flow: FlowOptions = NO_FLOW
 
 
 class Gate(Protocol):
@@ -121,7 +132,7 @@ class Gates:
 
     async def decide(self, connection: asyncpg.Connection, candidate: Candidate) -> Refusal | None:
         """The first refusal of a gate that applies to the run, or None when all admit it."""
-        function = FunctionRef(candidate.function_id, candidate.app_id)
+        function = FunctionRef(candidate.function_id, candidate.app_id, candidate.flow)
         for gate in self._gates:
             if not gate.applies(function):
                 continue
@@ -132,7 +143,7 @@ class Gates:
 
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
         """Tell the gates that apply to the run's function that it stopped executing."""
-        function = FunctionRef(run.function_id, run.app_id)
+        function = FunctionRef(run.function_id, run.app_id, run.flow)
         for gate in self._gates:
             if gate.applies(function):
                 await gate.freed(connection, run)
@@ -160,7 +171,11 @@ async def tell_freed(
     connection: asyncpg.Connection, gates: Gates, row: asyncpg.Record, status: RunStatus
 ) -> None:
     """Tell the gates a run stopped executing, if it is gated. `row` is the transition's
-    RETURNING: `gated`, `id`, `function_id`, `app_id`."""
+    RETURNING: `gated`, `id`, `function_id`, `app_id`. (A gated run's function's options
+    are read here: one primary-key probe, for gated runs only.)"""
     if row["gated"] and gates:
-        freed = Freed(row["id"], row["function_id"], row["app_id"], status)
+        flow = await connection.fetchval(
+            "SELECT flow::text FROM reverb.functions WHERE id = $1", row["function_id"]
+        )
+        freed = Freed(row["id"], row["function_id"], row["app_id"], status, parse(flow))
         await gates.freed(connection, freed)

@@ -9,6 +9,7 @@ from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ErrorRecord, StepState, StepTiming
 from reverb_store.execution.steps import step_state
+from reverb_store.flow.options import parse
 from reverb_store.ids import FunctionId, RunId, StepId, new_id
 
 # The event a child run receives: its data is what the parent passed to `invoke`.
@@ -60,7 +61,8 @@ async def start_child(
     """
     async with connection.transaction():
         function = await connection.fetchrow(
-            "SELECT app_id, retries FROM reverb.functions WHERE id = $1", function_id
+            "SELECT app_id, retries, flow::text AS flow FROM reverb.functions WHERE id = $1",
+            function_id,
         )
         if function is None:
             error = ErrorRecord(
@@ -101,7 +103,10 @@ async def start_child(
             run_id,
             timing.step_id,
             traceparent,
-            bool(gates) and gates.applies(FunctionRef(function_id, function["app_id"])),
+            bool(gates)
+            and gates.applies(
+                FunctionRef(function_id, function["app_id"], parse(function["flow"]))
+            ),
         )
         await jobs.enqueue(connection, [jobs.AdvanceRun(child_id, traceparent)])
         return StepState("waiting")

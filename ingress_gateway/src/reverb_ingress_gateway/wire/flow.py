@@ -1,0 +1,72 @@
+"""A function definition's flow-control options, reverb.v1 ⇄ `reverb_store.flow`."""
+
+from datetime import timedelta
+
+from google.protobuf.duration_pb2 import Duration
+
+from reverb_contracts.v1 import common_pb2
+from reverb_ingress_gateway.errors import InvalidArgument
+from reverb_store.flow.options import (
+    ConcurrencyLimit,
+    FlowOptions,
+    RateLimit,
+    Scope,
+    ThrottleLimit,
+)
+
+_SCOPES: dict[int, Scope] = {
+    common_pb2.CONCURRENCY_SCOPE_UNSPECIFIED: "function",
+    common_pb2.CONCURRENCY_SCOPE_FUNCTION: "function",
+    common_pb2.CONCURRENCY_SCOPE_APP: "app",
+}
+
+
+def flow_options(message: common_pb2.FunctionDefinition) -> FlowOptions:
+    """The options a definition names (checked later: `validation.check_app`)."""
+    where = f"function {message.id!r}"
+    concurrency = []
+    for index, limit in enumerate(message.concurrency):
+        if limit.scope not in _SCOPES:
+            raise InvalidArgument(f"{where}: concurrency[{index}].scope {limit.scope} is unknown")
+        concurrency.append(ConcurrencyLimit(limit.limit, limit.key or None, _SCOPES[limit.scope]))
+    throttle = None
+    if message.HasField("throttle"):
+        given = message.throttle
+        period = _period(given.period, f"{where}: throttle.period")
+        throttle = ThrottleLimit(given.limit, period, given.key or None, given.burst or 1)
+    rate_limit = None
+    if message.HasField("rate_limit"):
+        given_rate = message.rate_limit
+        period = _period(given_rate.period, f"{where}: rate_limit.period")
+        rate_limit = RateLimit(given_rate.limit, period, given_rate.key or None)
+    priority = message.priority.run if message.HasField("priority") else None
+    return FlowOptions(tuple(concurrency), throttle, rate_limit, priority)
+
+
+def fill(message: common_pb2.FunctionDefinition, options: FlowOptions) -> None:
+    """Set the definition's flow-control fields from `options`."""
+    for limit in options.concurrency:
+        scope = (
+            common_pb2.CONCURRENCY_SCOPE_APP
+            if limit.scope == "app"
+            else common_pb2.CONCURRENCY_SCOPE_FUNCTION
+        )
+        message.concurrency.add(limit=limit.limit, key=limit.key or "", scope=scope)
+    if (throttle := options.throttle) is not None:
+        message.throttle.limit = throttle.limit
+        message.throttle.period.FromTimedelta(throttle.period)
+        message.throttle.key = throttle.key or ""
+        message.throttle.burst = throttle.burst
+    if (rate_limit := options.rate_limit) is not None:
+        message.rate_limit.limit = rate_limit.limit
+        message.rate_limit.period.FromTimedelta(rate_limit.period)
+        message.rate_limit.key = rate_limit.key or ""
+    if options.priority is not None:
+        message.priority.run = options.priority
+
+
+def _period(period: Duration, what: str) -> timedelta:
+    try:
+        return period.ToTimedelta()
+    except (OverflowError, ValueError):
+        raise InvalidArgument(f"{what} is not a valid duration") from None
