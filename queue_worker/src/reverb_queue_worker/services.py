@@ -1,6 +1,6 @@
 """What every job handler of a worker shares."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -12,6 +12,7 @@ from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store.execution import NO_GATES, Gates
+from reverb_store.logs import LogWriter
 
 
 class Clock(Protocol):
@@ -39,3 +40,5 @@ class Services:
     # The run gates every run of the functions they apply to must pass (`admission`).
     gates: Gates = NO_GATES
     clock: Clock = SYSTEM_CLOCK
+    # Where log documents go (`moments`); a writer without a sink records nothing.
+    logs: LogWriter = field(default_factory=lambda: LogWriter(None))

@@ -32,6 +32,7 @@ from reverb_queue_worker.services import SYSTEM_CLOCK, Clock, Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
 from reverb_store.execution import Gate, Gates
+from reverb_store.logs.sinks import writer_for
 from reverb_telemetry import configure_logging, configure_tracing
 
 _log = structlog.get_logger("reverb.queue_worker")
@@ -62,6 +63,7 @@ class Worker:
             await self._task
         await own_jobs
         await self.services.checkpoints.close()
+        await self.services.logs.close()
         await self.services.hosts.close()
         await self.services.pool.close()
         _log.info("worker stopped")
@@ -194,6 +196,8 @@ async def start(
     keyring = signing_keyring(settings)
     checkpoints = CheckpointWriter(pool)
     checkpoints.start()
+    logs = writer_for(settings, pool)
+    await logs.start()
     own_jobs = OwnJobs(
         pool,
         settings.worker_concurrency,
@@ -208,6 +212,7 @@ async def start(
         own_jobs,
         Gates(gates),
         clock,
+        logs,
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:

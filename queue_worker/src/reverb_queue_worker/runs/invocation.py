@@ -17,6 +17,7 @@ from reverb.engine_errors import HOST_ERROR, INVOCATION_TIMEOUT, START_TOO_LARGE
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
 from reverb_queue_worker.hosts.wire import HostStreamError, StartTooLarge
+from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
 from reverb_store.execution import ClaimedRun, ErrorRecord, OutputCommit, StepOutput
@@ -75,8 +76,15 @@ def final_for_error(error: HostStreamError) -> protocol.Failed | None:
 
 
 class Invocation:
-    def __init__(self, services: Services, claim: ClaimedRun, traceparent: str | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        claim: ClaimedRun,
+        traceparent: str | None,
+        moments: RunLog | None = None,
+    ) -> None:
         self._services = services
+        self._moments = moments if moments is not None else RunLog(services.logs, claim)
         self._claim = claim
         self._traceparent = traceparent
         self._known: set[StepId] = {entry.step_id for entry in claim.memo}
@@ -162,6 +170,8 @@ class Invocation:
         else:
             commit = future.result()
             state = commit.state
+            if commit.ours and self._moments.steps:
+                self._moments.step_completed(report.timing.step_id, report.timing.ended_at)
             ack = ack_for(report.timing.step_id, state, None if commit.ours else state.output)
             self._acknowledge(channel, ack)
         if self._committing == 0 and self._drained is not None and not self._drained.done():
@@ -185,6 +195,7 @@ class Invocation:
                 self._failure = error
             channel.cancel()
             return
+        self._moments.acknowledged(report, ack)
         self._acknowledge(channel, ack)
 
     async def _settled(self) -> None:
