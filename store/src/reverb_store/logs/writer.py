@@ -97,9 +97,11 @@ class LogWriter:
                 self._dropping = True
                 _log.warning("log buffer full, dropping documents", capacity=self._capacity)
             return
-        self._buffer.append(document)
+        buffer = self._buffer
+        buffer.append(document)
         self._kept += 1
-        if not self._ready.is_set():
+        # Wake the writer when there is something to write, and when a batch is full.
+        if len(buffer) == 1 or len(buffer) == self._batch:
             self._ready.set()
 
     def record_all(self, documents: Iterable[LogDocument]) -> None:
@@ -154,6 +156,7 @@ class LogWriter:
     async def _run(self) -> None:
         failures = 0
         next_purge = time.monotonic()
+        last_write = 0.0
         while True:
             if self._retention is not None and time.monotonic() >= next_purge:
                 await self.purge()
@@ -163,11 +166,15 @@ class LogWriter:
                 self._wake_waiters()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ready.wait(), self._retention_interval)
-                if not self._buffer:
-                    continue
-                # Let a batch gather (a flush asks for it now).
-                if not self._waiters:
-                    await asyncio.sleep(self._interval)
+                continue
+            # One batch per interval at most, unless a full batch waits or a flush asks.
+            wait = last_write + self._interval - time.monotonic()
+            if wait > 0 and len(self._buffer) < self._batch and not self._waiters:
+                self._ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), wait)
+                continue
+            last_write = time.monotonic()
             if await self._write_batch():
                 if failures:
                     _log.info("log sink reachable again", dropped=self.dropped)
