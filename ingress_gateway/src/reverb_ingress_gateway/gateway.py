@@ -89,6 +89,7 @@ class Gateway:
     grpc_port: int
     # The API key checks (None in dev mode).
     keys: ApiKeys | None
+    _service: IngressService
     _pool: asyncpg.Pool
     _grpc: GrpcServer
     _http: uvicorn.Server
@@ -104,6 +105,7 @@ class Gateway:
         )
         if self.keys is not None:
             await self.keys.close()
+        await self._service.logs.close()
         try:
             await asyncio.wait_for(self._pool.close(), _GRACE_SECONDS)
         except TimeoutError:
@@ -184,6 +186,7 @@ async def start(settings: GatewaySettings) -> Gateway:
         http_port=http_socket.getsockname()[1],
         grpc_port=grpc_server.port,
         keys=keys,
+        _service=service,
         _pool=pool,
         _grpc=grpc_server,
         _http=server,

@@ -25,6 +25,7 @@ from reverb_ingress_gateway.errors import (
     PermissionDenied,
 )
 from reverb_ingress_gateway.intake import EventIntake
+from reverb_ingress_gateway.logs_api import LogsApi
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_ingress_gateway.webhooks import WebhookReceiver
@@ -41,6 +42,7 @@ from reverb_store.control import (
 )
 from reverb_store.execution import RunStatus
 from reverb_store.ids import FunctionId, RunId, StepId
+from reverb_store.logs.sinks import reader_for
 from reverb_store.webhooks import DeliveryRecord
 from reverb_telemetry import current_traceparent
 
@@ -61,6 +63,12 @@ class IngressService:
         self._intake = EventIntake(pool, acquire_timeout=settings.database_timeout)
         self.webhooks = WebhookReceiver(
             pool, settings.webhooks, acquire_timeout=settings.database_timeout
+        )
+        self.logs = LogsApi(
+            reader_for(settings, pool),
+            pool,
+            derive_steps=not settings.log_step_documents,
+            database_timeout=settings.database_timeout,
         )
 
     @asynccontextmanager

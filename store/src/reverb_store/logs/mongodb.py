@@ -20,8 +20,10 @@ from reverb_store.execution.records import ErrorRecord
 from reverb_store.logs.documents import LogDocument, read_id, show_id
 from reverb_store.logs.queries import LogQuery
 
-# The order of every listing, and the indexes that serve each filter in that order.
-_ORDER = [("ts", ASCENDING), ("_id", ASCENDING)]
+# The order of every listing, and the indexes that serve each filter in that order. The
+# document id is `_id` and again `id` (indexes name `id`: MongoDB-compatible servers such
+# as nx-27017 refuse `_id` inside a compound index).
+_ORDER = [("ts", ASCENDING), ("id", ASCENDING)]
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("ts_id", _ORDER),
     ("run_ts_id", [("meta.run_id", ASCENDING), *_ORDER]),
@@ -90,7 +92,7 @@ def build_filter(query: LogQuery) -> dict[str, Any]:
     clauses: list[dict[str, Any]] = []
     if query.after is not None:
         at, after_id = query.after.timestamp, show_id(query.after.id)
-        clauses.append({"$or": [{"ts": {"$gt": at}}, {"ts": at, "_id": {"$gt": after_id}}]})
+        clauses.append({"$or": [{"ts": {"$gt": at}}, {"ts": at, "id": {"$gt": after_id}}]})
     span: dict[str, Any] = {}
     if query.start is not None:
         span["$gte"] = query.start
@@ -100,6 +102,8 @@ def build_filter(query: LogQuery) -> dict[str, Any]:
         clauses.append({"ts": span})
     if query.run_id is not None:
         clauses.append({"meta.run_id": query.run_id})
+    if query.event_name is not None:
+        clauses.append({"meta.event_name": query.event_name})
     levels = query.levels()
     if levels is not None:
         clauses.append({"level": {"$in": list(levels)}})
@@ -115,6 +119,7 @@ def to_mongo(document: LogDocument) -> dict[str, Any]:
     meta = shown["meta"]
     row: dict[str, Any] = {
         "_id": shown["id"],
+        "id": shown["id"],
         "ts": document.timestamp,
         "level": document.level,
         "kind": document.kind,

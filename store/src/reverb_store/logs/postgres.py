@@ -98,6 +98,8 @@ def build_select(query: LogQuery) -> tuple[str, list[Any]]:
         clauses.append(f"ts < {value(query.end)}")
     if query.run_id is not None:
         clauses.append(f"run_id = {value(query.run_id)}")
+    if query.event_name is not None:
+        clauses.append(f"event_name = {value(query.event_name)}")
     levels = query.levels()
     if levels == ("error",):
         clauses.append("level = 'error'")  # the partial index logs_errors

@@ -18,7 +18,8 @@ class Position:
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     """Documents in (timestamp, id) order, after `after`, from `start` (inclusive) to `end`
-    (exclusive), of one run, at `level` or above, of some kinds; `offset` skipped."""
+    (exclusive), of one run, of one event name, at `level` or above, of some kinds;
+    `offset` skipped."""
 
     limit: int
     after: Position | None = None
@@ -28,6 +29,7 @@ class LogQuery:
     level: Level | None = None
     kinds: tuple[str, ...] | None = None
     offset: int = 0
+    event_name: str | None = None
 
     def levels(self) -> tuple[Level, ...] | None:
         """The levels the query keeps (None: all)."""

@@ -40,6 +40,8 @@ class LogViews:
 
 def _selected(query: LogQuery, document: LogDocument) -> bool:
     at = document.timestamp
+    if query.event_name is not None and document.event_name != query.event_name:
+        return False
     if query.start is not None and at < query.start:
         return False
     if query.end is not None and at >= query.end:
