@@ -7,7 +7,7 @@ pages past the end are 200 without `next`, bad input is 400, links point at thei
 """
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,15 +21,8 @@ from reverb_ingress_gateway import Gateway, GatewaySettings, start
 from reverb_store.execution import ErrorRecord
 from reverb_store.logs import LogDocument, PostgresSink, Sink, new_log_id
 from reverb_store.logs.mongodb import MongoSink
-from tests import mongo
 
 BASE = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def mongodb_url() -> Iterator[str]:
-    with mongo.server_url() as url:
-        yield url
 
 
 @dataclass

@@ -17,6 +17,7 @@ COMMANDS = {
     "run": "api_commands:run",
     "functions": "api_commands:functions",
     "events": "api_commands:events",
+    "logs": "logs_command:logs",
     "replay": "replaying:replay",
     "keys": "keys:keys",
     "certs": "certificates:certs",
