@@ -143,6 +143,8 @@ def _waits(results: Results) -> None:
             results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, None)
         else:
             results.judge(Key("Waits", REVERB, "ingest with waiters / without"), label, share >= 80)
+
+
 def _flow(results: Results) -> None:
     overhead = results.median("Flow control", REVERB, "never-binding limit overhead")
     if overhead is not None:

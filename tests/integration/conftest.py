@@ -1,12 +1,13 @@
 """Fixtures shared by the integration tests."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
 from reverb_ingress_gateway import Gateway, GatewaySettings, start
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
+from tests import mongo
 
 
 @pytest.fixture
@@ -33,3 +34,10 @@ async def writer(database_url: str) -> AsyncIterator[CheckpointWriter]:
     yield checkpoints
     await checkpoints.close()
     await pool.close()
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    """A MongoDB for the log sink: REVERB_TEST_MONGODB_URL, else nx-27017 (`tests.mongo`)."""
+    with mongo.server_url() as url:
+        yield url

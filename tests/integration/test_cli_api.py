@@ -2,12 +2,17 @@
 host (in this process, on free ports), with the CLI as a subprocess the way a user runs it."""
 
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from pydantic import SecretStr
 
@@ -20,6 +25,7 @@ from reverb_ingress_gateway import start as start_gateway
 from reverb_queue_worker import WorkerSettings
 from reverb_queue_worker import start as start_worker
 from reverb_store.control.api_keys import create_api_key
+from tests import children
 from tests.e2e.processes import eventually
 from tests.integration.test_cli import Result, assert_user_error, run_cli
 
@@ -283,3 +289,77 @@ async def test_pause_and_resume_a_function(engine: Engine) -> None:
     run = await engine.finished_run("while-paused")
     assert run["output"] == {"greeting": "hello Bo"}
     assert_user_error(await engine.cli("pause", "no-such-function"), "not_found")
+
+
+async def _logged(engine: Engine, run_id: str, kind: str) -> None:
+    async def written() -> bool:
+        body = (await engine.http.get(f"/logs/functions/{run_id}")).json()
+        return any(
+            document["kind"] == kind
+            for item in body.get("logs", [])
+            for key, document in item.items()
+            if key != "links"
+        )
+
+    await eventually(written, what=f"{kind} of run {run_id} in the logs")
+
+
+async def test_logs_prints_a_runs_logs_and_filters_by_level_and_age(engine: Engine) -> None:
+    greeted = await engine.finished_run(
+        (await engine.cli("send", "cli.greet", "--data", '{"name": "Ada"}')).stdout.strip()
+    )
+    charged = await engine.finished_run((await engine.cli("send", "cli.charge")).stdout.strip())
+    await _logged(engine, greeted["id"], "run.completed")
+    await _logged(engine, charged["id"], "run.dead_lettered")
+
+    own = await engine.cli("logs", "--run", greeted["id"])
+    assert own.code == 0, own
+    lines = own.stdout.splitlines()
+    assert "run.started" in lines[0] and "run.completed" in lines[-1]
+    assert all(greeted["id"] in line for line in lines)
+    assert any("[say-hello]" in line and "step.completed" in line for line in lines)
+
+    errors = await engine.cli("logs", "--level", "error", "--since", "1h")
+    assert errors.code == 0, errors
+    assert errors.stdout.splitlines() and all(
+        "error" in line for line in errors.stdout.splitlines()
+    )
+    assert "StepError" in errors.stdout and greeted["id"] not in errors.stdout
+
+    old = await engine.cli("logs", "--since", "0s")
+    assert old.stdout.strip() == "no logs"
+    bad = await engine.cli("logs", "--since", "a while")
+    assert bad.code == 2 and "duration" in bad.stderr
+
+
+async def test_logs_follow_prints_new_logs_as_they_come(engine: Engine, tmp_path: Path) -> None:
+    output = tmp_path / "follow.txt"
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
+    with output.open("wb") as sink:
+        follower = await children.spawn(
+            sys.executable,
+            "-m",
+            "reverb_cli",
+            "logs",
+            "--follow",
+            "--interval",
+            "0.1",
+            env={**clean, "REVERB_URL": engine.url},
+            stdout=sink,
+            stderr=children.PIPE,
+        )
+    try:
+        for name in ("Ada", "Grace"):
+            sent = await engine.cli(
+                "send", "cli.greet", "--data", orjson.dumps({"name": name}).decode()
+            )
+            run = await engine.finished_run(sent.stdout.strip())
+
+            async def printed(run_id: str = run["id"]) -> bool:
+                text = output.read_text()
+                return any(run_id in line and "run.completed" in line for line in text.splitlines())
+
+            await eventually(printed, what=f"reverb logs --follow to print run {run['id']}")
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        await follower.wait()

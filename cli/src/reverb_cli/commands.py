@@ -20,6 +20,7 @@ COMMANDS = {
     "cancel": "control_commands:cancel",
     "pause": "control_commands:pause",
     "resume": "control_commands:resume",
+    "logs": "logs_command:logs",
     "replay": "replaying:replay",
     "keys": "keys:keys",
     "certs": "certificates:certs",

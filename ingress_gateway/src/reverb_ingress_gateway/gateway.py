@@ -90,6 +90,7 @@ class Gateway:
     grpc_port: int
     # The API key checks (None in dev mode).
     keys: ApiKeys | None
+    _service: IngressService
     _pool: asyncpg.Pool
     _grpc: GrpcServer
     _http: uvicorn.Server
@@ -109,6 +110,7 @@ class Gateway:
             await self.keys.close()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
+        await self._service.logs.close()
         try:
             await asyncio.wait_for(self._pool.close(), _GRACE_SECONDS)
         except TimeoutError:
@@ -192,6 +194,7 @@ async def start(settings: GatewaySettings) -> Gateway:
         http_port=http_socket.getsockname()[1],
         grpc_port=grpc_server.port,
         keys=keys,
+        _service=service,
         _pool=pool,
         _grpc=grpc_server,
         _http=server,

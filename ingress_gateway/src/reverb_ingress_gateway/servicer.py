@@ -25,6 +25,7 @@ from reverb_ingress_gateway.errors import (
     PermissionDenied,
 )
 from reverb_ingress_gateway.intake import EventIntake
+from reverb_ingress_gateway.logs_api import LogsApi
 from reverb_ingress_gateway.metrics import GatewayMetrics
 from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
@@ -43,6 +44,7 @@ from reverb_store.control import (
 )
 from reverb_store.execution import RunStatus
 from reverb_store.ids import FunctionId, RunId, StepId
+from reverb_store.logs.sinks import reader_for
 from reverb_store.webhooks import DeliveryRecord
 from reverb_telemetry import current_traceparent
 
@@ -69,6 +71,12 @@ class IngressService:
             settings.webhooks,
             acquire_timeout=settings.database_timeout,
             accepted=self.metrics.webhook_events.inc,
+        )
+        self.logs = LogsApi(
+            reader_for(settings, pool),
+            pool,
+            derive_steps=not settings.log_step_documents,
+            database_timeout=settings.database_timeout,
         )
 
     @asynccontextmanager

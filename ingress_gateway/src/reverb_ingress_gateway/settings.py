@@ -3,14 +3,18 @@
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from reverb_ingress_gateway.webhooks.sources import WebhookSource, source_names
+from reverb_store.logs.settings import LogSettings
 from reverb_store.urls import DatabaseUrl
 from reverb_telemetry.metrics import checked_address
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(LogSettings):
+    """REVERB_LOG_SINK and the MongoDB settings come from `LogSettings` (the logs API reads
+    the sink the workers write)."""
+
     model_config = SettingsConfigDict(
         env_prefix="REVERB_", extra="ignore", frozen=True, env_nested_delimiter="__"
     )

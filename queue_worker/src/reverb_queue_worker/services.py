@@ -13,6 +13,7 @@ from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store.execution import NO_GATES, Gates, WaitKeys
+from reverb_store.logs import LogWriter
 
 
 class Clock(Protocol):
@@ -43,3 +44,5 @@ class Services:
     # The wait keys this worker knows are stored (`execution.waits`).
     wait_keys: WaitKeys = field(default_factory=WaitKeys)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    # Where log documents go (`moments`); a writer without a sink records nothing.
+    logs: LogWriter = field(default_factory=lambda: LogWriter(None))

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from reverb_store.logs.settings import LogSettings
 from reverb_store.urls import DatabaseUrl
 from reverb_telemetry.metrics import checked_address
 
@@ -25,7 +26,7 @@ def _seconds(value: object) -> object:
 Seconds = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(LogSettings):
     """Settings of a queue worker (environment variables prefixed `REVERB_`)."""
 
     model_config = SettingsConfigDict(env_prefix="REVERB_")

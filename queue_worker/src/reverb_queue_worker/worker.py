@@ -34,6 +34,7 @@ from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
 from reverb_store.execution import Gate, Gates
 from reverb_store.flow.gates import flow_gates
+from reverb_store.logs.sinks import writer_for
 from reverb_telemetry import configure_logging, configure_tracing
 from reverb_telemetry.metrics import MetricsServer, serve_metrics
 
@@ -72,6 +73,7 @@ class Worker:
             await self._task
         await own_jobs
         await self.services.checkpoints.close()
+        await self.services.logs.close()
         await self.services.hosts.close()
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
@@ -206,6 +208,8 @@ async def start(
     keyring = signing_keyring(settings)
     checkpoints = CheckpointWriter(pool)
     checkpoints.start()
+    logs = writer_for(settings, pool)
+    await logs.start()
     own_jobs = OwnJobs(
         pool,
         settings.worker_concurrency,
@@ -224,7 +228,8 @@ async def start(
         own_jobs,
         Gates(gates),
         clock,
-        metrics,
+        metrics=metrics,
+        logs=logs,
     )
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:

@@ -1287,3 +1287,742 @@ class ResumeFunctionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeFunctionResponse: _TypeAlias = ResumeFunctionResponse  # noqa: Y015
+
+@_typing.final
+class LogMeta(_message.Message):
+    """The ids a log document carries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_NAME_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_name: _builtins.str
+    run_id: _builtins.str
+    function_id: _builtins.str
+    step_id: _builtins.str
+    attempt: _builtins.int
+    @_builtins.property
+    def error(self) -> _common_pb2.ErrorInfo:
+        """Set for a failure."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str | None = ...,
+        event_name: _builtins.str | None = ...,
+        run_id: _builtins.str | None = ...,
+        function_id: _builtins.str | None = ...,
+        step_id: _builtins.str | None = ...,
+        attempt: _builtins.int | None = ...,
+        error: _common_pb2.ErrorInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_event_id", b"_event_id", "_event_name", b"_event_name", "_function_id", b"_function_id", "_run_id", b"_run_id", "_step_id", b"_step_id", "attempt", b"attempt", "error", b"error", "event_id", b"event_id", "event_name", b"event_name", "function_id", b"function_id", "run_id", b"run_id", "step_id", b"step_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_event_id", b"_event_id", "_event_name", b"_event_name", "_function_id", b"_function_id", "_run_id", b"_run_id", "_step_id", b"_step_id", "attempt", b"attempt", "error", b"error", "event_id", b"event_id", "event_name", b"event_name", "function_id", b"function_id", "run_id", b"run_id", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    _WhichOneofReturnType__event_id: _TypeAlias = _typing.Literal["event_id"]  # noqa: Y015
+    _WhichOneofArgType__event_id: _TypeAlias = _typing.Literal["_event_id", b"_event_id"]  # noqa: Y015
+    _WhichOneofReturnType__event_name: _TypeAlias = _typing.Literal["event_name"]  # noqa: Y015
+    _WhichOneofArgType__event_name: _TypeAlias = _typing.Literal["_event_name", b"_event_name"]  # noqa: Y015
+    _WhichOneofReturnType__function_id: _TypeAlias = _typing.Literal["function_id"]  # noqa: Y015
+    _WhichOneofArgType__function_id: _TypeAlias = _typing.Literal["_function_id", b"_function_id"]  # noqa: Y015
+    _WhichOneofReturnType__run_id: _TypeAlias = _typing.Literal["run_id"]  # noqa: Y015
+    _WhichOneofArgType__run_id: _TypeAlias = _typing.Literal["_run_id", b"_run_id"]  # noqa: Y015
+    _WhichOneofReturnType__step_id: _TypeAlias = _typing.Literal["step_id"]  # noqa: Y015
+    _WhichOneofArgType__step_id: _TypeAlias = _typing.Literal["_step_id", b"_step_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event_id) -> _WhichOneofReturnType__event_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event_name) -> _WhichOneofReturnType__event_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__function_id) -> _WhichOneofReturnType__function_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run_id) -> _WhichOneofReturnType__run_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__step_id) -> _WhichOneofReturnType__step_id | None: ...
+
+Global___LogMeta: _TypeAlias = LogMeta  # noqa: Y015
+
+@_typing.final
+class LogDocument(_message.Message):
+    """One log document: a notable moment of an event or a run, or a user's log line."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    SPAN_ID_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """16 hex digits."""
+    level: _builtins.str
+    """debug, info, warning or error."""
+    kind: _builtins.str
+    """The moment: event.received, run.started, step.completed, ..., user."""
+    message: _builtins.str
+    trace_id: _builtins.str
+    span_id: _builtins.str
+    fields: _builtins.bytes
+    """A user log line's keyword arguments."""
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def meta(self) -> Global___LogMeta: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        level: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        message: _builtins.str = ...,
+        meta: Global___LogMeta | None = ...,
+        trace_id: _builtins.str | None = ...,
+        span_id: _builtins.str | None = ...,
+        fields: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_span_id", b"_span_id", "_trace_id", b"_trace_id", "meta", b"meta", "span_id", b"span_id", "timestamp", b"timestamp", "trace_id", b"trace_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_span_id", b"_span_id", "_trace_id", b"_trace_id", "fields", b"fields", "id", b"id", "kind", b"kind", "level", b"level", "message", b"message", "meta", b"meta", "span_id", b"span_id", "timestamp", b"timestamp", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__span_id: _TypeAlias = _typing.Literal["span_id"]  # noqa: Y015
+    _WhichOneofArgType__span_id: _TypeAlias = _typing.Literal["_span_id", b"_span_id"]  # noqa: Y015
+    _WhichOneofReturnType__trace_id: _TypeAlias = _typing.Literal["trace_id"]  # noqa: Y015
+    _WhichOneofArgType__trace_id: _TypeAlias = _typing.Literal["_trace_id", b"_trace_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__span_id) -> _WhichOneofReturnType__span_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trace_id) -> _WhichOneofReturnType__trace_id | None: ...
+
+Global___LogDocument: _TypeAlias = LogDocument  # noqa: Y015
+
+@_typing.final
+class LogLinks(_message.Message):
+    """Where an item leads: the logs of its event and of its run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """/logs/events/{event_id}: the runs of the document's event."""
+    function: _builtins.str
+    """/logs/functions/{run_id}: every log of the document's run."""
+    run: _builtins.str
+    """/runs/{run_id}: the run with its steps."""
+    def __init__(
+        self,
+        *,
+        event: _builtins.str | None = ...,
+        function: _builtins.str | None = ...,
+        run: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_event", b"_event", "_function", b"_function", "_run", b"_run", "event", b"event", "function", b"function", "run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_event", b"_event", "_function", b"_function", "_run", b"_run", "event", b"event", "function", b"function", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__event: _TypeAlias = _typing.Literal["event"]  # noqa: Y015
+    _WhichOneofArgType__event: _TypeAlias = _typing.Literal["_event", b"_event"]  # noqa: Y015
+    _WhichOneofReturnType__function: _TypeAlias = _typing.Literal["function"]  # noqa: Y015
+    _WhichOneofArgType__function: _TypeAlias = _typing.Literal["_function", b"_function"]  # noqa: Y015
+    _WhichOneofReturnType__run: _TypeAlias = _typing.Literal["run"]  # noqa: Y015
+    _WhichOneofArgType__run: _TypeAlias = _typing.Literal["_run", b"_run"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event) -> _WhichOneofReturnType__event | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__function) -> _WhichOneofReturnType__function | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__run) -> _WhichOneofReturnType__run | None: ...
+
+Global___LogLinks: _TypeAlias = LogLinks  # noqa: Y015
+
+@_typing.final
+class LogEntry(_message.Message):
+    """A document in a list, under the key that says what it is about."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___LogDocument:
+        """A document of an event, without a run."""
+
+    @_builtins.property
+    def function(self) -> Global___LogDocument:
+        """A document of a run."""
+
+    @_builtins.property
+    def error(self) -> Global___LogDocument:
+        """A document at level error."""
+
+    @_builtins.property
+    def links(self) -> Global___LogLinks: ...
+    def __init__(
+        self,
+        *,
+        event: Global___LogDocument | None = ...,
+        function: Global___LogDocument | None = ...,
+        error: Global___LogDocument | None = ...,
+        links: Global___LogLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "error", b"error", "event", b"event", "function", b"function", "links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "error", b"error", "event", b"event", "function", b"function", "links", b"links"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_about: _TypeAlias = _typing.Literal["event", "function", "error"]  # noqa: Y015
+    _WhichOneofArgType_about: _TypeAlias = _typing.Literal["about", b"about"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_about) -> _WhichOneofReturnType_about | None: ...
+
+Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class PageLinks(_message.Message):
+    """A page's own links: each points at the route that answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELF_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    NEXT_FIELD_NUMBER: _builtins.int
+    self: _builtins.str
+    previous: _builtins.str
+    next: _builtins.str
+    def __init__(
+        self_,  # pyright: ignore[reportSelfClsParameterName]
+        *,
+        self: _builtins.str = ...,
+        previous: _builtins.str | None = ...,
+        next: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next", b"_next", "_previous", b"_previous", "next", b"next", "previous", b"previous"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next", b"_next", "_previous", b"_previous", "next", b"next", "previous", b"previous", "self", b"self"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next: _TypeAlias = _typing.Literal["next"]  # noqa: Y015
+    _WhichOneofArgType__next: _TypeAlias = _typing.Literal["_next", b"_next"]  # noqa: Y015
+    _WhichOneofReturnType__previous: _TypeAlias = _typing.Literal["previous"]  # noqa: Y015
+    _WhichOneofArgType__previous: _TypeAlias = _typing.Literal["_previous", b"_previous"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next) -> _WhichOneofReturnType__next | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__previous) -> _WhichOneofReturnType__previous | None: ...
+
+Global___PageLinks: _TypeAlias = PageLinks  # noqa: Y015
+
+@_typing.final
+class ListEventLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___LogEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventLogsResponse: _TypeAlias = ListEventLogsResponse  # noqa: Y015
+
+@_typing.final
+class GetFunctionLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___LogEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFunctionLogsResponse: _TypeAlias = GetFunctionLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListErrorLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___LogEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListErrorLogsResponse: _TypeAlias = ListErrorLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___LogEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class ListLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """The cursor of the previous answer: the page starts after it."""
+    start_time: _builtins.str
+    """Only logs at or after this time (RFC 3339, e.g. 2026-12-02T07:00:00Z)."""
+    end_time: _builtins.str
+    """Only logs before this time (RFC 3339)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    level: _builtins.str
+    """Only logs at this level or above: debug, info, warning or error."""
+    run_id: _builtins.str
+    """Only logs of this run."""
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        level: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "end_time", b"end_time", "level", b"level", "page_size", b"page_size", "run_id", b"run_id", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogsRequest: _TypeAlias = ListLogsRequest  # noqa: Y015
+
+@_typing.final
+class ListLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """The position after the page's last document; pass it as `cursor` to poll."""
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___LogEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+        cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cursor", b"_cursor", "cursor", b"cursor", "links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cursor", b"_cursor", "cursor", b"cursor", "links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cursor: _TypeAlias = _typing.Literal["cursor"]  # noqa: Y015
+    _WhichOneofArgType__cursor: _TypeAlias = _typing.Literal["_cursor", b"_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cursor) -> _WhichOneofReturnType__cursor | None: ...
+
+Global___ListLogsResponse: _TypeAlias = ListLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListEventLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Only events with this name."""
+    start_time: _builtins.str
+    """Only logs at or after this time (RFC 3339, e.g. 2026-12-02T07:00:00Z)."""
+    end_time: _builtins.str
+    """Only logs before this time (RFC 3339)."""
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "name", b"name", "page", b"page", "page_size", b"page_size", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventLogsRequest: _TypeAlias = ListEventLogsRequest  # noqa: Y015
+
+@_typing.final
+class GetEventLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventLogsRequest: _TypeAlias = GetEventLogsRequest  # noqa: Y015
+
+@_typing.final
+class RunSummary(_message.Message):
+    """One run, as the logs API summarises it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    INVOKED_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    function_id: _builtins.str
+    status: Global___RunStatus.ValueType
+    @_builtins.property
+    def invoked(self) -> _timestamp_pb2.Timestamp:
+        """When the run was created."""
+
+    @_builtins.property
+    def last_update(self) -> _timestamp_pb2.Timestamp:
+        """The run's latest change (its end, its start, or its creation)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        invoked: _timestamp_pb2.Timestamp | None = ...,
+        last_update: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoked", b"invoked", "last_update", b"last_update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "invoked", b"invoked", "last_update", b"last_update", "run_id", b"run_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSummary: _TypeAlias = RunSummary  # noqa: Y015
+
+@_typing.final
+class RunSummaryLinks(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    logs: _builtins.str
+    """/logs/functions/{run_id}"""
+    run: _builtins.str
+    """/runs/{run_id}"""
+    def __init__(
+        self,
+        *,
+        logs: _builtins.str = ...,
+        run: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSummaryLinks: _TypeAlias = RunSummaryLinks  # noqa: Y015
+
+@_typing.final
+class RunSummaryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def function(self) -> Global___RunSummary: ...
+    @_builtins.property
+    def links(self) -> Global___RunSummaryLinks: ...
+    def __init__(
+        self,
+        *,
+        function: Global___RunSummary | None = ...,
+        links: Global___RunSummaryLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "links", b"links"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSummaryEntry: _TypeAlias = RunSummaryEntry  # noqa: Y015
+
+@_typing.final
+class GetEventLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunSummaryEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___RunSummaryEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventLogsResponse: _TypeAlias = GetEventLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListFunctionLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunSummaryEntry]: ...
+    @_builtins.property
+    def links(self) -> Global___PageLinks: ...
+    def __init__(
+        self,
+        *,
+        logs: _abc.Iterable[Global___RunSummaryEntry] | None = ...,
+        links: Global___PageLinks | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["links", b"links"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFunctionLogsResponse: _TypeAlias = ListFunctionLogsResponse  # noqa: Y015
+
+@_typing.final
+class ListFunctionLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Only runs of functions with this name."""
+    id: _builtins.str
+    """Only runs of this function id."""
+    start_time: _builtins.str
+    """Only logs at or after this time (RFC 3339, e.g. 2026-12-02T07:00:00Z)."""
+    end_time: _builtins.str
+    """Only logs before this time (RFC 3339)."""
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "id", b"id", "name", b"name", "page", b"page", "page_size", b"page_size", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFunctionLogsRequest: _TypeAlias = ListFunctionLogsRequest  # noqa: Y015
+
+@_typing.final
+class GetFunctionLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFunctionLogsRequest: _TypeAlias = GetFunctionLogsRequest  # noqa: Y015
+
+@_typing.final
+class ListErrorLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    start_time: _builtins.str
+    """Only logs at or after this time (RFC 3339, e.g. 2026-12-02T07:00:00Z)."""
+    end_time: _builtins.str
+    """Only logs before this time (RFC 3339)."""
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page", b"page", "page_size", b"page_size", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListErrorLogsRequest: _TypeAlias = ListErrorLogsRequest  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """event, function or all (default all)."""
+    start_time: _builtins.str
+    """Only logs at or after this time (RFC 3339, e.g. 2026-12-02T07:00:00Z)."""
+    end_time: _builtins.str
+    """Only logs before this time (RFC 3339)."""
+    page: _builtins.int
+    """Page number, from 1 (default 1)."""
+    page_size: _builtins.int
+    """Page size (default 50)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "page", b"page", "page_size", b"page_size", "start_time", b"start_time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersRequest: _TypeAlias = ListDeadLettersRequest  # noqa: Y015

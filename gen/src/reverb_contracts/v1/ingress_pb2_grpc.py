@@ -122,6 +122,41 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
                 _registered_method=True)
+        self.ListLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/ListLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsResponse.FromString,
+                _registered_method=True)
+        self.ListEventLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/ListEventLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsResponse.FromString,
+                _registered_method=True)
+        self.GetEventLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/GetEventLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsResponse.FromString,
+                _registered_method=True)
+        self.ListFunctionLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/ListFunctionLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsResponse.FromString,
+                _registered_method=True)
+        self.GetFunctionLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/GetFunctionLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsResponse.FromString,
+                _registered_method=True)
+        self.ListErrorLogs = channel.unary_unary(
+                '/reverb.v1.Ingress/ListErrorLogs',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/reverb.v1.Ingress/ListDeadLetters',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -311,6 +346,60 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLogs(self, request, context):
+        """--- Reverb's logs API (README "Logs API") ---
+
+        Every log document, oldest first, a page after `cursor`. The answer's
+        `cursor` is the position after its last document (the request's when the
+        page is empty), so a client can poll from it (`reverb logs --follow`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventLogs(self, request, context):
+        """The events' logs (received, dead-lettered), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventLogs(self, request, context):
+        """The runs an event triggered, with their status, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctionLogs(self, request, context):
+        """One summary per run, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFunctionLogs(self, request, context):
+        """Every log of one run, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListErrorLogs(self, request, context):
+        """The logs at level error, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The dead letters: runs that failed for good, and jobs that could not be
+        read, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -398,6 +487,41 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ResumeFunction,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.SerializeToString,
+            ),
+            'ListLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsResponse.SerializeToString,
+            ),
+            'ListEventLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsResponse.SerializeToString,
+            ),
+            'GetEventLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsResponse.SerializeToString,
+            ),
+            'ListFunctionLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctionLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsResponse.SerializeToString,
+            ),
+            'GetFunctionLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFunctionLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsResponse.SerializeToString,
+            ),
+            'ListErrorLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListErrorLogs,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -862,6 +986,195 @@ class Ingress:
             '/reverb.v1.Ingress/ResumeFunction',
             reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ResumeFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListEventLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListEventLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/GetEventLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.GetEventLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctionLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListFunctionLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListFunctionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFunctionLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/GetFunctionLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.GetFunctionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListErrorLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListErrorLogs',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListErrorLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/ListDeadLetters',
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -144,6 +144,27 @@ class IngressStub:
     a run is started for every event it skipped while paused. Resuming a
     function that is not paused changes nothing.
     """
+    ListLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListLogsRequest, _ingress_pb2.ListLogsResponse]
+    """--- Reverb's logs API (README "Logs API") ---
+
+    Every log document, oldest first, a page after `cursor`. The answer's
+    `cursor` is the position after its last document (the request's when the
+    page is empty), so a client can poll from it (`reverb logs --follow`).
+    """
+    ListEventLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListEventLogsRequest, _ingress_pb2.ListEventLogsResponse]
+    """The events' logs (received, dead-lettered), oldest first."""
+    GetEventLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.GetEventLogsRequest, _ingress_pb2.GetEventLogsResponse]
+    """The runs an event triggered, with their status, oldest first."""
+    ListFunctionLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionLogsRequest, _ingress_pb2.ListFunctionLogsResponse]
+    """One summary per run, oldest first."""
+    GetFunctionLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.GetFunctionLogsRequest, _ingress_pb2.GetFunctionLogsResponse]
+    """Every log of one run, in order."""
+    ListErrorLogs: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListErrorLogsRequest, _ingress_pb2.ListErrorLogsResponse]
+    """The logs at level error, oldest first."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.ListDeadLettersRequest, _ingress_pb2.ListDeadLettersResponse]
+    """The dead letters: runs that failed for good, and jobs that could not be
+    read, oldest first.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -260,6 +281,27 @@ class IngressAsyncStub(IngressStub):
     Its paused runs continue from where they stopped. With `replay_skipped`,
     a run is started for every event it skipped while paused. Resuming a
     function that is not paused changes nothing.
+    """
+    ListLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListLogsRequest, _ingress_pb2.ListLogsResponse]  # type: ignore[assignment]
+    """--- Reverb's logs API (README "Logs API") ---
+
+    Every log document, oldest first, a page after `cursor`. The answer's
+    `cursor` is the position after its last document (the request's when the
+    page is empty), so a client can poll from it (`reverb logs --follow`).
+    """
+    ListEventLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListEventLogsRequest, _ingress_pb2.ListEventLogsResponse]  # type: ignore[assignment]
+    """The events' logs (received, dead-lettered), oldest first."""
+    GetEventLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.GetEventLogsRequest, _ingress_pb2.GetEventLogsResponse]  # type: ignore[assignment]
+    """The runs an event triggered, with their status, oldest first."""
+    ListFunctionLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListFunctionLogsRequest, _ingress_pb2.ListFunctionLogsResponse]  # type: ignore[assignment]
+    """One summary per run, oldest first."""
+    GetFunctionLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.GetFunctionLogsRequest, _ingress_pb2.GetFunctionLogsResponse]  # type: ignore[assignment]
+    """Every log of one run, in order."""
+    ListErrorLogs: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListErrorLogsRequest, _ingress_pb2.ListErrorLogsResponse]  # type: ignore[assignment]
+    """The logs at level error, oldest first."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListDeadLettersRequest, _ingress_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The dead letters: runs that failed for good, and jobs that could not be
+    read, oldest first.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -476,6 +518,69 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
         Its paused runs continue from where they stopped. With `replay_skipped`,
         a run is started for every event it skipped while paused. Resuming a
         function that is not paused changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLogs(
+        self,
+        request: _ingress_pb2.ListLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListLogsResponse, _abc.Awaitable[_ingress_pb2.ListLogsResponse]]:
+        """--- Reverb's logs API (README "Logs API") ---
+
+        Every log document, oldest first, a page after `cursor`. The answer's
+        `cursor` is the position after its last document (the request's when the
+        page is empty), so a client can poll from it (`reverb logs --follow`).
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventLogs(
+        self,
+        request: _ingress_pb2.ListEventLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListEventLogsResponse, _abc.Awaitable[_ingress_pb2.ListEventLogsResponse]]:
+        """The events' logs (received, dead-lettered), oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetEventLogs(
+        self,
+        request: _ingress_pb2.GetEventLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.GetEventLogsResponse, _abc.Awaitable[_ingress_pb2.GetEventLogsResponse]]:
+        """The runs an event triggered, with their status, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ListFunctionLogs(
+        self,
+        request: _ingress_pb2.ListFunctionLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListFunctionLogsResponse, _abc.Awaitable[_ingress_pb2.ListFunctionLogsResponse]]:
+        """One summary per run, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetFunctionLogs(
+        self,
+        request: _ingress_pb2.GetFunctionLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.GetFunctionLogsResponse, _abc.Awaitable[_ingress_pb2.GetFunctionLogsResponse]]:
+        """Every log of one run, in order."""
+
+    @_abc_1.abstractmethod
+    def ListErrorLogs(
+        self,
+        request: _ingress_pb2.ListErrorLogsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListErrorLogsResponse, _abc.Awaitable[_ingress_pb2.ListErrorLogsResponse]]:
+        """The logs at level error, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _ingress_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.ListDeadLettersResponse, _abc.Awaitable[_ingress_pb2.ListDeadLettersResponse]]:
+        """The dead letters: runs that failed for good, and jobs that could not be
+        read, oldest first.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,8 +6,9 @@ raised, which each side renders with `errors.STATUSES`.
 """
 
 from reverb_contracts.v1 import ingress_pb2
+from reverb_ingress_gateway.logs_api import read_span
 from reverb_ingress_gateway.servicer import IngressService
-from reverb_ingress_gateway.wire import messages
+from reverb_ingress_gateway.wire import logs, messages
 
 
 class IngressServicer:
@@ -143,3 +144,81 @@ class IngressServicer:
             messages.optional_time(request, "created_to"),
         )
         return ingress_pb2.ReplayRunsResponse(count=len(run_ids), run_ids=run_ids)
+
+    async def ListLogs(self, request: ingress_pb2.ListLogsRequest) -> ingress_pb2.ListLogsResponse:
+        page = await self._service.logs.list_logs(
+            request.cursor,
+            read_span(request.start_time, request.end_time),
+            request.page_size,
+            request.level,
+            request.run_id,
+        )
+        return logs.list_logs_response(page)
+
+    async def ListEventLogs(
+        self, request: ingress_pb2.ListEventLogsRequest
+    ) -> ingress_pb2.ListEventLogsResponse:
+        page = await self._service.logs.event_logs(
+            request.name,
+            read_span(request.start_time, request.end_time),
+            request.page,
+            request.page_size,
+        )
+        return ingress_pb2.ListEventLogsResponse(
+            logs=logs.document_entries(page), links=logs.page_links(page.links)
+        )
+
+    async def GetEventLogs(
+        self, request: ingress_pb2.GetEventLogsRequest
+    ) -> ingress_pb2.GetEventLogsResponse:
+        page = await self._service.logs.event_runs(
+            request.event_id, request.page, request.page_size
+        )
+        return ingress_pb2.GetEventLogsResponse(
+            logs=logs.summary_entries(page), links=logs.page_links(page.links)
+        )
+
+    async def ListFunctionLogs(
+        self, request: ingress_pb2.ListFunctionLogsRequest
+    ) -> ingress_pb2.ListFunctionLogsResponse:
+        page = await self._service.logs.functions(
+            request.name,
+            request.id,
+            read_span(request.start_time, request.end_time),
+            request.page,
+            request.page_size,
+        )
+        return ingress_pb2.ListFunctionLogsResponse(
+            logs=logs.summary_entries(page), links=logs.page_links(page.links)
+        )
+
+    async def GetFunctionLogs(
+        self, request: ingress_pb2.GetFunctionLogsRequest
+    ) -> ingress_pb2.GetFunctionLogsResponse:
+        page = await self._service.logs.run_logs(request.run_id, request.page, request.page_size)
+        return ingress_pb2.GetFunctionLogsResponse(
+            logs=logs.document_entries(page), links=logs.page_links(page.links)
+        )
+
+    async def ListErrorLogs(
+        self, request: ingress_pb2.ListErrorLogsRequest
+    ) -> ingress_pb2.ListErrorLogsResponse:
+        page = await self._service.logs.errors(
+            read_span(request.start_time, request.end_time), request.page, request.page_size
+        )
+        return ingress_pb2.ListErrorLogsResponse(
+            logs=logs.document_entries(page), links=logs.page_links(page.links)
+        )
+
+    async def ListDeadLetters(
+        self, request: ingress_pb2.ListDeadLettersRequest
+    ) -> ingress_pb2.ListDeadLettersResponse:
+        page = await self._service.logs.dead_letters(
+            request.type,
+            read_span(request.start_time, request.end_time),
+            request.page,
+            request.page_size,
+        )
+        return ingress_pb2.ListDeadLettersResponse(
+            logs=logs.document_entries(page), links=logs.page_links(page.links)
+        )

@@ -17,6 +17,7 @@ from pgqueuer.qm import QueueManager
 from reverb_queue_worker.cron import fire_cron, tick_cron
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.handling import HandOver, guarded
+from reverb_queue_worker.moments import job_dead_lettered
 from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.runs.fanout import process_event
 from reverb_queue_worker.runs.timeouts import time_out_run
@@ -45,6 +46,7 @@ class Binding(Generic[P]):
             decoded = self.kind.payload.decode(payload)
         except (ValueError, KeyError, TypeError):
             _log.error("job with a malformed payload dropped", entrypoint=job.kind, job_id=job.id)
+            job_dead_lettered(services.logs, job.kind, payload)
             return
         await guarded(
             services, job, decoded, lambda: self.work(services, job, decoded), self.hand_over

@@ -11,6 +11,7 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts.channels import HostUnreachable
 from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.finals import finish
 from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
@@ -69,8 +70,9 @@ async def advance_run(
         span.set_attribute("reverb.attempt", claim.attempt)
         waits_resolved(claim)
         log = _log.bind(run_id=claim.run_id, function_id=claim.function_id)
+        moments = RunLog(services.logs, claim)
         if not claim.registered:
-            await _fail_removed(services, claim, job, log)
+            await _fail_removed(services, claim, job, log, moments)
             return
         if claim.paused and await _park(services, claim, job, log):
             return
@@ -81,8 +83,9 @@ async def advance_run(
             attempt=claim.attempt,
             invocation=claim.invocations,
         )
+        moments.started(claim)
         try:
-            await _drive(services, claim, job, log)
+            await _drive(services, claim, job, log, moments)
         except (HostUnreachable, StreamBroken) as error:
             invoked = isinstance(error, StreamBroken) and error.invoked
             delay = _retry_delay(services, claim.run_id)
@@ -91,6 +94,7 @@ async def advance_run(
                 reason=str(error),
                 retry_in_seconds=round(delay.total_seconds(), 3),
             )
+            moments.host_unreachable(str(error))
             await _release(services, claim.run_id, job, delay, invoked=invoked)
         except Exception as error:
             log.exception("advancing the run failed")
@@ -129,10 +133,11 @@ async def _drive(
     claim: ClaimedRun,
     job: ActiveJob,
     log: structlog.typing.FilteringBoundLogger,
+    moments: RunLog,
 ) -> None:
-    invocation = Invocation(services, claim, traceparent_within(claim.traceparent))
+    invocation = Invocation(services, claim, traceparent_within(claim.traceparent), moments)
     end = await invocation.run()
-    await finish(services, claim, job, end, log)
+    await finish(services, claim, job, end, log, moments)
 
 
 async def _fail_removed(
@@ -140,6 +145,7 @@ async def _fail_removed(
     claim: ClaimedRun,
     job: ActiveJob,
     log: structlog.typing.FilteringBoundLogger,
+    moments: RunLog,
 ) -> None:
     """The run's app no longer registers its function: fail it for good (no host is
     called; a parent waiting on it sees the error)."""
@@ -154,6 +160,7 @@ async def _fail_removed(
         log.warning("run failed: its function was removed", error_type=error.type)
         run_ended(claim, "failed", error)
         services.metrics.ended(claim.function_id, "failed")
+        moments.failed(error, claim.attempt)
 
 
 async def _park(

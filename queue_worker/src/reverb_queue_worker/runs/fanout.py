@@ -4,6 +4,7 @@ The runs this worker has room for are created claimed for it and driven at once
 (no trip through the queue); the others are queued for any worker.
 """
 
+from collections import Counter
 from typing import cast
 
 import structlog
@@ -12,6 +13,7 @@ from reverb_queue_worker.database import acquire
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.handling import guarded
 from reverb_queue_worker.jobs.slots import Booking
+from reverb_queue_worker.moments import event_received
 from reverb_queue_worker.runs.driver import advance_run, hand_over_run
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
@@ -53,6 +55,11 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
             own_jobs.backlog()  # runs queued for want of room: taken as room frees
     if not runs:
         _log.debug("events trigger no new run", event_ids=event_ids)
+    elif services.logs.enabled:
+        triggered = Counter(run.event_id for run in runs)
+        names = {run.event_id: run.event_name for run in runs}
+        for event_id, count in triggered.items():
+            event_received(services.logs, event_id, names[event_id], count, traceparent)
     # "run started" follows at info level (at once for the runs driven here).
     for run in runs:
         _log.debug(

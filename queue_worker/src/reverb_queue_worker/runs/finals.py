@@ -17,6 +17,7 @@ from reverb_queue_worker.backoff import backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.invocation import InvocationEnd, Stopped
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import run_ended
@@ -33,6 +34,7 @@ async def finish(
     job: ActiveJob,
     end: InvocationEnd,
     log: structlog.typing.FilteringBoundLogger,
+    moments: RunLog,
 ) -> None:
     """Make the invocation's end durable; wake-ups it schedules go to `job`."""
     final = end.final
@@ -46,12 +48,13 @@ async def finish(
         log.info("run completed")
         run_ended(claim, "completed")
         services.metrics.ended(claim.function_id, "completed")
+        moments.completed()
         return
     async with acquire(services.pool) as connection:
         if isinstance(final, protocol.Completed):
-            await _complete(connection, services, claim, job, final, log)
+            await _complete(connection, services, claim, job, final, log, moments)
         elif isinstance(final, protocol.Failed):
-            await _fail(connection, services, claim, job, final, log)
+            await _fail(connection, services, claim, job, final, log, moments)
         else:
             outcome = await execution.suspend_run(
                 connection, claim.run_id, job_id, sorted(end.known_step_ids), job, services.gates
@@ -87,6 +90,7 @@ async def _complete(
     job: ActiveJob,
     final: protocol.Completed,
     log: structlog.typing.FilteringBoundLogger,
+    moments: RunLog,
 ) -> None:
     try:
         done = await execution.complete_run(
@@ -97,12 +101,13 @@ async def _complete(
             INVALID_OUTPUT.name, f"the function's result cannot be stored: {error}"
         )
         failed = protocol.Failed(invalid, retriable=INVALID_OUTPUT.retriable)
-        await _fail(connection, services, claim, job, failed, log)
+        await _fail(connection, services, claim, job, failed, log, moments)
         return
     if done:
         log.info("run completed")
         run_ended(claim, "completed")
         services.metrics.ended(claim.function_id, "completed")
+        moments.completed()
     else:
         await _not_driven(connection, services, claim, job, "completed", log)
 
@@ -114,6 +119,7 @@ async def _fail(
     job: ActiveJob,
     final: protocol.Failed,
     log: structlog.typing.FilteringBoundLogger,
+    moments: RunLog,
 ) -> None:
     if final.pause_key and final.retry_after is not None:
         # Before the transition that frees the run's slots.
@@ -132,11 +138,13 @@ async def _fail(
                 error_type=final.error.type,
                 delay_seconds=round(delay.total_seconds(), 3),
             )
+            moments.retrying(final.error, claim.attempt)
             return
     elif await execution.fail_run(connection, claim.run_id, job.id, final.error, services.gates):
         log.info("run failed", attempt=claim.attempt, error_type=final.error.type)
         run_ended(claim, "failed", final.error)
         services.metrics.ended(claim.function_id, "failed")
+        moments.failed(final.error, claim.attempt)
         return
     await _not_driven(connection, services, claim, job, "failed", log)
 

@@ -22,6 +22,7 @@ from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.sessions import InvocationChannel
 from reverb_queue_worker.hosts.wire import HostStreamError, StartTooLarge
+from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.commits import ack_for, commit_step
 from reverb_queue_worker.services import Services
 from reverb_store.execution import (
@@ -98,8 +99,15 @@ def final_for_error(error: HostStreamError) -> protocol.Failed | None:
 
 
 class Invocation:
-    def __init__(self, services: Services, claim: ClaimedRun, traceparent: str | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        claim: ClaimedRun,
+        traceparent: str | None,
+        moments: RunLog | None = None,
+    ) -> None:
         self._services = services
+        self._moments = moments if moments is not None else RunLog(services.logs, claim)
         self._claim = claim
         self._traceparent = traceparent
         self._known: set[StepId] = {entry.step_id for entry in claim.memo}
@@ -197,6 +205,8 @@ class Invocation:
         else:
             commit = future.result()
             state = commit.state
+            if commit.ours and self._moments.steps:
+                self._moments.step_completed(report.timing.step_id, report.timing.ended_at)
             if commit.stop is not None:
                 self._halt(channel, commit.stop)
             else:
@@ -237,6 +247,7 @@ class Invocation:
         if stop is not None:
             self._halt(channel, stop)
         else:
+            self._moments.acknowledged(report, ack)
             self._acknowledge(channel, ack)
 
     async def _settled(self) -> None:

@@ -41,6 +41,7 @@ class TriggeredRun:
     # Set when the run was created claimed for the driver: its job and its claim.
     job_id: JobId | None = None
     claim: ClaimedRun | None = None
+    event_name: str = ""
 
 
 _MATCHES = """
@@ -210,7 +211,9 @@ def _triggered(row: asyncpg.Record, match: asyncpg.Record, traceparent: str | No
             memo=(),
             retrying_step_attempts=None,
         )
-    return TriggeredRun(row["id"], row["function_id"], row["event_id"], job_id, claim)
+    return TriggeredRun(
+        row["id"], row["function_id"], row["event_id"], job_id, claim, match["name"]
+    )
 
 
 async def prepare_fan_out(connection: asyncpg.Connection) -> None:
