@@ -10,6 +10,7 @@ from reverb_cli.client import ApiClient, data_option
 from reverb_cli.render import (
     compact_json,
     duration,
+    next_fire,
     run_timeline,
     short_time,
     table,
@@ -118,11 +119,12 @@ def functions(as_json: bool) -> None:
             function.get("app_id", "-"),
             triggers_text(function),
             str(function["retries"]),
+            short_time(next_fire(function)),
             "paused" if function.get("paused") else "",
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED"], rows))
+    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "NEXT (UTC)", "PAUSED"], rows))
 
 
 @click.command()
