@@ -57,9 +57,12 @@ LIMIT $2
 FOR UPDATE OF s SKIP LOCKED
 """
 
+# received_at is when the batch's events are written (not its transaction's start): the
+# tick's lateness, which the bench measures.
 _INSERT_EVENTS = """
-INSERT INTO reverb.events (id, name, data, ts)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
+INSERT INTO reverb.events (id, name, data, ts, received_at)
+SELECT *, clock_timestamp()
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
