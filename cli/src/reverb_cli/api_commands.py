@@ -119,12 +119,12 @@ def functions(as_json: bool) -> None:
             function.get("app_id", "-"),
             triggers_text(function),
             str(function["retries"]),
-            short_time(next_fire(function)),
             "paused" if function.get("paused") else "",
+            short_time(next_fire(function)),
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "NEXT (UTC)", "PAUSED"], rows))
+    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED", "NEXT (UTC)"], rows))
 
 
 @click.command()
