@@ -287,6 +287,8 @@ async def test_health_and_the_openapi_document(client: httpx.AsyncClient) -> Non
         "/functions",
         "/functions/{function_id}/pause",
         "/functions/{function_id}/resume",
+        "/functions/{id}/schedule/trigger",
+        "/functions/{id}/schedule/backfill",
         "/webhooks",
         "/webhooks/{source}",
         "/webhooks/deliveries",
