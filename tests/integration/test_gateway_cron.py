@@ -17,6 +17,7 @@ from reverb_function_host import start as start_host
 from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
+from reverb_store import cron as scheduler
 from reverb_store.control import (
     AppDefinition,
     FunctionDefinition,
@@ -162,3 +163,33 @@ async def test_refusals_are_4xx(
     assert error["message"]
     if code is not None:
         assert error["code"] == code
+
+
+async def test_missed_ticks_are_counted_in_get_functions(
+    client: httpx.AsyncClient, connection: asyncpg.Connection
+) -> None:
+    """Every worker down for three hours: the catch-up (`latest`) runs one tick, and the
+    two it does not run are counted where a user looks, GET /functions."""
+    await register_app(connection, DEFINITION, HostLease("127.0.0.1:1", timedelta(seconds=30)))
+    [before] = [
+        t
+        for f in (await client.get("/functions")).json()["functions"]
+        for t in f["triggers"]
+        if "cron" in t
+    ]
+    next_at = datetime.fromisoformat(before["next_at"])
+    assert (before["missed"], before["skipped"], before["last_at"]) == (0, 0, None)
+
+    back = next_at + timedelta(hours=2, minutes=30)
+    fired = await scheduler.fire_due(connection, back)
+
+    assert (fired.runs, fired.missed) == (1, 2)
+    [after] = [
+        t
+        for f in (await client.get("/functions")).json()["functions"]
+        for t in f["triggers"]
+        if "cron" in t
+    ]
+    assert (after["missed"], after["skipped"]) == (2, 0)
+    assert datetime.fromisoformat(after["last_at"]) == next_at + timedelta(hours=2)
+    assert datetime.fromisoformat(after["next_at"]) == next_at + timedelta(hours=3)
