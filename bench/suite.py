@@ -34,6 +34,7 @@ SECTIONS = (
     "cancel",
     "waits",
     "flow",
+    "cron",
     "jobs",
     "floor",
     "scaling",
@@ -156,6 +157,7 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
     if engine:
         add("ingest", *engine_probes.ingest_probes(engine, sizes))
         add("fanout", engine_probes.fanout_probe(engine, sizes))
+        add("cron", engine_probes.cron_probe(engine))
         add("sleep", engine_probes.sleep_probe(engine, sizes))
         add("cancel", engine_probes.cancel_probe(engine, sizes))
         add("waits", engine_probes.waits_probe(engine, sizes))

@@ -1,5 +1,6 @@
 """The issue's targets, judged on medians and shown beside the figures (never asserted)."""
 
+from bench.engine import cron
 from bench.results import Key, Results
 
 REVERB = "Reverb"
@@ -25,6 +26,7 @@ def judge(results: Results) -> None:
     _cancel(results)
     _waits(results)
     _flow(results)
+    _cron(results)
 
 
 def _relative(results: Results, key: Key, factor: float, other: float | None, label: str) -> None:
@@ -153,3 +155,10 @@ def _flow(results: Results) -> None:
     handoff = results.median("Flow control", REVERB, "slot handoff p50")
     if handoff is not None:
         results.judge(Key("Flow control", REVERB, "slot handoff p50"), "< 5 ms", handoff < 5)
+
+
+def _cron(results: Results) -> None:
+    figure = f"{cron.FIGURE} p99"
+    value = results.median("Cron", REVERB, figure)
+    if value is not None:
+        results.judge(Key("Cron", REVERB, figure), "< 250 ms", value < 250)

@@ -4,6 +4,7 @@ from bench.config import Sizes
 from bench.engine import (
     cancel,
     cost,
+    cron,
     fanout,
     flow,
     ingest,
@@ -111,3 +112,10 @@ def flow_probe(engine: Engine, sizes: Sizes) -> Probe:
         )
 
     return Probe("Flow control", SYSTEM, measure, flow.UNITS, timeout=1800)
+
+
+def cron_probe(engine: Engine) -> Probe:
+    async def measure() -> dict[str, float]:
+        return await cron.measure(engine)
+
+    return Probe("Cron", SYSTEM, measure, units(cron.FIGURE))

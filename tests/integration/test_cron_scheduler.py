@@ -297,3 +297,58 @@ async def test_overlap_buffer_one_starts_the_kept_tick_when_the_run_ends(
 async def _ended(connection: asyncpg.Connection, run_id: str) -> bool:
     status = await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", run_id)
     return status in ("completed", "failed", "cancelled")
+
+
+async def test_overlap_cancel_previous_cancels_the_old_run_then_starts_the_new_one(
+    connection: asyncpg.Connection, host: Host, worker: tuple[Worker, DrivenClock]
+) -> None:
+    released.clear()
+    await _register_held(connection, host, "cancel_previous")
+    await scheduler.fire_due(connection, datetime(2030, 1, 7, 9, 0, 1, tzinfo=UTC))
+    [first] = await _holding(connection, 1)
+
+    fired = await scheduler.fire_due(connection, datetime(2030, 1, 7, 9, 1, 1, tzinfo=UTC))
+
+    # In the firing's transaction: the old run cancelled, the new tick's run started.
+    assert (fired.runs, fired.cancelled, fired.skipped) == (1, 1, 0)
+    old = await connection.fetchrow("SELECT status, error FROM reverb.runs WHERE id = $1", first)
+    assert old is not None and old["status"] == "cancelled"
+    assert orjson.loads(old["error"])["type"] == "RunCancelled"
+    assert "cancel_previous" in orjson.loads(old["error"])["message"]
+    assert await runs_by_tick(connection) == {
+        "2030-01-07T09:00:00Z": 1,
+        "2030-01-07T09:01:00Z": 1,
+    }
+    [_, second] = await _holding(connection, 2)
+    row = await schedule_row(connection)
+    assert (row["last_at"], row["last_run_id"], row["skipped"]) == (
+        datetime(2030, 1, 7, 9, 1, tzinfo=UTC),
+        second,
+        0,
+    )
+
+    # The old run was in its step: the step finishes, the run stays cancelled, and its
+    # job lets it go; the new run is untouched and completes.
+    released[first].set()
+
+    async def let_go() -> bool:
+        row = await connection.fetchrow(
+            "SELECT status, job_id FROM reverb.runs WHERE id = $1", first
+        )
+        return row is not None and row["job_id"] is None
+
+    await eventually(let_go, within=15, what="the cancelled run's job to let it go")
+    assert await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", first) == (
+        "cancelled"
+    )
+    released[second].set()
+    await eventually(lambda: _ended(connection, second), within=15, what="the new run to end")
+    assert await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", second) == (
+        "completed"
+    )
+
+    # A tick while nothing runs cancels nothing.
+    third = await scheduler.fire_due(connection, datetime(2030, 1, 7, 9, 2, 1, tzinfo=UTC))
+    assert (third.runs, third.cancelled) == (1, 0)
+    [*_, last] = await _holding(connection, 3)
+    released[last].set()

@@ -157,6 +157,8 @@ def test_every_operation_names_its_scope_and_the_403(document: dict[str, Any]) -
     }
     assert scopes[("/events", "post")] == "ingest"
     assert scopes[("/runs", "get")] == "read"
+    assert scopes[("/functions/{id}/schedule/trigger", "post")] == "operate"
+    assert scopes[("/functions/{id}/schedule/backfill", "post")] == "operate"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             if operation.get("security") == []:

@@ -10,6 +10,7 @@ from reverb_cli.client import ApiClient, data_option
 from reverb_cli.render import (
     compact_json,
     duration,
+    next_fire,
     run_timeline,
     short_time,
     table,
@@ -119,10 +120,11 @@ def functions(as_json: bool) -> None:
             triggers_text(function),
             str(function["retries"]),
             "paused" if function.get("paused") else "",
+            short_time(next_fire(function)),
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED"], rows))
+    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED", "NEXT (UTC)"], rows))
 
 
 @click.command()

@@ -22,6 +22,7 @@ COMMANDS = {
     "resume": "control_commands:resume",
     "logs": "logs_command:logs",
     "replay": "replaying:replay",
+    "cron": "cron_commands:cron",
     "keys": "keys:keys",
     "certs": "certificates:certs",
     "check": "check:check",

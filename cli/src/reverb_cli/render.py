@@ -121,6 +121,12 @@ def _step_row(step: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def next_fire(function: Mapping[str, Any]) -> str | None:
+    """The earliest next tick of the function's cron triggers (None: it has none)."""
+    ticks = [t["next_at"] for t in function.get("triggers") or [] if t.get("next_at")]
+    return min(ticks) if ticks else None  # one format, in UTC: text order is time order
+
+
 def triggers_text(function: Mapping[str, Any]) -> str:
     """`event user.signed_up, cron 0 9 * * * (Europe/Paris)`."""
     described = []

@@ -31,7 +31,7 @@ from reverb_ingress_gateway.settings import GatewaySettings
 from reverb_ingress_gateway.validation import EventDraft
 from reverb_ingress_gateway.webhooks import WebhookReceiver
 from reverb_store import control as store
-from reverb_store import execution
+from reverb_store import cron, execution
 from reverb_store.control import (
     AppDefinition,
     EventCursor,
@@ -43,7 +43,7 @@ from reverb_store.control import (
     StepRecord,
 )
 from reverb_store.execution import RunStatus
-from reverb_store.ids import FunctionId, RunId, StepId
+from reverb_store.ids import EventId, FunctionId, RunId, StepId
 from reverb_store.logs.sinks import reader_for
 from reverb_store.webhooks import DeliveryRecord
 from reverb_telemetry import current_traceparent
@@ -327,6 +327,33 @@ class IngressService:
             raise NotFound(f"no function with id {function_id!r}")
         return function
 
+    async def trigger_schedule(self, function_id: str) -> EventId:
+        """Fire a tick of the function's (first) cron schedule now; the tick's event id."""
+        validation.check_text(_required(function_id, "id"), "id")
+        async with self._connection() as connection:
+            try:
+                stored = await cron.trigger(connection, function_id)
+            except cron.NoSchedule as error:
+                raise _schedule_error(error) from None
+        return stored.event_ids[0]
+
+    async def backfill_schedule(
+        self, function_id: str, start: datetime | None, end: datetime | None
+    ) -> cron.Stored:
+        """Run each tick of the function's cron schedules from `start` to `end` once."""
+        validation.check_text(_required(function_id, "id"), "id")
+        if start is None or end is None:
+            raise InvalidArgument("from and to are required")
+        if end < start:
+            raise InvalidArgument("to must not be before from")
+        async with self._connection() as connection:
+            try:
+                return await cron.backfill(connection, function_id, start, end)
+            except cron.NoSchedule as error:
+                raise _schedule_error(error) from None
+            except cron.BackfillTooLarge as error:
+                raise InvalidArgument(str(error)) from None
+
     def _grant(
         self, host_address: str, lease: timedelta | None, instance_id: str
     ) -> store.HostLease:
@@ -357,3 +384,7 @@ def _required(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(f"{field} is required")
     return value
+
+
+def _schedule_error(error: cron.NoSchedule) -> GatewayError:
+    return FailedPrecondition(str(error)) if error.known else NotFound(str(error))

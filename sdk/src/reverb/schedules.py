@@ -15,6 +15,7 @@ decides what a local time means:
   occurrence (the summer-time one): the repeated hour fires nothing.
 """
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,13 +82,11 @@ class CronSchedule:
     def ticks_after(self, instant: datetime) -> Iterator[datetime]:
         """Every tick strictly after `instant` (aware), in UTC, in increasing order."""
         zone = ZoneInfo(self.timezone)
-        start = instant.astimezone(zone).replace(tzinfo=None)
-        local = croniter(
-            self.expression, start, ret_type=datetime, second_at_beginning=self.has_seconds
-        )
+        wall = instant.astimezone(zone).replace(tzinfo=None)
         last = instant.astimezone(UTC)
         while True:
-            tick = _instant_of(local.get_next(datetime), zone)
+            wall = _next_wall(self.expression, self.has_seconds, wall)
+            tick = _instant_of(wall, zone)
             if tick > last:
                 last = tick
                 yield tick
@@ -103,6 +102,20 @@ class CronSchedule:
                 break
             ticks.append(tick)
         return ticks
+
+
+@functools.lru_cache(maxsize=256)
+def _iterator(expression: str, has_seconds: bool) -> croniter:
+    """The expression expanded once (most of croniter's cost), moved to each start."""
+    return croniter(expression, ret_type=datetime, second_at_beginning=has_seconds)
+
+
+def _next_wall(expression: str, has_seconds: bool, wall: datetime) -> datetime:
+    """The first local wall-clock time after `wall` that the expression matches."""
+    iterator = _iterator(expression, has_seconds)
+    iterator.set_current(wall, force=True)
+    following: datetime = iterator.get_next(datetime)
+    return following
 
 
 def _instant_of(wall: datetime, zone: ZoneInfo) -> datetime:

@@ -157,6 +157,16 @@ class IngressStub:
                 request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/reverb.v1.Ingress/TriggerSchedule',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
+        self.BackfillSchedule = channel.unary_unary(
+                '/reverb.v1.Ingress/BackfillSchedule',
+                request_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleRequest.SerializeToString,
+                response_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class IngressServicer:
@@ -400,6 +410,28 @@ class IngressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerSchedule(self, request, context):
+        """Fire a tick of a function's cron schedule now.
+
+        Stores one reverb/cron event with scheduled_at now and starts its run; the
+        schedule's overlap policy does not apply, and its next tick is unchanged. A
+        function with several cron triggers fires its first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackfillSchedule(self, request, context):
+        """Run every tick of a function's cron schedules in a time range, once.
+
+        Ticks from `from` to `to` (both included, at most 1,000) each get the event
+        and run the schedule would have given them; ticks that already ran (their
+        event exists) are skipped. Overlap does not apply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngressServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -522,6 +554,16 @@ def add_IngressServicer_to_server(servicer, server):
                     servicer.ListDeadLetters,
                     request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleResponse.SerializeToString,
+            ),
+            'BackfillSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackfillSchedule,
+                    request_deserializer=reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleRequest.FromString,
+                    response_serializer=reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1175,6 +1217,60 @@ class Ingress:
             '/reverb.v1.Ingress/ListDeadLetters',
             reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersRequest.SerializeToString,
             reverb__contracts_dot_v1_dot_ingress__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/TriggerSchedule',
+            reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackfillSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reverb.v1.Ingress/BackfillSchedule',
+            reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleRequest.SerializeToString,
+            reverb__contracts_dot_v1_dot_ingress__pb2.BackfillScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

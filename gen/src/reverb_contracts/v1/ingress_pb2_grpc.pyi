@@ -165,6 +165,20 @@ class IngressStub:
     """The dead letters: runs that failed for good, and jobs that could not be
     read, oldest first.
     """
+    TriggerSchedule: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.TriggerScheduleRequest, _ingress_pb2.TriggerScheduleResponse]
+    """Fire a tick of a function's cron schedule now.
+
+    Stores one reverb/cron event with scheduled_at now and starts its run; the
+    schedule's overlap policy does not apply, and its next tick is unchanged. A
+    function with several cron triggers fires its first.
+    """
+    BackfillSchedule: _grpc.UnaryUnaryMultiCallable[_ingress_pb2.BackfillScheduleRequest, _ingress_pb2.BackfillScheduleResponse]
+    """Run every tick of a function's cron schedules in a time range, once.
+
+    Ticks from `from` to `to` (both included, at most 1,000) each get the event
+    and run the schedule would have given them; ticks that already ran (their
+    event exists) are skipped. Overlap does not apply.
+    """
 
 @_typing.type_check_only
 class IngressAsyncStub(IngressStub):
@@ -302,6 +316,20 @@ class IngressAsyncStub(IngressStub):
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ingress_pb2.ListDeadLettersRequest, _ingress_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """The dead letters: runs that failed for good, and jobs that could not be
     read, oldest first.
+    """
+    TriggerSchedule: _aio.UnaryUnaryMultiCallable[_ingress_pb2.TriggerScheduleRequest, _ingress_pb2.TriggerScheduleResponse]  # type: ignore[assignment]
+    """Fire a tick of a function's cron schedule now.
+
+    Stores one reverb/cron event with scheduled_at now and starts its run; the
+    schedule's overlap policy does not apply, and its next tick is unchanged. A
+    function with several cron triggers fires its first.
+    """
+    BackfillSchedule: _aio.UnaryUnaryMultiCallable[_ingress_pb2.BackfillScheduleRequest, _ingress_pb2.BackfillScheduleResponse]  # type: ignore[assignment]
+    """Run every tick of a function's cron schedules in a time range, once.
+
+    Ticks from `from` to `to` (both included, at most 1,000) each get the event
+    and run the schedule would have given them; ticks that already ran (their
+    event exists) are skipped. Overlap does not apply.
     """
 
 class IngressServicer(metaclass=_abc_1.ABCMeta):
@@ -581,6 +609,32 @@ class IngressServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ingress_pb2.ListDeadLettersResponse, _abc.Awaitable[_ingress_pb2.ListDeadLettersResponse]]:
         """The dead letters: runs that failed for good, and jobs that could not be
         read, oldest first.
+        """
+
+    @_abc_1.abstractmethod
+    def TriggerSchedule(
+        self,
+        request: _ingress_pb2.TriggerScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.TriggerScheduleResponse, _abc.Awaitable[_ingress_pb2.TriggerScheduleResponse]]:
+        """Fire a tick of a function's cron schedule now.
+
+        Stores one reverb/cron event with scheduled_at now and starts its run; the
+        schedule's overlap policy does not apply, and its next tick is unchanged. A
+        function with several cron triggers fires its first.
+        """
+
+    @_abc_1.abstractmethod
+    def BackfillSchedule(
+        self,
+        request: _ingress_pb2.BackfillScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingress_pb2.BackfillScheduleResponse, _abc.Awaitable[_ingress_pb2.BackfillScheduleResponse]]:
+        """Run every tick of a function's cron schedules in a time range, once.
+
+        Ticks from `from` to `to` (both included, at most 1,000) each get the event
+        and run the schedule would have given them; ticks that already ran (their
+        event exists) are skipped. Overlap does not apply.
         """
 
 def add_IngressServicer_to_server(servicer: IngressServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

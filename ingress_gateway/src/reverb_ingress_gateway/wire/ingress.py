@@ -222,3 +222,21 @@ class IngressServicer:
         return ingress_pb2.ListDeadLettersResponse(
             logs=logs.document_entries(page), links=logs.page_links(page.links)
         )
+
+    async def TriggerSchedule(
+        self, request: ingress_pb2.TriggerScheduleRequest
+    ) -> ingress_pb2.TriggerScheduleResponse:
+        event_id = await self._service.trigger_schedule(request.function_id)
+        return ingress_pb2.TriggerScheduleResponse(ids=[event_id])
+
+    async def BackfillSchedule(
+        self, request: ingress_pb2.BackfillScheduleRequest
+    ) -> ingress_pb2.BackfillScheduleResponse:
+        stored = await self._service.backfill_schedule(
+            request.function_id,
+            messages.optional_time(request, "start"),
+            messages.optional_time(request, "end"),
+        )
+        return ingress_pb2.BackfillScheduleResponse(
+            ids=list(stored.event_ids), already_run=stored.already_run
+        )

@@ -29,6 +29,7 @@ import structlog
 from reverb.schedules import CronSchedule
 from reverb_store import jobs
 from reverb_store.cron.policies import Plan, ScheduleState, plan
+from reverb_store.execution.cancellation import CANCELLABLE, cancel_run, cancelled_error
 from reverb_store.execution.fanout import RunStart, start_runs
 from reverb_store.execution.gates import NO_GATES, Gates
 from reverb_store.flow.options import parse as parse_flow
@@ -47,6 +48,7 @@ _FINAL = ("completed", "failed", "cancelled")
 _DUE = f"""
 SELECT s.id, s.function_id, f.app_id, f.retries, f.flow::text AS flow, s.cron, s.timezone,
        s.overlap, s.catch_up, s.catch_up_window, s.jitter, s.next_at, s.buffered_at,
+       s.last_run_id,
        coalesce(r.status NOT IN {_FINAL}, false) AS previous_running
 FROM reverb.cron_schedules s
 JOIN reverb.functions f ON f.id = s.function_id
@@ -57,9 +59,12 @@ LIMIT $2
 FOR UPDATE OF s SKIP LOCKED
 """
 
+# received_at is when the batch's events are written (not its transaction's start): the
+# tick's lateness, which the bench measures.
 _INSERT_EVENTS = """
-INSERT INTO reverb.events (id, name, data, ts)
-SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
+INSERT INTO reverb.events (id, name, data, ts, received_at)
+SELECT *, clock_timestamp()
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -100,6 +105,12 @@ class Fired:
     runs: int = 0
     missed: int = 0
     skipped: int = 0
+    # Previous runs cancelled for the new tick's (overlap `cancel_previous`).
+    cancelled: int = 0
+
+
+# The error of a run its schedule's next tick replaced (overlap `cancel_previous`).
+REPLACED = cancelled_error("cancelled by its cron schedule's next tick (overlap cancel_previous)")
 
 
 async def fire_due(
@@ -117,6 +128,7 @@ async def fire_due(
                     total.runs + done.runs,
                     total.missed + done.missed,
                     total.skipped + done.skipped,
+                    total.cancelled + done.cancelled,
                 )
         if len(rows) < batch:
             return total
@@ -144,6 +156,7 @@ async def _fire(
                     parse_flow(row["flow"]),
                 )
             )
+    cancelled = await _cancel_previous(connection, plans, gates)
     if ids:
         await connection.fetch(_INSERT_EVENTS, ids, names, data, stamps)
     created = {run.event_id: run.run_id for run in await start_runs(connection, starts, gates)}
@@ -172,7 +185,35 @@ async def _fire(
         len(created),
         sum(outcome.missed_count for _, outcome in plans),
         sum(len(outcome.skipped) for _, outcome in plans),
+        cancelled,
     )
+
+
+async def _cancel_previous(
+    connection: asyncpg.Connection,
+    plans: Sequence[tuple[asyncpg.Record, Plan]],
+    gates: Gates,
+) -> int:
+    """Cancel the previous run of each schedule whose overlap is `cancel_previous` (in
+    this transaction, before the new tick's run starts; a running one stops at its next
+    step boundary). Runs in ascending id order (docs/architecture.md, "Lock order")."""
+    previous = sorted(
+        (row["last_run_id"], row["function_id"])
+        for row, outcome in plans
+        if outcome.cancel_previous and row["last_run_id"] is not None
+    )
+    cancelled = 0
+    for run_id, function_id in previous:
+        status = await cancel_run(connection, RunId(run_id), error=REPLACED, gates=gates)
+        if status in CANCELLABLE:  # it was live, and is cancelled now
+            cancelled += 1
+            _log.info(
+                "cron run cancelled: the next tick replaces it",
+                function_id=function_id,
+                run_id=run_id,
+                was=status,
+            )
+    return cancelled
 
 
 def _state(row: asyncpg.Record) -> ScheduleState:

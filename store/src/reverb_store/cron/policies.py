@@ -15,6 +15,7 @@ outcome. The rules (README, "Cron"):
   newest tick's run (earlier ticks of the same catch-up are skipped).
 """
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -122,12 +123,26 @@ def _due(state: ScheduleState, now: datetime) -> tuple[list[datetime], datetime,
     if start < horizon:
         uncounted, older = _count(schedule, start, horizon)
         start = horizon
+    due, following = _window(schedule, start, now)
+    for index, tick in enumerate(due):  # with jitter, a tick past may not fire yet
+        if fire_time(state, tick) > now:
+            due, following = due[:index], tick
+            break
+    if not due and older is not None:
+        return [older], following, uncounted - 1
+    return list(due), following, uncounted
+
+
+@functools.lru_cache(maxsize=1024)
+def _window(
+    schedule: CronSchedule, start: datetime, now: datetime
+) -> tuple[tuple[datetime, ...], datetime]:
+    """The ticks from `start` to `now`, and the first after: schedules sharing an
+    expression and a next tick (often, at scale) share one computation."""
     due: list[datetime] = []
     for tick in schedule.ticks_after(start - timedelta(microseconds=1)):
-        if tick > now or fire_time(state, tick) > now:
-            if not due and older is not None:
-                return [older], tick, uncounted - 1
-            return due, tick, uncounted
+        if tick > now:
+            return tuple(due), tick
         due.append(tick)
     raise AssertionError("a schedule's ticks never end")  # pragma: no cover
 
