@@ -281,13 +281,24 @@ async def test_a_running_run_past_its_finish_limit_fails_and_its_steps_do_not_re
     run = await mesh.ended(event_id, "stuck")
     assert (run["status"], run["error"]["type"]) == ("failed", "FunctionTimeout")
 
-    # The step in flight returns and the invocation goes on to its end (the workers
-    # stop once it did): the run stays failed, its final moves nothing.
+    # The step in flight returns: its output is committed, and the run stops at that
+    # boundary (no further step starts; the workers stop once its job let it go).
     release.setdefault("stuck", asyncio.Event()).set()
+
+    async def let_go() -> bool:
+        row = await mesh.connection.fetchrow(
+            "SELECT job_id, EXISTS (SELECT FROM reverb.stopping_runs WHERE run_id = $1) AS"
+            " stopping FROM reverb.runs WHERE id = $1",
+            run["id"],
+        )
+        return row is not None and row["job_id"] is None and not row["stopping"]
+
+    await eventually(let_go, within=10, what="the job to let the run go")
     await mesh.stop_workers()
     after = await mesh.run(event_id, "stuck")
     assert (after["status"], after["error"]["type"]) == ("failed", "FunctionTimeout")
     assert after["output"] is None
+    assert {step["id"]: step["status"] for step in after["steps"]} == {"hold": "completed"}
 
 
 async def test_a_run_waiting_on_a_child_past_its_finish_limit_fails(mesh: Mesh) -> None:

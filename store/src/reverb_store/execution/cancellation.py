@@ -156,8 +156,9 @@ async def _settle(
 _LET_GO = f"""
 WITH released AS (
     UPDATE reverb.runs SET job_id = NULL, updated_at = now()
-    WHERE id = $1 AND job_id = $2 AND status = 'cancelled'
-    RETURNING id, function_id, app_id, gated
+    -- failed: a run timed out while running (`timeouts`); fail_run clears `job_id`.
+    WHERE id = $1 AND job_id = $2 AND status IN ('cancelled', 'failed')
+    RETURNING id, function_id, app_id, gated, status
 ), stopped AS (
     DELETE FROM reverb.stopping_runs WHERE run_id IN (SELECT id FROM released)
 ), ended AS (
@@ -170,12 +171,12 @@ SELECT * FROM released
 async def let_go_cancelled(
     connection: asyncpg.Connection, run_id: RunId, job_id: JobId, gates: Gates = NO_GATES
 ) -> bool:
-    """The job driving a run that was cancelled stops driving it: the run's `job_id` is
-    cleared, it leaves `stopping_runs`, and the job's row is deleted. False if the run is
-    not a cancelled one this job drives."""
+    """The job driving a run that was cancelled (or timed out: `timeouts`) stops driving
+    it: the run's `job_id` is cleared, it leaves `stopping_runs`, and the job's row is
+    deleted. False if the run is not one this job drives that must stop so."""
     async with connection.transaction():
         row = await connection.fetchrow(_LET_GO, run_id, job_id)
         if row is None:
             return False
-        await tell_freed(connection, gates, row, "cancelled")
+        await tell_freed(connection, gates, row, row["status"])
         return True

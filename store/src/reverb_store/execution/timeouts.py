@@ -14,9 +14,11 @@ is announced, the gates hear a gated run stopped). A run that ended meanwhile, o
 The limit is read when the job runs: a redeploy that removed it leaves the run alone,
 one that lengthened it queues the check again for the new time.
 
-A running run's invocation is not interrupted: its job no longer drives the run
-(`job_id` is cleared), so its next transition (complete, retry, suspend, fail) finds
-nothing to move, and its job's row goes with the timeout.
+A running run stops at its next step boundary, as a cancelled one does: it is listed in
+`stopping_runs` and keeps its `job_id`; the step in flight finishes and its output is
+committed, no further step starts, and its job lets it go (`let_go_cancelled`: the job's
+row deleted, the gates told), its final transitions moving nothing (they only move a
+`running` run).
 """
 
 from datetime import timedelta
@@ -26,7 +28,7 @@ import asyncpg
 from reverb.engine_errors import FUNCTION_TIMEOUT
 from reverb_store import jobs
 from reverb_store.execution.failures import announce_failure
-from reverb_store.execution.gates import NO_GATES, Gates, tell_freed
+from reverb_store.execution.gates import NO_GATES, Gates
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ErrorRecord
 from reverb_store.ids import RunId
@@ -44,10 +46,16 @@ WHERE r.id = $1 AND r.status IN {_IN_FLIGHT}
 FOR UPDATE OF r
 """
 
-_FAIL = f"""
-WITH ended AS (DELETE FROM {jobs.QUEUE_TABLE} WHERE id = $3)
-UPDATE reverb.runs SET status = 'failed', error = $2::jsonb, job_id = NULL,
-    ended_at = now(), updated_at = now()
+# A running run keeps its job until the job lets it go at its next step boundary (as a
+# cancelled one does: `stopping_runs`, `cancellation.let_go_cancelled`); any other's
+# job row (none, or a wake-up's hint) is left to end at its claim.
+_FAIL = """
+WITH stopping AS (
+    INSERT INTO reverb.stopping_runs (run_id) SELECT $1 WHERE $3
+    ON CONFLICT (run_id) DO NOTHING
+)
+UPDATE reverb.runs SET status = 'failed', error = $2::jsonb,
+    job_id = CASE WHEN $3 THEN job_id END, ended_at = now(), updated_at = now()
 WHERE id = $1
 RETURNING parent_run_id, parent_step_id, id, function_id, app_id, gated
 """
@@ -95,13 +103,12 @@ async def time_out_run(
             return False
         duration = row["start_timeout"] if limit == "start" else row["finish_timeout"]
         error = timeout_error(limit, _duration(duration))
-        failed = await connection.fetchrow(_FAIL, run_id, error.to_json(), row["job_id"])
+        running = row["status"] == "running"
+        failed = await connection.fetchrow(_FAIL, run_id, error.to_json(), running)
         assert failed is not None  # the row is locked and in flight
         if failed["parent_run_id"] is not None:
             await resume_parent(
                 connection, failed["parent_run_id"], failed["parent_step_id"], error=error
             )
         await announce_failure(connection, run_id, error, gates)
-        if row["status"] == "running":
-            await tell_freed(connection, gates, failed, "failed")
         return True
