@@ -117,9 +117,9 @@ async def test_a_repeated_enum_is_repeated_or_comma_separated(
     ("query", "message"),
     [
         (
-            "status=queued,paused",
-            "unknown status 'paused'; one of: queued, running, sleeping, waiting, completed,"
-            " failed, cancelled",
+            "status=queued,parked",
+            "unknown status 'parked'; one of: queued, running, sleeping, waiting, completed,"
+            " failed, cancelled, paused",
         ),
         ("limit=ten", "limit must be an integer from 1 to 500"),
         ("limit=501", "limit must be an integer from 1 to 500"),
