@@ -3,7 +3,6 @@ stop at their next step boundary as `paused` and go on when it is resumed, and a
 may start the runs it skipped. Two real workers, a real host, PostgreSQL."""
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -17,23 +16,17 @@ from reverb_function_host import start as start_host
 from reverb_store import execution, jobs
 from reverb_store.ids import FunctionId
 from tests.e2e.processes import eventually
+from tests.integration.step_gates import StepGate
 from tests.integration.test_worker_runs import host_settings
 from tests.integration.two_workers import Two, two_workers
 
 app = reverb.App("pause-tests")
-entered: dict[str, asyncio.Event] = {}
-release: dict[str, asyncio.Event] = {}
-executed: Counter[str] = Counter()
-
-
-def _event(table: dict[str, asyncio.Event], key: str) -> asyncio.Event:
-    return table.setdefault(key, asyncio.Event())
+gate = StepGate()
+executed = gate.executed
 
 
 async def blocking(run_id: str) -> str:
-    executed[f"{run_id}:first"] += 1
-    _event(entered, run_id).set()
-    await _event(release, run_id).wait()
+    await gate.hold(run_id, "first")
     return "first"
 
 
@@ -125,10 +118,10 @@ async def test_a_run_in_flight_stops_at_its_next_step_boundary_and_goes_on_when_
     for _ in range(4):
         event_id = await two.mesh.send("pause.two-steps", {})
         run_id = await two.run_id(event_id, "two-steps")
-        await asyncio.wait_for(_event(entered, run_id).wait(), 10)
+        await asyncio.wait_for(gate.entered(run_id).wait(), 10)
 
         await execution.pause_function(two.connection, FunctionId("two-steps"))
-        _event(release, run_id).set()
+        gate.released(run_id).set()
         await _status_is(two.connection, run_id, "paused")
 
         steps = await two.mesh.steps(run_id)

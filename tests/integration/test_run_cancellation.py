@@ -4,7 +4,6 @@ real workers, a real function host and PostgreSQL."""
 
 import asyncio
 import random
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,24 +18,17 @@ from reverb_function_host import start as start_host
 from reverb_store import execution, jobs
 from reverb_store.ids import FunctionId, RunId
 from tests.e2e.processes import eventually
+from tests.integration.step_gates import StepGate
 from tests.integration.test_worker_runs import host_settings
 from tests.integration.two_workers import Two, two_workers
 
 app = reverb.App("cancel-tests")
-# Per run: the step that blocks signals `entered`, and waits for `release`.
-entered: dict[str, asyncio.Event] = {}
-release: dict[str, asyncio.Event] = {}
-executed: Counter[str] = Counter()
-
-
-def _event(table: dict[str, asyncio.Event], run_id: str) -> asyncio.Event:
-    return table.setdefault(run_id, asyncio.Event())
+gate = StepGate()
+executed = gate.executed
 
 
 async def blocking(run_id: str) -> str:
-    executed[f"{run_id}:first"] += 1
-    _event(entered, run_id).set()
-    await _event(release, run_id).wait()
+    await gate.hold(run_id, "first")
     return "first done"
 
 
@@ -133,7 +125,7 @@ async def test_a_running_run_stops_at_its_next_step_boundary(two: Two) -> None:
     for _ in range(8):
         event_id = await two.mesh.send("test.two-steps", {})
         run_id = await two.run_id(event_id, "two-steps")
-        await asyncio.wait_for(_event(entered, run_id).wait(), 10)
+        await asyncio.wait_for(gate.entered(run_id).wait(), 10)
 
         previous = await execution.cancel_run(two.connection, RunId(run_id))
 
@@ -141,7 +133,7 @@ async def test_a_running_run_stops_at_its_next_step_boundary(two: Two) -> None:
         cancelled = await _status(two.connection, run_id)
         assert cancelled["status"] == "cancelled"
         assert orjson.loads(cancelled["error"])["type"] == "RunCancelled"
-        _event(release, run_id).set()
+        gate.released(run_id).set()
         await _let_go(two.connection, run_id)
         steps = await two.mesh.steps(run_id)
         assert [(s["id"], s["status"], orjson.loads(s["output"])) for s in steps] == [
