@@ -23,6 +23,16 @@ from reverb_ingress_gateway.webhooks.sources import DEFAULT_SOURCE, WebhookSourc
 from reverb_store import webhooks as store
 from reverb_store.webhooks import Accepted, Delivery, DeliveryRecord, NewDelivery
 
+# A group of deliveries stored by one statement: at most this many units of `_size`
+# (4,096 small deliveries, or 16 MiB of bodies; a larger delivery is stored alone).
+MAX_GROUP = 4096
+
+
+def _size(item: NewDelivery) -> int:
+    """One unit per delivery and per 4 KiB it sends (its body, and its event's data,
+    which holds the body again)."""
+    return 1 + (len(item.delivery.body) + len(item.event_data)) // 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -65,6 +75,8 @@ class WebhookReceiver:
             store.accept_deliveries,
             acquire_timeout=acquire_timeout,
             refused=lambda message: InvalidArgument(f"the delivery cannot be stored: {message}"),
+            size=_size,
+            max_batch=MAX_GROUP,
         )
 
     @asynccontextmanager
