@@ -274,14 +274,14 @@ def _report(function_id: str, outcome: Plan) -> None:
     """Log the plan's missed ticks (one line: a week of them may be millions) and each
     skipped tick, with the schedule's function, the ticks and why."""
     if outcome.missed_count:
-        assert outcome.first_missed is not None and outcome.last_missed is not None
+        first, last = outcome.first_missed, outcome.last_missed
         _log.warning(
             "cron ticks missed",
             function_id=function_id,
             reason=outcome.missed_reason,
             missed=outcome.missed_count,
-            first=tick_text(outcome.first_missed),
-            latest=tick_text(outcome.last_missed),
+            first=None if first is None else tick_text(first),
+            latest=None if last is None else tick_text(last),
         )
     for tick in outcome.skipped:
         _log.info(

@@ -203,10 +203,10 @@ def _count(
 def _last_two(
     schedule: CronSchedule, low: datetime, before: datetime, spacing: timedelta
 ) -> tuple[datetime, ...]:
-    """The last two ticks at or before `before`, given `low`, a tick with COUNT_LIMIT or
-    more after it: a window reaching back two spacings first (a regular schedule's
-    answer), then bisection between `low` (too many ticks) and `before` (too few). It
-    ends, since ticks are at least a second apart."""
+    """The last two ticks at or before `before`, given `low`, a tick with another after
+    it there: a window reaching back two spacings first (a regular schedule's answer),
+    then bisection between a start with too many ticks after it and one with too few.
+    It ends, since ticks are at least a second apart."""
     high = before
     start = max(low, before - spacing * 2)
     for _ in range(128):
@@ -218,7 +218,7 @@ def _last_two(
         else:
             low = start
         start = low + (high - low) / 2
-    return ()  # pragma: no cover
+    return tuple(schedule.ticks_between(low, before, 2))  # pragma: no cover
 
 
 def _caught_up(state: ScheduleState, due: list[datetime], now: datetime) -> list[datetime]:
