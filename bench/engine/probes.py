@@ -41,7 +41,12 @@ def ingest_probes(engine: Engine, sizes: Sizes) -> list[Probe]:
             {"events/s, 1 per request": "events/s", **cost.units("event")},
         ),
         Probe("Ingest", SYSTEM, batched, {f"events/s, {sizes.batch_size} per request": "events/s"}),
-        Probe("Ingest", SYSTEM, verified_webhooks, {webhooks.FIGURE: "requests/s"}),
+        Probe(
+            "Ingest",
+            SYSTEM,
+            verified_webhooks,
+            {webhooks.FIGURE: "requests/s", **cost.units("webhook")},
+        ),
     ]
 
 

@@ -3,7 +3,9 @@
 The same load as the single-event ingest figure (concurrent clients on keep-alive
 connections, one delivery per request, back to back), each request signed with the
 source's secret (X-Hub-Signature-256) and a delivery id of its own: the gateway verifies
-the HMAC of the raw body, then stores the delivery and its event in one statement.
+the HMAC of the raw body, then stores the delivery and its event. Also the CPU per
+webhook by process (as the single-event figure has it per event), to tell where a gap
+between the two figures comes from.
 """
 
 import asyncio
@@ -13,6 +15,7 @@ import time
 
 import orjson
 
+from bench.engine import cost
 from bench.engine.cluster import WEBHOOK_SECRET, WEBHOOK_SOURCE
 from bench.engine.session import Engine
 
@@ -45,9 +48,10 @@ async def single(engine: Engine, requests: int, clients: int) -> dict[str, float
         finally:
             await connection.close()
 
+    before = await cost.snapshot(engine)
     began = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(clients))), timeout=300)
     seconds = time.perf_counter() - began
     await engine.observer.drain()
     engine.touched()
-    return {FIGURE: requests / seconds}
+    return {FIGURE: requests / seconds, **await cost.per(engine, before, requests, "webhook")}

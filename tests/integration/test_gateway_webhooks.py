@@ -2,6 +2,7 @@
 signatures, non-JSON bodies, redelivery, the deliveries kept and replayed, and the body
 limit; over a real socket, against a real PostgreSQL."""
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -460,3 +461,102 @@ async def test_deliveries_are_listed_and_replayed_over_grpc(
     [again] = replayed.ids
     assert again != first
     assert await _stored(connection) == (2, 1)
+
+
+async def _with_deliveries_locked(
+    connection: asyncpg.Connection, requests: list[asyncio.Task[httpx.Response]]
+) -> list[httpx.Response]:
+    """Hold the deliveries' table locked until a committer waits on it (the other
+    requests queue meanwhile), then let everything through."""
+    async with connection.transaction():
+        await connection.execute("LOCK TABLE reverb.webhook_deliveries IN EXCLUSIVE MODE")
+        # PostgreSQL signals nothing when a backend starts waiting for a lock: poll.
+        async with asyncio.timeout(20):
+            while not await connection.fetchval(  # noqa: ASYNC110
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                await asyncio.sleep(0.01)
+    return list(await asyncio.gather(*requests))
+
+
+async def _largest_transaction(connection: asyncpg.Connection) -> int:
+    return int(
+        await connection.fetchval(
+            "SELECT max(rows) FROM (SELECT count(*) AS rows FROM reverb.webhook_deliveries"
+            " GROUP BY xmin::text) AS t"
+        )
+    )
+
+
+async def test_concurrent_deliveries_share_transactions_and_a_repeated_id_is_stored_once(
+    gateway: Gateway, connection: asyncpg.Connection
+) -> None:
+    """Deliveries arriving together are group-committed (as POST /events is): each still
+    gets its own event, fan-out job and trace, and one delivery id sent by several of
+    them at once is stored once and answered with the same event id."""
+    await listen(connection, "github.push")
+
+    def traceparent(index: int) -> str:
+        return f"00-{index + 1:032x}-{index + 1:016x}-01"
+
+    bodies = [orjson.dumps({"n": index}) for index in range(20)]
+    repeated = orjson.dumps({"n": "again"})
+    limits = httpx.Limits(max_connections=100)
+    url = f"http://127.0.0.1:{gateway.http_port}"
+    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+        requests = [
+            asyncio.create_task(
+                _post(
+                    client,
+                    "gh",
+                    body,
+                    {**github(body, delivery=f"d-{index}"), "traceparent": traceparent(index)},
+                )
+            )
+            for index, body in enumerate(bodies)
+        ] + [
+            asyncio.create_task(_post(client, "gh", repeated, github(repeated, "d-again")))
+            for _ in range(6)
+        ]
+        responses = await _with_deliveries_locked(connection, requests)
+
+    assert {response.status_code for response in responses} == {202}
+    ids = [response.json()["ids"][0] for response in responses]
+    assert len(set(ids[:20])) == 20
+    assert len(set(ids[20:])) == 1 and ids[20] not in ids[:20]
+    assert await _stored(connection) == (21, 21)
+    # Fewer transactions than deliveries: their rows share creating transactions.
+    transactions = await connection.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM reverb.webhook_deliveries"
+    )
+    assert transactions < 21
+    # Each event's own fan-out job, with its own request's trace.
+    rows = await connection.fetch("SELECT payload FROM pgqueuer WHERE entrypoint = 'process_event'")
+    jobs = {
+        ProcessEvent.decode(row["payload"]).event_ids[0]: ProcessEvent.decode(row["payload"])
+        for row in rows
+    }
+    assert set(jobs) == set(ids)
+    for index, event_id in enumerate(ids[:20]):
+        trace = jobs[event_id].traceparent
+        assert trace is not None and trace.split("-")[1] == f"{index + 1:032x}"
+
+
+async def test_large_deliveries_are_grouped_up_to_a_size(
+    gateway: Gateway, connection: asyncpg.Connection
+) -> None:
+    """A group's statement carries at most 16 MiB or so: 2 MiB deliveries (each sending
+    its body twice, as the delivery and in its event) go three to a transaction."""
+    bodies = [orjson.dumps({"n": index, "pad": "x" * (2 << 20)}) for index in range(12)]
+    limits = httpx.Limits(max_connections=100)
+    url = f"http://127.0.0.1:{gateway.http_port}"
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        requests = [
+            asyncio.create_task(_post(client, "gh", body, github(body, delivery=f"big-{index}")))
+            for index, body in enumerate(bodies)
+        ]
+        responses = await _with_deliveries_locked(connection, requests)
+    assert {response.status_code for response in responses} == {202}
+    assert await _stored(connection) == (12, 12)
+    assert await _largest_transaction(connection) <= 3

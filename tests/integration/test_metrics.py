@@ -1,7 +1,8 @@
 """Prometheus metrics scraped over real HTTP from a gateway, a worker and a host (each with
 REVERB_METRICS_ADDRESS set) after real runs: events accepted, runs started, completed and
 failed by function, step durations, the queue's depth and the oldest due job's age, host
-sessions, cron ticks fired and missed; and no endpoint at all when the address is unset."""
+sessions, cron ticks fired and missed (by function and reason, with their log line); and
+no endpoint at all when the address is unset."""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from reverb_function_host import Host
@@ -21,7 +23,18 @@ from reverb_queue_worker import start as start_worker
 from reverb_store import control, jobs
 from reverb_store.control import TriggerDefinition
 from tests.e2e.processes import eventually
-from tests.integration.test_cron_scheduler import LEASE, T0, DrivenClock, definition
+from tests.integration.test_cron_scheduler import (
+    LEASE,
+    T0,
+    DrivenClock,
+    _ended,
+    _holding,
+    _register_held,
+    definition,
+    released,
+    schedule_row,
+)
+from tests.integration.test_cron_scheduler import app as held_app
 from tests.integration.test_worker_hosts import wait_status
 from tests.integration.test_worker_runs import app, host_settings, register, worker_settings
 
@@ -177,16 +190,87 @@ async def test_cron_ticks_fired_and_missed_are_counted(
     # four of the 13 ticks that fell due (catch_up="all" keeps at most four) and misses 9.
     clock = DrivenClock(datetime(2030, 1, 7, 12, 5, tzinfo=UTC))
     settings = worker_settings(database_url).model_copy(update={"metrics_address": "127.0.0.1:0"})
-    worker = await start_worker(settings, clock=clock)
-    try:
+    with structlog.testing.capture_logs() as logs:
+        worker = await start_worker(settings, clock=clock)
+        try:
 
-        async def counted() -> bool:
+            async def counted() -> bool:
+                scraped = await scrape(url(worker.metrics_server))
+                return scraped.get(("reverb_cron_ticks_fired_total", ()), 0) >= 4
+
+            await eventually(counted, within=15, what="the cron tick to be counted")
             scraped = await scrape(url(worker.metrics_server))
-            return scraped.get(("reverb_cron_ticks_fired_total", ()), 0) >= 4
-
-        await eventually(counted, within=15, what="the cron tick to be counted")
-        scraped = await scrape(url(worker.metrics_server))
-    finally:
-        await worker.stop()
+        finally:
+            await worker.stop()
     assert scraped[("reverb_cron_ticks_fired_total", ())] == 4
-    assert scraped[("reverb_cron_ticks_missed_total", ())] == 9
+    missed = (("function_id", "report"), ("reason", "catch_up_window"))
+    assert scraped[("reverb_cron_ticks_missed_total", missed)] == 9
+    # One line for the nine: their range, and why none of them ran.
+    [line] = [log for log in logs if log["event"] == "cron ticks missed"]
+    assert line == {
+        "event": "cron ticks missed",
+        "log_level": "warning",
+        "function_id": "report",
+        "reason": "catch_up_window",
+        "missed": 9,
+        "first": "2030-01-07T09:00:00Z",
+        "latest": "2030-01-07T11:00:00Z",
+    }
+
+
+async def test_cron_ticks_missed_and_skipped_while_a_run_goes_on_are_logged_and_counted(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    released.clear()
+    host = await start_host(held_app, host_settings(), register_app=False)
+    # Registered before the worker starts: the cron_tick it queues finds the host listed.
+    await _register_held(connection, host, "skip")
+    clock = DrivenClock(datetime(2030, 1, 7, 9, 0, 1, tzinfo=UTC))
+    settings = worker_settings(database_url).model_copy(update={"metrics_address": "127.0.0.1:0"})
+    with structlog.testing.capture_logs() as logs:
+        worker = await start_worker(settings, clock=clock)
+        try:
+            [first] = await _holding(connection, 1)  # the 09:00 tick's run, held in its step
+            # No worker fired 09:01 and 09:02; at 09:03:05 a cron_tick fires: catch_up
+            # "latest" runs only 09:03, and overlap "skip" skips it (09:00's run goes on).
+            clock.time = datetime(2030, 1, 7, 9, 3, 5, tzinfo=UTC)
+            await jobs.enqueue(connection, [jobs.CronTick()])
+            skipped = (("function_id", "held"), ("reason", "previous_running"))
+
+            async def counted() -> bool:
+                scraped = await scrape(url(worker.metrics_server))
+                return scraped.get(("reverb_cron_ticks_skipped_total", skipped), 0) >= 1
+
+            await eventually(counted, within=15, what="the skipped tick to be counted")
+            scraped = await scrape(url(worker.metrics_server))
+            released[first].set()
+            await eventually(lambda: _ended(connection, first), within=15, what="the run's end")
+        finally:
+            released[first].set()
+            await worker.stop()
+            await host.stop(0)
+    assert scraped[("reverb_cron_ticks_fired_total", ())] == 1
+    assert scraped[("reverb_cron_ticks_skipped_total", skipped)] == 1
+    missed = (("function_id", "held"), ("reason", "catch_up_latest"))
+    assert scraped[("reverb_cron_ticks_missed_total", missed)] == 2
+    row = await schedule_row(connection)
+    assert (row["missed"], row["skipped"]) == (2, 1)
+    cron_lines = [log for log in logs if log["event"].startswith("cron tick")]
+    assert cron_lines == [
+        {
+            "event": "cron ticks missed",
+            "log_level": "warning",
+            "function_id": "held",
+            "reason": "catch_up_latest",
+            "missed": 2,
+            "first": "2030-01-07T09:01:00Z",
+            "latest": "2030-01-07T09:02:00Z",
+        },
+        {
+            "event": "cron tick skipped",
+            "log_level": "info",
+            "function_id": "held",
+            "tick": "2030-01-07T09:03:00Z",
+            "reason": "previous_running",
+        },
+    ]

@@ -168,6 +168,116 @@ async def test_a_sleeping_run_survives_a_redeploy_that_adds_steps(deployment: De
     ]
 
 
+def checkout(version: int) -> reverb.App:
+    """v1 reserves, sleeps, then waits for the payment and ships. v2 inserts `audit`
+    just before the sleep (before where a sleeping run stands) and `invoice` right after
+    the payment's wait (after where a waiting run stands)."""
+    app = reverb.App("checkout")
+
+    def counted(name: str) -> Callable[[], str]:
+        def step() -> str:
+            calls[name] += 1
+            return name
+
+        return step
+
+    @app.function("checkout", trigger=event("checkout.started"))
+    async def run_checkout(ctx: Context) -> dict[str, Any]:
+        done = [await ctx.step.run("reserve", counted("reserve"))]
+        if version >= 2:
+            done.append(await ctx.step.run("audit", counted("audit")))
+        await ctx.step.sleep("cool-off", "1h")
+        paid = await ctx.step.wait_for_event(
+            "paid", event="checkout.paid", match="data.order", timeout="1d"
+        )
+        if version >= 2:
+            done.append(await ctx.step.run("invoice", counted("invoice")))
+        done.append(await ctx.step.run("ship", counted("ship")))
+        return {"done": done, "paid": None if paid is None else paid.data}
+
+    return app
+
+
+async def _order(deployment: Deployment, order: int) -> str:
+    body = {"name": "checkout.started", "data": {"order": order}}
+    response = await deployment.http.post("/events", json=body)
+    assert response.status_code == 202, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids[0]
+
+
+async def test_a_step_added_before_a_sleeping_runs_position_runs_once_when_it_resumes(
+    deployment: Deployment,
+) -> None:
+    calls.clear()
+    await deployment.deploy(checkout(1))
+    event_id = await _order(deployment, 1)
+    sleeping = await deployment.run_in(event_id, "sleeping")
+    assert [step["id"] for step in sleeping["steps"]] == ["reserve", "cool-off"]
+
+    # v2 has `audit` between `reserve` and the sleep, where the run already passed.
+    await deployment.deploy(checkout(2))
+    await deployment.wake_now(sleeping["id"])
+    waiting = await deployment.run_in(event_id, "waiting")
+    # On resuming, the new code reaches `audit` first: it runs then, once, after the
+    # steps recorded before it (`reserve` is replayed, not run again).
+    assert [step["id"] for step in waiting["steps"]] == ["reserve", "cool-off", "audit", "paid"]
+    assert (calls["reserve"], calls["audit"]) == (1, 1)
+
+    paid = {"name": "checkout.paid", "data": {"order": 1, "amount": 5}}
+    assert (await deployment.http.post("/events", json=paid)).status_code == 202
+    run = await deployment.run_in(event_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    assert run["output"] == {
+        "done": ["reserve", "audit", "invoice", "ship"],
+        "paid": {"order": 1, "amount": 5},
+    }
+    # Each step ran once over the run's two invocations after the redeploy.
+    assert calls == Counter(reserve=1, audit=1, invoice=1, ship=1)
+    assert [step["id"] for step in run["steps"]] == [
+        "reserve",
+        "cool-off",
+        "audit",
+        "paid",
+        "invoice",
+        "ship",
+    ]
+
+
+async def test_a_step_added_after_a_waiting_runs_position_runs_when_it_gets_there(
+    deployment: Deployment,
+) -> None:
+    calls.clear()
+    await deployment.deploy(checkout(1))
+    event_id = await _order(deployment, 2)
+    sleeping = await deployment.run_in(event_id, "sleeping")
+    await deployment.wake_now(sleeping["id"])
+    waiting = await deployment.run_in(event_id, "waiting")
+    assert [step["id"] for step in waiting["steps"]] == ["reserve", "cool-off", "paid"]
+
+    # The redeploy lands while the run waits for its payment; v2's `invoice` comes
+    # right after the wait (and `audit`, before the sleep, runs on resuming too).
+    await deployment.deploy(checkout(2))
+    paid = {"name": "checkout.paid", "data": {"order": 2, "amount": 7}}
+    assert (await deployment.http.post("/events", json=paid)).status_code == 202
+    run = await deployment.run_in(event_id, "completed", "failed")
+
+    assert run["status"] == "completed", run
+    assert run["output"] == {
+        "done": ["reserve", "audit", "invoice", "ship"],
+        "paid": {"order": 2, "amount": 7},
+    }
+    assert calls == Counter(reserve=1, audit=1, invoice=1, ship=1)
+    assert [step["id"] for step in run["steps"]] == [
+        "reserve",
+        "cool-off",
+        "paid",
+        "audit",
+        "invoice",
+        "ship",
+    ]
+
+
 async def test_a_run_whose_function_was_removed_fails_with_function_removed(
     deployment: Deployment,
 ) -> None:
@@ -197,6 +307,7 @@ app = reverb.App("drift")
 @app.function("signup", trigger=event("user.created"))
 async def signup(ctx: Context) -> str:
     user = await ctx.step.run("{create}", lambda: {{"id": ctx.event.data["n"]}})
+    {before}
     await ctx.step.sleep("wait-a-day", "1d")
     await ctx.step.run("welcome", lambda: user["id"])
     {after}
@@ -204,9 +315,11 @@ async def signup(ctx: Context) -> str:
 """
 
 
-def write_app(folder: Path, name: str, create: str = "create-user", after: str = "") -> Path:
+def write_app(
+    folder: Path, name: str, create: str = "create-user", after: str = "", before: str = ""
+) -> Path:
     path = folder / f"{name}.py"
-    path.write_text(textwrap.dedent(DEPLOYED.format(create=create, after=after)))
+    path.write_text(textwrap.dedent(DEPLOYED.format(create=create, after=after, before=before)))
     return path
 
 
@@ -228,6 +341,14 @@ async def test_reverb_check_lists_the_runs_the_new_code_would_not_replay(
     passed = await run_cli("check", str(compatible), env=env)
     assert passed.code == 0, passed
     assert "1 runs in flight of app 'drift': none would drift" in passed.stdout
+
+    # A step added before the sleep the run is in: the engine would run it on resuming,
+    # but the check cannot run it to learn its output, so it cannot replay past it: the
+    # run is listed, and the message says so (README, "Redeploys").
+    before = write_app(tmp_path, "drift_before", before='await ctx.step.run("audit", lambda: 1)')
+    listed = await run_cli("check", str(before), env=env)
+    assert listed.code == 1, listed
+    assert "'wait-a-day' not reached: the code reaches new step(s) 'audit' first" in (listed.stdout)
 
     # The first step renamed: the recorded `create-user` would never be reached again.
     renamed = write_app(tmp_path, "drift_renamed", create="make-user")

@@ -110,3 +110,61 @@ def test_jitter_delays_a_tick_by_the_same_amount_everywhere() -> None:
     offset = jitter_offset("sync", T0, jitter)
     assert plan(jittered, T0 + offset - timedelta(milliseconds=1)).fires == []
     assert plan(jittered, T0 + offset).fires == [T0]
+
+
+def test_missed_ticks_carry_their_range_and_the_catch_up_policy_as_reason() -> None:
+    now = T0 + timedelta(hours=3, minutes=5)  # ticks 09:00 ... 12:00 were missed: 13
+    skip = plan(state(catch_up="skip"), now)
+    assert (skip.first_missed, skip.last_missed) == (T0, T0 + timedelta(hours=3))
+    assert skip.missed_reason == "catch_up_skip"
+    latest = plan(state(catch_up="latest"), now)
+    # 12:00 ran: the missed ones end at 11:45.
+    assert (latest.first_missed, latest.last_missed) == (T0, T0 + timedelta(hours=2, minutes=45))
+    assert latest.missed_reason == "catch_up_latest"
+    every = plan(state(catch_up="all"), now)
+    assert (every.first_missed, every.last_missed) == (T0, T0 + timedelta(hours=2))
+    assert every.missed_reason == "catch_up_window"
+    on_time = plan(state(), T0 + timedelta(seconds=1))
+    assert (on_time.first_missed, on_time.last_missed, on_time.missed_reason) == (None, None, "")
+
+
+def test_missed_ticks_too_many_to_list_still_have_their_range() -> None:
+    # Every second, down for a day: 86,400 missed, counted then estimated.
+    seconds = state(schedule=CronSchedule.parse("* * * * * *"), catch_up="skip")
+    outcome = plan(seconds, T0 + timedelta(days=1, milliseconds=500))
+    assert outcome.fires == [T0 + timedelta(days=1)]  # on time
+    assert outcome.missed_count == 86_400
+    assert (outcome.first_missed, outcome.last_missed) == (
+        T0,
+        T0 + timedelta(days=1, seconds=-1),
+    )
+    # Every second of each month's first day, down for two months: the ticks bunch up,
+    # and the search for the last ones still ends.
+    bunched = state(
+        schedule=CronSchedule.parse("* * * 1 * *"),
+        catch_up="latest",
+        next_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    outcome = plan(bunched, datetime(2030, 3, 15, tzinfo=UTC))
+    assert outcome.fires == [datetime(2030, 3, 1, 23, 59, 59, tzinfo=UTC)]
+    assert outcome.last_missed == datetime(2030, 3, 1, 23, 59, 58, tzinfo=UTC)
+    assert outcome.first_missed == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_skipped_ticks_carry_the_overlap_policy_as_reason() -> None:
+    now = T0 + timedelta(seconds=1)
+    skip = plan(state(previous_running=True, overlap="skip"), now)
+    assert (skip.skipped, skip.skipped_reason) == ([T0], "previous_running")
+    full = plan(state(previous_running=True, overlap="buffer_one", buffered_at=T0), now + QUARTER)
+    assert (full.skipped, full.skipped_reason) == ([T0 + QUARTER], "buffer_full")
+    replaced = plan(
+        state(previous_running=True, overlap="cancel_previous", catch_up="all"),
+        T0 + timedelta(minutes=46),
+    )
+    assert replaced.fires == [T0 + QUARTER * 3]
+    assert (replaced.skipped, replaced.skipped_reason) == (
+        [T0, T0 + QUARTER, T0 + QUARTER * 2],
+        "superseded",
+    )
+    allow = plan(state(previous_running=True), now)
+    assert (allow.skipped, allow.skipped_reason) == ([], "")

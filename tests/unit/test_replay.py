@@ -118,3 +118,25 @@ async def test_a_failed_step_replays_its_error() -> None:
     result = await replay(app.functions["signup"], Invocation("r", "signup", (), entries))
 
     assert (result.ending, result.error) == ("raised", "StepError")
+
+
+@app.function("mailer", trigger=event("mail"))
+async def mailer(ctx: Context) -> None:
+    # v2 of a function that was `send`, then `nap`: a `send` added before the first.
+    await ctx.step.run("send", work, "send-new")
+    await ctx.step.run("send", work, "send")
+    await ctx.step.sleep("nap", "1d")
+
+
+async def test_a_step_added_before_with_a_name_used_further_on_shifts_the_ids() -> None:
+    ran.clear()
+    # Recorded by v1: `send` ran, then `nap` began.
+    result = await replayed("mailer", ("send", b'"send"'), ("nap", None))
+
+    # The new step takes the recorded `send`; the old one is now `send:1`, new to the memo.
+    assert result.reached == ("send", "send:1")
+    assert result.new == ("send:1",)
+    assert drift(["send", "nap"], result) == (
+        "recorded step(s) 'nap' not reached: the code reaches new step(s) 'send:1' first"
+    )
+    assert not ran

@@ -2,9 +2,10 @@
 
 Counted in the process, cheaply, where things happen: runs started, completed and failed
 per function, each step attempt's duration (host's start to end) per function, cron ticks
-fired and missed. Read at scrape time from PostgreSQL: the queue's jobs per kind and state,
-and the age of the oldest due job (every worker reports the same queue: aggregate with
-`max`, not `sum`). A step's histogram child is looked up once per invocation, so a step
+fired, and those missed and skipped by function and reason. Read at scrape time from
+PostgreSQL: the queue's jobs per kind and state, and the age of the oldest due job (every
+worker reports the same queue: aggregate with `max`, not `sum`). A step's histogram child
+is looked up once per invocation, so a step
 costs one `observe` (a `LoopHistogram`: no lock, one bisect).
 """
 
@@ -58,7 +59,16 @@ class WorkerMetrics:
         )
         self.cron_ticks_missed = Counter(
             "reverb_cron_ticks_missed",
-            "Cron ticks that passed while no worker fired them (a catch-up policy skipped them).",
+            "Cron ticks that passed while no worker fired them, left out by the schedule's"
+            " catch-up policy (reason: catch_up_skip, catch_up_latest, catch_up_window).",
+            ("function_id", "reason"),
+            registry=self.registry,
+        )
+        self.cron_ticks_skipped = Counter(
+            "reverb_cron_ticks_skipped",
+            "Cron ticks skipped while the schedule's previous run had not ended, by its overlap"
+            " policy (reason: previous_running, buffer_full, superseded).",
+            ("function_id", "reason"),
             registry=self.registry,
         )
         self.host_sessions = Gauge(

@@ -3,7 +3,8 @@
 `WebhookReceiver.receive` is the whole path of `POST /webhooks/{source}`: the source (404
 if unknown), its preset's verification of the raw body (401, nothing stored), the event
 built, and the delivery and its event stored by one statement (a delivery id seen before
-answers the first event's id and stores nothing). Slack's `url_verification` challenge is
+answers the first event's id and stores nothing), which concurrent deliveries share
+(`intake.GroupCommit`, as SendEvents does). Slack's `url_verification` challenge is
 answered after verification and stores nothing.
 """
 
@@ -15,11 +16,22 @@ from typing import cast
 import asyncpg
 
 from reverb_ingress_gateway.errors import InvalidArgument, NotFound
+from reverb_ingress_gateway.intake import GroupCommit
 from reverb_ingress_gateway.webhooks import events
 from reverb_ingress_gateway.webhooks.presets import Clock, Preset, Slack, preset, wall_clock
 from reverb_ingress_gateway.webhooks.sources import DEFAULT_SOURCE, WebhookSource
 from reverb_store import webhooks as store
-from reverb_store.webhooks import Delivery, DeliveryRecord
+from reverb_store.webhooks import Accepted, Delivery, DeliveryRecord, NewDelivery
+
+# A group of deliveries stored by one statement: at most this many units of `_size`
+# (4,096 small deliveries, or 16 MiB of bodies; a larger delivery is stored alone).
+MAX_GROUP = 4096
+
+
+def _size(item: NewDelivery) -> int:
+    """One unit per delivery and per 4 KiB it sends (its body, and its event's data,
+    which holds the body again)."""
+    return 1 + (len(item.delivery.body) + len(item.event_data)) // 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,14 @@ class WebhookReceiver:
         self._sources = {
             name: _Source(name, source, preset(source)) for name, source in configured.items()
         }
+        self._deliveries: GroupCommit[NewDelivery, Accepted] = GroupCommit(
+            pool,
+            store.accept_deliveries,
+            acquire_timeout=acquire_timeout,
+            refused=lambda message: InvalidArgument(f"the delivery cannot be stored: {message}"),
+            size=_size,
+            max_batch=MAX_GROUP,
+        )
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -99,11 +119,10 @@ class WebhookReceiver:
             source.settings.event, source.preset.event_type(received, document)
         )
         data = events.event_data(name, kept, body, delivery_id, document is not None)
-        async with self._connection() as connection:
-            delivery = Delivery(name, delivery_id, kept, body)
-            accepted = await store.accept_delivery(
-                connection, delivery, name_of_event, data, traceparent
-            )
+        delivery = Delivery(name, delivery_id, kept, body)
+        accepted = await self._deliveries.submit(
+            NewDelivery(delivery, name_of_event, data, traceparent)
+        )
         self._accepted()
         return Received([accepted.event_id])
 

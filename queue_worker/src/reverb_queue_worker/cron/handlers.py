@@ -23,8 +23,11 @@ async def tick_cron(services: Services, job: ActiveJob, payload: CronTick) -> No
     async with acquire(services.pool) as connection:
         fired = await cron.fire_due(connection, services.clock.now(), services.gates)
         await cron.schedule_next(connection, services.clock.now(), job, fired)
-    services.metrics.cron_ticks_fired.inc(fired.runs)
-    services.metrics.cron_ticks_missed.inc(fired.missed)
+    metrics = services.metrics
+    metrics.cron_ticks_fired.inc(fired.runs)
+    for lost in fired.lost:
+        counter = metrics.cron_ticks_missed if lost.kind == "missed" else metrics.cron_ticks_skipped
+        counter.labels(lost.function_id, lost.reason).inc(lost.count)
     if fired.schedules:
         _log.debug("cron schedules fired", schedules=fired.schedules, runs=fired.runs)
 

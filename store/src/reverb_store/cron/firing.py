@@ -21,6 +21,7 @@ meanwhile are missed and caught up by each schedule's `catch_up`.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 import orjson
@@ -98,6 +99,18 @@ def event_data(schedule: CronSchedule, tick: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Lost:
+    """Ticks of one schedule that started no run in one firing: missed (no worker fired
+    them in time) or skipped (overlap), and why (`policies.MISSED_REASONS`,
+    `policies.SKIPPED_REASONS`)."""
+
+    function_id: str
+    kind: Literal["missed", "skipped"]
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Fired:
     """What one `fire_due` did."""
 
@@ -107,6 +120,8 @@ class Fired:
     skipped: int = 0
     # Previous runs cancelled for the new tick's (overlap `cancel_previous`).
     cancelled: int = 0
+    # The missed and skipped ticks by schedule and reason (what the worker counts).
+    lost: tuple[Lost, ...] = ()
 
 
 # The error of a run its schedule's next tick replaced (overlap `cancel_previous`).
@@ -129,6 +144,7 @@ async def fire_due(
                     total.missed + done.missed,
                     total.skipped + done.skipped,
                     total.cancelled + done.cancelled,
+                    total.lost + done.lost,
                 )
         if len(rows) < batch:
             return total
@@ -161,6 +177,7 @@ async def _fire(
         await connection.fetch(_INSERT_EVENTS, ids, names, data, stamps)
     created = {run.event_id: run.run_id for run in await start_runs(connection, starts, gates)}
     updates: list[list[object]] = [[] for _ in range(8)]
+    lost: list[Lost] = []
     for row, outcome in plans:
         last_at, last_run = _last_started(row["function_id"], outcome, created)
         for column, value in zip(
@@ -178,14 +195,17 @@ async def _fire(
             strict=True,
         ):
             column.append(value)
-        _report(row["function_id"], outcome)
+        lost.extend(_lost(row["function_id"], outcome))
     await connection.execute(_UPDATE, *updates)
+    for row, outcome in plans:  # once the firing is written (the transaction may still fail)
+        _report(row["function_id"], outcome)
     return Fired(
         len(rows),
         len(created),
         sum(outcome.missed_count for _, outcome in plans),
         sum(len(outcome.skipped) for _, outcome in plans),
         cancelled,
+        tuple(lost),
     )
 
 
@@ -241,19 +261,34 @@ def _last_started(
     return None, None
 
 
-def _report(function_id: str, outcome: Plan) -> None:
+def _lost(function_id: str, outcome: Plan) -> list[Lost]:
+    lost = []
     if outcome.missed_count:
+        lost.append(Lost(function_id, "missed", outcome.missed_reason, outcome.missed_count))
+    if outcome.skipped:
+        lost.append(Lost(function_id, "skipped", outcome.skipped_reason, len(outcome.skipped)))
+    return lost
+
+
+def _report(function_id: str, outcome: Plan) -> None:
+    """Log the plan's missed ticks (one line: a week of them may be millions) and each
+    skipped tick, with the schedule's function, the ticks and why."""
+    if outcome.missed_count:
+        first, last = outcome.first_missed, outcome.last_missed
         _log.warning(
             "cron ticks missed",
             function_id=function_id,
+            reason=outcome.missed_reason,
             missed=outcome.missed_count,
-            latest=tick_text(outcome.missed[-1]) if outcome.missed else None,
+            first=None if first is None else tick_text(first),
+            latest=None if last is None else tick_text(last),
         )
     for tick in outcome.skipped:
         _log.info(
-            "cron tick skipped: the previous run has not ended",
+            "cron tick skipped",
             function_id=function_id,
             tick=tick_text(tick),
+            reason=outcome.skipped_reason,
         )
 
 

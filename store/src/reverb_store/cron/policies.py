@@ -13,6 +13,9 @@ outcome. The rules (README, "Cron"):
   tick's run anyway, `skip` skips it, `buffer_one` keeps it (one at most; later ones
   are skipped) until that run ends, `cancel_previous` cancels that run and starts the
   newest tick's run (earlier ticks of the same catch-up are skipped).
+
+Each missed and skipped tick has a reason (`missed_reason`, `skipped_reason`: the policy
+that left it out), which the scheduler logs and the worker's metrics count by.
 """
 
 import functools
@@ -27,6 +30,23 @@ CATCH_UP_LIMIT = 100
 # Missed ticks older than what a catch-up looks at are counted one by one up to this
 # many, then estimated from their spacing (a schedule every second, down for a week).
 COUNT_LIMIT = 1_000
+
+# Why a missed tick started no run: the schedule's `catch_up` (`all`: it was older than
+# `catch_up_window`, or beyond the CATCH_UP_LIMIT most recent).
+MISSED_REASONS: dict[CatchUp, str] = {
+    "skip": "catch_up_skip",
+    "latest": "catch_up_latest",
+    "all": "catch_up_window",
+}
+# Why a due tick was skipped while the previous run had not ended: the schedule's
+# `overlap` (`buffer_one`: a tick was kept already; `cancel_previous`: a newer tick of
+# the same catch-up replaced it). `allow` skips nothing.
+SKIPPED_REASONS: dict[Overlap, str] = {
+    "allow": "",
+    "skip": "previous_running",
+    "buffer_one": "buffer_full",
+    "cancel_previous": "superseded",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +79,12 @@ class Plan:
     missed_uncounted: int = 0
     skipped: list[datetime] = field(default_factory=list)
     cancel_previous: bool = False
+    # The earliest and the latest missed tick (None: none was missed).
+    first_missed: datetime | None = None
+    last_missed: datetime | None = None
+    # Why the missed and the skipped ticks started no run (MISSED_REASONS, SKIPPED_REASONS).
+    missed_reason: str = ""
+    skipped_reason: str = ""
 
     @property
     def missed_count(self) -> int:
@@ -82,7 +108,7 @@ def fire_time(state: ScheduleState, tick: datetime) -> datetime:
 def plan(state: ScheduleState, now: datetime) -> Plan:
     """What the schedule does at `now` (see the module)."""
     outcome = Plan()
-    due, outcome.next_at, outcome.missed_uncounted = _due(state, now)
+    due, outcome.next_at, outcome.missed_uncounted, older = _due(state, now)
     outcome.fire_at = fire_time(state, outcome.next_at)
     chosen = _caught_up(state, due, now)
     running_ticks = set(chosen)
@@ -107,30 +133,42 @@ def plan(state: ScheduleState, now: datetime) -> Plan:
     # A buffered tick waits for the previous run's end, which makes the schedule due
     # (migration 0007's trigger), not for `fire_at`.
     outcome.buffered_at = buffered
+    if outcome.missed_count:
+        # Uncounted ticks are the oldest: they begin at the schedule's next tick.
+        outcome.first_missed = state.next_at if outcome.missed_uncounted else outcome.missed[0]
+        outcome.last_missed = outcome.missed[-1] if outcome.missed else older
+        outcome.missed_reason = MISSED_REASONS[state.catch_up]
+    if outcome.skipped:
+        outcome.skipped_reason = SKIPPED_REASONS[state.overlap]
     return outcome
 
 
-def _due(state: ScheduleState, now: datetime) -> tuple[list[datetime], datetime, int]:
+def _due(
+    state: ScheduleState, now: datetime
+) -> tuple[list[datetime], datetime, int, datetime | None]:
     """The due ticks a catch-up may run (the most recent one always among them), the
-    next tick not due, and how many older due ticks there were (missed, not listed)."""
+    next tick not due, how many older due ticks there were (missed, not listed), and the
+    last of those (None: there were none)."""
     schedule = state.schedule
     lookback = GRACE + state.jitter
     if state.catch_up == "all":
         lookback = max(lookback, state.catch_up_window + state.jitter)
     horizon = now - lookback
-    uncounted, older = 0, None
+    uncounted: int = 0
+    last_two: tuple[datetime, ...] = ()
     start = state.next_at
     if start < horizon:
-        uncounted, older = _count(schedule, start, horizon)
+        uncounted, last_two = _count(schedule, start, horizon)
         start = horizon
     due, following = _window(schedule, start, now)
     for index, tick in enumerate(due):  # with jitter, a tick past may not fire yet
         if fire_time(state, tick) > now:
             due, following = due[:index], tick
             break
-    if not due and older is not None:
-        return [older], following, uncounted - 1
-    return list(due), following, uncounted
+    if not due and last_two:
+        # The last of the older ticks is the one a catch-up may run.
+        return [last_two[-1]], following, uncounted - 1, last_two[0] if uncounted > 1 else None
+    return list(due), following, uncounted, last_two[-1] if last_two else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -147,22 +185,40 @@ def _window(
     raise AssertionError("a schedule's ticks never end")  # pragma: no cover
 
 
-def _count(schedule: CronSchedule, start: datetime, end: datetime) -> tuple[int, datetime | None]:
+def _count(
+    schedule: CronSchedule, start: datetime, end: datetime
+) -> tuple[int, tuple[datetime, ...]]:
     """How many ticks fall at or after `start` and before `end` (counted up to
-    COUNT_LIMIT, then estimated from the spacing of those), and the last of them."""
+    COUNT_LIMIT, then estimated from the spacing of those), and the last two of them
+    (fewer when there are fewer)."""
     before = end - timedelta(microseconds=1)
     ticks = schedule.ticks_between(start, before, COUNT_LIMIT + 1)
     if len(ticks) <= COUNT_LIMIT:
-        return len(ticks), ticks[-1] if ticks else None
+        return len(ticks), tuple(ticks[-2:])
     spacing = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
     count = len(ticks) + int((end - ticks[-1]) / spacing)
-    reach = spacing * 2
-    while True:  # the last tick before `end`, looking back twice as far each time
-        low = max(ticks[-1], end - reach)
-        found = schedule.ticks_between(low, before, COUNT_LIMIT)
-        if found and len(found) < COUNT_LIMIT:
-            return count, found[-1]
-        reach = reach * 2 if not found else reach / 2
+    return count, _last_two(schedule, ticks[-2], before, spacing)
+
+
+def _last_two(
+    schedule: CronSchedule, low: datetime, before: datetime, spacing: timedelta
+) -> tuple[datetime, ...]:
+    """The last two ticks at or before `before`, given `low`, a tick with another after
+    it there: a window reaching back two spacings first (a regular schedule's answer),
+    then bisection between a start with too many ticks after it and one with too few.
+    It ends, since ticks are at least a second apart."""
+    high = before
+    start = max(low, before - spacing * 2)
+    for _ in range(128):
+        found = schedule.ticks_between(start, before, COUNT_LIMIT)
+        if 2 <= len(found) < COUNT_LIMIT:
+            return tuple(found[-2:])
+        if len(found) < 2:
+            high = start
+        else:
+            low = start
+        start = low + (high - low) / 2
+    return tuple(schedule.ticks_between(low, before, 2))  # pragma: no cover
 
 
 def _caught_up(state: ScheduleState, due: list[datetime], now: datetime) -> list[datetime]:
