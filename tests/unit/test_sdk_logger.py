@@ -13,6 +13,7 @@ import orjson
 
 import reverb
 from reverb import Context, event
+from reverb._execution import Execution
 from reverb._logger import FIELDS_LIMIT, LINES_LIMIT, MESSAGE_LIMIT
 from reverb._protocol import (
     Ack,
@@ -26,6 +27,12 @@ from reverb._protocol import (
 )
 from reverb.execution import replay
 from tests.unit.test_sdk_execution import drive, execution_of
+
+
+def definition_of(function: Any) -> reverb.FunctionDefinition:
+    app = reverb.App("logger-tests")
+    app.function("f", trigger=event("e"))(function)
+    return app.functions["f"]
 
 
 def lines(messages: list[Message]) -> list[LogLine]:
@@ -130,6 +137,31 @@ async def test_lines_are_not_sent_again_while_the_function_replays_its_memo() ->
     memo = [MemoizedStep("charge", output=b"3"), MemoizedStep("wait", output=b"null")]
     messages = await drive(function, memo=memo)
     assert described(messages) == [("info", "woke up", None, None)]
+
+
+async def test_code_before_a_step_run_again_after_failing_is_a_replay() -> None:
+    """The step being retried is not in the memo (the host runs it), but the code before
+    it ran already: its lines are not sent again; the step's own lines are."""
+
+    async def function(ctx: Context) -> None:
+        ctx.logger.info("started")
+        await ctx.step.run("charge", lambda: ctx.logger.info("charging"))
+        ctx.logger.info("charged")
+
+    execution = Execution(
+        definition_of(function), Invocation("run-1", "f", (), (), 1, {"charge": 1})
+    )
+    execution.start()
+    messages = []
+    async with asyncio.timeout(5):
+        async for message in execution.messages():
+            messages.append(message)
+            if isinstance(message, StepReport):
+                execution.acknowledge(Ack(message.step_id, AckResult.CONTINUE))
+    assert [(line.message, line.step_id) for line in lines(messages)] == [
+        ("charging", "charge"),
+        ("charged", None),
+    ]
 
 
 async def test_a_new_step_before_the_memo_is_used_up_ends_the_replay() -> None:

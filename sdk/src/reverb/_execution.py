@@ -107,7 +107,8 @@ class Execution:
         # the lines sent, and whether it may still replay its memo (`_replays`).
         self._logging = False
         self._lines = 0
-        self._replaying = bool(self._memo)
+        self._recorded = frozenset(self._memo).union(invocation.step_attempts)
+        self._replaying = bool(self._recorded)
         self._replay_checked = -1
 
     def start(self) -> None:
@@ -238,14 +239,15 @@ class Execution:
         self._send(line)
 
     def _replays(self) -> bool:
-        """Whether the function still replays its memo: some memoized step is not reached
-        yet and no new step was (checked again only after a step call)."""
+        """Whether the function still replays what an earlier invocation ran: some step of
+        the memo (or one retried now) is not reached yet, and no new step was (checked
+        again only after a step call)."""
         calls = self._step_calls
         if calls != self._replay_checked:
             self._replay_checked = calls
             taken = self._step_ids.taken
-            reached = len(self._memo.keys() & taken)
-            if reached == len(self._memo) or len(taken) > reached:
+            reached = len(self._recorded & taken)
+            if reached == len(self._recorded) or len(taken) > reached:
                 self._replaying = False
         return self._replaying
 

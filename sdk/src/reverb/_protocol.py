@@ -6,7 +6,8 @@ sends back what it yields: `StepReport`s, then one final message (`RunCompleted`
 payloads stay UTF-8 bytes.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Literal
@@ -44,6 +45,9 @@ class Invocation:
     events: tuple[Event, ...]
     memo: tuple[MemoizedStep, ...] = ()
     attempt: int = 0
+    # The steps this invocation runs again after failing, with their failures so far: the
+    # code before them already ran (its log lines are not sent again).
+    step_attempts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

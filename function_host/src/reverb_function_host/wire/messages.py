@@ -86,8 +86,9 @@ def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
         events=tuple(_event(event) for event in message.events),
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
+        step_attempts=dict(message.step_attempts),
     )
-    return Begin(invocation, message.traceparent, seal, dict(message.step_attempts))
+    return Begin(invocation, message.traceparent, seal, invocation.step_attempts)
 
 
 def _ack(message: function_host_pb2.Ack) -> Ack:
