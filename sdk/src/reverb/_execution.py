@@ -23,6 +23,7 @@ raise `Interrupt`) and yields `Suspended`.
 """
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
@@ -224,7 +225,9 @@ class Execution:
         line = LogLine(level, message, datetime.now(UTC), step_id, fields)
         if asyncio._get_running_loop() is loop:
             self._line(line)
-        else:
+            return
+        # A closed loop raises: a sync step's thread outlived its host (its lines are moot).
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._line, line)
 
     def _line(self, line: LogLine) -> None:
