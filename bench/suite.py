@@ -14,7 +14,7 @@ import structlog
 from bench import database, floor
 from bench.config import Sizes
 from bench.engine import probes as engine_probes
-from bench.engine import profile, scaling, traces
+from bench.engine import profile, scaling, traces, user_logs
 from bench.engine.cluster import ClusterError
 from bench.engine.session import Engine
 from bench.peers import probes as peer_probes
@@ -29,6 +29,7 @@ SECTIONS = (
     "latency",
     "throughput",
     "traces",
+    "logs",
     "sleep",
     "fanout",
     "cancel",
@@ -65,6 +66,8 @@ class Systems:
     engine: Engine | None = None
     # The `traces` section's engine, exporting its spans over OTLP.
     traced: traces.Traced | None = None
+    # The `logs` section's engines: log sink off, and MongoDB.
+    logs: user_logs.LogEngines | None = None
     urls: dict[str, str] = field(default_factory=dict)
     dbos: Path | None = None
     node: str | None = None
@@ -92,7 +95,16 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
     # The process id keeps two runs on one server (a developer's and CI's) apart.
     names = {
         system: f"reverb_bench_{os.getpid()}_{system}"
-        for system in ("reverb", "traced", "floor", "pgqueuer", "dbos", "graphile")
+        for system in (
+            "reverb",
+            "traced",
+            "logs_off",
+            "logs_mongodb",
+            "floor",
+            "pgqueuer",
+            "dbos",
+            "graphile",
+        )
     }
     found = Systems()
     for system, name in names.items():
@@ -113,6 +125,8 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
                     )
                 except (ClusterError, OSError, TimeoutError) as error:
                     results.miss("traces", traces.ON, f"engine did not start: {error}")
+            if options.engine and found.engine is not None and "logs" in options.sections:
+                found.logs = await _log_engines(stack, found.urls, results)
             yield found
     finally:
         if found.engine is not None:
@@ -120,6 +134,23 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
         if not options.keep_databases:
             for name in names.values():
                 await database.drop(server, name)
+
+
+async def _log_engines(
+    stack: contextlib.AsyncExitStack, urls: dict[str, str], results: Results
+) -> user_logs.LogEngines | None:
+    """The `logs` section's engines (None, noted, if the sink-off one cannot start)."""
+    try:
+        off = await stack.enter_async_context(user_logs.sink_off_engine(urls["logs_off"]))
+    except (ClusterError, OSError, TimeoutError) as error:
+        results.miss("logs", user_logs.OFF, f"engine did not start: {error}")
+        return None
+    mongodb: Engine | None = None
+    try:
+        mongodb = await stack.enter_async_context(user_logs.mongodb_engine(urls["logs_mongodb"]))
+    except Exception as error:  # no nx-27017, or it did not answer: the others go on
+        results.miss("logs", user_logs.MONGODB, f"engine did not start: {error!r}"[:300])
+    return user_logs.LogEngines(off, mongodb)
 
 
 def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
@@ -154,6 +185,8 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
     add("jobs", pgqueuer[0] if pgqueuer else None, graphile[0] if graphile else None)
     if engine and found.traced is not None:
         add("traces", *traces.probes(engine, found.traced, sizes))
+    if engine and found.logs is not None:
+        add("logs", *user_logs.probes(engine, found.logs, sizes))
     if engine:
         add("ingest", *engine_probes.ingest_probes(engine, sizes))
         add("fanout", engine_probes.fanout_probe(engine, sizes))

@@ -20,6 +20,7 @@ def _number(value: float) -> str:
 def judge(results: Results) -> None:
     _throughput(results)
     _traces(results)
+    _user_logs(results)
     _latency(results)
     _ingest(results)
     _sleep(results)
@@ -59,6 +60,20 @@ def _traces(results: Results) -> None:
     off = results.median(section, "Reverb, export off", "steps/s")
     _relative(
         results, Key(section, "Reverb, OTLP export on", "steps/s"), 0.75, off, "≥ 75% of export off"
+    )
+
+
+def _user_logs(results: Results) -> None:
+    # Issue 12: one user log line per step to the PostgreSQL sink costs at most 15% of the
+    # step rate with the sink off (same run); MongoDB's figure is reported, not judged.
+    section = "Step throughput, user logs"
+    off = results.median(section, "Reverb, log sink off", "steps/s")
+    _relative(
+        results,
+        Key(section, "Reverb, PostgreSQL sink, 1 log line/step", "steps/s"),
+        0.85,
+        off,
+        "≥ 85% of the sink off",
     )
 
 

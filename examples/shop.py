@@ -61,6 +61,9 @@ async def handle_sign_up(ctx: Context) -> dict[str, str]:
 async def place_order(ctx: Context) -> dict[str, Any]:
     order = ctx.event.data
     total = await ctx.step.run("price-order", price, order["items"])
+    # A log document of this run (`reverb logs --run ID`), written once however often the
+    # function replays past this point.
+    ctx.logger.info("order priced", order=order["id"], total=total)
     # Runs "reserve-stock" as a run of its own and waits for its return value.
     stock = await ctx.step.invoke(
         "reserve-stock", "reserve-stock", {"items": order["items"]}, timeout="5m"

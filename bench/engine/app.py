@@ -37,6 +37,21 @@ async def many_steps(ctx: Context) -> int:
     return steps
 
 
+async def logged(ctx: Context, index: int, padding: int = 0) -> dict[str, Any]:
+    ctx.logger.info("step done", index=index)
+    return await small(index, padding)
+
+
+@app.function("bench-steps-logged", trigger=event("bench.steps-logged"), retries=0)
+async def logged_steps(ctx: Context) -> int:
+    """The 10-step benchmark with one `ctx.logger` line per step (section `logs`)."""
+    steps = int(ctx.event.data.get("steps", 10))
+    padding = int(ctx.event.data.get("payload", 0))
+    for index in range(steps):
+        await ctx.step.run(f"step-{index}", logged, ctx, index, padding)
+    return steps
+
+
 # Flow control (section `flow`): the 10-step function under a concurrency limit that never
 # binds; a limit of 10 whose slots are handed on; 100 keys of limit 1.
 NEVER_BINDING = 1_000_000

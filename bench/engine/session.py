@@ -10,7 +10,7 @@ from bench.engine.app import FANOUT_FUNCTIONS
 from bench.engine.cluster import Cluster
 from bench.engine.observe import STATS_FLUSH_SECONDS, Observer
 
-FUNCTIONS = 7 + FANOUT_FUNCTIONS
+FUNCTIONS = 8 + FANOUT_FUNCTIONS
 
 
 @dataclass

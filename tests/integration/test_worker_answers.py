@@ -92,3 +92,61 @@ async def test_a_forged_host_answer_is_refused_and_nothing_is_stored(
     (start,) = servicer.starts
     assert len(start.auth.mac) == 32 and start.auth.app_id == app.id
     assert start.auth.host_address == f"127.0.0.1:{port}"
+
+
+class RogueLogger(RogueHost):
+    """Answers every Start with a forged log line (a line claiming a payment), then the
+    forged step output and result: a log frame is authenticated like every other."""
+
+    async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:
+        async for request in request_iterator:
+            for frame in request.frames:
+                if frame.WhichOneof("message") != "start":
+                    continue
+                self.starts.append(frame.start)
+                line = pb.LogRecord(
+                    level=pb.LOG_LEVEL_INFO,
+                    message="paid out",
+                    step_id="transfer",
+                    fields=b'{"amount": 999999}',
+                )
+                step = pb.StepResult(step_id="transfer", name="transfer", output=b'"forged"')
+                invocation_id = frame.invocation_id
+                yield pb.InvokeResponse(
+                    frames=[
+                        pb.HostFrame(invocation_id=invocation_id, log=line, mac=b"\1" * 32),
+                        pb.HostFrame(invocation_id=invocation_id, step=step, mac=b"\0" * 32),
+                        pb.HostFrame(
+                            invocation_id=invocation_id,
+                            completed=pb.RunCompleted(output=b'"forged step output"'),
+                        ),
+                    ]
+                )
+
+
+async def test_a_forged_log_line_is_refused_and_not_stored(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    server = aio.server()
+    function_host_pb2_grpc.add_FunctionHostServicer_to_server(RogueLogger(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await register(connection, app, f"127.0.0.1:{port}")
+    worker = await start_worker(worker_settings(database_url))
+    try:
+        event_id = await send(connection, "test.pay-out", {"amount": 999999})
+        run = await wait_status(connection, event_id, "failed")
+        await worker.services.logs.flush()
+    finally:
+        await worker.stop()
+        await server.stop(0)
+
+    assert orjson.loads(run["error"])["type"] == "Unauthenticated"
+    kinds = await connection.fetch(
+        "SELECT kind, message FROM reverb.logs WHERE run_id = $1", run["id"]
+    )
+    assert "user" not in {row["kind"] for row in kinds}
+    assert (
+        await connection.fetchval("SELECT count(*) FROM reverb.steps WHERE run_id = $1", run["id"])
+        == 0
+    )

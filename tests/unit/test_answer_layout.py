@@ -11,6 +11,7 @@ from reverb.execution import (
     ErrorInfo,
     EventInput,
     InvokeFunction,
+    LogLine,
     Message,
     RunCompleted,
     RunFailed,
@@ -61,6 +62,14 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(RunCompleted, JSON_BYTES),
     st.builds(RunFailed, ERRORS, st.booleans(), DURATIONS, st.booleans()),
     st.just(Suspended()),
+    st.builds(
+        LogLine,
+        st.sampled_from(["debug", "info", "warning", "error"]),
+        TEXT,
+        TIMES,
+        st.none() | TEXT,
+        st.none() | JSON_BYTES,
+    ),
 )
 
 
@@ -105,4 +114,23 @@ def test_every_field_of_a_wait_is_covered_by_its_mac() -> None:
         WaitForEvent((first, WaitCondition("order.cancelled", None, "true")), base.timeout, None),
     ]
     contents = {seals.answer_content(StepReport("s", "s", at, at, v)) for v in variants}
+    assert len(contents) == len(variants)
+
+
+def test_every_field_of_a_log_line_is_covered_by_its_mac() -> None:
+    """A log frame is signed like every other frame (it takes its place in the sequence): a
+    line altered on the way (its level, text, time, step or fields) no longer verifies."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = LogLine("info", "charged", at, "charge", b'{"amount":3}')
+    variants = [
+        base,
+        LogLine("warning", base.message, at, base.step_id, base.fields),
+        LogLine(base.level, "charged twice", at, base.step_id, base.fields),
+        LogLine(base.level, base.message, at + timedelta(microseconds=1), "charge", base.fields),
+        LogLine(base.level, base.message, at, None, base.fields),
+        LogLine(base.level, base.message, at, "charge:1", base.fields),
+        LogLine(base.level, base.message, at, base.step_id, b'{"amount":4}'),
+        LogLine(base.level, base.message, at, base.step_id, None),
+    ]
+    contents = {seals.answer_content(variant) for variant in variants}
     assert len(contents) == len(variants)

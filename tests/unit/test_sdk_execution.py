@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import structlog
 
 import reverb
 from reverb import Context, event
@@ -76,17 +75,6 @@ async def test_the_context_describes_the_run() -> None:
     execution.start()
     messages = [message async for message in execution.messages()]
     assert messages == [RunCompleted(b'["run-1","f",2,"e-0",2]')]
-
-
-async def test_the_logger_is_bound_to_the_run() -> None:
-    async def function(ctx: Context) -> None:
-        ctx.logger.info("hello", extra=1)
-
-    with structlog.testing.capture_logs() as logs:
-        await drive(function)
-    assert {"event": "hello", "extra": 1, "run_id": "run-1", "function_id": "f"}.items() <= (
-        logs[0].items()
-    )
 
 
 async def test_a_memoized_failure_raises_step_error_at_the_call_site() -> None:

@@ -14,6 +14,7 @@ def test_exported_members() -> None:
         "Event",
         "EventTrigger",
         "FunctionDefinition",
+        "Logger",
         "NonRetriableError",
         "OutputUnserializableError",
         "Priority",

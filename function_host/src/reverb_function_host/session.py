@@ -23,7 +23,15 @@ from opentelemetry.util.types import AttributeValue
 
 import reverb
 from reverb.engine_errors import HOST_ERROR, UNAUTHENTICATED
-from reverb.execution import Ack, ErrorInfo, Execution, Message, ProtocolError, RunFailed
+from reverb.execution import (
+    Ack,
+    ErrorInfo,
+    Execution,
+    LogLine,
+    Message,
+    ProtocolError,
+    RunFailed,
+)
 from reverb.execution import StepReport as Report
 from reverb_function_host.frames import Answer, Begin, Cancel, Refused, Seal, WorkerMessage
 from reverb_telemetry import context_from_traceparent, record_error, spans_exported
@@ -155,7 +163,7 @@ class Session:
         """Queue a frame for the writer; a final message ends its invocation."""
         sequence = seal.take() if seal is not None else 0
         self._outbox.append(Answer(invocation_id, message, seal, sequence))
-        if not isinstance(message, Report):
+        if not isinstance(message, Report) and not isinstance(message, LogLine):
             ended = self._running.pop(invocation_id, None)
             if ended is not None and ended.span is not None:
                 _record_end(ended.span, message)

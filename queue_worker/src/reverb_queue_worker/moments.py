@@ -25,6 +25,7 @@ from reverb_store.logs import (
     SLEEP_STARTED,
     STEP_COMPLETED,
     STEP_FAILED,
+    USER,
     WAIT_RESOLVED,
     Level,
     LogDocument,
@@ -43,8 +44,10 @@ class RunLog:
         "_event_name",
         "_function_id",
         "_logs",
+        "_run_attempt",
         "_run_id",
         "_span_id",
+        "_step_attempts",
         "_trace_id",
         "enabled",
         "steps",
@@ -61,6 +64,8 @@ class RunLog:
         self._run_id = claim.run_id
         self._function_id = claim.function_id
         self._attempt = claim.start_attempt
+        self._run_attempt = claim.attempt
+        self._step_attempts = claim.step_attempts
         self._trace_id, self._span_id = trace_ids(claim.traceparent)
 
     def record(
@@ -92,6 +97,31 @@ class RunLog:
                 self._attempt if attempt is None else attempt,
                 error,
                 fields,
+                self._trace_id,
+                self._span_id,
+            )
+        )
+
+    def user_line(self, line: protocol.LogLine) -> None:
+        """A line the function logged: the step's attempt (its failures so far), or the
+        run's at function level."""
+        step_id = line.step_id
+        attempt = self._run_attempt if step_id is None else self._step_attempts.get(step_id, 0)
+        self._logs.record(
+            LogDocument(
+                new_log_id(),
+                line.at or datetime.now(UTC),
+                line.level,
+                USER,
+                line.message,
+                self._event_id,
+                self._event_name,
+                self._run_id,
+                self._function_id,
+                step_id,
+                attempt,
+                None,
+                line.fields,
                 self._trace_id,
                 self._span_id,
             )

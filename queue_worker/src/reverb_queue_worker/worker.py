@@ -36,7 +36,7 @@ from reverb_store.execution import Gate, Gates
 from reverb_store.flow.gates import flow_gates
 from reverb_store.logs.sinks import writer_for
 from reverb_telemetry import configure_logging, configure_tracing
-from reverb_telemetry.metrics import MetricsServer, serve_metrics
+from reverb_telemetry.metrics import MetricsServer, register_log_sink, serve_metrics
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -219,6 +219,9 @@ async def start(
     metrics = WorkerMetrics()
     metrics.host_sessions.set_function(hosts.open_sessions)
     metrics.watch_queue(asyncio.get_running_loop(), pool)
+    register_log_sink(
+        metrics.registry, lambda: logs.backlog, lambda: logs.dropped, lambda: logs.written
+    )
     services = Services(
         settings,
         pool,

@@ -26,6 +26,7 @@ from reverb._errors import (
 )
 from reverb._event import Event
 from reverb._flow import Concurrency, Priority, RateLimit, Throttle
+from reverb._logger import Logger
 from reverb._options import Step, Timeouts
 from reverb._step import Steps
 from reverb._triggers import CronTrigger, EventTrigger, Trigger, cron, event
@@ -40,6 +41,7 @@ __all__ = [
     "Event",
     "EventTrigger",
     "FunctionDefinition",
+    "Logger",
     "NonRetriableError",
     "OutputUnserializableError",
     "Priority",

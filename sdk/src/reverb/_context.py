@@ -2,9 +2,8 @@
 
 from dataclasses import dataclass, field
 
-import structlog
-
 from reverb._event import Event
+from reverb._logger import Logger
 from reverb._step import Steps
 
 
@@ -13,7 +12,8 @@ class Context:
     """The one argument of every function.
 
     `event` is the first triggering event (for a cron run, which has none, an event with
-    an empty id and name); `attempt` counts from 0.
+    an empty id and name); `attempt` counts from 0; `logger` writes log documents with
+    the run's and the step's ids (`reverb.Logger`).
     """
 
     event: Event
@@ -22,4 +22,4 @@ class Context:
     function_id: str
     attempt: int
     step: Steps
-    logger: structlog.typing.FilteringBoundLogger = field(repr=False)
+    logger: Logger = field(repr=False)

@@ -13,13 +13,17 @@ Or, with `sink=send`, each message is handed to `send` the moment it exists (no 
 of the host's wakes per message); the final message is the last call.
 
 The function runs as a task. Memoized steps return at once; a new step reports and
-waits for its ack. Once at least one step is pending (a wait, or a step to retry later),
-no step.run is executing or awaiting its ack, and the function has had a few turns of
-the event loop without starting another step, the execution abandons the function (the
-pending steps raise `Interrupt`) and yields `Suspended`.
+waits for its ack. `ctx.logger` lines are messages too (`LogLine`, no ack), except while
+the function replays over its memo (`_logger` says how a line finds its step).
+
+Once at least one step is pending (a wait, or a step to retry later), no step.run is
+executing or awaiting its ack, and the function has had a few turns of the event loop
+without starting another step, the execution abandons the function (the pending steps
+raise `Interrupt`) and yields `Suspended`.
 """
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
@@ -27,20 +31,20 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import structlog
-
 from reverb import _json
 from reverb._app import FunctionDefinition
 from reverb._context import Context
 from reverb._errors import Interrupt
 from reverb._event import Event
 from reverb._failures import run_failure
+from reverb._logger import CURRENT_STEP, LINES_LIMIT, Level, Logger, step_on_stack
 from reverb._protocol import (
     Ack,
     AckResult,
     ErrorInfo,
     FinalMessage,
     Invocation,
+    LogLine,
     MemoizedStep,
     Message,
     ProtocolError,
@@ -63,6 +67,8 @@ Sink = Callable[[Message], None]
 _SETTLE_TURNS = 10
 # Turns an abandoned function gets to unwind from Interrupt before it is cancelled.
 _UNWIND_TURNS = 10
+# The code of `Steps.run`, whose frame a log line's step is found in (`_logger`).
+_RUN_CODE = Steps.run.__code__
 
 
 class Execution:
@@ -98,6 +104,13 @@ class Execution:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._function: asyncio.Task[None] | None = None
         self._settler: asyncio.Task[None] | None = None
+        # ctx.logger: whether the function logged yet (steps then mark their context),
+        # the lines sent, and whether it may still replay its memo (`_replays`).
+        self._logging = False
+        self._lines = 0
+        self._recorded = frozenset(self._memo).union(invocation.step_attempts)
+        self._replaying = bool(self._recorded)
+        self._replay_checked = -1
 
     def start(self) -> None:
         """Start the function (in a task that inherits the caller's context, e.g. a span)."""
@@ -164,6 +177,8 @@ class Execution:
 
     def running(self, step_id: str, name: str) -> AbstractContextManager[object]:
         scope = None if self._step_scope is None else self._step_scope(step_id, name)
+        if self._logging:
+            return _MarkedRunning(self, scope, step_id)
         return _Running(self, scope)
 
     async def report(self, report: StepReport) -> Ack:
@@ -188,9 +203,6 @@ class Execution:
         invocation = self._invocation
         events = invocation.events
         first = events[0] if events else Event("", "", {}, datetime.now(UTC))
-        logger = structlog.get_logger("reverb").bind(
-            run_id=invocation.run_id, function_id=invocation.function_id
-        )
         return Context(
             event=first,
             events=events,
@@ -198,8 +210,49 @@ class Execution:
             function_id=invocation.function_id,
             attempt=invocation.attempt,
             step=Steps(self),
-            logger=logger,
+            logger=Logger(self._log),
         )
+
+    def _log(self, level: Level, message: str, fields: bytes | None) -> None:
+        """A ctx.logger call (on the loop, or in a sync step's thread)."""
+        self._logging = True
+        loop = self._loop
+        if self._abandoned or loop is None:
+            return
+        step_id = CURRENT_STEP.get()
+        if step_id is None:
+            step_id = step_on_stack(_RUN_CODE)
+        line = LogLine(level, message, datetime.now(UTC), step_id, fields)
+        if asyncio._get_running_loop() is loop:
+            self._line(line)
+            return
+        # A closed loop raises: a sync step's thread outlived its host (its lines are moot).
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._line, line)
+
+    def _line(self, line: LogLine) -> None:
+        if self._abandoned or (self._replaying and self._replays()):
+            return
+        self._lines += 1
+        if self._lines > LINES_LIMIT:
+            if self._lines == LINES_LIMIT + 1:
+                message = f"more than {LINES_LIMIT} log lines in one invocation: the rest dropped"
+                self._send(LogLine("warning", message, line.at, line.step_id))
+            return
+        self._send(line)
+
+    def _replays(self) -> bool:
+        """Whether the function still replays what an earlier invocation ran: some step of
+        the memo (or one retried now) is not reached yet, and no new step was (checked
+        again only after a step call)."""
+        calls = self._step_calls
+        if calls != self._replay_checked:
+            self._replay_checked = calls
+            taken = self._step_ids.taken
+            reached = len(self._recorded & taken)
+            if reached == len(self._recorded) or len(taken) > reached:
+                self._replaying = False
+        return self._replaying
 
     async def _call_function(self, context: Context) -> None:
         try:
@@ -332,3 +385,29 @@ class _Running:
             return None
         finally:
             self._execution._executing -= 1
+
+
+class _MarkedRunning(_Running):
+    """`_Running` that also marks the context with the step's id (once the invocation has
+    logged: the lines of tasks the step starts are then its own)."""
+
+    __slots__ = ("_step_id", "_token")
+
+    def __init__(
+        self, execution: Execution, scope: AbstractContextManager[object] | None, step_id: str
+    ) -> None:
+        super().__init__(execution, scope)
+        self._step_id = step_id
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        self._token = CURRENT_STEP.set(self._step_id)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        CURRENT_STEP.reset(self._token)
+        return super().__exit__(kind, error, traceback)

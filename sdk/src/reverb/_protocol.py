@@ -2,12 +2,15 @@
 
 A host turns its wire messages into `Invocation` and `Ack`, runs an `Execution`, and
 sends back what it yields: `StepReport`s, then one final message (`RunCompleted`,
-`RunFailed` or `Suspended`). JSON payloads stay UTF-8 bytes.
+`RunFailed` or `Suspended`), with `LogLine`s (`ctx.logger`) among the reports. JSON
+payloads stay UTF-8 bytes.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Literal
 
 from reverb._event import Event
 
@@ -42,6 +45,9 @@ class Invocation:
     events: tuple[Event, ...]
     memo: tuple[MemoizedStep, ...] = ()
     attempt: int = 0
+    # The steps this invocation runs again after failing, with their failures so far: the
+    # code before them already ran (its log lines are not sent again).
+    step_attempts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,5 +161,18 @@ class Suspended:
     """Nothing can progress until a wait resolves; every report has been acknowledged."""
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line the function logged (`ctx.logger`): not acknowledged, not final. `step_id`:
+    the step whose code logged it (None: the function's own code); `fields`: a JSON
+    object, or None."""
+
+    level: Literal["debug", "info", "warning", "error"]
+    message: str
+    at: datetime
+    step_id: str | None = None
+    fields: bytes | None = None
+
+
 FinalMessage = RunCompleted | RunFailed | Suspended
-Message = StepReport | FinalMessage
+Message = StepReport | LogLine | FinalMessage

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import structlog
-
 from reverb._app import FunctionDefinition
 from reverb._context import Context
 from reverb._errors import Interrupt
 from reverb._event import Event
+from reverb._logger import NULL_LOGGER
 from reverb._protocol import Ack, Invocation, MemoizedStep, StepReport
 from reverb._step import Steps
 from reverb._step_ids import StepIds
@@ -63,7 +62,7 @@ async def replay(definition: FunctionDefinition, invocation: Invocation) -> Repl
         function_id=invocation.function_id,
         attempt=invocation.attempt,
         step=Steps(channel),
-        logger=structlog.get_logger("reverb.replay").bind(run_id=invocation.run_id),
+        logger=NULL_LOGGER,
     )
     function = asyncio.get_running_loop().create_task(_call(definition, context))
     idle = 0

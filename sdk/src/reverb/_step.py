@@ -17,6 +17,7 @@ from reverb._durations import Duration, parse_duration
 from reverb._errors import OutputUnserializableError, StepArgumentError, StepError
 from reverb._event import Event
 from reverb._failures import step_failure
+from reverb._logger import CURRENT_STEP
 from reverb._options import Step as StepOptions
 from reverb._options import limit
 from reverb._protocol import (
@@ -85,9 +86,9 @@ class Steps:
         try:
             with self._channel.running(step_id, name):
                 if timeout is None:
-                    value = await _call(fn, args, kwargs)
+                    value = await _call(fn, args, kwargs, step_id)
                 else:
-                    value = await _call_within(fn, args, kwargs, timeout, name)
+                    value = await _call_within(fn, args, kwargs, timeout, name, step_id)
             operation = StepOutput(_json.encode(value))
         except _json.UnserializableError as error:
             message = f"step {name!r} returned a value that is not JSON: {error}"
@@ -251,10 +252,17 @@ def _replay(memo: MemoizedStep) -> Any:
     return _json.decode(memo.output or b"")
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], step_id: str
+) -> Any:
     if _is_async(fn):
         return await fn(*args, **kwargs)
-    result = await asyncio.to_thread(fn, *args, **kwargs)
+    # The thread's context says which step it runs (ctx.logger lines are the step's).
+    token = CURRENT_STEP.set(step_id)
+    try:
+        result = await asyncio.to_thread(fn, *args, **kwargs)
+    finally:
+        CURRENT_STEP.reset(token)
     if inspect.isawaitable(result):
         return await result
     return result
@@ -270,12 +278,13 @@ async def _call_within(
     kwargs: dict[str, Any],
     within: timedelta,
     name: str,
+    step_id: str,
 ) -> Any:
     """`_call`, cancelled once `within` passes (a TimeoutError of fn's own is its own)."""
     scope = asyncio.timeout(within.total_seconds())
     try:
         async with scope:
-            return await _call(fn, args, kwargs)
+            return await _call(fn, args, kwargs, step_id)
     except TimeoutError:
         if scope.expired():
             raise _TimedOut(f"step {name!r} did not finish within {within}") from None

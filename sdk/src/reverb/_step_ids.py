@@ -8,6 +8,11 @@ class StepIds:
         self._repeats: dict[str, int] = {}
         self._taken: set[str] = set()
 
+    @property
+    def taken(self) -> set[str]:
+        """Every id handed out so far (do not change it)."""
+        return self._taken
+
     def claim(self, name: str) -> str:
         """The id of the next step the user called `name`: "send", then "send:1", ...
 

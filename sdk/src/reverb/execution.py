@@ -2,7 +2,9 @@
 
 A host in Python turns its wire messages into `Invocation` and `Ack`, drives an
 `Execution`, and sends back what it yields: `StepReport`s, then one final message
-(`RunCompleted`, `RunFailed` or `Suspended`). Nothing here knows a wire format;
+(`RunCompleted`, `RunFailed` or `Suspended`), with a `LogLine` for each `ctx.logger` line
+(no ack; bounded by the `LOG_*` limits, which a worker applies again to what any host
+sends). Nothing here knows a wire format;
 `reverb_function_host` is the gRPC host built on it.
 
 `replay` runs a function over a run's memo without running any step, and `drift`
@@ -11,6 +13,9 @@ says whether the code would reach the recorded steps in the same order (what
 """
 
 from reverb._execution import Execution
+from reverb._logger import FIELDS_LIMIT as LOG_FIELDS_LIMIT
+from reverb._logger import LINES_LIMIT as LOG_LINES_LIMIT
+from reverb._logger import MESSAGE_LIMIT as LOG_MESSAGE_LIMIT
 from reverb._protocol import (
     Ack,
     AckResult,
@@ -19,6 +24,7 @@ from reverb._protocol import (
     FinalMessage,
     Invocation,
     InvokeFunction,
+    LogLine,
     MemoizedStep,
     Message,
     ProtocolError,
@@ -45,6 +51,10 @@ __all__ = [
     "FinalMessage",
     "Invocation",
     "InvokeFunction",
+    "LOG_FIELDS_LIMIT",
+    "LOG_LINES_LIMIT",
+    "LOG_MESSAGE_LIMIT",
+    "LogLine",
     "MemoizedStep",
     "Message",
     "ProtocolError",

@@ -36,6 +36,7 @@ __all__ = [
     "failed_answer",
     "failure_operation",
     "invoke_operation",
+    "log_answer",
     "no_operation",
     "output_operation",
     "send_events_operation",
@@ -349,6 +350,24 @@ def failed_answer(
 
 def suspended_answer() -> bytes:
     return _text("suspended")
+
+
+_LOG = _text("log")
+
+
+def log_answer(level: int, message: str, at: Time | None, step_id: str, fields: bytes) -> bytes:
+    """A `log` frame (ctx.logger): the LogLevel's number, the message, the time, the step
+    id ("" at function level) and the fields' JSON (b"" for none)."""
+    return b"".join(
+        (
+            _LOG,
+            _pack_integer(level),
+            _text(message),
+            _optional_time(at),
+            _text(step_id),
+            _blob(fields),
+        )
+    )
 
 
 def empty_answer() -> bytes:

@@ -107,33 +107,43 @@ class LoopReading(Collector):
 
 
 class LogSinkMetrics(Collector):
-    """`reverb_log_sink_backlog` (records buffered, not yet written) and
+    """`reverb_log_sink_backlog` (records buffered, not yet written),
+    `reverb_log_sink_written_total` (records the sink stored) and
     `reverb_log_sink_dropped_total` (records dropped because the buffer was full), read
-    from the service's log writer at scrape time: the writer keeps the two numbers, this
-    only reads them (`register_log_sink`)."""
+    from the service's log writer at scrape time: the writer keeps the numbers, this only
+    reads them (`register_log_sink`)."""
 
-    def __init__(self, backlog: Callable[[], int], dropped: Callable[[], int]) -> None:
+    def __init__(
+        self, backlog: Callable[[], int], dropped: Callable[[], int], written: Callable[[], int]
+    ) -> None:
         self._backlog = backlog
         self._dropped = dropped
+        self._written = written
 
     def collect(self) -> Iterable[Metric]:
         backlog = GaugeMetricFamily(
             "reverb_log_sink_backlog", "Log records buffered for the log sink, not yet written."
         )
         backlog.add_metric([], self._backlog())
+        written = CounterMetricFamily("reverb_log_sink_written", "Log records the log sink stored.")
+        written.add_metric([], self._written())
         dropped = CounterMetricFamily(
             "reverb_log_sink_dropped",
             "Log records dropped because the log sink's buffer was full.",
         )
         dropped.add_metric([], self._dropped())
-        return [backlog, dropped]
+        return [backlog, written, dropped]
 
 
 def register_log_sink(
-    registry: CollectorRegistry, backlog: Callable[[], int], dropped: Callable[[], int]
+    registry: CollectorRegistry,
+    backlog: Callable[[], int],
+    dropped: Callable[[], int],
+    written: Callable[[], int],
 ) -> None:
-    """Expose a log writer's backlog and drop count on `registry` (see `LogSinkMetrics`)."""
-    registry.register(LogSinkMetrics(backlog, dropped))
+    """Expose a log writer's backlog, drop and write counts on `registry` (see
+    `LogSinkMetrics`)."""
+    registry.register(LogSinkMetrics(backlog, dropped, written))
 
 
 class LoopHistogram(Collector):

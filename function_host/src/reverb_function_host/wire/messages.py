@@ -16,6 +16,7 @@ from reverb.execution import (
     ErrorInfo,
     Invocation,
     InvokeFunction,
+    LogLine,
     MemoizedStep,
     Message,
     RunCompleted,
@@ -85,8 +86,9 @@ def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
         events=tuple(_event(event) for event in message.events),
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
+        step_attempts=dict(message.step_attempts),
     )
-    return Begin(invocation, message.traceparent, seal, dict(message.step_attempts))
+    return Begin(invocation, message.traceparent, seal, invocation.step_attempts)
 
 
 def _ack(message: function_host_pb2.Ack) -> Ack:
@@ -140,6 +142,8 @@ def _payload_size(message: Message) -> int:
         return 256
     if isinstance(message, RunCompleted):
         return len(message.output)
+    if isinstance(message, LogLine):
+        return 64 + len(message.message) + len(message.step_id or "") + len(message.fields or b"")
     return 256
 
 
@@ -174,6 +178,15 @@ def _fill_frame(frame: function_host_pb2.HostFrame, message: Message) -> None:
             failed.pause_key = message.pause_key
         case Suspended():
             frame.suspended.SetInParent()
+        case LogLine():
+            log = frame.log
+            log.level = seals.LOG_LEVEL_NUMBERS[message.level]
+            log.message = message.message
+            _set_timestamp(log.at, message.at)
+            if message.step_id is not None:
+                log.step_id = message.step_id
+            if message.fields is not None:
+                log.fields = message.fields
 
 
 def describe_response(app: reverb.App) -> function_host_pb2.DescribeResponse:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from reverb import signing
 from reverb.execution import (
     InvokeFunction,
+    LogLine,
     Message,
     RunCompleted,
     RunFailed,
@@ -99,6 +100,10 @@ def answer_content(message: Message) -> bytes:
             )
         case Suspended():
             return signing.suspended_answer()
+        case LogLine(level=level, message=text, at=at, step_id=step_id, fields=fields):
+            return signing.log_answer(
+                LOG_LEVEL_NUMBERS[level], text, timestamp_parts(at), step_id or "", fields or b""
+            )
 
 
 def _operation_content(operation: StepOperation) -> bytes:
@@ -143,6 +148,14 @@ def _operation_content(operation: StepOperation) -> bytes:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The LogLevel enum's numbers (function_host.proto), as the answer's MAC covers them.
+LOG_LEVEL_NUMBERS = {
+    "debug": function_host_pb2.LOG_LEVEL_DEBUG,
+    "info": function_host_pb2.LOG_LEVEL_INFO,
+    "warning": function_host_pb2.LOG_LEVEL_WARNING,
+    "error": function_host_pb2.LOG_LEVEL_ERROR,
+}
 
 
 def timestamp_parts(value: datetime) -> signing.Time:

@@ -53,6 +53,27 @@ ACK_RESULT_RETRY_LATER: AckResult.ValueType  # 4
 """The step will be retried later: finish outstanding steps, then suspend."""
 Global___AckResult: _TypeAlias = AckResult  # noqa: Y015
 
+class _LogLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_LEVEL_UNSPECIFIED: _LogLevel.ValueType  # 0
+    LOG_LEVEL_DEBUG: _LogLevel.ValueType  # 1
+    LOG_LEVEL_INFO: _LogLevel.ValueType  # 2
+    LOG_LEVEL_WARNING: _LogLevel.ValueType  # 3
+    LOG_LEVEL_ERROR: _LogLevel.ValueType  # 4
+
+class LogLevel(_LogLevel, metaclass=_LogLevelEnumTypeWrapper): ...
+
+LOG_LEVEL_UNSPECIFIED: LogLevel.ValueType  # 0
+LOG_LEVEL_DEBUG: LogLevel.ValueType  # 1
+LOG_LEVEL_INFO: LogLevel.ValueType  # 2
+LOG_LEVEL_WARNING: LogLevel.ValueType  # 3
+LOG_LEVEL_ERROR: LogLevel.ValueType  # 4
+Global___LogLevel: _TypeAlias = LogLevel  # noqa: Y015
+
 @_typing.final
 class DescribeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -195,6 +216,7 @@ class HostFrame(_message.Message):
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     SUSPENDED_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
     MAC_FIELD_NUMBER: _builtins.int
     invocation_id: _builtins.int
     mac: _builtins.bytes
@@ -216,6 +238,10 @@ class HostFrame(_message.Message):
     def failed(self) -> Global___RunFailed: ...
     @_builtins.property
     def suspended(self) -> Global___Suspended: ...
+    @_builtins.property
+    def log(self) -> Global___LogRecord:
+        """A line the function logged (`ctx.logger`); not a final frame, never acknowledged."""
+
     def __init__(
         self,
         *,
@@ -224,13 +250,14 @@ class HostFrame(_message.Message):
         completed: Global___RunCompleted | None = ...,
         failed: Global___RunFailed | None = ...,
         suspended: Global___Suspended | None = ...,
+        log: Global___LogRecord | None = ...,
         mac: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "log", b"log", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "mac", b"mac", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "log", b"log", "mac", b"mac", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["step", "completed", "failed", "suspended"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["step", "completed", "failed", "suspended", "log"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -770,6 +797,47 @@ class Ack(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Ack: _TypeAlias = Ack  # noqa: Y015
+
+@_typing.final
+class LogRecord(_message.Message):
+    """A line the function logged with ctx.logger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    level: Global___LogLevel.ValueType
+    message: _builtins.str
+    """At most 8,192 characters (a longer message is cut; the worker cuts it too)."""
+    step_id: _builtins.str
+    """The step whose code logged it, as in StepResult.step_id; empty: the function's own
+    code, outside any step. The worker adds the run's ids and the attempt.
+    """
+    fields: _builtins.bytes
+    """The line's keyword fields: a JSON object of at most 32 KiB; empty: none."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When the function logged it (the host's clock)."""
+
+    def __init__(
+        self,
+        *,
+        level: Global___LogLevel.ValueType = ...,
+        message: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        step_id: _builtins.str = ...,
+        fields: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "fields", b"fields", "level", b"level", "message", b"message", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogRecord: _TypeAlias = LogRecord  # noqa: Y015
 
 @_typing.final
 class RunCompleted(_message.Message):

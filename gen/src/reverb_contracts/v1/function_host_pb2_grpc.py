@@ -68,6 +68,9 @@ class FunctionHostServicer:
         ...
         host → worker   HostFrame{completed | failed | suspended}   (final: it ends)
 
+        Between a Start and its final frame the host may also send HostFrame{log}: a line the
+        function logged with ctx.logger (the worker stores it as a log document; no ack).
+
         The host must not run code that follows a step before that step's Ack arrives.
         Several steps of one invocation may be outstanding at once (parallel steps); each
         gets its own Ack. Frames of one invocation keep their order; frames of different

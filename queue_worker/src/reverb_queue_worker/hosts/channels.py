@@ -12,7 +12,12 @@ import structlog
 
 from reverb.signing import Keyring
 from reverb_queue_worker.hosts import protocol, wire
-from reverb_queue_worker.hosts.sessions import HostSession, InvocationChannel, ReportListener
+from reverb_queue_worker.hosts.sessions import (
+    HostSession,
+    InvocationChannel,
+    LogListener,
+    ReportListener,
+)
 from reverb_queue_worker.hosts.signing import signature_metadata
 from reverb_store.execution import live_hosts
 from reverb_store.ids import AppId
@@ -110,12 +115,13 @@ class HostChannels:
         start: protocol.Start,
         timeout_seconds: float,
         listener: ReportListener,
+        log_listener: LogListener | None = None,
     ) -> InvocationChannel:
         """Start the invocation on the app's next live host that answers.
 
-        Step reports go to `listener` from the first one on. A host failing as
-        infrastructure (`_TRY_NEXT_HOST`) is skipped for the next one. Other gRPC
-        errors are raised (`wire.HostStreamError`).
+        Step reports go to `listener` from the first one on (log lines to
+        `log_listener`). A host failing as infrastructure (`_TRY_NEXT_HOST`) is skipped
+        for the next one. Other gRPC errors are raised (`wire.HostStreamError`).
         """
         addresses, cached = await self._addresses_of(app_id)
         tried: set[str] = set()
@@ -124,7 +130,9 @@ class HostChannels:
                 if address in tried:
                     continue
                 tried.add(address)
-                channel = self.session(address).start(app_id, start, timeout_seconds, listener)
+                channel = self.session(address).start(
+                    app_id, start, timeout_seconds, listener, log_listener
+                )
                 try:
                     await channel.started()
                 except wire.HostStreamError as error:

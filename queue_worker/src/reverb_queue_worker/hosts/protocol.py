@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from reverb_store import NewEvent, execution
 from reverb_store.execution import ErrorRecord, EventRecord, MemoEntry, StepTiming
 from reverb_store.ids import AppId, FunctionId, RunId, StepId
+from reverb_store.logs import Level
 
 SESSION_METHOD = "/reverb.v1.FunctionHost/Invoke"
 
@@ -123,8 +124,20 @@ class Suspended:
     """Every reported step is acknowledged and the function waits."""
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line the function logged (`ctx.logger`), as the host sent it: `step_id` None at
+    function level; `fields` the JSON text of an object, or None. `wire` bounds it."""
+
+    level: Level
+    message: str
+    at: datetime | None
+    step_id: StepId | None
+    fields: str | None
+
+
 Final = Completed | Failed | Suspended
-HostMessage = StepReport | Final
+HostMessage = StepReport | LogLine | Final
 
 
 class AckResult(enum.Enum):

@@ -4,7 +4,8 @@ A `HostSession` owns one FunctionHost.Session call. Its writer sends every frame
 queued since its last write in one message (so the acks of a whole checkpoint
 batch travel together); its reader hands each frame to the invocation it names.
 An `InvocationChannel` is one invocation's view of its session: step reports go to
-a callback as they arrive (no task wakes per step), the final message to `final()`.
+a callback as they arrive (no task wakes per step), log lines to another, the final
+message to `final()`.
 When the session breaks, every invocation on it fails with the same error.
 
 With a keyring, every Start goes with a fresh nonce and is signed as it is written, and
@@ -52,6 +53,8 @@ RECEIVE_LIMIT_WAIT_SECONDS = 2.0
 
 # Called with each step report of an invocation, as it arrives.
 ReportListener = Callable[["InvocationChannel", protocol.StepReport], None]
+# Called with each line the function logged (`ctx.logger`), as it arrives.
+LogListener = Callable[[protocol.LogLine], None]
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -70,10 +73,13 @@ class InvocationChannel:
         listener: ReportListener,
         nonce: bytes = b"",
         key: SigningKey | None = None,
+        log_listener: LogListener | None = None,
     ) -> None:
         self._session = session
         self._id = invocation_id
         self._listener = listener
+        # None: log lines are not kept (no log sink).
+        self._log_listener = log_listener
         self._answer_base = answer_base(nonce)
         # The key every answer must be signed with (None: answers are not checked).
         self._key = key
@@ -134,6 +140,10 @@ class InvocationChannel:
         if isinstance(message, protocol.StepReport):
             if not self._final.done():
                 self._listener(self, message)
+            return
+        if isinstance(message, protocol.LogLine):
+            if self._log_listener is not None and not self._final.done():
+                self._log_listener(message)
             return
         if not self._final.done():
             self._final.set_result(message)
@@ -207,13 +217,14 @@ class HostSession:
         start: protocol.Start,
         timeout_seconds: float,
         listener: ReportListener,
+        log_listener: LogListener | None = None,
     ) -> InvocationChannel:
-        """Begin an invocation of `app_id`'s function; its frames go to `listener` and
-        `final()`."""
+        """Begin an invocation of `app_id`'s function; its frames go to `listener` (its log
+        lines to `log_listener`) and `final()`."""
         invocation_id = next(self._ids)
         nonce = new_nonce()
         key = self._keyring.current if self._keyring is not None else None
-        channel = InvocationChannel(self, invocation_id, listener, nonce, key)
+        channel = InvocationChannel(self, invocation_id, listener, nonce, key, log_listener)
         if self.broken is not None:
             channel.fail(self.broken)
             return channel

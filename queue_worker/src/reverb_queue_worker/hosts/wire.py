@@ -9,21 +9,24 @@ each host frame comes with its canonical bytes and MAC for the session to verify
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import grpc
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from reverb import signing
 from reverb.engine_errors import PROTOCOL_ERROR, UNTYPED
+from reverb.execution import LOG_FIELDS_LIMIT, LOG_MESSAGE_LIMIT
 from reverb.signing import START_DOMAIN, Canonical, Keyring
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
 from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
 from reverb_store.execution import ErrorRecord, MemoEntry, StepTiming
 from reverb_store.ids import FunctionId, StepId
+from reverb_store.logs import Level
 
 
 class HostStreamError(Exception):
@@ -342,6 +345,11 @@ def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
         )
     if kind == "suspended":
         return signing.suspended_answer()
+    if kind == "log":
+        log = frame.log
+        return signing.log_answer(
+            log.level, log.message, _time_of(log, "at"), log.step_id, log.fields
+        )
     return signing.empty_answer()
 
 
@@ -412,7 +420,89 @@ def _host_message(
             operation = _operation_content(report)
             content = signing.step_answer(step_id, name, started_at, ended_at, operation)
         return protocol.StepReport(timing, _operation(report)), content
+    if kind == "log":
+        log = frame.log
+        at = _time_of(log, "at")
+        content = b""
+        if checked:
+            content = signing.log_answer(log.level, log.message, at, log.step_id, log.fields)
+        return log_line(log.level, log.message, _datetime_of(at), log.step_id, log.fields), content
     return _final_message(frame, kind), answer_content(frame) if checked else b""
+
+
+_LOG_LEVELS: dict[int, Level] = {
+    function_host_pb2.LOG_LEVEL_DEBUG: "debug",
+    function_host_pb2.LOG_LEVEL_INFO: "info",
+    function_host_pb2.LOG_LEVEL_WARNING: "warning",
+    function_host_pb2.LOG_LEVEL_ERROR: "error",
+}
+# Nesting a log line's fields may have (MongoDB refuses documents nested past 100).
+LOG_FIELDS_DEPTH = 32
+
+
+def log_line(
+    level: int, message: str, at: datetime | None, step_id: str, fields: bytes
+) -> protocol.LogLine:
+    """A log frame's line, made storable whatever the host sent: the message cut at
+    LOG_MESSAGE_LIMIT characters, fields kept only as a JSON object within LOG_FIELDS_LIMIT
+    bytes and LOG_FIELDS_DEPTH levels, no NUL anywhere (PostgreSQL stores none), an unknown
+    level read as info."""
+    if len(message) > LOG_MESSAGE_LIMIT:
+        message = message[: LOG_MESSAGE_LIMIT - 1] + "…"
+    if "\x00" in message:
+        message = message.replace("\x00", "\ufffd")
+    if "\x00" in step_id:
+        step_id = step_id.replace("\x00", "\ufffd")
+    return protocol.LogLine(
+        _LOG_LEVELS.get(level, "info"),
+        message,
+        at,
+        StepId(step_id) if step_id else None,
+        _log_fields(fields) if fields else None,
+    )
+
+
+def _log_fields(data: bytes) -> str:
+    if len(data) > LOG_FIELDS_LIMIT:
+        return _dropped(f"{len(data)} bytes of fields, more than the {LOG_FIELDS_LIMIT} kept")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _dropped("the fields are not JSON")
+    if not isinstance(value, dict):
+        return _dropped("the fields are not a JSON object")
+    if data.count(b"[") + data.count(b"{") > LOG_FIELDS_DEPTH and _too_deep(value):
+        return _dropped(f"the fields nest deeper than {LOG_FIELDS_DEPTH} levels")
+    if b"\\u0000" in data:
+        return orjson.dumps(_without_nul(value)).decode()
+    return data.decode()
+
+
+def _dropped(why: str) -> str:
+    return orjson.dumps({"fields_dropped": why}).decode()
+
+
+def _too_deep(value: object) -> bool:
+    """Whether `value` nests more than LOG_FIELDS_DEPTH containers (without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()  # a dict or a list
+        if depth > LOG_FIELDS_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        assert isinstance(children, Iterable)
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _final_message(frame: function_host_pb2.HostFrame, kind: str | None) -> protocol.HostMessage:

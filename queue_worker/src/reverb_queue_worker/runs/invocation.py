@@ -3,9 +3,10 @@
 Reports are handled as they arrive, without a task of their own for a
 `step.run` output: it joins the worker's next checkpoint batch, and its ack is
 queued on the host session the moment the batch commits (so the acks of one
-batch share a message). Other reports (failures, waits) each get a task. The
-invocation ends with the host's final message, which the caller makes durable
-(`finals`).
+batch share a message). Other reports (failures, waits) each get a task; log
+lines (`ctx.logger`) go to the worker's log writer as they arrive (`moments`), or
+nowhere without a sink. The invocation ends with the host's final message, which the
+caller makes durable (`finals`).
 
 A step commit is the run's boundary: when it says the run must stop (cancelled, or
 its function paused), the step stays committed, its ack is never sent, the host is
@@ -133,8 +134,13 @@ class Invocation:
             step_attempts=claim.step_attempts,
         )
         try:
+            moments = self._moments
             channel = await self._services.hosts.open(
-                claim.app_id, start, timeout.total_seconds(), self._report
+                claim.app_id,
+                start,
+                timeout.total_seconds(),
+                self._report,
+                moments.user_line if moments.enabled else None,
             )
         except HostStreamError as error:
             failed = final_for_error(error)
