@@ -649,7 +649,8 @@ async def test_nothing_secret_is_logged(
             assert listing.status_code == 200, listing.text
     finally:
         gateway.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(gateway.wait(), 15) == 0
+        code = await asyncio.wait_for(gateway.wait(), 15)
+    assert code == 0, log.read_text()
     assert answers == [202, 401, 401, 401, 202, 202, 403, 401]
 
     output = log.read_text()
