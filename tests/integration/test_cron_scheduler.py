@@ -1,6 +1,7 @@
 """The cron scheduler against real PostgreSQL, with a clock the test drives: one run per
 tick however many schedulers race, redeploys applied at once, catch-up after an outage,
-overlap while the previous run goes on (with a real worker and host), backfill.
+overlap while the previous run goes on (with a real worker and host: every policy, and
+catch_up "skip", fired by the worker's own cron_tick at the driven time), backfill.
 
 `register_app` is what the gateway's RegisterApp calls; `cron.fire_due` is what every
 worker's `cron_tick` job runs, here at the driven clock's time."""
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 import pytest
+import structlog
 
 import reverb
 from reverb import Context, cron
@@ -19,7 +21,7 @@ from reverb_function_host import Host
 from reverb_function_host import start as start_host
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
-from reverb_store import control
+from reverb_store import control, jobs
 from reverb_store import cron as scheduler
 from reverb_store.control import AppDefinition, FunctionDefinition, HostLease, TriggerDefinition
 from tests.e2e.processes import eventually
@@ -226,8 +228,14 @@ async def worker(database_url: str, host: Host) -> AsyncIterator[tuple[Worker, D
     await running.stop()
 
 
-async def _register_held(connection: asyncpg.Connection, host: Host, overlap: str) -> None:
-    trigger = TriggerDefinition(cron="* * * * *", overlap=overlap)  # type: ignore[arg-type]
+async def _register_held(
+    connection: asyncpg.Connection, host: Host, overlap: str, catch_up: str = "latest"
+) -> None:
+    trigger = TriggerDefinition(
+        cron="* * * * *",
+        overlap=overlap,  # type: ignore[arg-type]
+        catch_up=catch_up,  # type: ignore[arg-type]
+    )
     await control.register_app(
         connection,
         AppDefinition("held", (FunctionDefinition("held", "held", 0, (trigger,)),)),
@@ -352,3 +360,95 @@ async def test_overlap_cancel_previous_cancels_the_old_run_then_starts_the_new_o
     assert (third.runs, third.cancelled) == (1, 0)
     [*_, last] = await _holding(connection, 3)
     released[last].set()
+
+
+async def _worker_ticks_at(
+    connection: asyncpg.Connection, clock: DrivenClock, now: datetime
+) -> None:
+    """The worker's next `cron_tick` job runs at `now` by its clock: queued now, as a
+    run's end or a registration queues one (no wait for the timer)."""
+    clock.time = now
+    await jobs.enqueue(connection, [jobs.CronTick()])
+
+
+async def test_overlap_allow_starts_the_next_run_while_the_previous_goes_on(
+    connection: asyncpg.Connection, host: Host, worker: tuple[Worker, DrivenClock]
+) -> None:
+    released.clear()
+    _, clock = worker
+    await _register_held(connection, host, "allow")
+    await _worker_ticks_at(connection, clock, datetime(2030, 1, 7, 9, 0, 1, tzinfo=UTC))
+    [first] = await _holding(connection, 1)
+
+    # 09:01 falls due while 09:00's run is still in its step: its run starts anyway.
+    await _worker_ticks_at(connection, clock, datetime(2030, 1, 7, 9, 1, 1, tzinfo=UTC))
+    [_, second] = await _holding(connection, 2)
+    both = await connection.fetch(
+        "SELECT id, status FROM reverb.runs WHERE id = ANY($1::text[]) ORDER BY id", [first, second]
+    )
+    assert {row["id"]: row["status"] for row in both} == {first: "running", second: "running"}
+    assert await runs_by_tick(connection) == {
+        "2030-01-07T09:00:00Z": 1,
+        "2030-01-07T09:01:00Z": 1,
+    }
+    row = await schedule_row(connection)
+    assert (row["last_run_id"], row["skipped"], row["missed"], row["buffered_at"]) == (
+        second,
+        0,
+        0,
+        None,
+    )
+
+    # Both go on to complete, the later one first: neither waits for the other.
+    released[second].set()
+    await eventually(lambda: _ended(connection, second), within=15, what="the second run's end")
+    assert await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", first) == (
+        "running"
+    )
+    released[first].set()
+    await eventually(lambda: _ended(connection, first), within=15, what="the first run's end")
+    statuses = await connection.fetch("SELECT status FROM reverb.runs")
+    assert [row["status"] for row in statuses] == ["completed", "completed"]
+
+
+async def test_catch_up_skip_runs_none_of_the_ticks_missed_while_every_worker_was_down(
+    connection: asyncpg.Connection, host: Host, worker: tuple[Worker, DrivenClock]
+) -> None:
+    released.clear()
+    _, clock = worker
+    with structlog.testing.capture_logs() as logs:
+        await _register_held(connection, host, "allow", catch_up="skip")
+        # No worker ran from 09:00 to 12:05:30: the first cron_tick after the outage
+        # starts no run for the 186 ticks (09:00 … 12:05) that fell due meanwhile.
+        await _worker_ticks_at(connection, clock, datetime(2030, 1, 7, 12, 5, 30, tzinfo=UTC))
+
+        async def missed() -> bool:
+            return bool((await schedule_row(connection))["missed"])
+
+        await eventually(missed, within=15, what="the missed ticks to be counted")
+    row = await schedule_row(connection)
+    assert (row["missed"], row["skipped"], row["last_run_id"]) == (186, 0, None)
+    assert row["next_at"] == datetime(2030, 1, 7, 12, 6, tzinfo=UTC)
+    assert await runs_by_tick(connection) == {}
+    assert [log for log in logs if log["event"] == "cron ticks missed"] == [
+        {
+            "event": "cron ticks missed",
+            "log_level": "warning",
+            "function_id": "held",
+            "reason": "catch_up_skip",
+            "missed": 186,
+            "first": "2030-01-07T09:00:00Z",
+            "latest": "2030-01-07T12:05:00Z",
+        }
+    ]
+
+    # The schedule goes on from its next tick: 12:06's run starts and completes.
+    await _worker_ticks_at(connection, clock, datetime(2030, 1, 7, 12, 6, 1, tzinfo=UTC))
+    [run_id] = await _holding(connection, 1)
+    released[run_id].set()
+    await eventually(lambda: _ended(connection, run_id), within=15, what="12:06's run to end")
+    assert await runs_by_tick(connection) == {"2030-01-07T12:06:00Z": 1}
+    assert await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", run_id) == (
+        "completed"
+    )
+    assert (await schedule_row(connection))["missed"] == 186

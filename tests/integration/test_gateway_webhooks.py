@@ -1,13 +1,18 @@
 """POST /webhooks/{source}: each preset's valid, invalid, missing, stale and replayed
 signatures, non-JSON bodies, redelivery, the deliveries kept and replayed, and the body
-limit; over a real socket, against a real PostgreSQL."""
+limit, and that no secret, signature or API key is logged or stored; over a real socket
+(and one real `reverb gateway` process), against a real PostgreSQL."""
 
 import asyncio
 import hashlib
 import hmac
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +28,10 @@ from reverb_ingress_gateway import Gateway, GatewaySettings, start
 from reverb_ingress_gateway.webhooks import WebhookSource
 from reverb_store.control import create_api_key
 from reverb_store.jobs import ProcessEvent
+from tests import children
+from tests.e2e.processes import eventually, free_port
 from tests.integration.listeners import listen
+from tests.integration.test_cli import assert_user_error, run_cli
 
 GITHUB_SECRET = "gh-secret"
 STRIPE_SECRET = "whsec_stripe-secret"
@@ -560,3 +568,117 @@ async def test_large_deliveries_are_grouped_up_to_a_size(
     assert {response.status_code for response in responses} == {202}
     assert await _stored(connection) == (12, 12)
     assert await _largest_transaction(connection) <= 3
+
+
+# Distinctive values: any of them in a log line would be a leak, not a coincidence.
+LOGGED_SECRET = "gh-secret-never-logged-5c1f0e"
+
+
+async def test_nothing_secret_is_logged(
+    database_url: str, connection: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """A real `reverb gateway` process at debug level, JSON logs, a github source
+    configured through the environment: valid, forged, unsigned and redelivered
+    deliveries, and POST /webhooks with a right, a wrong and an unknown API key. Neither
+    the secret, a signature header's value nor a key is in its output, in an event or in
+    a stored delivery."""
+    ingest = (await create_api_key(connection, "ingest", ("ingest",)))[1]
+    reader = (await create_api_key(connection, "reader", ("read",)))[1]
+    unknown = "rvb_" + "u" * 43
+    http_port = free_port()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
+    env = {
+        **clean,
+        "REVERB_DATABASE_URL": database_url,
+        "REVERB_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+        "REVERB_INGRESS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "REVERB_LOG_LEVEL": "debug",
+        "REVERB_LOG_JSON": "true",
+        "REVERB_WEBHOOKS__GH__PRESET": "github",
+        "REVERB_WEBHOOKS__GH__SECRET": LOGGED_SECRET,
+        "REVERB_WEBHOOKS__GH__EVENT": "github.{type}",
+    }
+    log = tmp_path / "gateway.log"
+    signatures: list[str] = []
+    answers: list[int] = []
+    with log.open("wb") as sink:
+        gateway = await children.spawn(
+            sys.executable, "-m", "reverb_cli", "gateway", env=env, stdout=sink, stderr=sink
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+
+            async def healthy() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(healthy, within=20, what="the gateway to answer /healthz")
+            valid = github(PUSH, secret=LOGGED_SECRET)
+            forged = github(PUSH, delivery="d-2")
+            unsigned = {
+                k: v for k, v in github(PUSH, delivery="d-3").items() if "signature" not in k
+            }
+            tampered = github(PUSH, delivery="d-4", secret=LOGGED_SECRET)
+            for headers in (valid, forged, tampered):
+                signatures += [headers["x-hub-signature-256"], headers["x-hub-signature"]]
+            redelivered = {**valid, "authorization": f"Bearer {ingest}"}
+            for body, headers in (
+                (PUSH, valid),
+                (PUSH, forged),
+                (PUSH, unsigned),
+                (PUSH.replace(b"main", b"evil"), tampered),
+                (PUSH, redelivered),
+            ):
+                answers.append((await _post(client, "gh", body, headers)).status_code)
+            for key in (ingest, reader, unknown):
+                answer = await client.post(
+                    "/webhooks",
+                    content=b'{"a": 1}',
+                    headers={
+                        "authorization": f"Bearer {key}",
+                        "content-type": "application/json",
+                        "x-api-key": key,
+                    },
+                )
+                answers.append(answer.status_code)
+            listing = await client.get(
+                "/webhooks/deliveries", headers={"authorization": f"Bearer {reader}"}
+            )
+            assert listing.status_code == 200, listing.text
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(gateway.wait(), 15)
+    assert code == 0, log.read_text()
+    assert answers == [202, 401, 401, 401, 202, 202, 403, 401]
+
+    output = log.read_text()
+    # The log was written (the capture works) and the service logged at debug level.
+    assert '"event":"gateway started"' in output and '"event":"gateway stopped"' in output
+    stored = await connection.fetch(
+        "SELECT headers::text || convert_from(body, 'UTF8') AS text"
+        " FROM reverb.webhook_deliveries"
+        " UNION ALL SELECT data::text FROM reverb.events"
+    )
+    assert len(stored) == 4  # one delivery and one event per source (the redelivery is one)
+    secrets = [LOGGED_SECRET, ingest, reader, unknown, *signatures]
+    # A signature's hex, without its `sha256=` prefix, would be a leak too.
+    secrets += [signature.split("=", 1)[1] for signature in signatures]
+    for text in (output, *(row["text"] for row in stored)):
+        for secret in secrets:
+            assert secret not in text
+    for row in await connection.fetch("SELECT headers FROM reverb.webhook_deliveries"):
+        kept = set(orjson.loads(row["headers"]))
+        assert not kept & {"x-hub-signature-256", "x-hub-signature", "authorization", "x-api-key"}
+
+
+async def test_a_webhook_configuration_error_does_not_repeat_the_secret() -> None:
+    env = {
+        "REVERB_DATABASE_URL": "postgresql://127.0.0.1/reverb",
+        "REVERB_WEBHOOKS__SIGNED__PRESET": "hmac-sha256",  # no HEADER: an error
+        "REVERB_WEBHOOKS__SIGNED__SECRET": LOGGED_SECRET,
+    }
+    result = await run_cli("gateway", env=env)
+    assert_user_error(result, "the hmac-sha256 preset needs a HEADER", 2)
+    assert LOGGED_SECRET not in result.stderr + result.stdout

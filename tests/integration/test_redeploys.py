@@ -1,7 +1,8 @@
 """Redeploys with runs in flight: a run sleeping across a re-registration with changed code
 keeps working (its memo is matched by step id), a run whose function a redeploy removed
 fails with FunctionRemoved instead of hanging, and `reverb check` lists the runs in flight
-the new code would not replay in the same order.
+(sleeping, waiting for an event, or with a step retrying) the new code would not replay in
+the same order.
 
 Real parts: a gateway (dev mode) on free ports, function hosts registering through it, a
 worker, PostgreSQL, and the CLI as a subprocess. A sleep of an hour "passes" when the test
@@ -11,6 +12,7 @@ import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,10 @@ class Deployment:
         return f"http://127.0.0.1:{self.gateway.http_port}"
 
     async def send(self, name: str) -> str:
-        response = await self.http.post("/events", json={"name": name, "data": {}})
+        return await self.send_data(name, {})
+
+    async def send_data(self, name: str, data: dict[str, Any]) -> str:
+        response = await self.http.post("/events", json={"name": name, "data": data})
         assert response.status_code == 202, response.text
         ids: list[str] = response.json()["ids"]
         return ids[0]
@@ -110,8 +115,15 @@ class Deployment:
 
 
 @pytest.fixture
+def backoff_base() -> timedelta:
+    """The worker's first retry delay: a test that needs a step to stay retrying
+    parametrizes it to an hour."""
+    return worker_settings("postgresql://unused").backoff_base
+
+
+@pytest.fixture
 async def deployment(
-    gateway: Gateway, database_url: str, connection: asyncpg.Connection
+    gateway: Gateway, database_url: str, connection: asyncpg.Connection, backoff_base: timedelta
 ) -> AsyncIterator[Deployment]:
     hosts: list[Host] = []
 
@@ -129,7 +141,8 @@ async def deployment(
         await host.registered.wait()
         return host
 
-    worker: Worker = await start_worker(worker_settings(database_url))
+    settings = worker_settings(database_url).model_copy(update={"backoff_base": backoff_base})
+    worker: Worker = await start_worker(settings)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as http:
             yield Deployment(gateway, connection, http, deploy)
@@ -363,3 +376,125 @@ async def test_reverb_check_lists_the_runs_the_new_code_would_not_replay(
     # The run is untouched: the check ran no step.
     after = (await deployment.http.get(f"/runs/{sleeping['id']}")).json()
     assert (after["status"], after["steps"]) == ("sleeping", sleeping["steps"])
+
+
+WAITING = """
+import reverb
+from reverb import Context, event
+
+app = reverb.App("approvals")
+
+
+@app.function("expense", trigger=event("expense.filed"))
+async def expense(ctx: Context) -> bool:
+    await ctx.step.run("record", lambda: ctx.event.data["n"])
+    approval = await ctx.step.wait_for_event("{wait}", "expense.approved", timeout="1d")
+    {after}
+    return approval is not None
+"""
+
+
+async def _check(deployment: Deployment, folder: Path, name: str, source: str) -> Any:
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    return await run_cli("check", str(path), env={"REVERB_URL": deployment.url})
+
+
+async def test_reverb_check_replays_a_run_waiting_for_an_event(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    deployed = tmp_path / "approvals_deployed.py"
+    deployed.write_text(WAITING.format(wait="approval", after=""))
+    await deployment.deploy(load_app(str(deployed)))
+    event_id = await deployment.send_data("expense.filed", {"n": 3})
+    waiting = await deployment.run_in(event_id, "waiting")
+    assert [(s["id"], s["status"]) for s in waiting["steps"]] == [
+        ("record", "completed"),
+        ("approval", "waiting"),
+    ]
+
+    # A step added after the wait: the replay stops at the pending wait, as the run does.
+    compatible = WAITING.format(wait="approval", after='await ctx.step.run("pay", lambda: 1)')
+    passed = await _check(deployment, tmp_path, "approvals_compatible", compatible)
+    assert passed.code == 0, passed
+    assert "1 runs in flight of app 'approvals': none would drift" in passed.stdout
+
+    # The wait renamed: the recorded wait would never be reached, the new one would wait anew.
+    renamed = WAITING.format(wait="approved", after="")
+    listed = await _check(deployment, tmp_path, "approvals_renamed", renamed)
+    assert listed.code == 1, listed
+    assert waiting["id"] in listed.stdout
+    assert "'approval' not reached: the code reaches new step(s) 'approved' first" in (
+        listed.stdout
+    )
+    assert "1 of 1 runs in flight of app 'approvals' would drift" in listed.stdout
+    assert "Traceback" not in listed.stderr
+
+    # The check neither resolved nor touched the wait.
+    after = (await deployment.http.get(f"/runs/{waiting['id']}")).json()
+    assert (after["status"], after["steps"]) == ("waiting", waiting["steps"])
+
+
+RETRYING = """
+import reverb
+from reverb import Context, event
+
+app = reverb.App("billing")
+
+
+def charge() -> str:
+    raise RuntimeError("card declined")
+
+
+@app.function("invoice", trigger=event("invoice.due"))
+async def invoice(ctx: Context) -> str:
+    await ctx.step.run("create-invoice", lambda: ctx.event.data["n"])
+    await ctx.step.run("{charge}", charge)
+    {after}
+    return "paid"
+"""
+
+
+@pytest.mark.parametrize("backoff_base", [timedelta(hours=1)])
+async def test_reverb_check_replays_a_run_whose_step_is_retrying(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    deployed = tmp_path / "billing_deployed.py"
+    deployed.write_text(RETRYING.format(charge="charge", after=""))
+    await deployment.deploy(load_app(str(deployed)))
+    event_id = await deployment.send_data("invoice.due", {"n": 4})
+    found: dict[str, Any] = {}
+
+    async def retrying() -> bool:
+        run = await deployment.run_in(event_id, "queued", "running", "sleeping")
+        if [(s["id"], s["status"]) for s in run["steps"]] == [
+            ("create-invoice", "completed"),
+            ("charge", "retrying"),
+        ]:
+            found.update(run)
+        return bool(found)
+
+    # The charge failed once; its retry is an hour away (the worker's backoff).
+    await eventually(retrying, within=20, what="the charge to be retrying")
+    assert found["status"] == "sleeping"
+
+    # A step added after the retrying one: the replay stops at the pending retry.
+    compatible = RETRYING.format(charge="charge", after='await ctx.step.run("receipt", lambda: 1)')
+    passed = await _check(deployment, tmp_path, "billing_compatible", compatible)
+    assert passed.code == 0, passed
+    assert "1 runs in flight of app 'billing': none would drift" in passed.stdout
+
+    # The retrying step renamed: its recorded attempt would never be reached again.
+    renamed = RETRYING.format(charge="charge-card", after="")
+    listed = await _check(deployment, tmp_path, "billing_renamed", renamed)
+    assert listed.code == 1, listed
+    assert found["id"] in listed.stdout
+    assert "'charge' not reached: the code reaches new step(s) 'charge-card' first" in (
+        listed.stdout
+    )
+    assert "1 of 1 runs in flight of app 'billing' would drift" in listed.stdout
+    assert "Traceback" not in listed.stderr
+
+    # The check ran no step: the retry is still the one scheduled.
+    after = (await deployment.http.get(f"/runs/{found['id']}")).json()
+    assert (after["status"], after["steps"]) == ("sleeping", found["steps"])
