@@ -1,0 +1,107 @@
+-- cancel_on (issue 10; reverb_store.execution.cancel_on): events that cancel a function's
+-- runs, through the waits' matching index (0010) and the `match_waits` job.
+
+-- The function's cancel_on: a JSON list of {"event", "path", "match"?, "if"?,
+-- "timeout_ms"?}; NULL without (so functions without it read and hash as before).
+ALTER TABLE reverb.functions ADD COLUMN cancel_on jsonb;
+
+-- Set on a run that has cancellation waits (by the creation trigger below), so that its
+-- end deletes them; other runs pay the WHEN's test of this flag.
+ALTER TABLE reverb.runs ADD COLUMN cancel_waits boolean NOT NULL DEFAULT false;
+
+-- A cancellation wait lapses at this time (the cancel_on's timeout); NULL: never. Step
+-- waits leave it NULL (their timeout is their step's `wake_at`).
+ALTER TABLE reverb.waits ADD COLUMN expires_at timestamptz;
+
+-- Who cancelled a run, when an event did (`GET /events/{id}` lists its `cancelled`).
+CREATE TABLE reverb.event_cancellations (
+    run_id text PRIMARY KEY,
+    event_id text NOT NULL,
+    function_id text NOT NULL,
+    -- The index of the function's cancel_on entry the event met.
+    position integer NOT NULL,
+    cancelled_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX event_cancellations_event ON reverb.event_cancellations (event_id);
+
+-- One trigger on run creation for both the function timeouts' first deadline (0016's
+-- runs_timeouts_created, folded in) and the cancellation waits: one join of the
+-- statement's new runs with their functions, as before, whichever statement creates
+-- runs (the fan-out, an invoke, a replay, a cron tick, a failure handler, a resume).
+-- Nothing is written when no new run's function has a timeout or a cancel_on.
+--
+-- A cancellation wait: step id '' (no step has it), position = the entry's index, the
+-- match value read from the run's first event (a run whose event lacks the match path
+-- gets no wait for that entry), `not_before` = the run's creation (earlier events never
+-- cancel it), `expires_at` = creation + the entry's timeout.
+DROP TRIGGER runs_timeouts_created ON reverb.runs;
+DROP FUNCTION reverb.runs_timeouts_created();
+
+CREATE FUNCTION reverb.runs_created() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH live AS MATERIALIZED (
+        SELECT r.id, r.created_at, r.started_at, r.event_ids[1] AS event_id,
+               f.start_timeout, f.finish_timeout, f.cancel_on
+        FROM new_runs r JOIN reverb.functions f ON f.id = r.function_id
+        WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
+          AND (f.cancel_on IS NOT NULL
+               OR CASE WHEN r.started_at IS NULL THEN f.start_timeout IS NOT NULL
+                       ELSE f.finish_timeout IS NOT NULL END)
+    ), deadlines AS (
+        INSERT INTO public.pgqueuer (priority, entrypoint, payload, status, execute_after)
+        SELECT 1, 'time_out_run',
+               convert_to(json_build_object(
+                   'run_id', r.id,
+                   'limit', CASE WHEN r.started_at IS NULL THEN 'start' ELSE 'finish' END
+               )::text, 'UTF8'),
+               'queued',
+               CASE WHEN r.started_at IS NULL THEN r.created_at + r.start_timeout
+                    ELSE r.started_at + r.finish_timeout END
+        FROM live r
+        WHERE CASE WHEN r.started_at IS NULL THEN r.start_timeout IS NOT NULL
+                   ELSE r.finish_timeout IS NOT NULL END
+    ), entries AS (
+        SELECT r.id AS run_id, (c.n - 1)::int AS position, c.spec ->> 'event' AS event_name,
+               ARRAY(SELECT jsonb_array_elements_text(c.spec -> 'path')) AS match_path,
+               c.spec ->> 'if' AS condition, r.created_at,
+               r.created_at + (c.spec ->> 'timeout_ms')::bigint * interval '1 millisecond'
+                   AS expires_at,
+               r.event_id
+        FROM live r CROSS JOIN LATERAL jsonb_array_elements(r.cancel_on) WITH ORDINALITY
+             AS c(spec, n)
+        WHERE r.cancel_on IS NOT NULL
+    ), waits AS (
+        INSERT INTO reverb.waits (run_id, step_id, position, event_name, match_path,
+                                  match_value, condition, not_before, expires_at)
+        SELECT w.run_id, '', w.position, w.event_name, w.match_path,
+               CASE WHEN cardinality(w.match_path) = 0 THEN 'null'::jsonb
+                    ELSE e.data #> w.match_path END,
+               w.condition, w.created_at, w.expires_at
+        FROM entries w LEFT JOIN reverb.events e ON e.id = w.event_id
+        WHERE cardinality(w.match_path) = 0 OR e.data #> w.match_path IS NOT NULL
+        RETURNING run_id
+    )
+    UPDATE reverb.runs SET cancel_waits = true
+    WHERE id IN (SELECT run_id FROM waits);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER runs_created AFTER INSERT ON reverb.runs
+REFERENCING NEW TABLE AS new_runs
+FOR EACH STATEMENT EXECUTE FUNCTION reverb.runs_created();
+
+-- A run with cancellation waits that ends: its waits go (cancellation waits, and any
+-- step wait left open), in the transaction that ended it, whichever statement did.
+CREATE FUNCTION reverb.runs_cancel_waits_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM reverb.waits WHERE run_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER runs_cancel_waits_ended AFTER UPDATE OF status ON reverb.runs
+FOR EACH ROW
+WHEN (NEW.cancel_waits AND NEW.status IN ('completed', 'failed', 'cancelled')
+      AND OLD.status NOT IN ('completed', 'failed', 'cancelled'))
+EXECUTE FUNCTION reverb.runs_cancel_waits_ended();
