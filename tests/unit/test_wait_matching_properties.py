@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reverb_store.execution import EventRecord, WaitCondition, WaitRefused
-from reverb_store.execution.waits import holds, cel_event, match_path, prepare
+from reverb_store.execution.waits import cel_event, match_path, prepare
+from reverb_store.execution.waits import holds as _holds
 from reverb_store.expressions import compile_expression
 from reverb_store.ids import EventId
 
@@ -52,7 +53,7 @@ def trigger(data: object) -> EventRecord:
 
 def holds(source: str, trigger_data: object, candidate_data: object, ts: datetime) -> bool:
     expression = compile_expression(source, variables=frozenset({"event", "async"}), what=WHAT)
-    return holds(
+    return _holds(
         expression,
         cel_event("t", "order.created", trigger_data, ts),
         cel_event("c", "order.paid", candidate_data, ts),
@@ -134,7 +135,7 @@ def test_event_times_are_unix_milliseconds_in_a_condition(
     candidate = cel_event("c", "b", {}, candidate_ts)
     assert trigger_event["ts"] == int(trigger_ts.timestamp() * 1000)
     expected = int(candidate_ts.timestamp() * 1000) >= int(trigger_ts.timestamp() * 1000)
-    assert holds(expression, trigger_event, candidate) == expected
+    assert _holds(expression, trigger_event, candidate) == expected
 
 
 @given(source=st.text(max_size=30))
