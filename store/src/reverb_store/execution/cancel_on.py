@@ -8,8 +8,8 @@ there), with the entry's CEL condition, `not_before` = the run's creation (event
 accepted earlier never cancel it) and `expires_at` = creation + timeout. The rows are
 inserted by the trigger on run creation (`reverb.runs_created`, with the function
 timeouts' first deadline: one join per statement, whichever statement creates runs), and
-deleted when the run ends (`runs_cancel_waits_ended`, whose WHEN reads the run's own
-`cancel_waits` flag, so other runs pay one boolean test).
+deleted when the run ends (`runs_ended`, whose WHEN reads the run's own `cancel_waits`
+flag, so other runs pay one boolean test).
 
 An event meets them through the waits' path: its (name, path) is in `wait_keys` (added
 at registration, `register_wait_keys`), so its acceptance enqueues a `match_waits` job,
