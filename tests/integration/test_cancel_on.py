@@ -21,7 +21,7 @@ from reverb_function_host import start as start_host
 from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
-from reverb_store import execution
+from reverb_store import execution, jobs
 from tests.e2e.processes import eventually
 from tests.integration.step_gates import StepGate
 from tests.integration.test_worker_runs import host_settings, worker_settings
@@ -369,6 +369,26 @@ async def test_a_run_that_completed_first_is_untouched(mesh: Mesh) -> None:
     run = await mesh.run(run_id)
     assert (run["status"], run["output"], run["error"]) == ("completed", 3, None)
     assert (await mesh.client.get(f"/events/{late}")).json()["cancelled"] == []
+
+
+async def test_a_paused_run_is_cancelled(mesh: Mesh) -> None:
+    """A run of a paused function, parked `paused` by its claim (a wake-up due now), is
+    cancelled by its event like any other."""
+    created = await mesh.send("co.order.created", {"order_id": 10})
+    run_id = await mesh.run_id(created, "fulfil")
+    await mesh.status_is(run_id, "sleeping")
+    paused = await mesh.client.post("/functions/fulfil/pause", json={})
+    assert paused.status_code == 200, paused.text
+    await jobs.enqueue(mesh.connection, [jobs.AdvanceRun(run_id, None)])
+    await mesh.status_is(run_id, "paused")
+
+    # Without `reason`, fulfil's if_ fails to evaluate (CEL: no such key): no match.
+    unreasoned = await mesh.send("co.order.cancelled", {"order_id": 10})
+    await mesh.matched(unreasoned)
+    assert (await mesh.run(run_id))["status"] == "paused"
+    await mesh.send("co.order.cancelled", {"order_id": 10, "reason": "customer"})
+
+    assert (await mesh.status_is(run_id, "cancelled"))["error"]["type"] == "RunCancelled"
 
 
 async def test_a_run_backing_off_before_a_retry_is_cancelled(mesh: Mesh) -> None:
