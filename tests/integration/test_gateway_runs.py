@@ -201,6 +201,8 @@ NO_FLOW_CONTROL: dict[str, object] = {
     "throttle": None,
     "rate_limit": None,
     "priority": None,
+    # No cancel_on either.
+    "cancel_on": [],
 }
 
 

@@ -7,6 +7,7 @@ def test_exported_members() -> None:
     assert reverb.__all__ == sorted(reverb.__all__)
     assert reverb.__all__ == [
         "App",
+        "CancelOn",
         "Concurrency",
         "Context",
         "CronTrigger",

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reverb_store.execution import EventRecord, WaitCondition, WaitRefused
-from reverb_store.execution.waits import _holds, cel_event, match_path, prepare
+from reverb_store.execution.waits import cel_event, match_path, prepare
+from reverb_store.execution.waits import holds as _holds
 from reverb_store.expressions import compile_expression
 from reverb_store.ids import EventId
 

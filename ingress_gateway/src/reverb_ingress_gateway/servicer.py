@@ -101,8 +101,14 @@ class IngressService:
 
     async def get_event(
         self, event_id: str
-    ) -> tuple[EventRecord, list[RunRecord], list[execution.SkippedRun]]:
-        """The event, the runs it triggered, and the runs it did not start."""
+    ) -> tuple[
+        EventRecord,
+        list[RunRecord],
+        list[execution.SkippedRun],
+        list[tuple[RunId, FunctionId]],
+    ]:
+        """The event, the runs it triggered, the runs it did not start, and the runs it
+        cancelled (cancel_on)."""
         validation.check_text(_required(event_id, "id"), "id")
         async with self._connection() as connection:
             event = await store.get_event(connection, event_id)
@@ -110,7 +116,8 @@ class IngressService:
                 raise NotFound(f"no event with id {event_id!r}")
             runs = await store.runs_of_event(connection, event.id)
             skipped = await execution.skips_of_event(connection, event.id)
-        return event, runs, skipped
+            cancelled = await execution.cancellations_of_event(connection, event.id)
+        return event, runs, skipped, cancelled
 
     async def list_events(self, name: str, page_size: int, page_token: str) -> Page[EventRecord]:
         validation.check_text(name, "name")

@@ -14,6 +14,7 @@ async def handle_sign_up(ctx: Context) -> dict:
 """
 
 from reverb._app import App, FunctionDefinition
+from reverb._cancel_on import CancelOn
 from reverb._context import Context
 from reverb._durations import Duration, parse_duration
 from reverb._errors import (
@@ -34,6 +35,7 @@ from reverb._waits import Wait
 
 __all__ = [
     "App",
+    "CancelOn",
     "Concurrency",
     "Context",
     "CronTrigger",

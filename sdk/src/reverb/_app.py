@@ -7,6 +7,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
+from reverb._cancel_on import CancelOn, cancel_on_list
 from reverb._context import Context
 from reverb._flow import Concurrency, Priority, RateLimit, Throttle, concurrency_limits, option
 from reverb._options import Timeouts, limit
@@ -37,6 +38,8 @@ class FunctionDefinition:
     throttle: Throttle | None = None
     rate_limit: RateLimit | None = None
     priority: Priority | None = None
+    # Events that cancel a run (`reverb.CancelOn`), in declaration order.
+    cancel_on: tuple[CancelOn, ...] = ()
 
     @staticmethod
     def of(handler: Callable[..., Any]) -> "FunctionDefinition":
@@ -72,6 +75,7 @@ class App:
         throttle: Throttle | None = None,
         rate_limit: RateLimit | None = None,
         priority: Priority | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Declare an async function `async def f(ctx: Context)` as one of the app's functions.
 
@@ -87,6 +91,9 @@ class App:
         Flow control (`reverb.Concurrency`, up to two; `reverb.Throttle`,
         `reverb.RateLimit`, `reverb.Priority`) is enforced by the engine (README,
         "Flow control").
+        `cancel_on`: `reverb.CancelOn(event=..., match=..., if_=..., timeout=...)`, or a list
+        of up to five: an event accepted after a run was created that meets one cancels
+        the run (README, "Cancelling runs from events").
         """
         function_id = _identifier(id, "a function id")
         if function_id in self._functions:
@@ -111,6 +118,7 @@ class App:
         throttling = option(throttle, Throttle, "throttle", function_id)
         rate_limiting = option(rate_limit, RateLimit, "rate_limit", function_id)
         prioritizing = option(priority, Priority, "priority", function_id)
+        cancellations = cancel_on_list(cancel_on, function_id)
 
         def decorate(handler: HandlerT) -> HandlerT:
             _require_async(handler, function_id)
@@ -133,6 +141,7 @@ class App:
                 throttle=throttling,
                 rate_limit=rate_limiting,
                 priority=prioritizing,
+                cancel_on=cancellations,
             )
             setattr(handler, _ATTRIBUTE, definition)
             self._functions[function_id] = definition

@@ -239,6 +239,12 @@ def _function_definition(definition: reverb.FunctionDefinition) -> common_pb2.Fu
         message.rate_limit.key = rate_limit.key or ""
     if definition.priority is not None:
         message.priority.run = definition.priority.run
+    for cancel in definition.cancel_on:
+        added = message.cancel_on.add(
+            event=cancel.event, match=cancel.match or "", condition=cancel.if_ or ""
+        )
+        if cancel.timeout is not None:
+            added.timeout.FromTimedelta(cancel.timeout)
     return message
 
 

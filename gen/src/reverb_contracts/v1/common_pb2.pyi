@@ -286,6 +286,7 @@ class FunctionDefinition(_message.Message):
     THROTTLE_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    CANCEL_ON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique across all apps, e.g. "handle-sign-up"."""
     name: _builtins.str
@@ -325,6 +326,10 @@ class FunctionDefinition(_message.Message):
     def priority(self) -> Global___Priority:
         """Seconds of advance in the function's queue."""
 
+    @_builtins.property
+    def cancel_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelOn]:
+        """Cancellation (fields 30-34): events that cancel a run of this function, up to five."""
+
     def __init__(
         self,
         *,
@@ -339,14 +344,61 @@ class FunctionDefinition(_message.Message):
         throttle: Global___Throttle | None = ...,
         rate_limit: Global___RateLimit | None = ...,
         priority: Global___Priority | None = ...,
+        cancel_on: _abc.Iterable[Global___CancelOn] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "rate_limit", b"rate_limit", "throttle", b"throttle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_on", b"cancel_on", "concurrency", b"concurrency", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
+
+@_typing.final
+class CancelOn(_message.Message):
+    """An event that cancels a run when it is accepted after the run was created: a run of
+    the function is cancelled by the first event of this name whose data matches the
+    run's triggering event at `match` and for which `condition` holds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The name of the cancelling event."""
+    match: _builtins.str
+    """A field of the events' data, like "data.order_id": the cancelling event must have
+    the value the run's triggering event has there. Empty: no match (any event of the
+    name, subject to `condition`).
+    """
+    condition: _builtins.str
+    """A CEL expression over `event` (the run's triggering event) and `async` (the
+    cancelling event); empty: none.
+    """
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long after the run's creation the cancellation still applies; unset: for the
+        run's whole life.
+        """
+
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        match: _builtins.str = ...,
+        condition: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "event", b"event", "match", b"match", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOn: _TypeAlias = CancelOn  # noqa: Y015
 
 @_typing.final
 class Concurrency(_message.Message):

@@ -301,6 +301,7 @@ class GetEventResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
     SKIPPED_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___EventRecord: ...
     @_builtins.property
@@ -311,20 +312,49 @@ class GetEventResponse(_message.Message):
     def skipped(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedRun]:
         """The functions listening to the event that started no run for it, and why."""
 
+    @_builtins.property
+    def cancelled(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelledRun]:
+        """The runs the event cancelled through their function's cancel_on."""
+
     def __init__(
         self,
         *,
         event: Global___EventRecord | None = ...,
         runs: _abc.Iterable[Global___Run] | None = ...,
         skipped: _abc.Iterable[Global___SkippedRun] | None = ...,
+        cancelled: _abc.Iterable[Global___CancelledRun] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "runs", b"runs", "skipped", b"skipped"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "event", b"event", "runs", b"runs", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015
+
+@_typing.final
+class CancelledRun(_message.Message):
+    """A run an event cancelled (a cancel_on of its function)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    function_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_id", b"function_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledRun: _TypeAlias = CancelledRun  # noqa: Y015
 
 @_typing.final
 class SkippedRun(_message.Message):

@@ -1,4 +1,5 @@
-"""A function definition's flow-control options, reverb.v1 ⇄ `reverb_store.flow`."""
+"""A function definition's flow-control options, reverb.v1 ⇄ `reverb_store.flow`, and its
+cancel_on ⇄ `reverb_store.execution.CancelCondition`."""
 
 from datetime import timedelta
 
@@ -6,6 +7,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from reverb_contracts.v1 import common_pb2
 from reverb_ingress_gateway.errors import InvalidArgument
+from reverb_store.execution import CancelCondition
 from reverb_store.flow.options import (
     ConcurrencyLimit,
     FlowOptions,
@@ -70,3 +72,28 @@ def _period(period: Duration, what: str) -> timedelta:
         return period.ToTimedelta()
     except (OverflowError, ValueError):
         raise InvalidArgument(f"{what} is not a valid duration") from None
+
+
+def cancel_on(message: common_pb2.FunctionDefinition) -> tuple[CancelCondition, ...]:
+    """The cancel_on entries a definition names (checked later: `validation.check_app`)."""
+    conditions = []
+    for index, given in enumerate(message.cancel_on):
+        timeout = None
+        if given.HasField("timeout"):
+            timeout = _period(given.timeout, f"function {message.id!r}: cancel_on[{index}].timeout")
+        conditions.append(
+            CancelCondition(given.event, given.match or None, given.condition or None, timeout)
+        )
+    return tuple(conditions)
+
+
+def fill_cancel_on(
+    message: common_pb2.FunctionDefinition, conditions: tuple[CancelCondition, ...]
+) -> None:
+    """Set the definition's cancel_on from `conditions`."""
+    for condition in conditions:
+        added = message.cancel_on.add(
+            event=condition.event, match=condition.match or "", condition=condition.condition or ""
+        )
+        if condition.timeout is not None:
+            added.timeout.FromTimedelta(condition.timeout)

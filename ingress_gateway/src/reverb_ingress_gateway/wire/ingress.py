@@ -24,8 +24,8 @@ class IngressServicer:
         return ingress_pb2.SendEventsResponse(ids=ids)
 
     async def GetEvent(self, request: ingress_pb2.GetEventRequest) -> ingress_pb2.GetEventResponse:
-        event, runs, skipped = await self._service.get_event(request.id)
-        return messages.get_event_response(event, runs, skipped)
+        event, runs, skipped, cancelled = await self._service.get_event(request.id)
+        return messages.get_event_response(event, runs, skipped, cancelled)
 
     async def ListEvents(
         self, request: ingress_pb2.ListEventsRequest

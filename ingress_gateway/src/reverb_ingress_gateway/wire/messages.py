@@ -13,7 +13,7 @@ from reverb_contracts.v1 import common_pb2, ingress_pb2
 from reverb_ingress_gateway.errors import InvalidArgument, InvalidEvent
 from reverb_ingress_gateway.servicer import Page
 from reverb_ingress_gateway.validation import EventDraft
-from reverb_ingress_gateway.wire.flow import fill, flow_options
+from reverb_ingress_gateway.wire.flow import cancel_on, fill, fill_cancel_on, flow_options
 from reverb_store.control import (
     AppDefinition,
     ErrorDetails,
@@ -190,6 +190,7 @@ def function_info(record: FunctionRecord) -> ingress_pb2.FunctionInfo:
         paused_at=_optional_timestamp(record.paused_at),
     )
     fill(info.definition, record.flow)
+    fill_cancel_on(info.definition, record.cancel_on)
     return info
 
 
@@ -228,6 +229,7 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
                 start_timeout=_timeout(function.start_timeout_ms, function.id, "start"),
                 finish_timeout=_timeout(function.finish_timeout_ms, function.id, "finish"),
                 flow=flow_options(function),
+                cancel_on=cancel_on(function),
             )
             for function in message.functions
         ),
@@ -309,7 +311,10 @@ _MAX_SECONDS = 366 * 86400.0
 
 
 def get_event_response(
-    record: EventRecord, runs: Sequence[RunRecord], skipped: Sequence[SkippedRun] = ()
+    record: EventRecord,
+    runs: Sequence[RunRecord],
+    skipped: Sequence[SkippedRun] = (),
+    cancelled: Sequence[tuple[str, str]] = (),
 ) -> ingress_pb2.GetEventResponse:
     return ingress_pb2.GetEventResponse(
         event=event_record(record),
@@ -317,6 +322,10 @@ def get_event_response(
         skipped=[
             ingress_pb2.SkippedRun(function_id=item.function_id, reason=item.reason)
             for item in skipped
+        ],
+        cancelled=[
+            ingress_pb2.CancelledRun(run_id=run_id, function_id=function_id)
+            for run_id, function_id in cancelled
         ],
     )
 

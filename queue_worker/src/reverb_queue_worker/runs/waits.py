@@ -1,4 +1,5 @@
-"""The `match_waits` job: resolve the open waits that accepted events meet."""
+"""The `match_waits` job: resolve the open waits that accepted events meet, and cancel the
+runs whose cancel_on they meet."""
 
 import structlog
 
@@ -13,10 +14,13 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 
 async def match_waits(services: Services, job: ActiveJob, payload: MatchWaits) -> None:
-    """Each waiting step the events meet completes with its event, and its run is queued."""
+    """Each waiting step the events meet completes with its event, and its run is queued;
+    each run whose cancellation wait they meet is cancelled."""
     event_ids = list(payload.event_ids)
     with job_span("match_waits", payload.traceparent, {"reverb.event_ids": event_ids}):
         async with acquire(services.pool) as connection:
-            woken = await execution.match_waits(connection, event_ids)
-    for run_id in woken:
+            matched = await execution.match_events(connection, event_ids, services.gates)
+    for run_id in matched.woken:
         _log.debug("wait resolved", run_id=run_id, event_ids=event_ids)
+    for run_id in matched.cancelled:
+        _log.info("run cancelled by an event (cancel_on)", run_id=run_id, event_ids=event_ids)

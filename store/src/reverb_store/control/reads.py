@@ -14,6 +14,8 @@ import orjson
 
 from reverb.engine_errors import UNTYPED
 from reverb_store.cron.schedules import ScheduleRecord, list_schedules
+from reverb_store.execution.cancel_on import CancelCondition
+from reverb_store.execution.cancel_on import parse as parse_cancel_on
 from reverb_store.execution.records import RunStatus, StepKind, StepStatus
 from reverb_store.flow.options import NO_FLOW, FlowOptions
 from reverb_store.flow.options import parse as parse_flow
@@ -123,6 +125,7 @@ class FunctionRecord:
     # Set while the function is paused (`execution.pausing`).
     paused_at: datetime | None = None
     flow: FlowOptions = NO_FLOW
+    cancel_on: tuple[CancelCondition, ...] = ()
 
 
 _EVENT_COLUMNS = "id, name, data, ts, received_at"
@@ -284,7 +287,7 @@ async def list_steps(connection: asyncpg.Connection, run_id: str) -> list[StepRe
 _FUNCTIONS = """
 SELECT f.id, f.app_id, f.name, f.retries, f.on_failure, f.start_timeout, f.finish_timeout,
     f.paused_at,
-    f.flow::text AS flow,
+    f.flow::text AS flow, f.cancel_on::text AS cancel_on,
     coalesce(array_agg(t.event_name) FILTER (WHERE t.event_name IS NOT NULL), '{}') AS events
 FROM reverb.functions f LEFT JOIN reverb.triggers t ON t.function_id = f.id
 {where}
@@ -332,6 +335,7 @@ def _functions(
             finish_timeout=row["finish_timeout"],
             paused_at=row["paused_at"],
             flow=parse_flow(row["flow"]),
+            cancel_on=parse_cancel_on(row["cancel_on"]),
         )
         for row in rows
     ]

@@ -27,6 +27,8 @@ from reverb.schedules import CatchUp, Overlap
 from reverb_store import jobs
 from reverb_store.control.leases import HostLease, upsert_lease
 from reverb_store.cron.schedules import ScheduleDefinition, sync_schedules
+from reverb_store.execution import cancel_on
+from reverb_store.execution.cancel_on import CancelCondition
 from reverb_store.flow.options import NO_FLOW, FlowOptions
 
 
@@ -56,6 +58,8 @@ class FunctionDefinition:
     start_timeout: timedelta | None = None
     finish_timeout: timedelta | None = None
     flow: FlowOptions = NO_FLOW
+    # Events that cancel a run (`execution.cancel_on`), in declaration order.
+    cancel_on: tuple[CancelCondition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,8 @@ def _canonical_function(function: FunctionDefinition) -> dict[str, object]:
     # Only when set: the definitions of functions without flow control hash as before.
     if function.flow:
         document["flow"] = function.flow.document()
+    if function.cancel_on:
+        document["cancel_on"] = cancel_on.document(function.cancel_on)
     return document
 
 
@@ -127,15 +133,16 @@ def definition_hash(app: AppDefinition) -> str:
 
 _UPSERT_FUNCTIONS = """
 INSERT INTO reverb.functions AS f
-    (id, app_id, name, retries, on_failure, start_timeout, finish_timeout, flow)
-SELECT id, $1, name, retries, on_failure, start_timeout, finish_timeout, flow::jsonb
+    (id, app_id, name, retries, on_failure, start_timeout, finish_timeout, flow, cancel_on)
+SELECT id, $1, name, retries, on_failure, start_timeout, finish_timeout, flow::jsonb,
+       cancel_on::jsonb
 FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::interval[], $7::interval[],
-            $8::text[])
-    AS t (id, name, retries, on_failure, start_timeout, finish_timeout, flow)
+            $8::text[], $9::text[])
+    AS t (id, name, retries, on_failure, start_timeout, finish_timeout, flow, cancel_on)
 ON CONFLICT (id) DO UPDATE
     SET name = excluded.name, retries = excluded.retries, on_failure = excluded.on_failure,
         start_timeout = excluded.start_timeout, finish_timeout = excluded.finish_timeout,
-        flow = excluded.flow,
+        flow = excluded.flow, cancel_on = excluded.cancel_on,
         updated_at = now()
     WHERE f.app_id = excluded.app_id
 RETURNING id
@@ -165,6 +172,11 @@ async def register_app(
     updated in the same transaction (`reverb_store.cron.schedules`), their next ticks
     counted from `now` (default: the database's clock)."""
     digest = definition_hash(app)
+    # Read before the transaction, which then locks wait_keys before any read of it.
+    new_keys = await cancel_on.missing_wait_keys(
+        connection,
+        cancel_on.wait_keys([entry for function in app.functions for entry in function.cancel_on]),
+    )
     async with connection.transaction():
         await connection.execute(_LOCK_APP, app.id)
         stored = await connection.fetchval(
@@ -181,6 +193,9 @@ async def register_app(
             digest,
             canonical_json(app).decode(),
         )
+        # Before any run of a function with cancel_on can exist: every event of a
+        # cancel_on's name accepted from the commit on gets a match_waits job.
+        await cancel_on.register_wait_keys(connection, new_keys)
         await _replace_functions(connection, app)
         if now is None:
             now = await connection.fetchval("SELECT now()")
@@ -226,6 +241,7 @@ async def _replace_functions(connection: asyncpg.Connection, app: AppDefinition)
         [function.start_timeout for function in app.functions],
         [function.finish_timeout for function in app.functions],
         [function.flow.to_json() for function in app.functions],
+        [cancel_on.to_json(function.cancel_on) for function in app.functions],
     )
     if len(written) != len(ids):
         mine = {row["id"] for row in written}

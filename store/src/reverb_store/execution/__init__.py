@@ -2,6 +2,7 @@
 invokes, finals."""
 
 from reverb_store.execution.admission import claim_run, prepare_claim
+from reverb_store.execution.cancel_on import CancelCondition, cancellations_of_event
 from reverb_store.execution.cancellation import (
     CANCELLABLE,
     cancel_run,
@@ -35,6 +36,7 @@ from reverb_store.execution.gates import (
 )
 from reverb_store.execution.hosts import LiveHost, live_hosts
 from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
+from reverb_store.execution.matching import Matched, match_events, match_waits
 from reverb_store.execution.pausing import (
     ParkOutcome,
     Resumed,
@@ -83,7 +85,6 @@ from reverb_store.execution.waits import (
     WaitKeys,
     WaitRefused,
     WaitRequest,
-    match_waits,
     record_wait,
 )
 
@@ -92,6 +93,7 @@ __all__ = [
     "CANCELLABLE",
     "DEFAULT_WAIT_TIMEOUT",
     "Admit",
+    "CancelCondition",
     "Candidate",
     "ClaimedRun",
     "Driver",
@@ -105,6 +107,7 @@ __all__ = [
     "Hold",
     "INVOKED_EVENT",
     "LiveHost",
+    "Matched",
     "MemoEntry",
     "ResolvedWait",
     "NO_GATES",
@@ -133,6 +136,7 @@ __all__ = [
     "announce_failure",
     "cancel_run",
     "cancel_runs",
+    "cancellations_of_event",
     "cancelled_error",
     "claim_run",
     "commit_outputs",
@@ -141,6 +145,7 @@ __all__ = [
     "fail_run",
     "let_go_cancelled",
     "live_hosts",
+    "match_events",
     "load_memo",
     "park_run",
     "pause_function",

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import orjson
 
-from reverb_store import jobs
 from reverb_store.execution.records import EventRecord, StepState, StepTiming
 from reverb_store.execution.steps import step_state
 from reverb_store.expressions import Expression, ExpressionError, compile_expression
@@ -40,7 +39,7 @@ DEFAULT_WAIT_TIMEOUT = timedelta(hours=1)
 VARIABLES = frozenset({"event", "async"})
 
 # Runs whose waits are still worth resolving; the waits of other runs are deleted.
-_LIVE = frozenset({"queued", "running", "sleeping", "waiting"})
+LIVE = frozenset({"queued", "running", "sleeping", "waiting"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +152,7 @@ def _at(data: object, path: tuple[str, ...]) -> object:
 
 
 # The output of a resolved wait, from the event `e` and the condition's index.
-_OUTPUT = (
+OUTPUT = (
     "jsonb_build_object('index', {index}, 'event', jsonb_build_object("
     "'id', e.id, 'name', e.name, 'data', e.data, 'ts', to_jsonb(e.ts AT TIME ZONE 'UTC')))"
 )
@@ -197,7 +196,7 @@ SELECT pg_advisory_xact_lock(key) FROM (
 
 _COMPLETE_STEP = f"""
 UPDATE reverb.steps s SET status = 'completed', wake_at = NULL, ended_at = now(),
-    output = {_OUTPUT.format(index="$3::int")}
+    output = {OUTPUT.format(index="$3::int")}
 FROM reverb.events e
 WHERE s.run_id = $1 AND s.id = $2 AND e.id = $4
 """
@@ -288,7 +287,7 @@ async def _look_back(
         ):
             if best is not None and row["received_at"] > best[0]:
                 break
-            if condition.expression is None or _holds(
+            if condition.expression is None or holds(
                 condition.expression, trigger_event, _row_activation(row)
             ):
                 candidate = (row["received_at"], condition.position, row["id"])
@@ -313,7 +312,7 @@ def _row_activation(row: asyncpg.Record) -> dict[str, object]:
     return cel_event(row["id"], row["name"], orjson.loads(row["data"]), row["ts"])
 
 
-def _holds(
+def holds(
     expression: Expression,
     trigger: dict[str, object] | None,
     candidate: dict[str, object],
@@ -324,143 +323,3 @@ def _holds(
         return expression.evaluate({"event": trigger or {}, "async": candidate}) is True
     except ExpressionError:
         return False
-
-
-# --- matching accepted events against open waits (the `match_waits` job) ---------------
-
-# Each (event, match path of its name) value's lock, shared and in order (see the module).
-_LOCK_EVENT_KEYS = """
-SELECT pg_advisory_xact_lock_shared(key) FROM (
-    SELECT DISTINCT reverb.wait_lock_key(e.name, k.match_path,
-        CASE WHEN cardinality(k.match_path) = 0 THEN 'null'::jsonb
-             ELSE e.data #> k.match_path END) AS key
-    FROM unnest($1::text[]) AS t(id)
-    JOIN reverb.events e ON e.id = t.id
-    JOIN reverb.wait_keys k ON k.event_name = e.name
-    WHERE cardinality(k.match_path) = 0 OR e.data #> k.match_path IS NOT NULL
-    ORDER BY key
-) AS keys
-"""
-
-# The open waits each event matches by key, events in acceptance order. Data is read only
-# for waits with a condition.
-_CANDIDATES = """
-SELECT w.run_id, w.step_id, w.position, w.condition, r.status AS run_status,
-       e.id AS event_id, e.name,
-       CASE WHEN w.condition IS NOT NULL THEN e.data::text END AS data, e.ts,
-       te.id AS trigger_id, te.name AS trigger_name, te.data::text AS trigger_data,
-       te.ts AS trigger_ts
-FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
-JOIN reverb.events e ON e.id = t.id
-JOIN reverb.wait_keys k ON k.event_name = e.name
-JOIN reverb.waits w
-  ON w.event_name = e.name AND w.match_path = k.match_path
- AND w.match_value = CASE WHEN cardinality(k.match_path) = 0 THEN 'null'::jsonb
-                          ELSE e.data #> k.match_path END
-LEFT JOIN reverb.runs r ON r.id = w.run_id
-LEFT JOIN reverb.events te ON w.condition IS NOT NULL AND te.id = r.event_ids[1]
-WHERE w.not_before IS NULL OR e.received_at >= w.not_before
-ORDER BY t.position, w.run_id, w.step_id, w.position
-"""
-
-_LOCK_RUNS = """
-SELECT id FROM reverb.runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
-"""
-
-# Every row of each chosen step goes (a wait_for_any's losers with its winner); the step
-# completes with its event if it still waits. A NULL event only removes the rows.
-_RESOLVE = f"""
-WITH chosen AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
-        AS c(run_id, step_id, position, event_id)
-), removed AS (
-    DELETE FROM reverb.waits w USING chosen c WHERE w.run_id = c.run_id AND w.step_id = c.step_id
-), resolved AS (
-    UPDATE reverb.steps s SET status = 'completed', wake_at = NULL, ended_at = now(),
-        output = {_OUTPUT.format(index="c.position")}
-    FROM chosen c JOIN reverb.events e ON e.id = c.event_id
-    WHERE s.run_id = c.run_id AND s.id = c.step_id AND s.status = 'waiting'
-    RETURNING s.run_id
-), woken AS (
-    UPDATE reverb.runs r SET status = 'queued', updated_at = now()
-    WHERE r.id IN (SELECT run_id FROM resolved) AND r.status IN ('sleeping', 'waiting')
-    RETURNING r.id, r.traceparent
-)
-SELECT id, traceparent FROM woken
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    run_id: str
-    step_id: str
-    position: int
-    event_id: str | None
-
-
-async def match_waits(connection: asyncpg.Connection, event_ids: Sequence[str]) -> list[RunId]:
-    """Resolve the open waits the events meet, in one transaction: each waiting step gets
-    the first of the events (in order) that meets one of its conditions, its other rows
-    go, and a run that was sleeping or waiting is queued with an `advance_run` job.
-    Returns the runs woken."""
-    async with connection.transaction():
-        await connection.execute(_LOCK_EVENT_KEYS, list(event_ids))
-        rows = await connection.fetch(_CANDIDATES, list(event_ids))
-        if not rows:
-            return []
-        choices = _choose(rows)
-        await connection.fetch(_LOCK_RUNS, sorted({c.run_id for c in choices}))
-        woken = await connection.fetch(
-            _RESOLVE,
-            [c.run_id for c in choices],
-            [c.step_id for c in choices],
-            [c.position for c in choices],
-            [c.event_id for c in choices],
-        )
-        if woken:
-            await jobs.enqueue(
-                connection, [jobs.AdvanceRun(row["id"], row["traceparent"]) for row in woken]
-            )
-    return [RunId(row["id"]) for row in woken]
-
-
-def _choose(rows: Sequence[asyncpg.Record]) -> list[_Choice]:
-    """The first matching event of each waiting step (rows are in event order); the
-    waits of runs that ended are only removed."""
-    chosen: dict[tuple[str, str], _Choice] = {}
-    triggers: dict[str, dict[str, object] | None] = {}
-    for row in rows:
-        step = (row["run_id"], row["step_id"])
-        if step in chosen:
-            continue
-        if row["run_status"] not in _LIVE:
-            chosen[step] = _Choice(step[0], step[1], row["position"], None)
-            continue
-        if row["condition"] is not None:
-            expression = _expression(row["condition"])
-            if expression is None:
-                continue
-            run_id = row["run_id"]
-            if run_id not in triggers:
-                triggers[run_id] = _stored_trigger(row)
-            data = orjson.loads(row["data"])
-            candidate = cel_event(row["event_id"], row["name"], data, row["ts"])
-            if not _holds(expression, triggers[run_id], candidate):
-                continue
-        chosen[step] = _Choice(step[0], step[1], row["position"], row["event_id"])
-    return list(chosen.values())
-
-
-def _stored_trigger(row: asyncpg.Record) -> dict[str, object] | None:
-    if row["trigger_id"] is None:
-        return None
-    data = orjson.loads(row["trigger_data"])
-    return cel_event(row["trigger_id"], row["trigger_name"], data, row["trigger_ts"])
-
-
-def _expression(source: str) -> Expression | None:
-    """A stored condition compiled (cached); None if it no longer compiles."""
-    try:
-        return compile_expression(source, variables=VARIABLES, what="a stored wait")
-    except ExpressionError:
-        return None

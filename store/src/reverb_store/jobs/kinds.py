@@ -138,8 +138,9 @@ class TimeOutRun:
 
 @dataclass(frozen=True, slots=True)
 class MatchWaits(ProcessEvent):
-    """Resolve the open waits the events meet (`reverb_store.execution.waits`); the same
-    fields and encoding as ProcessEvent."""
+    """Resolve the open waits the events meet, and cancel the runs whose cancel_on they
+    meet (`reverb_store.execution.matching`); the same fields and encoding as
+    ProcessEvent."""
 
 
 P = TypeVar("P", bound=JobPayload, covariant=True)
