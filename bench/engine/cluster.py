@@ -11,7 +11,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +79,15 @@ def _environment(database_url: str, ports: dict[str, int]) -> dict[str, str]:
 
 
 async def _spawn(
-    name: str, arguments: list[str], environment: dict[str, str]
+    name: str,
+    arguments: list[str],
+    environment: dict[str, str],
+    prefix: Sequence[str] = (),
 ) -> asyncio.subprocess.Process:
     LOGS.mkdir(parents=True, exist_ok=True)
     with (LOGS / f"{name}.log").open("wb") as log:
         return await asyncio.create_subprocess_exec(
+            *prefix,
             sys.executable,
             "-m",
             "reverb_cli",
@@ -137,15 +141,20 @@ async def start(
     functions: int,
     within: float = 60,
     extra_environment: Mapping[str, str] | None = None,
+    prefixes: Mapping[str, Sequence[str]] | None = None,
 ) -> Cluster:
     """The three services over `database_url`; `extra_environment` is added to each one's
-    (the `traces` section's OTLP export variables)."""
+    (the `traces` section's OTLP export variables); `prefixes` run a service under a
+    command (`bench.instructions`: valgrind), by service name."""
+    prefix = prefixes or {}
     ports = {name: free_port() for name in ("http", "ingress", "host")}
     environment = {**_environment(database_url, ports), **(extra_environment or {})}
     await _migrate(environment)
-    processes = {"gateway": await _spawn("gateway", ["gateway"], environment)}
-    processes["worker"] = await _spawn("worker", ["worker"], environment)
-    processes["host"] = await _spawn("host", ["host", APP], environment)
+    processes = {
+        "gateway": await _spawn("gateway", ["gateway"], environment, prefix.get("gateway", ()))
+    }
+    processes["worker"] = await _spawn("worker", ["worker"], environment, prefix.get("worker", ()))
+    processes["host"] = await _spawn("host", ["host", APP], environment, prefix.get("host", ()))
     cluster = Cluster(database_url, ports["http"], processes)
     try:
         await _wait_ready(cluster, functions, within)

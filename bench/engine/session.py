@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.engine import cluster
@@ -22,9 +22,16 @@ class Engine:
 
     @classmethod
     async def start(
-        cls, database_url: str, environment: Mapping[str, str] | None = None
+        cls,
+        database_url: str,
+        environment: Mapping[str, str] | None = None,
+        *,
+        within: float = 60,
+        prefixes: Mapping[str, Sequence[str]] | None = None,
     ) -> "Engine":
-        started = await cluster.start(database_url, FUNCTIONS, extra_environment=environment)
+        started = await cluster.start(
+            database_url, FUNCTIONS, within, extra_environment=environment, prefixes=prefixes
+        )
         try:
             observer = await Observer.connect(database_url)
         except BaseException:
