@@ -54,6 +54,21 @@ async def test_other_configuration_errors_exit_with_status_2(
     one_line(result.stderr)
 
 
+async def test_a_nested_setting_is_named_by_the_variable_the_user_wrote() -> None:
+    """A webhook source's setting is `REVERB_WEBHOOKS__<SOURCE>__<NAME>`: the error names
+    that variable (double underscores), not one with single underscores that means nothing."""
+    env = {
+        "REVERB_DATABASE_URL": "postgresql://127.0.0.1/x",
+        "REVERB_WEBHOOKS__GH__PRESET": "github",
+        "REVERB_WEBHOOKS__GH__SECRET": "s3cret",
+        "REVERB_WEBHOOKS__GH__COLOUR": "blue",
+    }
+    result = await run_cli("gateway", env=env)
+    assert_user_error(result, "invalid configuration: REVERB_WEBHOOKS__GH__COLOUR: Extra inputs", 2)
+    assert "s3cret" not in result.stderr
+    one_line(result.stderr)
+
+
 async def test_a_worker_for_an_unknown_database_stops_at_once(database_url: str) -> None:
     unknown = urlunsplit(urlsplit(database_url)._replace(path="/reverb_no_such_database"))
     result = await run_cli("worker", env={"REVERB_DATABASE_URL": unknown})

@@ -56,8 +56,11 @@ def build(settings_class: type[Settings]) -> Settings:
         return settings_class()
     except pydantic.ValidationError as error:
         prefix = str(settings_class.model_config.get("env_prefix") or "")
+        # A nested setting's variable joins its path with the nested delimiter
+        # (`REVERB_WEBHOOKS__GH__SECRET`), which is how the user wrote it.
+        nested = str(settings_class.model_config.get("env_nested_delimiter") or "_")
         problems = "; ".join(
-            f"{prefix}{'_'.join(str(part) for part in problem['loc']).upper()}:"
+            f"{prefix}{nested.join(str(part) for part in problem['loc']).upper()}:"
             f" {problem['msg'].removeprefix('Value error, ')}"
             for problem in error.errors()
         )
