@@ -191,15 +191,18 @@ async def test_an_invocation_and_its_steps_join_the_callers_trace(
         events=[common_pb2.Event(id="e", name="user.created", data=b'{"name": "Ada"}')],
         traceparent=traceparent,
     )
-    sign_start(start, KEY, app.id, signed_host.address)
-    await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
+    signed_start = sign_start(start, KEY, app.id, signed_host.address)
+    await call.write(
+        pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, signed_start=signed_start)])
+    )
     report = await call.read()
     assert isinstance(report, pb.InvokeResponse)
     ack = pb.Ack(step_id="say-hello", result=pb.ACK_RESULT_CONTINUE)
     await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, ack=ack)]))
     final = await call.read()
     assert isinstance(final, pb.InvokeResponse)
-    assert final.frames[0].completed.output == b'"hello Ada"'
+    completed = pb.HostFrame.FromString(final.signed[0].frame)
+    assert completed.completed.output == b'"hello Ada"'
     await call.done_writing()
     async with asyncio.timeout(5):
         await call.wait_for_connection()

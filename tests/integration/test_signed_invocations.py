@@ -23,8 +23,7 @@ from reverb_contracts.v1 import function_host_pb2 as pb
 from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostStub
 from reverb_function_host import Host, HostSettings, InsecureHostError, start
 from reverb_function_host.signing import signature
-from reverb_queue_worker.hosts.wire import answer_content
-from tests.integration.signed_starts import sign_start
+from tests.integration.signed_starts import altered, nonce_of, sign_start
 
 if TYPE_CHECKING:
     from reverb_contracts.v1.function_host_pb2_grpc import FunctionHostAsyncStub
@@ -82,19 +81,42 @@ async def stub(host: Host) -> AsyncIterator[FunctionHostAsyncStub]:
         yield FunctionHostStub(channel)
 
 
+def worker_frame(invocation_id: int, start: pb.Start | pb.SignedStart) -> pb.WorkerFrame:
+    if isinstance(start, pb.SignedStart):
+        return pb.WorkerFrame(invocation_id=invocation_id, signed_start=start)
+    return pb.WorkerFrame(invocation_id=invocation_id, start=start)
+
+
+def answers(response: object) -> list[tuple[pb.HostFrame, pb.SignedFrame | None]]:
+    """A response's frames (each with its invocation id), a signed one with its bytes."""
+    assert isinstance(response, pb.InvokeResponse)
+    found: list[tuple[pb.HostFrame, pb.SignedFrame | None]] = [
+        (frame, None) for frame in response.frames
+    ]
+    for signed in response.signed:
+        frame = pb.HostFrame.FromString(signed.frame)
+        frame.invocation_id = signed.invocation_id
+        found.append((frame, signed))
+    return found
+
+
 async def finals(
-    stub: FunctionHostAsyncStub, *starts: pb.Start, key: str = KEY
+    stub: FunctionHostAsyncStub, *starts: pb.Start | pb.SignedStart, key: str = KEY
 ) -> list[pb.HostFrame]:
     """Send each Start on one new stream, ack every step, and return each one's final frame
     (in the order they end)."""
+    return [frame for frame, _ in await signed_finals(stub, *starts, key=key)]
+
+
+async def signed_finals(
+    stub: FunctionHostAsyncStub, *starts: pb.Start | pb.SignedStart, key: str = KEY
+) -> list[tuple[pb.HostFrame, pb.SignedFrame | None]]:
     call = stub.Invoke(metadata=header(key))
-    frames = [pb.WorkerFrame(invocation_id=i, start=s) for i, s in enumerate(starts, 1)]
+    frames = [worker_frame(i, s) for i, s in enumerate(starts, 1)]
     await call.write(pb.InvokeRequest(frames=frames))
-    ended: list[pb.HostFrame] = []
+    ended: list[tuple[pb.HostFrame, pb.SignedFrame | None]] = []
     while len(ended) < len(starts):
-        response = await call.read()
-        assert isinstance(response, pb.InvokeResponse)
-        for frame in response.frames:
+        for frame, signed in answers(await call.read()):
             if frame.WhichOneof("message") == "step":
                 ack = pb.Ack(step_id=frame.step.step_id, result=pb.ACK_RESULT_CONTINUE)
                 invocation = frame.invocation_id
@@ -102,7 +124,7 @@ async def finals(
                     pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=invocation, ack=ack)])
                 )
             else:
-                ended.append(frame)
+                ended.append((frame, signed))
     call.cancel()
     return ended
 
@@ -119,25 +141,24 @@ async def test_a_signed_start_runs_and_every_answer_carries_its_mac(
 ) -> None:
     start = sign_start(a_start("run-1"), KEY, payouts.id, host.address)
     call = stub.Invoke(metadata=header())
-    await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, start=start)]))
-    step = await call.read()
-    assert isinstance(step, pb.InvokeResponse)
+    await call.write(pb.InvokeRequest(frames=[worker_frame(1, start)]))
+    step = answers(await call.read())
     ack = pb.Ack(step_id="transfer", result=pb.ACK_RESULT_CONTINUE)
     await call.write(pb.InvokeRequest(frames=[pb.WorkerFrame(invocation_id=1, ack=ack)]))
-    final = await call.read()
-    assert isinstance(final, pb.InvokeResponse)
+    final = answers(await call.read())
     call.cancel()
 
     key = Keyring(KEY).current
-    frames = [*step.frames, *final.frames]
-    assert [frame.WhichOneof("message") for frame in frames] == ["step", "completed"]
-    for sequence, frame in enumerate(frames):
-        signed = answer_prefix(start.auth.nonce, sequence) + answer_content(frame)
-        assert key.verifies(signed, frame.mac)
+    frames = [*step, *final]
+    assert [frame.WhichOneof("message") for frame, _ in frames] == ["step", "completed"]
+    nonce = nonce_of(start)
+    for sequence, (_, signed) in enumerate(frames):
+        assert signed is not None
+        assert key.verifies(answer_prefix(nonce, sequence) + signed.frame, signed.mac)
     # Bound to its place: the first frame's MAC does not sign the second place.
-    assert not key.verifies(
-        answer_prefix(start.auth.nonce, 1) + answer_content(frames[0]), frames[0].mac
-    )
+    first = frames[0][1]
+    assert first is not None
+    assert not key.verifies(answer_prefix(nonce, 1) + first.frame, first.mac)
     assert paid["run-1"] == 999999
 
 
@@ -159,9 +180,7 @@ async def test_a_captured_start_replayed_is_refused(
 
 async def test_a_forged_memo_is_refused(stub: FunctionHostAsyncStub, host: Host) -> None:
     signed = sign_start(a_start("run-3"), KEY, payouts.id, host.address)
-    forged = pb.Start()
-    forged.CopyFrom(signed)
-    forged.memo.add(step_id="transfer", output=b'"forged step output"')
+    forged = altered(signed, lambda start: start.memo.add(step_id="transfer", output=b'"x"'))
     (frame,) = await finals(stub, forged)
     assert "invalid MAC" in refusal(frame)
     assert "run-3" not in paid
@@ -170,11 +189,20 @@ async def test_a_forged_memo_is_refused(stub: FunctionHostAsyncStub, host: Host)
 async def test_a_changed_event_or_attempt_is_refused(
     stub: FunctionHostAsyncStub, host: Host
 ) -> None:
-    changed_event = sign_start(a_start("run-4"), KEY, payouts.id, host.address)
-    changed_event.events[0].data = b'{"amount": 1}'
-    changed_attempt = sign_start(a_start("run-5"), KEY, payouts.id, host.address)
-    changed_attempt.attempt = 3
-    for frame in await finals(stub, changed_event, changed_attempt):
+    def cheaper(start: pb.Start) -> None:
+        start.events[0].data = b'{"amount": 1}'
+
+    def later(start: pb.Start) -> None:
+        start.attempt = 3
+
+    def elsewhere(start: pb.Start) -> None:
+        start.step_attempts["transfer"] = 2  # nothing of a signed Start is outside its MAC
+
+    changed = [
+        altered(sign_start(a_start(f"run-{n}"), KEY, payouts.id, host.address), change)
+        for n, change in ((4, cheaper), (5, later), (16, elsewhere))
+    ]
+    for frame in await finals(stub, *changed):
         assert "invalid MAC" in refusal(frame)
     assert not paid
 
@@ -239,13 +267,14 @@ async def test_the_previous_key_is_accepted_during_a_rotation_and_refused_after(
     try:
         async with aio.insecure_channel(f"127.0.0.1:{rotating.port}") as channel:
             old = sign_start(a_start("run-12"), OLD_KEY, payouts.id, rotating.address)
-            (frame,) = await finals(FunctionHostStub(channel), old, key=OLD_KEY)
+            ((frame, answered),) = await signed_finals(FunctionHostStub(channel), old, key=OLD_KEY)
     finally:
         await rotating.stop(0)
     assert frame.completed.output == b'"paid 999999"'
     # Answered with the key that signed the Start.
-    signed = answer_prefix(old.auth.nonce, 1) + answer_content(frame)
-    assert Keyring(OLD_KEY).current.verifies(signed, frame.mac)
+    assert answered is not None
+    signed = answer_prefix(nonce_of(old), 1) + answered.frame
+    assert Keyring(OLD_KEY).current.verifies(signed, answered.mac)
 
     rotated = await serve(payouts)  # the previous key removed
     try:

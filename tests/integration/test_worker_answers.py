@@ -27,11 +27,17 @@ async def pay_out(ctx: Context) -> str:
     return str(await ctx.step.run("transfer", lambda: "paid"))
 
 
-class RogueHost(function_host_pb2_grpc.FunctionHostServicer):
-    """Answers every Start at once with a forged step output and a forged result."""
+def _signed(invocation_id: int, frame: pb.HostFrame, mac: bytes) -> pb.SignedFrame:
+    return pb.SignedFrame(invocation_id=invocation_id, frame=frame.SerializeToString(), mac=mac)
 
-    def __init__(self) -> None:
-        self.starts: list[pb.Start] = []
+
+class RogueHost(function_host_pb2_grpc.FunctionHostServicer):
+    """Answers every Start at once with a forged step output and a forged result, signed
+    with MACs it had to make up (it has no key); with `unsigned`, not signed at all."""
+
+    def __init__(self, unsigned: bool = False) -> None:
+        self.starts: list[pb.SignedStart] = []
+        self.unsigned = unsigned
 
     async def Describe(self, request: pb.DescribeRequest, context: Any) -> pb.DescribeResponse:
         return pb.DescribeResponse()
@@ -39,25 +45,31 @@ class RogueHost(function_host_pb2_grpc.FunctionHostServicer):
     async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:
         async for request in request_iterator:
             for frame in request.frames:
-                if frame.WhichOneof("message") != "start":
+                if frame.WhichOneof("message") != "signed_start":
                     continue
-                self.starts.append(frame.start)
-                step = pb.StepResult(step_id="transfer", name="transfer", output=b'"forged"')
-                yield pb.InvokeResponse(
-                    frames=[
-                        pb.HostFrame(invocation_id=frame.invocation_id, step=step, mac=b"\0" * 32),
-                        pb.HostFrame(
-                            invocation_id=frame.invocation_id,
-                            completed=pb.RunCompleted(output=b'"forged step output"'),
-                        ),
-                    ]
-                )
+                self.starts.append(frame.signed_start)
+                yield self.answer(frame.invocation_id)
+
+    def answer(self, invocation_id: int) -> pb.InvokeResponse:
+        step = pb.HostFrame(
+            step=pb.StepResult(step_id="transfer", name="transfer", output=b'"forged"')
+        )
+        completed = pb.HostFrame(completed=pb.RunCompleted(output=b'"forged step output"'))
+        if self.unsigned:
+            step.invocation_id = completed.invocation_id = invocation_id
+            return pb.InvokeResponse(frames=[step, completed])
+        return pb.InvokeResponse(
+            signed=[
+                _signed(invocation_id, step, b"\0" * 32),
+                _signed(invocation_id, completed, b""),
+            ]
+        )
 
 
-@pytest.fixture
-async def rogue() -> AsyncIterator[tuple[RogueHost, int]]:
+@pytest.fixture(params=[False, True], ids=["forged MAC", "unsigned"])
+async def rogue(request: pytest.FixtureRequest) -> AsyncIterator[tuple[RogueHost, int]]:
     server = aio.server()
-    servicer = RogueHost()
+    servicer = RogueHost(unsigned=request.param)
     function_host_pb2_grpc.add_FunctionHostServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -80,7 +92,8 @@ async def test_a_forged_host_answer_is_refused_and_nothing_is_stored(
 
     error = orjson.loads(run["error"])
     assert error["type"] == "Unauthenticated"
-    assert "the host's answer is not authenticated (invalid MAC)" in error["message"]
+    problem = "missing MAC" if servicer.unsigned else "invalid MAC"
+    assert f"the host's answer is not authenticated ({problem})" in error["message"]
     assert run["output"] is None
     steps = await connection.fetchval(
         "SELECT count(*) FROM reverb.steps WHERE run_id = $1", run["id"]
@@ -89,8 +102,9 @@ async def test_a_forged_host_answer_is_refused_and_nothing_is_stored(
     refusals = [entry for entry in logs if entry["event"] == "refused a host's answer"]
     assert refusals and refusals[0]["peer"] == f"127.0.0.1:{port}"
     # What the rogue host received was signed: it could not have made the MAC itself.
-    (start,) = servicer.starts
-    assert len(start.auth.mac) == 32 and start.auth.app_id == app.id
+    (signed,) = servicer.starts
+    start = pb.Start.FromString(signed.start)
+    assert len(signed.mac) == 32 and start.auth.app_id == app.id
     assert start.auth.host_address == f"127.0.0.1:{port}"
 
 
@@ -98,30 +112,15 @@ class RogueLogger(RogueHost):
     """Answers every Start with a forged log line (a line claiming a payment), then the
     forged step output and result: a log frame is authenticated like every other."""
 
-    async def Invoke(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.InvokeResponse]:
-        async for request in request_iterator:
-            for frame in request.frames:
-                if frame.WhichOneof("message") != "start":
-                    continue
-                self.starts.append(frame.start)
-                line = pb.LogRecord(
-                    level=pb.LOG_LEVEL_INFO,
-                    message="paid out",
-                    step_id="transfer",
-                    fields=b'{"amount": 999999}',
-                )
-                step = pb.StepResult(step_id="transfer", name="transfer", output=b'"forged"')
-                invocation_id = frame.invocation_id
-                yield pb.InvokeResponse(
-                    frames=[
-                        pb.HostFrame(invocation_id=invocation_id, log=line, mac=b"\1" * 32),
-                        pb.HostFrame(invocation_id=invocation_id, step=step, mac=b"\0" * 32),
-                        pb.HostFrame(
-                            invocation_id=invocation_id,
-                            completed=pb.RunCompleted(output=b'"forged step output"'),
-                        ),
-                    ]
-                )
+    def answer(self, invocation_id: int) -> pb.InvokeResponse:
+        line = pb.LogRecord(
+            level=pb.LOG_LEVEL_INFO,
+            message="paid out",
+            step_id="transfer",
+            fields=b'{"amount": 999999}',
+        )
+        logged = _signed(invocation_id, pb.HostFrame(log=line), b"\1" * 32)
+        return pb.InvokeResponse(signed=[logged, *super().answer(invocation_id).signed])
 
 
 async def test_a_forged_log_line_is_refused_and_not_stored(

@@ -1,4 +1,4 @@
-"""The pieces of signed invocations (`reverb.signing`): key ids, the canonical bytes, the
+"""The pieces of signed invocations (`reverb.signing`): key ids, MACs, the answer prefix, the
 replay guard's window and bounded memory."""
 
 import hashlib
@@ -6,7 +6,7 @@ import hmac
 
 import pytest
 
-from reverb.signing import Canonical, Keyring, ReplayGuard, answer_prefix, key_id
+from reverb.signing import Keyring, ReplayGuard, answer_prefix, key_id
 
 NOW = 1_800_000_000_000
 NONCES = [bytes([n]) * 16 for n in range(10)]
@@ -32,27 +32,13 @@ def test_a_mac_is_hmac_sha256(secret: bytes) -> None:
     assert not key.verifies(b"m", b"\0" * 32)
 
 
-def test_the_canonical_layout_is_length_prefixed_big_endian() -> None:
-    encoded = Canonical(b"tag").text("é").blob(b"").integer(-1).time(1, 2).raw(b"xy").to_bytes()
-    assert encoded == (
-        b"tag"
-        + b"\x00\x00\x00\x02\xc3\xa9"
-        + b"\x00\x00\x00\x00"
-        + b"\xff" * 8
-        + b"\x00" * 7
-        + b"\x01"
-        + b"\x00\x00\x00\x02"
-        + b"xy"
-    )
-    # Field boundaries are unambiguous: ("ab", "c") and ("a", "bc") differ.
-    assert (
-        Canonical(b"").text("ab").text("c").to_bytes()
-        != Canonical(b"").text("a").text("bc").to_bytes()
-    )
+def test_the_answer_prefix_is_the_domain_the_nonce_and_the_place() -> None:
     assert (
         answer_prefix(b"n" * 16, 3)
-        == b"reverb-answer-v1\x00\x00\x00\x10" + b"n" * 16 + b"\x00" * 7 + b"\x03"
+        == b"reverb-answer-v2\x00\x00\x00\x10" + b"n" * 16 + b"\x00" * 7 + b"\x03"
     )
+    # The nonce's length keeps (nonce, place) unambiguous.
+    assert answer_prefix(b"n" * 15, 3) != answer_prefix(b"n" * 16, 3)[:-1]
 
 
 def test_each_nonce_is_accepted_once_within_the_window() -> None:

@@ -1,11 +1,11 @@
 """reverb.v1 messages <-> the SDK's dataclasses and the host's frames (`frames`)."""
 
-import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 import reverb
@@ -31,7 +31,7 @@ from reverb.execution import (
 )
 from reverb.schedules import CatchUp, Overlap
 from reverb_contracts.v1 import common_pb2, function_host_pb2, ingress_pb2
-from reverb_function_host.authentication import StartCheck
+from reverb_function_host.authentication import StartAuth, StartCheck
 from reverb_function_host.frames import (
     Answer,
     BadFrame,
@@ -41,14 +41,14 @@ from reverb_function_host.frames import (
     Seal,
     WorkerMessage,
 )
-from reverb_function_host.wire import seals
 
 
 def worker_frames(
     request: function_host_pb2.InvokeRequest, check: StartCheck
 ) -> list[tuple[int, WorkerMessage]]:
     """The (invocation id, message) pairs a InvokeRequest carries, in order; each Start is
-    verified by `check` before it is decoded (a refused one is `Refused`)."""
+    checked by `check`, a signed one's MAC before its bytes are parsed (a refused Start is
+    `Refused`)."""
     return [(frame.invocation_id, _worker_message(frame, check)) for frame in request.frames]
 
 
@@ -57,24 +57,48 @@ def _worker_message(frame: function_host_pb2.WorkerFrame, check: StartCheck) -> 
     try:
         if kind == "ack":
             return _ack(frame.ack)
+        if kind == "signed_start":
+            return _signed_start(frame.signed_start, check)
         if kind == "start":
             start = frame.start
-            verdict = check.verify(
-                start.run_id,
-                seals.start_auth(start),
-                functools.partial(seals.start_signed_bytes, start),
-            )
-            if isinstance(verdict, Refused):
-                return verdict
-            try:
-                return _begin(start, verdict)
-            except BadFrame as error:
-                return BadFrame(str(error), verdict)
+            refused = check.unsigned(start.run_id)
+            return refused if refused is not None else _begin(start, None)
         if kind == "cancel":
             return Cancel()
     except BadFrame as error:
         return error
     return BadFrame("a frame without a message")
+
+
+def _signed_start(signed: function_host_pb2.SignedStart, check: StartCheck) -> WorkerMessage:
+    """A signed Start: its MAC over the bytes first; they are parsed once it holds (and,
+    refused, only to name the run in the log and sign the answer with its nonce)."""
+    data = signed.start
+    verdict = check.verify(signed.key_id, data, signed.mac)
+    try:
+        start = function_host_pb2.Start.FromString(data)
+    except DecodeError:
+        start = None
+    if isinstance(verdict, str):
+        seal = check.refusal_seal(signed.key_id, start.auth.nonce if start is not None else b"")
+        return check.refuse(start.run_id if start is not None else "", verdict, seal)
+    if start is None:
+        raise BadFrame("SignedStart.start is not a Start")
+    seal = None
+    if verdict is not None:
+        auth = start.auth
+        admitted = check.admit(
+            start.run_id,
+            StartAuth(auth.signed_at_ms, auth.nonce, auth.app_id, auth.host_address),
+            verdict,
+        )
+        if isinstance(admitted, Refused):
+            return admitted
+        seal = admitted
+    try:
+        return _begin(start, seal)
+    except BadFrame as error:
+        return BadFrame(str(error), seal)
 
 
 def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
@@ -108,8 +132,9 @@ def session_responses(
     frames: Sequence[Answer], limit: int, max_frame: int
 ) -> list[function_host_pb2.InvokeResponse]:
     """`frames` in as few responses as fit in about `limit` bytes each (a bigger frame goes
-    alone), each signed with its seal. A JSON payload larger than `max_frame` bytes, which
-    the worker could not take, is sent as a non-retriable failure instead."""
+    alone); a frame with a seal is sent as its serialized bytes and their MAC. A JSON
+    payload larger than `max_frame` bytes, which the worker could not take, is sent as a
+    non-retriable failure instead."""
     responses = [function_host_pb2.InvokeResponse()]
     size = 0
     for invocation_id, message, seal, sequence in frames:
@@ -122,12 +147,23 @@ def session_responses(
             responses.append(function_host_pb2.InvokeResponse())
             size = 0
         size += frame_size
-        frame = responses[-1].frames.add()
-        frame.invocation_id = invocation_id
-        _fill_frame(frame, message)
-        if seal is not None:
-            frame.mac = seal.key.answer_mac(seal.base, sequence, seals.answer_content(message))
+        if seal is None:
+            frame = responses[-1].frames.add()
+            frame.invocation_id = invocation_id
+            _fill_frame(frame, message)
+            continue
+        unsigned = _UNSIGNED_FRAME()
+        _fill_frame(unsigned, message)
+        data = unsigned.SerializeToString()
+        responses[-1].signed.add(
+            invocation_id=invocation_id,
+            frame=data,
+            mac=seal.key.answer_mac(seal.base, sequence, data),
+        )
     return responses
+
+
+_UNSIGNED_FRAME = function_host_pb2.HostFrame
 
 
 def _payload_size(message: Message) -> int:
@@ -180,7 +216,7 @@ def _fill_frame(frame: function_host_pb2.HostFrame, message: Message) -> None:
             frame.suspended.SetInParent()
         case LogLine():
             log = frame.log
-            log.level = seals.LOG_LEVEL_NUMBERS[message.level]
+            log.level = _LOG_LEVEL_NUMBERS[message.level]
             log.message = message.message
             _set_timestamp(log.at, message.at)
             if message.step_id is not None:
@@ -369,8 +405,18 @@ def _datetime(message: Timestamp) -> datetime:
 
 def _set_timestamp(message: Timestamp, value: datetime) -> None:
     """Exact seconds and nanos of an aware datetime (Timestamp.FromDatetime is pure Python
-    and several times slower), as the answer's MAC covers them."""
-    message.seconds, message.nanos = seals.timestamp_parts(value)
+    and several times slower)."""
+    elapsed = value - _EPOCH
+    message.seconds = elapsed.days * 86_400 + elapsed.seconds
+    message.nanos = elapsed.microseconds * 1_000
+
+
+_LOG_LEVEL_NUMBERS = {
+    "debug": function_host_pb2.LOG_LEVEL_DEBUG,
+    "info": function_host_pb2.LOG_LEVEL_INFO,
+    "warning": function_host_pb2.LOG_LEVEL_WARNING,
+    "error": function_host_pb2.LOG_LEVEL_ERROR,
+}
 
 
 _ACK_RESULTS = {

@@ -139,6 +139,7 @@ class WorkerFrame(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
+    SIGNED_START_FIELD_NUMBER: _builtins.int
     invocation_id: _builtins.int
     @_builtins.property
     def start(self) -> Global___Start:
@@ -152,6 +153,10 @@ class WorkerFrame(_message.Message):
         abandons the function and sends no more frames for it.
         """
 
+    @_builtins.property
+    def signed_start(self) -> Global___SignedStart:
+        """A Start from a worker with a signing key: the first frame of a signed invocation."""
+
     def __init__(
         self,
         *,
@@ -159,12 +164,13 @@ class WorkerFrame(_message.Message):
         start: Global___Start | None = ...,
         ack: Global___Ack | None = ...,
         cancel: Global___Cancel | None = ...,
+        signed_start: Global___SignedStart | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "message", b"message", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "message", b"message", "signed_start", b"signed_start", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "invocation_id", b"invocation_id", "message", b"message", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "cancel", b"cancel", "invocation_id", b"invocation_id", "message", b"message", "signed_start", b"signed_start", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["start", "ack", "cancel"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["start", "ack", "cancel", "signed_start"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -186,26 +192,105 @@ class Cancel(_message.Message):
 Global___Cancel: _TypeAlias = Cancel  # noqa: Y015
 
 @_typing.final
+class SignedStart(_message.Message):
+    """A Start as the bytes the worker serialized and the MAC over exactly those bytes
+    (docs/architecture.md, "Signed invocations"): the host verifies the MAC before it
+    parses them, and nothing in the Start is left outside it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    start: _builtins.bytes
+    """A serialized Start, its `auth` set."""
+    key_id: _builtins.str
+    """The signing key's id: the first 16 hex digits of SHA-256("reverb-key-id" NUL key)."""
+    mac: _builtins.bytes
+    """HMAC-SHA256(key, "reverb-start-v2" || start): 32 bytes."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+        mac: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "mac", b"mac", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedStart: _TypeAlias = SignedStart  # noqa: Y015
+
+@_typing.final
 class InvokeResponse(_message.Message):
     """Host → worker: frames for any of the stream's invocations, in order."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     FRAMES_FIELD_NUMBER: _builtins.int
+    SIGNED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostFrame]: ...
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___HostFrame]:
+        """Frames of invocations whose Start was not signed (a worker without a key)."""
+
+    @_builtins.property
+    def signed(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignedFrame]:
+        """Frames of signed invocations (their Start was a `signed_start`), each MAC'd as sent."""
+
     def __init__(
         self,
         *,
         frames: _abc.Iterable[Global___HostFrame] | None = ...,
+        signed: _abc.Iterable[Global___SignedFrame] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames", "signed", b"signed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvokeResponse: _TypeAlias = InvokeResponse  # noqa: Y015
+
+@_typing.final
+class SignedFrame(_message.Message):
+    """One host frame of a signed invocation: the bytes the host serialized and the MAC over
+    exactly those bytes, bound to the invocation's Start (docs/architecture.md, "Signed
+    invocations"). The worker verifies the MAC before it parses the bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOCATION_ID_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    invocation_id: _builtins.int
+    """The invocation the frame is about (the serialized frame's own `invocation_id` is
+    left 0 and not read).
+    """
+    frame: _builtins.bytes
+    """A serialized HostFrame."""
+    mac: _builtins.bytes
+    """HMAC-SHA256 with the key that signed the Start, over "reverb-answer-v2", the Start's
+    nonce (uint32 length, then the bytes), the frame's 0-based place among the
+    invocation's frames (int64, big-endian), then `frame`: 32 bytes.
+    """
+    def __init__(
+        self,
+        *,
+        invocation_id: _builtins.int = ...,
+        frame: _builtins.bytes = ...,
+        mac: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "invocation_id", b"invocation_id", "mac", b"mac"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedFrame: _TypeAlias = SignedFrame  # noqa: Y015
 
 @_typing.final
 class HostFrame(_message.Message):
@@ -217,14 +302,7 @@ class HostFrame(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     SUSPENDED_FIELD_NUMBER: _builtins.int
     LOG_FIELD_NUMBER: _builtins.int
-    MAC_FIELD_NUMBER: _builtins.int
     invocation_id: _builtins.int
-    mac: _builtins.bytes
-    """The frame's MAC: HMAC-SHA256, with the key that signed the invocation's Start, over
-    the frame's canonical bytes, bound to that Start's nonce and to the frame's place in
-    the invocation (docs/architecture.md, "Signed invocations"). Set on every frame of
-    an invocation whose Start was signed; a worker with a key refuses a frame without it.
-    """
     @_builtins.property
     def step(self) -> Global___StepResult: ...
     @_builtins.property
@@ -251,11 +329,10 @@ class HostFrame(_message.Message):
         failed: Global___RunFailed | None = ...,
         suspended: Global___Suspended | None = ...,
         log: Global___LogRecord | None = ...,
-        mac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "log", b"log", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "log", b"log", "mac", b"mac", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "invocation_id", b"invocation_id", "log", b"log", "message", b"message", "step", b"step", "suspended", b"suspended"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["step", "completed", "failed", "suspended", "log"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
@@ -318,15 +395,14 @@ class Start(_message.Message):
 
     @_builtins.property
     def auth(self) -> Global___StartAuth:
-        """Authenticates the Start; unset only when the worker has no signing key (a host with
-        a key refuses such a Start).
+        """Whom the Start is for, set when it is sent as a `signed_start` (a host with a key
+        refuses a plain `start`).
         """
 
     @_builtins.property
     def step_attempts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """0-based: for each step this invocation runs again after a failure, how many times it
-        failed before (a step not listed: never). Labels the step's spans (`reverb.attempt`);
-        not covered by the MAC: it changes nothing the host runs.
+        failed before (a step not listed: never). Labels the step's spans (`reverb.attempt`).
         """
 
     def __init__(
@@ -352,22 +428,16 @@ Global___Start: _TypeAlias = Start  # noqa: Y015
 
 @_typing.final
 class StartAuth(_message.Message):
-    """The MAC of one Start: HMAC-SHA256, with the key named by `key_id`, over the Start's
-    canonical bytes (docs/architecture.md, "Signed invocations"): its run, function,
-    attempt, a digest of its events and of its memo, the target app and host, when it was
-    signed and its nonce. A host runs nothing before it verified it.
+    """Who a signed Start is for and when it was signed. It is part of the Start's bytes, so
+    the SignedStart's MAC covers it; a host runs nothing before it verified that MAC.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNED_AT_MS_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     APP_ID_FIELD_NUMBER: _builtins.int
-    MAC_FIELD_NUMBER: _builtins.int
     HOST_ADDRESS_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
-    """The signing key's id: the first 16 hex digits of SHA-256("reverb-key-id" NUL key)."""
     signed_at_ms: _builtins.int
     """When the worker signed the Start, in Unix milliseconds; a host refuses a Start signed
     more than five minutes from its own clock.
@@ -376,8 +446,6 @@ class StartAuth(_message.Message):
     """16 random bytes naming the invocation: a host accepts each nonce once."""
     app_id: _builtins.str
     """The app the worker means to reach: a host serving another app refuses the Start."""
-    mac: _builtins.bytes
-    """The 32-byte HMAC-SHA256."""
     host_address: _builtins.str
     """The address of the host the worker means to reach, as the host registered it: another
     host (even of the same app) refuses the Start.
@@ -385,16 +453,14 @@ class StartAuth(_message.Message):
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
         signed_at_ms: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
         app_id: _builtins.str = ...,
-        mac: _builtins.bytes = ...,
         host_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "key_id", b"key_id", "mac", b"mac", "nonce", b"nonce", "signed_at_ms", b"signed_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "host_address", b"host_address", "nonce", b"nonce", "signed_at_ms", b"signed_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,8 +103,7 @@ class HostChannels:
             keyring = self._keyring
             key = keyring.current.secret.decode() if keyring is not None else None
             metadata = signature_metadata(key, protocol.SESSION_METHOD)
-            checked = keyring is not None
-            stream = wire.open_session(self.channel(address), metadata, checked=checked)
+            stream = wire.open_session(self.channel(address), metadata)
             session = HostSession(stream, _MESSAGE_LIMIT, keyring, address)
             self._sessions[address] = session
         return session

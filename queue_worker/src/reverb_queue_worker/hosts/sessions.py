@@ -9,9 +9,10 @@ message to `final()`.
 When the session breaks, every invocation on it fails with the same error.
 
 With a keyring, every Start goes with a fresh nonce and is signed as it is written, and
-every frame the host answers with must carry the MAC the invocation expects (its Start's
-key and nonce, and its place in the invocation): a frame that does not is never handed
-on, and the invocation ends as `Unauthenticated` (docs/architecture.md).
+every frame the host answers with must come signed, as its bytes and the MAC the
+invocation expects (its Start's key and nonce, and its place in the invocation): a frame
+that does not is never parsed or handed on, and the invocation ends as `Unauthenticated`
+(docs/architecture.md).
 
 Before its first write, the writer reads the largest message the host accepts (the
 stream's initial metadata); a Start that cannot fit in the smaller of that and the
@@ -39,6 +40,7 @@ from reverb_queue_worker.hosts.wire import (
     StartTooLarge,
     check_start,
     session_requests,
+    signed_message,
 )
 from reverb_store.execution import ErrorRecord
 from reverb_store.ids import AppId
@@ -123,16 +125,25 @@ class InvocationChannel:
     # Called by the session.
 
     def receive(self, frame: ReceivedFrame) -> None:
-        """A frame from the host: handed on if its MAC holds (or answers are unchecked)."""
+        """A frame from the host: handed on if its MAC holds (or answers are unchecked);
+        a signed frame's bytes are parsed only then."""
+        if self._final.done():
+            return
+        message = frame.message
         key = self._key
-        if key is not None and not self._final.done():
+        if key is not None:
             sequence = self._sequence
             self._sequence += 1
-            mac = key.answer_mac(self._answer_base, sequence, frame.content)
-            if not hmac.compare_digest(mac, frame.mac):
-                self._refuse(frame)
+            if message is not None:
+                self._refuse("missing MAC", message)
                 return
-        self.deliver(frame.message)
+            mac = key.answer_mac(self._answer_base, sequence, frame.data)
+            if not hmac.compare_digest(mac, frame.mac):
+                self._refuse("invalid MAC", None)
+                return
+        if message is None:
+            message = signed_message(frame.data)
+        self.deliver(message)
 
     def deliver(self, message: protocol.HostMessage) -> None:
         if not self._started.done():
@@ -155,21 +166,19 @@ class InvocationChannel:
                 future.set_exception(error)
         self._forget()
 
-    def _refuse(self, frame: ReceivedFrame) -> None:
+    def _refuse(self, problem: str, message: protocol.HostMessage | None) -> None:
         """A frame without the MAC it needs: nothing it says is used; the invocation ends."""
-        problem = "missing MAC" if not frame.mac else "invalid MAC"
         _log.warning(
             "refused a host's answer",
             reason=problem,
             peer=self._session.address,
-            frame=type(frame.message).__name__,
+            frame=type(message).__name__ if message is not None else "signed",
         )
-        if not self._final.done():
-            self._session.send(self._id, protocol.Cancel())
-        message = f"the host's answer is not authenticated ({problem}): it was not used"
+        self._session.send(self._id, protocol.Cancel())
+        text = f"the host's answer is not authenticated ({problem}): it was not used"
         self.deliver(
             protocol.Failed(
-                ErrorRecord(UNAUTHENTICATED.name, message), retriable=UNAUTHENTICATED.retriable
+                ErrorRecord(UNAUTHENTICATED.name, text), retriable=UNAUTHENTICATED.retriable
             )
         )
 

@@ -2,9 +2,9 @@
 
 `open_session` wraps a grpc.aio stream in `SessionStream`, which speaks the
 domain types of `protocol`: batches of (invocation id, message). gRPC failures
-surface as `HostStreamError`. With a keyring, each Start is signed as it is written and
-each host frame comes with its canonical bytes and MAC for the session to verify
-(docs/architecture.md, "Signed invocations").
+surface as `HostStreamError`. With a keyring, each Start is sent as its bytes and their
+MAC, and the host's signed frames come as their bytes and MACs, for the session to verify
+before they are parsed (docs/architecture.md, "Signed invocations").
 """
 
 import asyncio
@@ -15,12 +15,12 @@ from typing import Any, NamedTuple
 
 import grpc
 import orjson
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from reverb import signing
 from reverb.engine_errors import PROTOCOL_ERROR, UNTYPED
 from reverb.execution import LOG_FIELDS_LIMIT, LOG_MESSAGE_LIMIT
-from reverb.signing import START_DOMAIN, Canonical, Keyring
+from reverb.signing import Keyring
 from reverb_contracts.v1 import common_pb2, function_host_pb2, function_host_pb2_grpc
 from reverb_queue_worker.hosts import protocol
 from reverb_store import NewEvent
@@ -123,52 +123,27 @@ def _fill_start(message: function_host_pb2.Start, start: protocol.Start) -> None
     _set_timestamp(message.deadline, start.deadline)
 
 
-def _sign_start(
-    message: function_host_pb2.Start, opening: protocol.Opening, keyring: Keyring, now_ms: int
+def _signed_start(
+    message: function_host_pb2.SignedStart,
+    start: protocol.Start,
+    opening: protocol.Opening,
+    keyring: Keyring,
+    now_ms: int,
 ) -> None:
-    """Set `message.auth` (the Start is filled): its MAC over the Start's canonical bytes."""
+    """Fill `message`: the Start, its `auth` set, as bytes, and their MAC with the current
+    key (docs/architecture.md, "Signed invocations")."""
     key = keyring.current
-    auth = message.auth
-    auth.key_id = key.id
+    plain = function_host_pb2.Start()
+    _fill_start(plain, start)
+    auth = plain.auth
     auth.signed_at_ms = now_ms
     auth.nonce = opening.nonce
     auth.app_id = opening.app_id
     auth.host_address = opening.host_address
-    auth.mac = key.mac(start_signed_bytes(message))
-
-
-def start_signed_bytes(message: function_host_pb2.Start) -> bytes:
-    """What a Start's MAC covers (docs/architecture.md, "Signed invocations")."""
-    events = Canonical(b"").integer(len(message.events))
-    for event in message.events:
-        events.text(event.id).text(event.name).blob(event.data)
-        events.time(event.ts.seconds, event.ts.nanos)
-    memo = Canonical(b"").integer(len(message.memo))
-    for step in message.memo:
-        memo.text(step.step_id)
-        result = step.WhichOneof("result")
-        if result == "error":
-            error = step.error
-            memo.integer(2).text(error.type).text(error.message).text(error.stack)
-        elif result == "pending":
-            memo.integer(3)
-        else:
-            memo.integer(1).blob(step.output)
-    auth = message.auth
-    return (
-        Canonical(START_DOMAIN)
-        .text(auth.key_id)
-        .integer(auth.signed_at_ms)
-        .blob(auth.nonce)
-        .text(auth.app_id)
-        .text(auth.host_address)
-        .text(message.run_id)
-        .text(message.function_id)
-        .integer(message.attempt)
-        .raw(events.digest())
-        .raw(memo.digest())
-        .to_bytes()
-    )
+    data = plain.SerializeToString()
+    message.start = data
+    message.key_id = key.id
+    message.mac = key.start_mac(data)
 
 
 def _fill_ack(message: function_host_pb2.Ack, ack: protocol.Ack) -> None:
@@ -229,18 +204,13 @@ def session_requests(
         if isinstance(message, protocol.Ack):
             _fill_ack(frame.ack, message)
         elif isinstance(message, protocol.Opening):
-            _fill_start(frame.start, message.start)
-            if keyring is not None:
-                _sign_start(frame.start, message, keyring, now_ms)
+            if keyring is None:
+                _fill_start(frame.start, message.start)
+            else:
+                _signed_start(frame.signed_start, message.start, message, keyring, now_ms)
         else:
             frame.cancel.SetInParent()
     return requests
-
-
-def _datetime_of(time: signing.Time | None) -> datetime | None:
-    return (
-        None if time is None else _EPOCH + timedelta(seconds=time[0], microseconds=time[1] // 1_000)
-    )
 
 
 def _event_input(event: function_host_pb2.EventInput) -> NewEvent:
@@ -295,139 +265,67 @@ def _operation(report: function_host_pb2.StepResult) -> protocol.StepOperation:
 
 
 class ReceivedFrame(NamedTuple):
-    """One host frame: its message, and (when answers are checked) what its MAC covers."""
+    """One host frame: its message (None for a signed frame: it is parsed once its MAC
+    held, by `signed_message`), or the bytes and MAC of a signed one."""
 
     invocation_id: int
-    message: protocol.HostMessage
-    # The frame's canonical content (docs/architecture.md); b"" when answers are unchecked.
-    content: bytes
+    message: protocol.HostMessage | None
+    # A signed frame's serialized HostFrame and its MAC; b"" for an unsigned frame.
+    data: bytes
     mac: bytes
 
 
-def host_frames(
-    response: function_host_pb2.InvokeResponse, *, checked: bool = False
-) -> list[ReceivedFrame]:
-    """The frames a InvokeResponse carries, in order; with `checked`, each with its
-    canonical content for the MAC check."""
-    received = []
-    for frame in response.frames:
-        message, content = _host_message(frame, checked)
-        received.append(ReceivedFrame(frame.invocation_id, message, content, frame.mac))
+def host_frames(response: function_host_pb2.InvokeResponse) -> list[ReceivedFrame]:
+    """The frames a InvokeResponse carries: the unsigned ones parsed, the signed ones as
+    their bytes and MACs (each invocation's frames in order)."""
+    received = [
+        ReceivedFrame(frame.invocation_id, host_message(frame), b"", b"")
+        for frame in response.frames
+    ]
+    received += (
+        ReceivedFrame(signed.invocation_id, None, signed.frame, signed.mac)
+        for signed in response.signed
+    )
     return received
 
 
-def answer_content(frame: function_host_pb2.HostFrame) -> bytes:
-    """A host frame's canonical content: what its MAC covers after the invocation's
-    nonce and the frame's sequence number (docs/architecture.md, "Signed invocations";
-    the layout is `reverb.signing`'s, shared with the host)."""
-    kind = frame.WhichOneof("message")
-    if kind == "step":
-        step = frame.step
-        return signing.step_answer(
-            step.step_id,
-            step.name,
-            _time_of(step, "started_at"),
-            _time_of(step, "ended_at"),
-            _operation_content(step),
+def signed_message(data: bytes) -> protocol.HostMessage:
+    """The message of a signed frame's bytes (whose MAC held)."""
+    try:
+        frame = function_host_pb2.HostFrame.FromString(data)
+    except DecodeError:
+        return protocol.Failed(
+            ErrorRecord(PROTOCOL_ERROR.name, "the host sent a frame that is not a HostFrame"),
+            retriable=PROTOCOL_ERROR.retriable,
         )
-    if kind == "completed":
-        return signing.completed_answer(frame.completed.output)
-    if kind == "failed":
-        failed = frame.failed
-        error = failed.error
-        return signing.failed_answer(
-            error.type,
-            error.message,
-            error.stack,
-            failed.retriable,
-            _time_of(failed, "retry_after"),
-            failed.pause_key,
-        )
-    if kind == "suspended":
-        return signing.suspended_answer()
-    if kind == "log":
-        log = frame.log
-        return signing.log_answer(
-            log.level, log.message, _time_of(log, "at"), log.step_id, log.fields
-        )
-    return signing.empty_answer()
+    return host_message(frame)
 
 
-def _operation_content(step: function_host_pb2.StepResult) -> bytes:
-    op = step.WhichOneof("op")
-    if op == "output":
-        return signing.output_operation(step.output)
-    if op == "failure":
-        failure = step.failure
-        error = failure.error
-        return signing.failure_operation(
-            error.type,
-            error.message,
-            error.stack,
-            failure.retriable,
-            _time_of(failure, "retry_after"),
-            failure.pause_key,
-        )
-    if op == "sleep":
-        return signing.sleep_operation(_time_of(step.sleep, "wake_at"))
-    if op == "invoke":
-        invoke = step.invoke
-        return signing.invoke_operation(
-            invoke.function_id, invoke.data, _time_of(invoke, "timeout")
-        )
-    if op == "send_events":
-        return signing.send_events_operation(
-            [(e.name, e.data, e.id, _time_of(e, "ts")) for e in step.send_events.events]
-        )
-    if op == "wait_for_event":
-        wait = step.wait_for_event
-        return signing.wait_for_event_operation(
-            wait.event,
-            wait.match,
-            _time_of(wait, "timeout"),
-            wait.condition,
-            _time_of(wait, "lookback"),
-            [(other.event, other.match, other.condition) for other in wait.alternatives],
-        )
-    return signing.no_operation()
-
-
-def _time_of(message: Any, field: str) -> signing.Time | None:
-    """An optional Timestamp or Duration field as (seconds, nanos); None when unset."""
+def _time_of(message: Any, field: str) -> datetime | None:
+    """An optional Timestamp field as a datetime; None when unset."""
     if not message.HasField(field):
         return None
     value = getattr(message, field)
-    return (value.seconds, value.nanos)
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1_000)
 
 
-def _host_message(
-    frame: function_host_pb2.HostFrame, checked: bool
-) -> tuple[protocol.HostMessage, bytes]:
-    """The frame's message and, when `checked`, its canonical content. A step's fields are
-    read once for both (each read of a protobuf field costs about as much as encoding it)."""
+def host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
+    """What one host frame says."""
     kind = frame.WhichOneof("message")
     if kind == "step":
         report = frame.step
         step_id = report.step_id
-        name = report.name
-        started_at = _time_of(report, "started_at")
-        ended_at = _time_of(report, "ended_at")
         timing = StepTiming(
-            StepId(step_id), name or step_id, _datetime_of(started_at), _datetime_of(ended_at)
+            StepId(step_id),
+            report.name or step_id,
+            _time_of(report, "started_at"),
+            _time_of(report, "ended_at"),
         )
-        content = b""
-        if checked:
-            operation = _operation_content(report)
-            content = signing.step_answer(step_id, name, started_at, ended_at, operation)
-        return protocol.StepReport(timing, _operation(report)), content
+        return protocol.StepReport(timing, _operation(report))
     if kind == "log":
         log = frame.log
-        at = _time_of(log, "at")
-        content = b""
-        if checked:
-            content = signing.log_answer(log.level, log.message, at, log.step_id, log.fields)
-        return log_line(log.level, log.message, _datetime_of(at), log.step_id, log.fields), content
-    return _final_message(frame, kind), answer_content(frame) if checked else b""
+        return log_line(log.level, log.message, _time_of(log, "at"), log.step_id, log.fields)
+    return _final_message(frame, kind)
 
 
 _LOG_LEVELS: dict[int, Level] = {
@@ -543,11 +441,8 @@ class SessionStream:
         call: grpc.aio.StreamStreamCall[
             function_host_pb2.InvokeRequest, function_host_pb2.InvokeResponse
         ],
-        *,
-        checked: bool = False,
     ) -> None:
         self._call = call
-        self._checked = checked
 
     async def write(self, request: function_host_pb2.InvokeRequest) -> None:
         try:
@@ -574,7 +469,7 @@ class SessionStream:
         if response is grpc.aio.EOF:
             return None
         assert isinstance(response, function_host_pb2.InvokeResponse)
-        return host_frames(response, checked=self._checked)
+        return host_frames(response)
 
     async def receive_limit(self) -> int:
         """The largest message the host accepts, as its initial metadata says (gRPC's
@@ -615,10 +510,7 @@ class SessionStream:
             self._call.cancel()
 
 
-def open_session(
-    channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]], *, checked: bool = False
-) -> SessionStream:
-    """Start a Session call on `channel` (nothing is sent until the first write); with
-    `checked`, frames come with what their MACs cover."""
+def open_session(channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> SessionStream:
+    """Start a Session call on `channel` (nothing is sent until the first write)."""
     stub = function_host_pb2_grpc.FunctionHostStub(channel)
-    return SessionStream(stub.Invoke(metadata=tuple(metadata)), checked=checked)
+    return SessionStream(stub.Invoke(metadata=tuple(metadata)))
