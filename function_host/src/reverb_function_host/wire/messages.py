@@ -400,7 +400,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _datetime(message: Timestamp) -> datetime:
-    return _EPOCH + timedelta(seconds=message.seconds, microseconds=message.nanos // 1_000)
+    return _EPOCH + timedelta(0, message.seconds, message.nanos // 1_000)
 
 
 def _set_timestamp(message: Timestamp, value: datetime) -> None:

@@ -80,7 +80,7 @@ def _set_timestamp(message: Timestamp, value: datetime) -> None:
 
 
 def _datetime(message: Timestamp) -> datetime:
-    return _EPOCH + timedelta(seconds=message.seconds, microseconds=message.nanos // 1_000)
+    return _EPOCH + timedelta(0, message.seconds, message.nanos // 1_000)
 
 
 def _error_to_wire(error: ErrorRecord) -> common_pb2.ErrorInfo:
@@ -306,7 +306,7 @@ def _time_of(message: Any, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     value = getattr(message, field)
-    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1_000)
+    return _EPOCH + timedelta(0, value.seconds, value.nanos // 1_000)
 
 
 def host_message(frame: function_host_pb2.HostFrame) -> protocol.HostMessage:
