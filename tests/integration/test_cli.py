@@ -246,5 +246,13 @@ async def test_certs_makes_the_files_mutual_tls_needs(tmp_path: Path) -> None:
     result = await run_cli("certs", str(tmp_path / "certs"))
     assert result.code == 0, result
     made = sorted(path.name for path in (tmp_path / "certs").iterdir())
-    assert made == ["ca.pem", "host-key.pem", "host.pem", "worker-key.pem", "worker.pem"]
+    assert made == [
+        "ca.pem",
+        "gateway-key.pem",
+        "gateway.pem",
+        "host-key.pem",
+        "host.pem",
+        "worker-key.pem",
+        "worker.pem",
+    ]
     assert "REVERB_TLS_CA=" in result.stdout

@@ -1,9 +1,11 @@
-"""`reverb certs DIR`: a private CA and the certificates workers and hosts need for mutual
-TLS in development (production certificates come from your own PKI).
+"""`reverb certs DIR`: a private CA and the certificates the gateway, workers and hosts need
+for mutual TLS in development (production certificates come from your own PKI).
 
-Writes ca.pem (the CA: REVERB_TLS_CA on both sides), host.pem and host-key.pem (the
-host's server certificate, for localhost, 127.0.0.1, ::1 and each --host NAME),
-worker.pem and worker-key.pem (the worker's client certificate). Keys are written 0600.
+Writes ca.pem (the CA: REVERB_TLS_CA everywhere), gateway.pem and gateway-key.pem (the
+gateway's Ingress listener), host.pem and host-key.pem (the host's: a server certificate
+for workers and a client certificate for registering with the gateway), both for
+localhost, 127.0.0.1, ::1 and each --host NAME, and worker.pem and worker-key.pem (the
+worker's client certificate). Keys are written 0600.
 """
 
 import datetime
@@ -81,16 +83,19 @@ def make_certificates(directory: Path, hosts: list[str]) -> list[Path]:
         .sign(ca_key, hashes.SHA256())
     )
     written = [_write(directory / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))]
+    served = ["localhost", "127.0.0.1", "::1", *hosts]
+    server, client = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
     leaves = (
-        ("host", ExtendedKeyUsageOID.SERVER_AUTH, ["localhost", "127.0.0.1", "::1", *hosts]),
-        ("worker", ExtendedKeyUsageOID.CLIENT_AUTH, ["reverb-worker"]),
+        ("gateway", [server], served),
+        ("host", [server, client], served),
+        ("worker", [client], ["reverb-worker"]),
     )
-    for stem, usage, names in leaves:
+    for stem, usages, names in leaves:
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = (
             _builder(_name(f"reverb {stem}"), ca_name, key)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(_san(names), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
@@ -123,7 +128,8 @@ def _write(path: Path, data: bytes, *, private: bool = False) -> Path:
     help="Another name or IP address the host certificate is valid for (repeatable).",
 )
 def certs(directory: Path, hosts: tuple[str, ...]) -> None:
-    """Make development certificates for mutual TLS between workers and hosts in DIRECTORY."""
+    """Make development certificates for mutual TLS between the gateway, workers and hosts in
+    DIRECTORY."""
     try:
         written = make_certificates(directory, list(hosts))
     except OSError as error:
@@ -131,8 +137,10 @@ def certs(directory: Path, hosts: tuple[str, ...]) -> None:
     for path in written:
         click.echo(str(path))
     click.echo(
-        f"host:   REVERB_TLS_CERT={directory}/host.pem REVERB_TLS_KEY={directory}/host-key.pem"
-        f" REVERB_TLS_CA={directory}/ca.pem\n"
-        f"worker: REVERB_TLS_CERT={directory}/worker.pem"
+        f"gateway: REVERB_TLS_CERT={directory}/gateway.pem"
+        f" REVERB_TLS_KEY={directory}/gateway-key.pem REVERB_TLS_CA={directory}/ca.pem\n"
+        f"host:    REVERB_TLS_CERT={directory}/host.pem REVERB_TLS_KEY={directory}/host-key.pem"
+        f" REVERB_TLS_CA={directory}/ca.pem REVERB_INGRESS_TLS=true\n"
+        f"worker:  REVERB_TLS_CERT={directory}/worker.pem"
         f" REVERB_TLS_KEY={directory}/worker-key.pem REVERB_TLS_CA={directory}/ca.pem"
     )

@@ -20,6 +20,7 @@ from grpc import aio
 
 import reverb
 from reverb_function_host.settings import HostSettings
+from reverb_function_host.tls import ingress_channel
 from reverb_function_host.wire import service
 
 log = structlog.get_logger("reverb.function_host")
@@ -59,7 +60,7 @@ class Registration:
 
     async def keep(self, registered: asyncio.Event) -> None:
         """Register, set `registered`, then renew the lease until cancelled."""
-        async with aio.insecure_channel(self._settings.ingress_address) as channel:
+        async with ingress_channel(self._settings) as channel:
             await self._register(channel)
             registered.set()
             await self._renew_forever(channel)
@@ -70,7 +71,7 @@ class Registration:
             return
         self._holding = False
         try:
-            async with aio.insecure_channel(self._settings.ingress_address) as channel:
+            async with ingress_channel(self._settings) as channel:
                 released = await service.release_lease(
                     channel,
                     self._app.id,

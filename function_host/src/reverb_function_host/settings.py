@@ -19,6 +19,9 @@ class HostSettings(BaseSettings):
     host_advertise_address: str | None = None
     # Where the gateway's reverb.v1.Ingress service is reached.
     ingress_address: str = "127.0.0.1:8289"
+    # Reach the gateway over TLS (its REVERB_TLS_CERT is set), verified with REVERB_TLS_CA
+    # (the system's roots when unset), presenting REVERB_TLS_CERT/KEY if set.
+    ingress_tls: bool = False
     # Sent as `authorization: Bearer <key>` when registering.
     api_key: SecretStr | None = None
     # The secret shared with queue workers: every Start must be signed with it (or with

@@ -18,6 +18,7 @@ from reverb_ingress_gateway.http.connections import Limits, limited_protocol
 from reverb_ingress_gateway.http.guard import is_loopback_name
 from reverb_ingress_gateway.servicer import IngressService
 from reverb_ingress_gateway.settings import GatewaySettings
+from reverb_ingress_gateway.tls import server_credentials
 from reverb_store import prepare_insert
 from reverb_telemetry import configure_logging, configure_tracing
 from reverb_telemetry.metrics import MetricsServer, serve_metrics
@@ -151,6 +152,7 @@ async def start(settings: GatewaySettings) -> Gateway:
             address=settings.ingress_address,
             max_message_bytes=settings.max_body_bytes,
             health_check_interval=settings.health_check_interval,
+            credentials=server_credentials(settings),
         )
     except BaseException:
         if keys is not None:
@@ -206,6 +208,7 @@ async def start(settings: GatewaySettings) -> Gateway:
         "gateway started",
         http_port=gateway.http_port,
         grpc_port=gateway.grpc_port,
+        grpc_tls="mutual" if settings.tls_ca else "on" if settings.tls_cert else "off",
         dev=settings.dev,
         metrics=None if metrics_server is None else metrics_server.url,
     )

@@ -65,8 +65,10 @@ async def start_grpc_server(
     address: str,
     max_message_bytes: int,
     health_check_interval: float,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> GrpcServer:
-    """Bind `address` (port 0: any free port) and start serving; `keys` None: no auth.
+    """Bind `address` (port 0: any free port) and start serving, over TLS with
+    `credentials`; `keys` None: no auth.
 
     Health reports what `checks` found before the server takes its first call."""
     server = grpc.aio.server(
@@ -84,7 +86,10 @@ async def start_grpc_server(
         (INGRESS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     await _set_health(checks, health_servicer)
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     await server.start()
     reporter = asyncio.create_task(
         _report_health(checks, health_servicer, health_check_interval),

@@ -1,8 +1,9 @@
 """The gateway's configuration, read from REVERB_* environment variables at the entry point."""
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from reverb_ingress_gateway.webhooks.sources import WebhookSource, source_names
@@ -24,6 +25,11 @@ class GatewaySettings(LogSettings):
     http_address: str = "127.0.0.1:8288"
     # Where the reverb.v1.Ingress gRPC service listens.
     ingress_address: str = "127.0.0.1:8289"
+    # PEM files for the Ingress gRPC listener: its certificate and key (TLS), and the CA
+    # whose certificates callers must present (mutual TLS). All unset: plaintext gRPC.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
     # Dev mode: no API keys, and both servers must bind a loopback address.
     dev: bool = False
     # Largest event, as JSON bytes of its data.
@@ -75,6 +81,14 @@ class GatewaySettings(LogSettings):
     # Where this service serves its Prometheus metrics (GET /metrics), "host:port";
     # unset: no metrics endpoint (`reverb dev` sets one per service).
     metrics_address: Annotated[str | None, AfterValidator(checked_address)] = None
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("REVERB_TLS_CERT and REVERB_TLS_KEY go together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("REVERB_TLS_CA (mutual TLS) needs REVERB_TLS_CERT and REVERB_TLS_KEY")
+        return self
 
     @field_validator("webhooks")
     @classmethod
