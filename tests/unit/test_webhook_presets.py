@@ -76,6 +76,8 @@ def test_sources_come_from_nested_variables(monkeypatch: pytest.MonkeyPatch) -> 
         {"preset": "hmac-sha256", "secret": "s"},  # no header
         {"preset": "magic", "secret": "s"},
         {"preset": "open", "event": "bad\nname"},
+        {"preset": "open", "secret": "s"},  # a secret that would check nothing
+        {"preset": "github", "secret": "s", "header": "x-sig"},  # a header it never reads
     ],
 )
 def test_an_incomplete_source_is_refused(values: dict[str, str]) -> None:

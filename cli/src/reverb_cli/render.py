@@ -39,9 +39,10 @@ def timestamp(value: str | None) -> datetime | None:
 
 
 def short_time(value: str | None) -> str:
-    """`2025-01-31 14:03:07` in the timestamp's own zone (the API speaks UTC)."""
+    """`2025-01-31 14:03:07` in the timestamp's own zone (the API speaks UTC); the year in
+    four digits, as RFC 3339 writes it (strftime's %Y drops the zeros of years below 1000)."""
     moment = timestamp(value)
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    return moment.replace(tzinfo=None).isoformat(" ", "seconds") if moment else "-"
 
 
 def duration(started: str | None, ended: str | None) -> str:

@@ -39,6 +39,11 @@ class WebhookSource(BaseModel):
     def _complete(self) -> "WebhookSource":
         if self.preset != "open" and not (self.secret and self.secret.get_secret_value()):
             raise ValueError(f"the {self.preset} preset needs a SECRET")
+        if self.preset == "open" and self.secret is not None:
+            # A secret given to a source that checks nothing would look like protection.
+            raise ValueError("the open preset checks no signature: remove its SECRET")
+        if self.header is not None and self.preset != "hmac-sha256":
+            raise ValueError(f"HEADER is for the hmac-sha256 preset, not {self.preset}")
         if self.preset == "hmac-sha256" and not self.header:
             raise ValueError("the hmac-sha256 preset needs a HEADER (the signature's header)")
         for name in ("header", "delivery_header"):
