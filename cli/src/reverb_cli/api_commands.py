@@ -126,9 +126,9 @@ def functions(as_json: bool) -> None:
         ]
         for function in found
     ]
-    click.echo(table(
-            ["FUNCTION", "APP", "TRIGGERS", "CANCEL ON", "RETRIES", "PAUSED", "NEXT (UTC)"], rows
-        ))
+    click.echo(
+        table(["FUNCTION", "APP", "TRIGGERS", "CANCEL ON", "RETRIES", "PAUSED", "NEXT (UTC)"], rows)
+    )
 
 
 @click.command()
