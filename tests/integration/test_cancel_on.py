@@ -221,6 +221,11 @@ async def test_a_sleeping_run_is_cancelled_by_the_matching_event_and_shows_it(
     assert run["error"]["message"] == (
         f"cancelled by event {cancelling} (co.order.cancelled): cancel_on[0] of function 'fulfil'"
     )
+    assert run["cancelled_by"] == {
+        "event_id": cancelling,
+        "event_name": "co.order.cancelled",
+        "cancel_on": 0,
+    }
     assert [(step["id"], step["status"]) for step in run["steps"]] == [
         ("charge", "completed"),
         ("wait-for-stock", "sleeping"),

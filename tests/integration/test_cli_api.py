@@ -56,6 +56,16 @@ async def nap(ctx: Context) -> None:
     await ctx.step.sleep("nap", "1h")
 
 
+@app.function(
+    "doze",
+    trigger=event("cli.doze"),
+    retries=0,
+    cancel_on=reverb.CancelOn("cli.doze.stop", match="data.id", timeout="30m"),
+)
+async def doze(ctx: Context) -> None:
+    await ctx.step.sleep("doze", "1h")
+
+
 @dataclass
 class Engine:
     url: str
@@ -192,9 +202,14 @@ async def test_functions_and_events(engine: Engine) -> None:
     listed = await engine.cli("functions")
     assert listed.code == 0, listed
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert set(rows) == {"greet", "charge", "nap"}
+    assert set(rows) == {"greet", "charge", "nap", "doze"}
     assert "event cli.greet" in rows["greet"]
     assert rows["greet"].split()[1] == "cli-test"
+    # The CANCEL ON column: the function's cancel_on, "-" without.
+    header = listed.stdout.splitlines()[0]
+    column = header.index("CANCEL ON")
+    assert rows["greet"][column:].split()[0] == "-"
+    assert rows["doze"][column:].startswith("cli.doze.stop match data.id within 30m ")
 
     await engine.cli("send", "cli.greet", "--data", '{"name": "Di"}', "--id", "listed-event")
     events = await engine.cli("events", "--name", "cli.greet")
@@ -372,3 +387,32 @@ async def test_logs_follow_prints_new_logs_as_they_come(engine: Engine, tmp_path
     finally:
         follower.send_signal(signal.SIGTERM)
         await follower.wait()
+
+
+async def test_a_run_cancelled_by_its_cancel_on_says_by_which_event(engine: Engine) -> None:
+    assert (await engine.cli("send", "cli.doze", "--data", '{"id": 7}', "--id", "doze-7")).code == 0
+
+    async def asleep() -> bool:
+        runs = (await engine.http.get("/runs", params={"event": "doze-7"})).json()["runs"]
+        return bool(runs) and runs[0]["status"] == "sleeping"
+
+    await eventually(asleep, what="the doze run to sleep")
+    (run,) = (await engine.http.get("/runs", params={"event": "doze-7"})).json()["runs"]
+    assert run.get("cancelled_by") is None
+    stop = await engine.cli("send", "cli.doze.stop", "--data", '{"id": 7}', "--id", "stop-7")
+    assert stop.code == 0, stop
+
+    async def cancelled() -> bool:
+        shown = (await engine.http.get(f"/runs/{run['id']}")).json()
+        return bool(shown["status"] == "cancelled")
+
+    await eventually(cancelled, what="the doze run to be cancelled")
+    shown = await engine.cli("run", run["id"])
+    assert shown.code == 0, shown
+    assert "cancelled by event stop-7 (cli.doze.stop), cancel_on[0]" in shown.stdout
+    body = orjson.loads((await engine.cli("run", run["id"], "--json")).stdout)
+    assert body["cancelled_by"] == {
+        "event_id": "stop-7",
+        "event_name": "cli.doze.stop",
+        "cancel_on": 0,
+    }

@@ -14,6 +14,7 @@ import structlog
 
 from reverb_function_host import Host
 from reverb_queue_worker import start as start_worker
+from reverb_queue_worker.worker import connect_queue
 from tests.e2e.processes import eventually
 from tests.integration.test_worker_hosts import app, host, send, wait_status
 from tests.integration.test_worker_runs import register, worker_settings
@@ -96,3 +97,33 @@ async def test_a_worker_gives_up_at_once_on_an_unknown_database(database_url: st
     with structlog.testing.capture_logs() as logs, pytest.raises(asyncpg.InvalidCatalogNameError):
         await asyncio.wait_for(start_worker(worker_settings(unknown)), 10)
     assert retries(logs) == []
+
+
+async def test_the_queue_connection_plans_each_statement_with_its_values(
+    database_url: str,
+) -> None:
+    """pgqueuer's statements are prepared on the worker's queue connection: after a few
+    runs on a small table PostgreSQL would keep a generic plan, which cannot use the
+    queue's partial indexes (the status is a parameter) and scans the whole table once it
+    has grown (10,000 delayed jobs here, the timeouts of 10,000 waiting runs)."""
+    connection = await connect_queue(worker_settings(database_url))
+    try:
+        assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        await connection.execute(
+            "PREPARE queued(pgqueuer_status, text[]) AS SELECT count(*) FROM pgqueuer"
+            " WHERE status = $1 AND entrypoint = ANY($2) AND execute_after <= now()"
+        )
+        for _ in range(10):
+            await connection.execute("EXECUTE queued('queued', '{advance_run,wake_run}')")
+        await connection.execute(
+            "INSERT INTO pgqueuer (priority, entrypoint, payload, status, execute_after)"
+            " SELECT 1, 'wake_run', convert_to('{}', 'UTF8'), 'queued',"
+            " now() + interval '1 hour' FROM generate_series(1, 10000)"
+        )
+        plan = await connection.fetchval(
+            "EXPLAIN (FORMAT JSON) EXECUTE queued('queued', '{advance_run,wake_run}')"
+        )
+    finally:
+        await connection.close()
+    assert "Seq Scan" not in plan, plan
+    assert "pgqueuer_ep_ea_idx" in plan, plan

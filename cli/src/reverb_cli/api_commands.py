@@ -8,6 +8,7 @@ import orjson
 
 from reverb_cli.client import ApiClient, data_option
 from reverb_cli.render import (
+    cancel_on_text,
     compact_json,
     duration,
     next_fire,
@@ -103,7 +104,7 @@ def run(run_id: str, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 def functions(as_json: bool) -> None:
-    """List the registered functions and their triggers."""
+    """List the registered functions, their triggers and what cancels their runs."""
     with client_from_settings() as client:
         body = client.get("/functions")
     if as_json:
@@ -118,13 +119,16 @@ def functions(as_json: bool) -> None:
             function["id"],
             function.get("app_id", "-"),
             triggers_text(function),
+            cancel_on_text(function),
             str(function["retries"]),
             "paused" if function.get("paused") else "",
             short_time(next_fire(function)),
         ]
         for function in found
     ]
-    click.echo(table(["FUNCTION", "APP", "TRIGGERS", "RETRIES", "PAUSED", "NEXT (UTC)"], rows))
+    click.echo(
+        table(["FUNCTION", "APP", "TRIGGERS", "CANCEL ON", "RETRIES", "PAUSED", "NEXT (UTC)"], rows)
+    )
 
 
 @click.command()

@@ -91,6 +91,11 @@ def run_timeline(run: Mapping[str, Any]) -> str:
         lines.append(f"output    {truncate(compact_json(run.get('output')), ERROR_WIDTH)}")
     if run.get("error"):
         lines.append(f"error     {error_text(run['error'])}")
+    if cancelled := run.get("cancelled_by"):
+        lines.append(
+            f"cancelled by event {cancelled['event_id']} ({cancelled.get('event_name') or '-'}),"
+            f" cancel_on[{cancelled.get('cancel_on', 0)}]"
+        )
     steps: Sequence[Mapping[str, Any]] = run.get("steps") or []
     lines.append("")
     if not steps:
@@ -138,3 +143,27 @@ def triggers_text(function: Mapping[str, Any]) -> str:
             zone = f" ({trigger['timezone']})" if trigger.get("timezone") else ""
             described.append(f"cron {trigger['cron']}{zone}")
     return ", ".join(described) or "-"
+
+
+def cancel_on_text(function: Mapping[str, Any]) -> str:
+    """`order.cancelled match data.order_id if async.data.x > 1 within 30m`, per entry."""
+    described = []
+    for entry in function.get("cancel_on") or []:
+        text = str(entry.get("event", "-"))
+        if entry.get("match"):
+            text += f" match {entry['match']}"
+        if entry.get("condition"):
+            text += f" if {entry['condition']}"
+        if timeout := entry.get("timeout"):
+            seconds = float(timeout.get("seconds") or 0) + int(timeout.get("nanos") or 0) / 1e9
+            text += f" within {_whole(seconds)}"
+        described.append(text)
+    return ", ".join(described) or "-"
+
+
+def _whole(seconds: float) -> str:
+    """A declared duration as written: `30m`, `2h`, `90s` (else `format_seconds`)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return format_seconds(seconds)

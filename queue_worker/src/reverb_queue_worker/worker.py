@@ -134,7 +134,7 @@ class Worker:
                 await asyncio.wait_for(self._stopping.wait(), delay.total_seconds())
                 return None
             try:
-                connection = await _connect(self.services.settings)
+                connection = await connect_queue(self.services.settings)
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                 failures += 1
                 _log.warning("reconnecting to the queue failed", error=type(error).__name__)
@@ -165,10 +165,22 @@ def _stopper(queue_manager: QueueManager) -> Callable[[object], None]:
     return stop
 
 
-async def _connect(settings: WorkerSettings) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        settings.database_url, server_settings={"application_name": QUEUE_APPLICATION_NAME}
-    )
+# pgqueuer's statements on its connection are planned at every execution with their
+# values. asyncpg prepares them, and PostgreSQL's generic plan of a prepared statement
+# cannot use pgqueuer's partial indexes (`WHERE status = 'queued'`: the status is a
+# parameter) nor size `id = ANY($1)`, so once a connection had run one five times it
+# could become a sequential scan of the whole queue table. Measured in the waits bench
+# (10,000 runs waiting, each with its timeout's delayed job; pg_stat_statements): the
+# completions 994 → 56 buffers and 11 → 0.26 ms a call, the queued-work count 600-900 →
+# 36 buffers and 8-24 → 0.16 ms (docs/architecture.md, "Waiting for events").
+QUEUE_SERVER_SETTINGS = {
+    "application_name": QUEUE_APPLICATION_NAME,
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
+async def connect_queue(settings: WorkerSettings) -> asyncpg.Connection:
+    return await asyncpg.connect(settings.database_url, server_settings=QUEUE_SERVER_SETTINGS)
 
 
 async def start(
@@ -195,7 +207,7 @@ async def start(
     )
     try:
         queue_connection = await retrying_refusals(
-            lambda: _connect(settings), base=base, what="the queue connection"
+            lambda: connect_queue(settings), base=base, what="the queue connection"
         )
         try:
             await QueueManager(Queries(AsyncpgDriver(queue_connection))).verify_structure()

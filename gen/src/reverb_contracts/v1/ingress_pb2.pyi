@@ -456,6 +456,7 @@ class Run(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     REPLAY_OF_FIELD_NUMBER: _builtins.int
     REPLAY_FROM_STEP_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
     WAITING_ON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     function_id: _builtins.str
@@ -497,6 +498,12 @@ class Run(_message.Message):
         """Filled by GetRun only, in the order the steps started."""
 
     @_builtins.property
+    def cancelled_by(self) -> Global___CancelledBy:
+        """Set for a run an event cancelled through its function's cancel_on: which event, and
+        which entry of the cancel_on it met (error RunCancelled says the same in words).
+        """
+
+    @_builtins.property
     def waiting_on(self) -> Global___WaitingOn:
         """Flow control (fields 30-34): why a queued run waits, when a gate holds it."""
 
@@ -520,11 +527,12 @@ class Run(_message.Message):
         trace_id: _builtins.str = ...,
         replay_of: _builtins.str | None = ...,
         replay_from_step: _builtins.str | None = ...,
+        cancelled_by: Global___CancelledBy | None = ...,
         waiting_on: Global___WaitingOn | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "waiting_on", b"waiting_on"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "cancelled_by", b"cancelled_by", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "waiting_on", b"waiting_on"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "app_id", b"app_id", "attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id", "waiting_on", b"waiting_on"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id", "_replay_from_step", b"_replay_from_step", "_replay_of", b"_replay_of", "app_id", b"app_id", "attempt", b"attempt", "cancelled_by", b"cancelled_by", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "event_ids", b"event_ids", "function_id", b"function_id", "id", b"id", "invocations", b"invocations", "output", b"output", "parent_run_id", b"parent_run_id", "replay_from_step", b"replay_from_step", "replay_of", b"replay_of", "started_at", b"started_at", "status", b"status", "steps", b"steps", "trace_id", b"trace_id", "waiting_on", b"waiting_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parent_run_id: _TypeAlias = _typing.Literal["parent_run_id"]  # noqa: Y015
     _WhichOneofArgType__parent_run_id: _TypeAlias = _typing.Literal["_parent_run_id", b"_parent_run_id"]  # noqa: Y015
@@ -540,6 +548,35 @@ class Run(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__replay_of) -> _WhichOneofReturnType__replay_of | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class CancelledBy(_message.Message):
+    """The event that cancelled a run (a cancel_on of its function)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_NAME_FIELD_NUMBER: _builtins.int
+    CANCEL_ON_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_name: _builtins.str
+    """The event's name ("" if the event is no longer stored)."""
+    cancel_on: _builtins.int
+    """The index of the function's cancel_on entry the event met (0: the first)."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        event_name: _builtins.str = ...,
+        cancel_on: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_on", b"cancel_on", "event_id", b"event_id", "event_name", b"event_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelledBy: _TypeAlias = CancelledBy  # noqa: Y015
 
 @_typing.final
 class WaitingOn(_message.Message):

@@ -16,6 +16,7 @@ from reverb_ingress_gateway.validation import EventDraft
 from reverb_ingress_gateway.wire.flow import cancel_on, fill, fill_cancel_on, flow_options
 from reverb_store.control import (
     AppDefinition,
+    CancelledBy,
     ErrorDetails,
     EventRecord,
     FunctionDefinition,
@@ -116,6 +117,17 @@ def run(record: RunRecord, steps: Sequence[StepRecord] = ()) -> ingress_pb2.Run:
         replay_of=record.replay_of,
         replay_from_step=record.replay_from_step,
         waiting_on=_waiting_on(record.waiting_on),
+        cancelled_by=_cancelled_by(record.cancelled_by),
+    )
+
+
+def _cancelled_by(cancelled: CancelledBy | None) -> ingress_pb2.CancelledBy | None:
+    if cancelled is None:
+        return None
+    return ingress_pb2.CancelledBy(
+        event_id=cancelled.event_id,
+        event_name=cancelled.event_name,
+        cancel_on=cancelled.cancel_on,
     )
 
 

@@ -15,6 +15,7 @@ from reverb_store.control.api_keys import (
 )
 from reverb_store.control.leases import HostLease, release_lease, renew_lease
 from reverb_store.control.reads import (
+    CancelledBy,
     ErrorDetails,
     EventCursor,
     EventRecord,
@@ -60,6 +61,7 @@ __all__ = [
     "ApiKeyGrant",
     "ApiKeyRecord",
     "AppDefinition",
+    "CancelledBy",
     "ErrorDetails",
     "EventCursor",
     "EventRecord",

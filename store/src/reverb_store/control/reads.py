@@ -57,6 +57,16 @@ class WaitingOn:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelledBy:
+    """The event that cancelled a run (`reverb.event_cancellations`), and the index of
+    the cancel_on entry it met; `event_name` is "" if the event is no longer stored."""
+
+    event_id: EventId
+    event_name: str
+    cancel_on: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     id: RunId
     function_id: FunctionId
@@ -80,6 +90,8 @@ class RunRecord:
     replay_from_step: StepId | None = None
     # Set while a run gate holds the queued run.
     waiting_on: WaitingOn | None = None
+    # Set for a run an event cancelled through its function's cancel_on.
+    cancelled_by: CancelledBy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +146,12 @@ _RUN_COLUMNS = (
     " created_at, started_at, ended_at, parent_run_id,"
     " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
     "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id,"
-    " replay_of, replay_from_step, waiting_kind, waiting_until"
+    " replay_of, replay_from_step, waiting_kind, waiting_until,"
+    # Only a cancelled run looks up its canceller (one primary-key probe).
+    " CASE WHEN status = 'cancelled' THEN (SELECT jsonb_build_object('event_id', c.event_id,"
+    " 'event_name', coalesce(e.name, ''), 'cancel_on', c.position)::text"
+    " FROM reverb.event_cancellations c LEFT JOIN reverb.events e ON e.id = c.event_id"
+    " WHERE c.run_id = runs.id) END AS cancelled_by"
 )
 
 
@@ -181,7 +198,15 @@ def _run(row: asyncpg.Record, *, with_stack: bool) -> RunRecord:
         waiting_on=WaitingOn(row["waiting_kind"], row["waiting_until"])
         if row["waiting_kind"] is not None and row["status"] == "queued"
         else None,
+        cancelled_by=_cancelled_by(row["cancelled_by"]),
     )
+
+
+def _cancelled_by(value: str | None) -> CancelledBy | None:
+    if value is None:
+        return None
+    body = orjson.loads(value)
+    return CancelledBy(EventId(body["event_id"]), body["event_name"], body["cancel_on"])
 
 
 async def get_event(connection: asyncpg.Connection, event_id: str) -> EventRecord | None:

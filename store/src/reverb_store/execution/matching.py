@@ -23,6 +23,16 @@ from reverb_store.ids import EventId, FunctionId, RunId
 
 # --- matching accepted events against open waits (the `match_waits` job) ---------------
 
+# Every statement of the job reaches each row by its key through a LATERAL subquery that
+# cannot be flattened (OFFSET 0, FOR UPDATE), and updates or deletes it by its ctid: an
+# index probe per row whatever the planner believes of the tables' sizes. A job's
+# statements are prepared once per connection and PostgreSQL may keep a generic plan
+# made while the tables were small (a fresh database, or statistics never refreshed: no
+# autovacuum); joined plainly, such a plan hashes a sequential scan of `waits`, `events`,
+# `steps` or `runs` for every event (measured with 10,000 waiting: 75 ms and 450 buffers
+# per event for the candidates alone, against 0.4 ms and 9 buffers probed by key;
+# docs/architecture.md, "Waiting for events").
+
 # Each (event, match path of its name) value's lock, shared and in order (see the module).
 _LOCK_EVENT_KEYS = """
 SELECT pg_advisory_xact_lock_shared(key) FROM (
@@ -30,7 +40,7 @@ SELECT pg_advisory_xact_lock_shared(key) FROM (
         CASE WHEN cardinality(k.match_path) = 0 THEN 'null'::jsonb
              ELSE e.data #> k.match_path END) AS key
     FROM unnest($1::text[]) AS t(id)
-    JOIN reverb.events e ON e.id = t.id
+    CROSS JOIN LATERAL (SELECT name, data FROM reverb.events WHERE id = t.id OFFSET 0) e
     JOIN reverb.wait_keys k ON k.event_name = e.name
     WHERE cardinality(k.match_path) = 0 OR e.data #> k.match_path IS NOT NULL
     ORDER BY key
@@ -38,49 +48,87 @@ SELECT pg_advisory_xact_lock_shared(key) FROM (
 """
 
 # The open waits each event matches by key, events in acceptance order. Data is read only
-# for waits with a condition.
+# for waits with a condition. Each event's keys (one per match path used with its name)
+# are computed first (MATERIALIZED), then `waits_key` is probed by all three columns.
 _CANDIDATES = """
+WITH keyed AS MATERIALIZED (
+    SELECT t.position, e.id, e.name, e.data, e.ts, e.received_at, k.match_path,
+           CASE WHEN cardinality(k.match_path) = 0 THEN 'null'::jsonb
+                ELSE e.data #> k.match_path END AS match_value
+    FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
+    CROSS JOIN LATERAL (
+        SELECT id, name, data, ts, received_at FROM reverb.events WHERE id = t.id OFFSET 0
+    ) e
+    JOIN reverb.wait_keys k ON k.event_name = e.name
+)
 SELECT w.run_id, w.step_id, w.position, w.condition, r.status AS run_status,
        r.function_id, e.id AS event_id, e.name,
        CASE WHEN w.condition IS NOT NULL THEN e.data::text END AS data, e.ts,
        te.id AS trigger_id, te.name AS trigger_name, te.data::text AS trigger_data,
        te.ts AS trigger_ts, coalesce(e.received_at >= w.expires_at, false) AS lapsed
-FROM unnest($1::text[]) WITH ORDINALITY AS t(id, position)
-JOIN reverb.events e ON e.id = t.id
-JOIN reverb.wait_keys k ON k.event_name = e.name
-JOIN reverb.waits w
-  ON w.event_name = e.name AND w.match_path = k.match_path
- AND w.match_value = CASE WHEN cardinality(k.match_path) = 0 THEN 'null'::jsonb
-                          ELSE e.data #> k.match_path END
-LEFT JOIN reverb.runs r ON r.id = w.run_id
-LEFT JOIN reverb.events te ON w.condition IS NOT NULL AND te.id = r.event_ids[1]
+FROM keyed e
+CROSS JOIN LATERAL (
+    SELECT * FROM reverb.waits
+    WHERE event_name = e.name AND match_path = e.match_path AND match_value = e.match_value
+    OFFSET 0
+) w
+LEFT JOIN LATERAL (
+    SELECT status, function_id, event_ids FROM reverb.runs WHERE id = w.run_id OFFSET 0
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT id, name, data, ts FROM reverb.events
+    WHERE w.condition IS NOT NULL AND id = r.event_ids[1] OFFSET 0
+) te ON true
 WHERE (w.not_before IS NULL OR e.received_at >= w.not_before)
-  -- A run's own triggering event never cancels it (a cancel_on of the trigger's name).
   AND (w.step_id <> '' OR NOT coalesce(e.id = ANY(r.event_ids), false))
-ORDER BY t.position, w.run_id, w.step_id, w.position
+ORDER BY e.position, w.run_id, w.step_id, w.position
 """
 
+# In id order: the caller passes the ids sorted, and each is locked as the nested loop
+# over the array reaches it.
 _LOCK_RUNS = """
-SELECT id FROM reverb.runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+SELECT r.id FROM unnest($1::text[]) AS t(id)
+CROSS JOIN LATERAL (SELECT id FROM reverb.runs WHERE id = t.id FOR UPDATE) r
 """
 
 # Every row of each chosen step goes (a wait_for_any's losers with its winner); the step
-# completes with its event if it still waits. A NULL event only removes the rows.
+# completes with its event if it still waits. A NULL event only removes the rows. The
+# rows are found by key and changed by ctid (above); the runs are locked by this job
+# (`_LOCK_RUNS`), and a step or wait row changes only under its run's lock, so no ctid
+# read here moves before the statement changes it.
 _RESOLVE = f"""
-WITH chosen AS (
+WITH chosen AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
         AS c(run_id, step_id, position, event_id)
 ), removed AS (
-    DELETE FROM reverb.waits w USING chosen c WHERE w.run_id = c.run_id AND w.step_id = c.step_id
+    DELETE FROM reverb.waits w
+    USING chosen c CROSS JOIN LATERAL (
+        SELECT ctid AS row FROM reverb.waits
+        WHERE run_id = c.run_id AND step_id = c.step_id OFFSET 0
+    ) x
+    WHERE w.ctid = x.row
 ), resolved AS (
     UPDATE reverb.steps s SET status = 'completed', wake_at = NULL, ended_at = now(),
-        output = {OUTPUT.format(index="c.position")}
-    FROM chosen c JOIN reverb.events e ON e.id = c.event_id
-    WHERE s.run_id = c.run_id AND s.id = c.step_id AND s.status = 'waiting'
+        output = {OUTPUT.format(index="e.position")}
+    FROM (
+        SELECT c.position, found.id, found.name, found.data, found.ts, step.row
+        FROM chosen c
+        CROSS JOIN LATERAL (
+            SELECT ctid AS row FROM reverb.steps
+            WHERE run_id = c.run_id AND id = c.step_id OFFSET 0
+        ) step
+        CROSS JOIN LATERAL (
+            SELECT id, name, data, ts FROM reverb.events WHERE id = c.event_id OFFSET 0
+        ) found
+    ) e
+    WHERE s.ctid = e.row AND s.status = 'waiting'
     RETURNING s.run_id
 ), woken AS (
     UPDATE reverb.runs r SET status = 'queued', updated_at = now()
-    WHERE r.id IN (SELECT run_id FROM resolved) AND r.status IN ('sleeping', 'waiting')
+    FROM resolved d CROSS JOIN LATERAL (
+        SELECT ctid AS row FROM reverb.runs WHERE id = d.run_id OFFSET 0
+    ) x
+    WHERE r.ctid = x.row AND r.status IN ('sleeping', 'waiting')
     RETURNING r.id, r.traceparent
 )
 SELECT id, traceparent FROM woken
