@@ -61,9 +61,9 @@ WITH claimed AS (
         started_at = coalesce(started_at, now()), updated_at = now()
     WHERE id = $1 AND {_CLAIMABLE} {{gate}}
     RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent,
-              replay_from_step IS NOT NULL AS forked
+              gated, replay_from_step IS NOT NULL AS forked
 )
-SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
+SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent, c.gated,
        c.forked,
        e.id AS event_id, e.name, e.data::text AS data, e.ts,
        (SELECT f.paused_at IS NOT NULL FROM reverb.functions f WHERE f.id = c.function_id)
@@ -152,6 +152,7 @@ async def claim_run(
         step_attempts=loaded.step_attempts,
         resolved_waits=loaded.resolved,
         paused=paused,
+        gated=first["gated"],
     )
 
 

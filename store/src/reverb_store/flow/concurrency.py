@@ -1,7 +1,7 @@
 """The concurrency gate: at most `limit` runs per key execute steps at once.
 
 A key's capacity is split into shards (`concurrency_shards`: one for a limit under 32,
-up to 16 for larger ones), each a counter of the slots taken in it; a slot is a row of
+up to 64 for larger ones), each a counter of the slots taken in it; a slot is a row of
 `concurrency_slots` naming its shard. A run holds a slot from the claim that admits it
 (in the claim's transaction) until the transition that stops it executing (complete,
 fail, retry, suspend, release, cancel) deletes it in its own. Sleeping and waiting runs
@@ -36,7 +36,7 @@ slot until the pause ends (`Hold("paused", until)`).
 """
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -50,17 +50,21 @@ from reverb_store.ids import RunId
 NAME = "concurrency"
 
 # Shards of a key: one below SHARD_SIZE * 2, then one per SHARD_SIZE slots, at most
-# MAX_SHARDS (a take or free locks one of them for the rest of its transaction).
+# MAX_SHARDS (a take locks one of them for the rest of its transaction, a free the ones
+# its slots were in).
 SHARD_SIZE = 16
-MAX_SHARDS = 16
+MAX_SHARDS = 64
 
 # The live slots: a run executing, or a queued run a free handed a slot to.
 _LIVE = "r.status IN ('running', 'queued')"
 
 # A take without waiting: this run's slot (a takeover, or handed over) or a shard with
 # room no other transaction holds, counted with the slot's insert. The key's row, with
-# this limit's capacity, says the shards are current; no row: the locked path.
-_TAKE = """
+# this limit's capacity, says the shards are current; no row: the locked path. `room`:
+# a shard had room (when the statement began), though others held every such shard.
+# `{wait}` is `SKIP LOCKED`, or empty for the second try (`_TAKE_WAITING`), which waits
+# for a shard with room (a shard whose room went meanwhile is passed over once locked).
+_TAKE_TEMPLATE = """
 WITH mine AS (
     SELECT FROM reverb.concurrency_slots WHERE key = $1 AND run_id = $2
 ), current AS (
@@ -70,9 +74,9 @@ WITH mine AS (
     SELECT shard FROM reverb.concurrency_shards
     WHERE key = $1 AND used < capacity
       AND NOT EXISTS (SELECT FROM mine) AND EXISTS (SELECT FROM current WHERE fresh AND NOT paused)
-    ORDER BY (shard + $4) % 64
+    ORDER BY (shard + $4) % $5
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE {wait}
 ), took AS (
     UPDATE reverb.concurrency_shards s SET used = s.used + 1
     FROM pick WHERE s.key = $1 AND s.shard = pick.shard
@@ -84,8 +88,12 @@ WITH mine AS (
     WHERE key = $1 AND run_id = $2 AND EXISTS (SELECT FROM took)
 )
 SELECT EXISTS (SELECT FROM mine) AS mine, (SELECT shard FROM took) AS shard,
-       (SELECT paused_until FROM current WHERE paused) AS paused_until
+       (SELECT paused_until FROM current WHERE paused) AS paused_until,
+       EXISTS (SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity)
+           AS room
 """
+_TAKE = _TAKE_TEMPLATE.format(wait="SKIP LOCKED")
+_TAKE_WAITING = _TAKE_TEMPLATE.format(wait="")
 
 # The locked path, first: the key's row (with the deciding function's limit), then its
 # shards in order, rebuilt for that limit ($3 shards; slots of shards dropped move).
@@ -134,36 +142,38 @@ WITH counts AS (
 SELECT EXISTS (SELECT FROM chosen)
 """
 
-# A free: the run's slots go, it leaves any queue, and each slot is counted off its
-# shard, the shards locked in key order, unless the shard had waiters when the
-# statement began (the slot is then handed over without the lock, `_HAND_OVER`).
-# `waiters` of a counted shard is read after its lock: a hold that queued meanwhile
-# committed before the free could count.
+# A free (of one run's slots, or of a group commit's runs'): the slots go, the runs
+# leave any queue, and the slots are counted off their shards, the shards locked in
+# (key, shard) order, unless a shard had waiters when the statement began (its slots
+# are then handed over without the lock, `_HAND_OVER`). `waiters` of a counted shard is
+# read after its lock: a hold that queued meanwhile committed before the free counts.
 _FREE = """
 WITH freed AS (
-    DELETE FROM reverb.concurrency_slots WHERE run_id = $1 RETURNING key, shard
+    DELETE FROM reverb.concurrency_slots WHERE run_id = ANY($1::text[]) RETURNING key, shard
 ), unqueued AS (
-    DELETE FROM reverb.concurrency_queue WHERE run_id = $1 AND NOT $2
+    DELETE FROM reverb.concurrency_queue WHERE run_id = ANY($1::text[]) AND NOT $2
 ), seen AS (
-    SELECT f.key, f.shard, coalesce(sh.waiters, false) AS waiters
+    SELECT f.key, f.shard, count(*)::int AS slots, coalesce(bool_or(sh.waiters), false) AS waiters
     FROM freed f LEFT JOIN reverb.concurrency_shards sh ON sh.key = f.key AND sh.shard = f.shard
+    GROUP BY f.key, f.shard
 ), locked AS MATERIALIZED (
-    SELECT sh.key, sh.shard FROM reverb.concurrency_shards sh
+    SELECT sh.key, sh.shard, seen.slots FROM reverb.concurrency_shards sh
     JOIN seen ON seen.key = sh.key AND seen.shard = sh.shard AND NOT seen.waiters
     ORDER BY sh.key, sh.shard
     FOR UPDATE OF sh
 ), counted AS (
-    UPDATE reverb.concurrency_shards sh SET used = greatest(sh.used - 1, 0)
+    UPDATE reverb.concurrency_shards sh SET used = greatest(sh.used - l.slots, 0)
     FROM locked l WHERE sh.key = l.key AND sh.shard = l.shard
     RETURNING sh.key, sh.shard, sh.waiters
 )
-SELECT s.key, s.shard, c.key IS NOT NULL AS counted, coalesce(c.waiters, s.waiters) AS waiters
+SELECT s.key, s.shard, s.slots, c.key IS NOT NULL AS counted,
+       coalesce(c.waiters, s.waiters) AS waiters
 FROM seen s LEFT JOIN counted c ON c.key = s.key AND c.shard = s.shard
-ORDER BY s.key
+ORDER BY s.key, s.shard
 """
 
 _COUNT_OFF = """
-UPDATE reverb.concurrency_shards SET used = greatest(used - 1, 0)
+UPDATE reverb.concurrency_shards SET used = greatest(used - $3, 0)
 WHERE key = $1 AND shard = $2
 RETURNING waiters
 """
@@ -241,51 +251,72 @@ class ConcurrencyGate:
         event = await run_event(connection, candidate.run_id) if needs_event(function) else None
         start = self._start()
         for name, limit in keys_of(function, event):
-            take = await connection.fetchrow(_TAKE, name, candidate.run_id, limit.limit, start)
+            count = shards(limit.limit)
+            where = (name, candidate.run_id, limit.limit, start % count, count)
+            take = await connection.fetchrow(_TAKE, *where)
             assert take is not None
+            if take["shard"] is None and take["room"] and not take["mine"]:
+                # Every shard with room was held by another take or free: wait for one.
+                take = await connection.fetchrow(_TAKE_WAITING, *where)
+                assert take is not None
             paused_until = take["paused_until"]
             if take["shard"] is not None:
                 continue  # a slot taken
             if take["mine"] and (paused_until is None or candidate.status == "running"):
                 continue  # a slot handed over, or a takeover: the run executes under the key
             if paused_until is not None:
-                await release(connection, candidate.run_id)
+                await release(connection, [candidate.run_id])
                 return Hold("paused", paused_until)
             # The locked path.
             state = await connection.fetchrow(_LOCK, name, limit.limit)
             assert state is not None
             if state["paused_until"] is not None and state["paused_until"] > state["now"]:
-                await release(connection, candidate.run_id)
+                await release(connection, [candidate.run_id])
                 return Hold("paused", state["paused_until"])
-            await connection.execute(_LOCK_SHARDS, name, limit.limit, shards(limit.limit))
+            await connection.execute(_LOCK_SHARDS, name, limit.limit, count)
             if event is None:
                 event = await run_event(connection, candidate.run_id)
             rank = event.created_at - timedelta(seconds=_priority(function, event))
             if not await connection.fetchval(_TAKE_OR_QUEUE, name, candidate.run_id, rank):
                 # Queued under this key: the slots taken under the others go back.
-                await release(connection, candidate.run_id, keep_queued=True)
+                await release(connection, [candidate.run_id], keep_queued=True)
                 return Hold(NAME)
         return ADMIT
 
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
-        await release(connection, run.run_id)
+        await release(connection, [run.run_id])
+
+    async def freed_many(self, connection: asyncpg.Connection, runs: Sequence[Freed]) -> None:
+        await release(connection, [run.run_id for run in runs])
 
 
-async def release(connection: asyncpg.Connection, run_id: RunId, keep_queued: bool = False) -> None:
-    """Free the run's slots (see the module): each is handed over to its key's first
-    waiter, or counted off its shard. The run leaves the keys' queues unless
+async def release(
+    connection: asyncpg.Connection, run_ids: Sequence[RunId], keep_queued: bool = False
+) -> None:
+    """Free the runs' slots (see the module): each is handed over to its key's first
+    waiter, or counted off its shard. The runs leave the keys' queues unless
     `keep_queued` (a hold giving back what it took)."""
-    rows = await connection.fetch(_FREE, run_id, keep_queued)
-    for row in rows:
-        name, shard = row["key"], row["shard"]
+    for row in await connection.fetch(_FREE, list(run_ids), keep_queued):
+        name, shard, slots = row["key"], row["shard"], row["slots"]
         if row["counted"]:
             if row["waiters"]:
-                await connection.fetchval(_HAND_OVER, name, shard, True)
+                await _hand_over(connection, name, shard, slots, locked=True)
             continue
-        if row["waiters"] and await connection.fetchval(_HAND_OVER, name, shard, False):
-            continue
-        if await connection.fetchval(_COUNT_OFF, name, shard):
-            await connection.fetchval(_HAND_OVER, name, shard, True)
+        if row["waiters"]:
+            slots -= await _hand_over(connection, name, shard, slots, locked=False)
+        if slots and await connection.fetchval(_COUNT_OFF, name, shard, slots):
+            await _hand_over(connection, name, shard, slots, locked=True)
+
+
+async def _hand_over(
+    connection: asyncpg.Connection, name: str, shard: int, slots: int, *, locked: bool
+) -> int:
+    """Hand up to `slots` slots of the shard to the key's first waiters (`locked`: the
+    caller counted them off holding the shard's lock); the number handed over."""
+    handed = 0
+    while handed < slots and await connection.fetchval(_HAND_OVER, name, shard, locked):
+        handed += 1
+    return handed
 
 
 def _priority(function: FunctionRef, event: RunEvent) -> int:
