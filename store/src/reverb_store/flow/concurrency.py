@@ -90,7 +90,10 @@ WITH mine AS (
 SELECT EXISTS (SELECT FROM mine) AS mine, (SELECT shard FROM took) AS shard,
        (SELECT paused_until FROM current WHERE paused) AS paused_until,
        EXISTS (SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity)
-           AS room
+           AS room,
+       EXISTS (SELECT FROM current WHERE fresh) AND (
+           SELECT bool_and(waiters) FROM reverb.concurrency_shards WHERE key = $1
+       ) AS waiters
 """
 _TAKE = _TAKE_TEMPLATE.format(wait="SKIP LOCKED")
 _TAKE_WAITING = _TAKE_TEMPLATE.format(wait="")
@@ -142,6 +145,27 @@ WITH counts AS (
 SELECT EXISTS (SELECT FROM chosen)
 """
 
+# The shared path of a hold, when the key is full and runs wait already (every shard
+# marked): its shards locked shared, so that holds do not wait for each other, only
+# for takes in the locked path and for frees (which then see the queued run); then, a
+# statement of its own, the run joins the queue if the live slots fill the key still.
+# False: room appeared meanwhile, or a mark was cleared (the run tries again at once).
+_LOCK_SHARED = "SELECT FROM reverb.concurrency_shards WHERE key = $1 ORDER BY shard FOR SHARE"
+_QUEUE = f"""
+WITH full_key AS (
+    SELECT bool_and(sh.waiters) AND sum(sh.capacity) <= (
+        SELECT count(*) FROM reverb.concurrency_slots s JOIN reverb.runs r ON r.id = s.run_id
+        WHERE s.key = $1 AND {_LIVE} AND s.run_id <> $2
+    ) AS held
+    FROM reverb.concurrency_shards sh WHERE sh.key = $1
+), queued AS (
+    INSERT INTO reverb.concurrency_queue (key, run_id, rank)
+    SELECT $1, $2, $3 FROM full_key WHERE held
+    ON CONFLICT (key, run_id) DO NOTHING
+)
+SELECT coalesce((SELECT held FROM full_key), false)
+"""
+
 # A free (of one run's slots, or of a group commit's runs'): the slots go, the runs
 # leave any queue, and the slots are counted off their shards, the shards locked in
 # (key, shard) order, unless a shard had waiters when the statement began (its slots
@@ -179,7 +203,9 @@ RETURNING waiters
 """
 
 # The slot of shard $2 goes to the first live run queued for key $1, with its job (a
-# run queued but not held, one cancelled meanwhile, is passed over). With $3 (the free
+# run queued but not held, one cancelled meanwhile, is passed over): a wake-up due now,
+# which workers take before new runs (a burst of new runs queued behind the key must not
+# delay the runs it admits). With $3 (the free
 # counted the slot off, holding the shard's lock) the slot is counted again if it was
 # handed over, and the waiters mark cleared if nobody waits.
 _HAND_OVER = f"""
@@ -202,7 +228,7 @@ WITH next AS (
     WHERE $3 AND key = $1 AND shard = $2
 ), woken AS (
     INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
-    SELECT {jobs.ADVANCE_RUN.sql_columns(run_id="run_id", traceparent="traceparent")},
+    SELECT {jobs.WAKE_RUN.sql_columns(run_id="run_id", traceparent="traceparent")},
            'queued', now()
     FROM next
 )
@@ -267,6 +293,17 @@ class ConcurrencyGate:
             if paused_until is not None:
                 await release(connection, [candidate.run_id])
                 return Hold("paused", paused_until)
+            if event is None:
+                event = await run_event(connection, candidate.run_id)
+            rank = event.created_at - timedelta(seconds=_priority(function, event))
+            if take["waiters"]:
+                # Full, and runs wait already: queue this one behind them.
+                await connection.execute(_LOCK_SHARED, name)
+                held = await connection.fetchval(_QUEUE, name, candidate.run_id, rank)
+                await release(connection, [candidate.run_id], keep_queued=True)
+                if held:
+                    return Hold(NAME)
+                return Hold(NAME, await connection.fetchval("SELECT now()"))
             # The locked path.
             state = await connection.fetchrow(_LOCK, name, limit.limit)
             assert state is not None
@@ -274,9 +311,6 @@ class ConcurrencyGate:
                 await release(connection, [candidate.run_id])
                 return Hold("paused", state["paused_until"])
             await connection.execute(_LOCK_SHARDS, name, limit.limit, count)
-            if event is None:
-                event = await run_event(connection, candidate.run_id)
-            rank = event.created_at - timedelta(seconds=_priority(function, event))
             if not await connection.fetchval(_TAKE_OR_QUEUE, name, candidate.run_id, rank):
                 # Queued under this key: the slots taken under the others go back.
                 await release(connection, [candidate.run_id], keep_queued=True)
