@@ -37,7 +37,7 @@ slot until the pause ends (`Hold("paused", until)`).
 
 import random
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -276,6 +276,8 @@ class ConcurrencyGate:
         function = FunctionRef(candidate.function_id, candidate.app_id, candidate.flow)
         event = await run_event(connection, candidate.run_id) if needs_event(function) else None
         start = self._start()
+        # Whether the run holds a slot under a key decided so far (given back if held).
+        holding = False
         for name, limit in keys_of(function, event):
             count = shards(limit.limit)
             where = (name, candidate.run_id, limit.limit, start % count, count)
@@ -287,34 +289,32 @@ class ConcurrencyGate:
                 assert take is not None
             paused_until = take["paused_until"]
             if take["shard"] is not None:
-                continue  # a slot taken
+                holding = True  # a slot taken
+                continue
             if take["mine"] and (paused_until is None or candidate.status == "running"):
-                continue  # a slot handed over, or a takeover: the run executes under the key
+                holding = True  # a slot handed over, or a takeover: it executes under the key
+                continue
             if paused_until is not None:
-                await release(connection, [candidate.run_id])
-                return Hold("paused", paused_until)
+                return await _held(connection, candidate, Hold("paused", paused_until), True)
             if event is None:
                 event = await run_event(connection, candidate.run_id)
             rank = event.created_at - timedelta(seconds=_priority(function, event))
             if take["waiters"]:
                 # Full, and runs wait already: queue this one behind them.
                 await connection.execute(_LOCK_SHARED, name)
-                held = await connection.fetchval(_QUEUE, name, candidate.run_id, rank)
-                await release(connection, [candidate.run_id], keep_queued=True)
-                if held:
-                    return Hold(NAME)
-                return Hold(NAME, await connection.fetchval("SELECT now()"))
+                if await connection.fetchval(_QUEUE, name, candidate.run_id, rank):
+                    return await _held(connection, candidate, Hold(NAME), holding)
+                return await _held(connection, candidate, Hold(NAME, datetime.now(UTC)), holding)
             # The locked path.
             state = await connection.fetchrow(_LOCK, name, limit.limit)
             assert state is not None
-            if state["paused_until"] is not None and state["paused_until"] > state["now"]:
-                await release(connection, [candidate.run_id])
-                return Hold("paused", state["paused_until"])
+            paused_until = state["paused_until"]
+            if paused_until is not None and paused_until > state["now"]:
+                return await _held(connection, candidate, Hold("paused", paused_until), True)
             await connection.execute(_LOCK_SHARDS, name, limit.limit, count)
             if not await connection.fetchval(_TAKE_OR_QUEUE, name, candidate.run_id, rank):
-                # Queued under this key: the slots taken under the others go back.
-                await release(connection, [candidate.run_id], keep_queued=True)
-                return Hold(NAME)
+                return await _held(connection, candidate, Hold(NAME), holding)
+            holding = True
         return ADMIT
 
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
@@ -351,6 +351,16 @@ async def _hand_over(
     while handed < slots and await connection.fetchval(_HAND_OVER, name, shard, locked):
         handed += 1
     return handed
+
+
+async def _held(
+    connection: asyncpg.Connection, candidate: Candidate, hold: Hold, holding: bool
+) -> Hold:
+    """Hold the run: the slots it took (or was handed) under other keys go back; a run
+    queued under a full key stays queued there, a paused one leaves every queue."""
+    if holding or hold.reason != NAME:
+        await release(connection, [candidate.run_id], keep_queued=hold.reason == NAME)
+    return hold
 
 
 def _priority(function: FunctionRef, event: RunEvent) -> int:
