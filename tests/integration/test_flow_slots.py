@@ -122,4 +122,5 @@ async def test_a_full_key_holds_and_a_free_hands_the_slot_to_the_first_waiter(
     shards = await connection.fetchrow(
         "SELECT sum(used) AS used, bool_or(waiters) AS waiters FROM reverb.concurrency_shards"
     )
+    assert shards is not None
     assert (shards["used"], shards["waiters"]) == (0, False)
