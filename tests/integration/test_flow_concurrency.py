@@ -161,3 +161,45 @@ async def test_a_held_run_stays_queued_without_a_job_and_shows_what_it_waits_on(
         done = (await mesh.http.get(f"/runs/{second['id']}")).json()
         assert (done["status"], done["waiting_on"]) == ("completed", None)
         assert done["started_at"] >= first["ended_at"]
+
+
+@pytest.mark.timeout(120)
+async def test_cancelling_gated_runs_hands_their_slots_on_at_once(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    async with flow_mesh(database_url, connection, app) as mesh:
+        (first_event,) = await mesh.send("flow.one", [{"n": 1}])
+        await asyncio.wait_for(entered.setdefault(1, asyncio.Event()).wait(), 20)
+        second_event, third_event = await mesh.send("flow.one", [{"n": 2}, {"n": 3}])
+
+        async def queued(count: int) -> None:
+            async def there() -> bool:
+                found = await connection.fetchval("SELECT count(*) FROM reverb.concurrency_queue")
+                return bool(found == count)
+
+            await eventually(there, within=20, what=f"{count} runs held")
+
+        await queued(2)
+        first, second, third = [
+            await mesh.run_of(event) for event in (first_event, second_event, third_event)
+        ]
+        # A held run cancelled leaves the queue: the slot will not be handed to it.
+        answer = await mesh.http.post(f"/runs/{third}/cancel")
+        assert answer.status_code == 200, answer.text
+        await queued(1)
+        # The running one cancelled (its step still in flight): the next held run starts
+        # now, not when that step ends.
+        answer = await mesh.http.post(f"/runs/{first}/cancel")
+        assert answer.status_code == 200, answer.text
+        await asyncio.wait_for(entered.setdefault(2, asyncio.Event()).wait(), 20)
+        assert not gates.setdefault(1, asyncio.Event()).is_set()
+
+        gates[1].set()
+        gates.setdefault(2, asyncio.Event()).set()
+        await mesh.all_ended("one-by-one", 3)
+        statuses = {run["id"]: run["status"] for run in await mesh.runs("one-by-one")}
+        assert statuses == {first: "cancelled", second: "completed", third: "cancelled"}
+        assert 3 not in entered
+        assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 0
+        assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_queue") == 0
+        assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 0

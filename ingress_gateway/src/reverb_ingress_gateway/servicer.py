@@ -43,6 +43,7 @@ from reverb_store.control import (
     StepRecord,
 )
 from reverb_store.execution import RunStatus
+from reverb_store.flow.gates import flow_gates
 from reverb_store.ids import EventId, FunctionId, RunId, StepId
 from reverb_store.logs.sinks import reader_for
 from reverb_store.webhooks import DeliveryRecord
@@ -60,9 +61,16 @@ class Page(Generic[Item]):
 
 class IngressService:
     def __init__(
-        self, pool: asyncpg.Pool, settings: GatewaySettings, metrics: GatewayMetrics | None = None
+        self,
+        pool: asyncpg.Pool,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics | None = None,
+        gates: execution.Gates | None = None,
     ) -> None:
         self._pool = pool
+        # The run gates the workers register (`reverb worker`: the flow-control gates),
+        # told of the gated runs a cancellation stops, so their slots go on at once.
+        self._gates = execution.Gates(flow_gates()) if gates is None else gates
         self._settings = settings
         self.metrics = GatewayMetrics() if metrics is None else metrics
         self._intake = EventIntake(pool, acquire_timeout=settings.database_timeout)
@@ -268,7 +276,7 @@ class IngressService:
         """Cancel the run (and the runs it invoked); the run as it is then, with its steps."""
         validation.check_text(_required(run_id, "id"), "id")
         async with self._connection() as connection:
-            previous = await execution.cancel_run(connection, RunId(run_id))
+            previous = await execution.cancel_run(connection, RunId(run_id), gates=self._gates)
             if previous is None:
                 raise NotFound(f"no run with id {run_id!r}")
             if previous in ("completed", "failed"):
@@ -305,6 +313,7 @@ class IngressService:
                 created_from,
                 created_to,
                 execution.CANCELLABLE if status is None else (status,),
+                gates=self._gates,
             )
 
     async def pause_function(self, function_id: str) -> FunctionRecord:

@@ -218,7 +218,8 @@ async def start(
         await pool.close()
         raise
     keyring = signing_keyring(settings)
-    checkpoints = CheckpointWriter(pool)
+    run_gates = Gates(gates)
+    checkpoints = CheckpointWriter(pool, gates=run_gates)
     checkpoints.start()
     logs = writer_for(settings, pool)
     await logs.start()
@@ -241,7 +242,7 @@ async def start(
         hosts,
         HostRetries(),
         own_jobs,
-        Gates(gates),
+        run_gates,
         clock,
         metrics=metrics,
         logs=logs,

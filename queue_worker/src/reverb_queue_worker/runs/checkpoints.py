@@ -21,6 +21,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from reverb_store.execution import OutputCommit, StepOutput, commit_outputs
 from reverb_store.execution.completions import RunCompletion, complete_runs
+from reverb_store.execution.gates import NO_GATES, Gates
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -31,11 +32,18 @@ Result = TypeVar("Result")
 class CheckpointWriter:
     """Batches the step outputs, and the completions, of all concurrent runs."""
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = 1000) -> None:
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 1000, gates: Gates = NO_GATES) -> None:
+        """`gates`: the worker's run gates, told of the gated runs a batch completes."""
         # A batch that did commit before its connection died conflicts with itself when
         # written again, and returns the same outputs: outputs are retried once.
         self._outputs = _Batcher(pool, commit_outputs, "outputs", max_batch, retry=True)
-        self._completions = _Batcher(pool, complete_runs, "completions", max_batch, retry=False)
+
+        async def complete(
+            connection: asyncpg.Connection, completions: list[RunCompletion]
+        ) -> list[bool]:
+            return await complete_runs(connection, completions, gates)
+
+        self._completions = _Batcher(pool, complete, "completions", max_batch, retry=False)
 
     @property
     def transactions(self) -> int:
@@ -61,7 +69,8 @@ class CheckpointWriter:
         return self._outputs.submit(output)
 
     async def complete(self, completion: RunCompletion) -> bool:
-        """Complete a parentless run its job drives; False if left to `complete_run`.
+        """Complete a parentless run its job drives (telling the gates, if it is gated);
+        False if left to `complete_run`.
 
         Raises asyncpg.DataError if the output is not storable JSON, RuntimeError
         when the writer is not running, and the database's error if the batch failed.

@@ -73,7 +73,7 @@ async def _complete_in_batch(
     log: structlog.typing.FilteringBoundLogger,
 ) -> bool:
     """Whether the group commit completed the run; if not, `complete_run` decides."""
-    completion = RunCompletion(claim.run_id, job_id, final.output)
+    completion = RunCompletion(claim.run_id, job_id, final.output, claim.gated)
     try:
         return await services.checkpoints.complete(completion)
     except asyncpg.DataError:

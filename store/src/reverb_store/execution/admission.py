@@ -58,12 +58,12 @@ _CLAIM = f"""
 WITH claimed AS (
     UPDATE reverb.runs
     SET status = 'running', job_id = $2, invocations = invocations + 1,
-        started_at = coalesce(started_at, now()), updated_at = now()
+        started_at = coalesce(started_at, now()), updated_at = now(){{admitted}}
     WHERE id = $1 AND {_CLAIMABLE} {{gate}}
     RETURNING function_id, app_id, attempt, max_attempts, invocations, event_ids, traceparent,
-              replay_from_step IS NOT NULL AS forked
+              gated, replay_from_step IS NOT NULL AS forked
 )
-SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent,
+SELECT c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations, c.traceparent, c.gated,
        c.forked,
        e.id AS event_id, e.name, e.data::text AS data, e.ts,
        (SELECT f.paused_at IS NOT NULL FROM reverb.functions f WHERE f.id = c.function_id)
@@ -72,8 +72,10 @@ FROM claimed c
 LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
 ORDER BY array_position(c.event_ids, e.id)
 """
-_CLAIM_ANY = _CLAIM.format(gate="")
-_CLAIM_UNGATED = _CLAIM.format(gate="AND NOT gated")
+_CLAIM_ANY = _CLAIM.format(gate="", admitted="")
+_CLAIM_UNGATED = _CLAIM.format(gate="AND NOT gated", admitted="")
+# A run the gates admitted no longer waits on anything.
+_CLAIM_ADMITTED = _CLAIM.format(gate="", admitted=", waiting_kind = NULL, waiting_until = NULL")
 
 # A gated run this job may claim, locked while the gates decide, with its function's
 # flow-control options and what it waited on, if it was held.
@@ -152,6 +154,7 @@ async def claim_run(
         step_attempts=loaded.step_attempts,
         resolved_waits=loaded.resolved,
         paused=paused,
+        gated=first["gated"],
     )
 
 
@@ -178,13 +181,7 @@ async def _admit(
         )
         refusal = await gates.decide(connection, candidate)
         if refusal is None:
-            if row["waiting_kind"] is not None:
-                await connection.execute(
-                    "UPDATE reverb.runs SET waiting_kind = NULL, waiting_until = NULL"
-                    " WHERE id = $1",
-                    run_id,
-                )
-            return await connection.fetch(_CLAIM_ANY, run_id, job_id)
+            return await connection.fetch(_CLAIM_ADMITTED, run_id, job_id)
         await _refuse(connection, run_id, job_id, row["traceparent"], refusal, wakeups)
         return refusal
 
@@ -233,3 +230,4 @@ async def prepare_claim(connection: asyncpg.Connection) -> None:
     """Run the claim's statements once for no run (see `prepare_fan_out`)."""
     await connection.fetch(_CLAIM_ANY, "", 0)
     await connection.fetch(_CLAIM_UNGATED, "", 0)
+    await connection.fetch(_CLAIM_ADMITTED, "", 0)

@@ -10,6 +10,10 @@ the caller's transaction, whatever it was doing:
   step in flight finishes and its output is committed, no further step starts, and the
   job lets the run go (`let_go_cancelled`).
 
+The run gates are told of every gated run cancelled, in the cancelling transaction,
+whatever it was doing: a running run's concurrency slots go to the runs waiting for
+them at once (its job's letting go then finds nothing more to free).
+
 Child runs (started by `step.invoke`) are cancelled with their parent, all the way
 down; a run whose parent is not being cancelled resumes that parent with its invoke
 step failed (RunCancelled), as any child's end does. Rows are locked in ascending id
@@ -86,8 +90,8 @@ async def cancel_run(
     A status in `CANCELLABLE` means it is cancelled now; `cancelled`, that it already
     was (nothing changes); `completed` or `failed`, that it ended and is left alone.
     None if there is no such run. `error` defaults to `cancelled_error()`; `gates` are
-    told of the gated runs that stop executing now (a running one is told when its
-    job lets it go).
+    told of the gated runs cancelled (pass the gates the workers register: a running
+    run's concurrency slots are handed on at once).
     """
     async with connection.transaction():
         rows = await connection.fetch(_CANCEL_ONE, (error or cancelled_error()).to_json(), run_id)
@@ -147,8 +151,9 @@ async def _settle(
         parent = row["parent_run_id"]
         if parent is not None and parent not in cancelled:
             await resume_parent(connection, parent, row["parent_step_id"], error=error)
-        if row["previous"] != "running":
-            await tell_freed(connection, gates, row, "cancelled")
+        # A running run's gates are told now too, not when its job lets it go: its
+        # slots go to the runs waiting for them while its last step finishes.
+        await tell_freed(connection, gates, row, "cancelled")
 
 
 # Runs first, then the job (docs/architecture.md, "Lock order"); nothing changes unless

@@ -1,10 +1,13 @@
 """Completing many runs in one statement: the group commit of the common final.
 
 `complete_run` (in `runs`) is the general transition; this is its batched form
-for the common case, a run without a parent and without run gates: one UPDATE for all of them,
+for the common case, a run without a parent: one UPDATE for all of them,
 their jobs deleted in the same statement (as every final transition does). A
-run it does not complete (it has a parent to resume, gates to tell, or this job
-no longer drives it) is left to `complete_run`.
+run it does not complete (it has a parent to resume, or this job no longer drives
+it) is left to `complete_run`. Gated runs are completed too when the batch is given
+the worker's gates: the batch is then one transaction, the UPDATE and the gates told of
+all its gated runs at once (`Gates.freed_many`: one statement frees their
+concurrency slots); without gates they are left to `complete_run`.
 """
 
 from collections.abc import Sequence
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from reverb_store.execution.gates import FREED_FLOW, NO_GATES, Gates, freed_of
 from reverb_store.ids import JobId, RunId
 from reverb_store.jobs import QUEUE_TABLE
 
@@ -29,15 +33,20 @@ WITH runs_locked AS MATERIALIZED (
     FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(run_id, job_id, output)
     WHERE r.id = t.run_id AND r.id IN (SELECT id FROM runs_locked)
       AND r.status = 'running' AND r.job_id = t.job_id
-      AND r.parent_run_id IS NULL AND NOT r.gated
-    RETURNING r.id, t.job_id
+      AND r.parent_run_id IS NULL {{gated}}
+    RETURNING r.id, t.job_id{{returning}}
 ), jobs_locked AS MATERIALIZED (
     SELECT id FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done) ORDER BY id FOR UPDATE
 ), ended AS (
     DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM jobs_locked)
 )
-SELECT id FROM done
+SELECT * FROM done
 """
+_COMPLETE_UNGATED = _COMPLETE_RUNS.format(gated="AND NOT r.gated", returning="")
+# With the gates: gated runs too, with what `tell_freed` needs.
+_COMPLETE_ANY = _COMPLETE_RUNS.format(
+    gated="", returning=f", r.function_id, r.app_id, r.gated, {FREED_FLOW}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +57,31 @@ class RunCompletion:
     job_id: JobId
     # JSON text.
     output: str
+    # Whether run gates decide on the run (`ClaimedRun.gated`).
+    gated: bool = False
 
 
 async def complete_runs(
-    connection: asyncpg.Connection, completions: Sequence[RunCompletion]
+    connection: asyncpg.Connection, completions: Sequence[RunCompletion], gates: Gates = NO_GATES
 ) -> list[bool]:
     """Complete the parentless runs these jobs drive, in one statement; one flag per input.
 
-    False: not completed here (a parent waits on it, gates must be told, or the job no
-    longer drives it); `complete_run` tells which. Raises asyncpg.DataError if an output is not
-    storable JSON (then none is stored).
+    False: not completed here (a parent waits on it, the run is gated and `gates` are
+    none, or the job no longer drives it); `complete_run` tells which. Raises
+    asyncpg.DataError if an output is not storable JSON (then none is stored).
     """
-    rows = await connection.fetch(
-        _COMPLETE_RUNS,
+    arguments = (
         [item.run_id for item in completions],
         [item.job_id for item in completions],
         [item.output for item in completions],
     )
+    if not gates or not any(item.gated for item in completions):
+        rows = await connection.fetch(_COMPLETE_UNGATED, *arguments)
+    else:
+        async with connection.transaction():
+            rows = await connection.fetch(_COMPLETE_ANY, *arguments)
+            freed = [freed_of(row, "completed", row["flow"]) for row in rows if row["gated"]]
+            if freed:
+                await gates.freed_many(connection, freed)
     done = {row["id"] for row in rows}
     return [item.run_id in done for item in completions]

@@ -105,6 +105,8 @@ class ClaimedRun:
     # True when the run's function is paused: the driver parks the run (`pausing.park_run`)
     # instead of invoking a host.
     paused: bool = False
+    # True when run gates decide on the run (`runs.gated`): its completion tells them.
+    gated: bool = False
 
     @property
     def start_attempt(self) -> int:

@@ -16,7 +16,7 @@ import asyncpg
 
 from reverb_store import jobs
 from reverb_store.execution.failures import announce_failure
-from reverb_store.execution.gates import NO_GATES, Gates, tell_freed
+from reverb_store.execution.gates import FREED_FLOW, NO_GATES, Gates, tell_freed
 from reverb_store.execution.invokes import resume_parent
 from reverb_store.execution.records import ErrorRecord, RunStatus
 from reverb_store.ids import JobId, RunId, StepId
@@ -26,7 +26,7 @@ from reverb_store.jobs import QUEUE_TABLE
 _ENDING = f"WITH ended AS (DELETE FROM {QUEUE_TABLE} WHERE id = $2) "
 
 # What a transition's UPDATE returns for `tell_freed`.
-_FREED = "id, function_id, app_id, gated"
+_FREED = f"id, function_id, app_id, gated, {FREED_FLOW}"
 
 
 async def release_run(

@@ -54,11 +54,14 @@ async def run_event(connection: asyncpg.Connection, run_id: RunId) -> RunEvent:
     return RunEvent(row["created_at"], {"event": event})
 
 
-def key(prefix: str, source: str | None, what: str, event: RunEvent) -> str:
-    """The key `source` gives the run, under `prefix` (a function or an app)."""
+def key(prefix: str, source: str | None, what: str, event: RunEvent | None) -> str:
+    """The key `source` gives the run, under `prefix` (a function or an app); `event`
+    may be None when `source` is (the key is then the prefix's alone)."""
     expression = _key(source, what)
     if expression is None:
         return f"{prefix}{SEPARATOR}"
+    if event is None:
+        raise ValueError(f"{what}: a key expression needs the run's event")
     try:
         value = orjson.dumps(expression.evaluate(event.activation)).decode()
     except (ExpressionError, TypeError):

@@ -1,0 +1,126 @@
+"""The concurrency gate's takes and frees on real PostgreSQL, one transaction at a time:
+takes of one key do not wait for each other's commits, a full key admits no one, and a
+free hands its slot to the first waiter in rank order, with a wake-up due now."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from reverb_store import new_id
+from reverb_store.execution.gates import ADMIT, Candidate, Freed, Hold
+from reverb_store.flow.concurrency import ConcurrencyGate
+from reverb_store.flow.options import ConcurrencyLimit, FlowOptions
+from reverb_store.ids import AppId, FunctionId, RunId
+
+
+def _flow(limit: int) -> FlowOptions:
+    return FlowOptions(concurrency=(ConcurrencyLimit(limit),))
+
+
+async def _runs(connection: asyncpg.Connection, count: int) -> list[RunId]:
+    """Runs created a second apart (their rank order), queued and driven by no job."""
+    now = datetime.now(UTC)
+    ids = [RunId(new_id()) for _ in range(count)]
+    for index, run_id in enumerate(ids):
+        await connection.execute(
+            "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts, gated,"
+            " created_at) VALUES ($1, 'f', 'a', 'queued', 1, true, $2)",
+            run_id,
+            now + timedelta(seconds=index),
+        )
+    return ids
+
+
+def _candidate(run_id: RunId, limit: int) -> Candidate:
+    return Candidate(run_id, FunctionId("f"), AppId("a"), "queued", 0, 0, _flow(limit))
+
+
+def _freed(run_id: RunId, limit: int) -> Freed:
+    return Freed(run_id, FunctionId("f"), AppId("a"), "completed", _flow(limit))
+
+
+async def _admit(
+    connection: asyncpg.Connection, gate: ConcurrencyGate, run_id: RunId, limit: int
+) -> None:
+    """The run admitted and running, as the claim leaves it."""
+    async with connection.transaction():
+        assert await gate.decide(connection, _candidate(run_id, limit)) == ADMIT
+        await connection.execute("UPDATE reverb.runs SET status = 'running' WHERE id = $1", run_id)
+
+
+async def test_takes_of_one_key_do_not_wait_for_each_others_commits(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    gate = ConcurrencyGate()
+    first, second, third = await _runs(connection, 3)
+    await _admit(connection, gate, first, 1_000_000)  # the key's shards are made
+    other = await asyncpg.connect(database_url)
+    try:
+        async with connection.transaction():
+            assert await gate.decide(connection, _candidate(second, 1_000_000)) == ADMIT
+            # The first take has not committed: the second does not wait for it.
+            async with other.transaction():
+                verdict = await asyncio.wait_for(
+                    gate.decide(other, _candidate(third, 1_000_000)), timeout=5
+                )
+                assert verdict == ADMIT
+    finally:
+        await other.close()
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 3
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 3
+
+
+async def test_a_full_key_holds_and_a_free_hands_the_slot_to_the_first_waiter(
+    connection: asyncpg.Connection,
+) -> None:
+    gate = ConcurrencyGate()
+    a, b, c, d = await _runs(connection, 4)
+    await _admit(connection, gate, a, 2)
+    await _admit(connection, gate, b, 2)
+    # d is held first, c second: c ranks first all the same (created earlier).
+    for run_id in (d, c):
+        async with connection.transaction():
+            assert await gate.decide(connection, _candidate(run_id, 2)) == Hold("concurrency")
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 2
+
+    async with connection.transaction():
+        await connection.execute("UPDATE reverb.runs SET status = 'completed' WHERE id = $1", a)
+        await gate.freed(connection, _freed(a, 2))
+    holders = await connection.fetch("SELECT run_id FROM reverb.concurrency_slots ORDER BY run_id")
+    assert sorted(row["run_id"] for row in holders) == sorted([b, c])
+    queued = await connection.fetch("SELECT run_id FROM reverb.concurrency_queue")
+    assert [row["run_id"] for row in queued] == [d]
+    # c was woken with a wake-up due now; the slot count did not move.
+    woken = await connection.fetch(
+        "SELECT entrypoint, execute_after <= now() AS due FROM pgqueuer"
+        " WHERE convert_from(payload, 'UTF8')::jsonb->>'run_id' = $1",
+        c,
+    )
+    assert [(row["entrypoint"], row["due"]) for row in woken] == [("wake_run", True)]
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 2
+
+    # c's claim finds the slot its own; d is still held.
+    await _admit(connection, gate, c, 2)
+    async with connection.transaction():
+        assert await gate.decide(connection, _candidate(d, 2)) == Hold("concurrency")
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 2
+
+    # b's free hands its slot to d; c's finds nobody waiting: counted off, the mark cleared.
+    for run_id in (b, c):
+        async with connection.transaction():
+            await connection.execute(
+                "UPDATE reverb.runs SET status = 'completed' WHERE id = $1", run_id
+            )
+            await gate.freed(connection, _freed(run_id, 2))
+    await _admit(connection, gate, d, 2)
+    async with connection.transaction():
+        await connection.execute("UPDATE reverb.runs SET status = 'completed' WHERE id = $1", d)
+        await gate.freed(connection, _freed(d, 2))
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 0
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_queue") == 0
+    shards = await connection.fetchrow(
+        "SELECT sum(used) AS used, bool_or(waiters) AS waiters FROM reverb.concurrency_shards"
+    )
+    assert shards is not None
+    assert (shards["used"], shards["waiters"]) == (0, False)
