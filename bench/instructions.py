@@ -24,22 +24,26 @@ instruction of a cache-missing load costs more than one of arithmetic: read it b
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench import database, server
 from bench.engine import ingest, throughput
 from bench.engine.session import Engine
+from tests.otlp import grpc_receiver
 
 STEPS = 10
 WARM_UP_RUNS = 50
 WARM_UP_EVENTS = 200
 INGEST_CLIENTS = 8
-DATABASE = "reverb_bench_instructions"
+# One database per run: two checkouts measured at once (before and after) must not share it.
+DATABASE = f"reverb_bench_instructions_{os.getpid()}"
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,6 +60,18 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--count", type=int, default=300, help="runs (steps workload) or events (ingest)"
+    )
+    parser.add_argument(
+        "--otlp",
+        action="store_true",
+        help="every service exports its spans over OTLP/gRPC to a receiver in this process "
+        "(the bench's `traces` section), batch processor at the SDK's defaults",
+    )
+    parser.add_argument(
+        "--dumps",
+        type=Path,
+        help="keep callgrind's dumps in this folder (for callgrind_annotate), "
+        "else in a temporary one",
     )
     return parser.parse_args(argv)
 
@@ -74,8 +90,25 @@ def _total(folder: Path, name: str) -> int:
     return total
 
 
-async def measure(workload: str, count: int, folder: Path) -> dict[str, float]:
-    """Thousands of instructions per step (or event) of each process measured."""
+async def measure(
+    workload: str, count: int, folder: Path, *, otlp: bool = False
+) -> dict[str, float]:
+    """Thousands of instructions per step (or event) of each process measured; with `otlp`,
+    of a cluster exporting its spans to a receiver in this process."""
+    async with contextlib.AsyncExitStack() as stack:
+        environment: dict[str, str] = {}
+        if otlp:
+            receiver = await stack.enter_async_context(grpc_receiver())
+            environment = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            }
+        return await _measure(workload, count, folder, environment)
+
+
+async def _measure(
+    workload: str, count: int, folder: Path, environment: Mapping[str, str]
+) -> dict[str, float]:
     measured = ("gateway",) if workload == "ingest" else ("worker", "host")
     prefixes = {
         name: (
@@ -87,7 +120,7 @@ async def measure(workload: str, count: int, folder: Path) -> dict[str, float]:
         for name in measured
     }
     url = await database.create(server.LOCAL_URL, DATABASE)
-    engine = await Engine.start(url, within=600, prefixes=prefixes)
+    engine = await Engine.start(url, environment, within=600, prefixes=prefixes)
     try:
         if workload == "ingest":
             await ingest.single(engine, WARM_UP_EVENTS, INGEST_CLIENTS)
@@ -118,8 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"{tool} not found (Debian: apt install valgrind)", file=sys.stderr)
             return 2
-    with tempfile.TemporaryDirectory(prefix="reverb-callgrind-") as folder:
-        figures = asyncio.run(measure(options.workload, options.count, Path(folder)))
+    with contextlib.ExitStack() as stack:
+        if options.dumps is None:
+            folder = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="reverb-callgrind-"))
+            )
+        else:
+            folder = options.dumps.resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+        figures = asyncio.run(measure(options.workload, options.count, folder, otlp=options.otlp))
     unit = "event" if options.workload == "ingest" else "step"
     described = "  ".join(
         f"{name} {value:.1f}k instructions/{unit}" for name, value in figures.items()

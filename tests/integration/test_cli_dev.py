@@ -5,6 +5,7 @@ end to end; Ctrl-C stops everything; a crashed service stops the rest with statu
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -93,14 +94,28 @@ class Dev:
         return found
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports (`reverb dev` puts the worker's and the
+    host's /metrics on the two ports after the gateway's)."""
+    for _ in range(100):
+        first = free_port()
+        if first + count <= 65536 and all(
+            port_is_free(port) for port in range(first, first + count)
+        ):
+            return first
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def dev_environment(ports: list[int], database_url: str | None) -> dict[str, str]:
-    """The environment of a `reverb dev` on `ports` (HTTP, Ingress, host)."""
+    """The environment of a `reverb dev` on `ports` (HTTP, Ingress, host), its /metrics on
+    free ports of their own (not the default 9464-9466, which another test may hold)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REVERB_")}
     http, ingress, host = ports
     env.update(
         REVERB_HTTP_ADDRESS=f"127.0.0.1:{http}",
         REVERB_INGRESS_ADDRESS=f"127.0.0.1:{ingress}",
         REVERB_HOST_ADDRESS=f"127.0.0.1:{host}",
+        REVERB_METRICS_ADDRESS=f"127.0.0.1:{free_port_run(3)}",
     )
     if database_url is not None:
         env["REVERB_DATABASE_URL"] = database_url
@@ -170,6 +185,31 @@ async def test_the_order_flow_runs_end_to_end_and_ctrl_c_stops_everything(
         dev.process.send_signal(signal.SIGINT)
         assert await dev.exit_code() == 0, dev.output()
         assert not [child for child in children if child.is_running()], "a child outlived dev"
+
+
+async def test_dev_serves_the_gateways_metrics_and_says_where_the_others_are(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with reverb_dev(tmp_path, database_url) as dev:
+        await dev.started()
+        (line,) = [line for line in dev.stdout if line.strip().startswith("metrics")]
+        urls = dict(re.findall(r"(gateway|worker|host) (http://\S+/metrics)", line))
+        assert set(urls) == {"gateway", "worker", "host"}, line
+        gateway_port = int(urls["gateway"].rsplit(":", 1)[1].split("/")[0])
+        assert urls["worker"].endswith(f":{gateway_port + 1}/metrics")
+        assert urls["host"].endswith(f":{gateway_port + 2}/metrics")
+
+        order = {"id": "o-3", "items": [{"sku": "mug", "quantity": 1}], "email": "a@b.c"}
+        response = await dev.http.post("/events", json={"name": "order.placed", "data": order})
+        (event_id,) = response.json()["ids"]
+        placed = await dev.finished_run(event_id, "place-order")
+        assert placed["status"] == "completed", placed
+
+        async with httpx.AsyncClient() as client:
+            scraped = {name: (await client.get(url)).text for name, url in urls.items()}
+        assert 'reverb_events_accepted_total{source="api"} 1.0' in scraped["gateway"]
+        assert 'reverb_runs_completed_total{function_id="place-order"} 1.0' in scraped["worker"]
+        assert "reverb_host_sessions 1.0" in scraped["host"]
 
 
 async def test_an_event_sent_once_healthz_answers_200_starts_a_run(

@@ -239,3 +239,29 @@ async def test_unknown_runs_and_events_are_404(logs: Logs) -> None:
         response = await logs.get(path)
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_documents_of_one_instant_list_by_id_on_every_route_and_across_cursors(
+    logs: Logs,
+) -> None:
+    """Six documents share a timestamp, written out of id order: every listing orders them
+    by id, the same at each read, and cursor pages of two neither skip nor repeat one."""
+    ids = [0x0123456789ABCDE0 + step for step in (5, 2, 4, 0, 3, 1)]
+    tied = [
+        document(1, f"id {log_id & 0xF}", kind="event.received")._replace(id=log_id)
+        for log_id in ids
+    ]
+    await logs.sink.write(tied)
+    expected = [f"id {n}" for n in range(6)]
+
+    for path in ("/logs", "/logs/events"):
+        assert messages(await logs.ok(path)) == expected, path
+        assert messages(await logs.ok(path)) == expected, path
+    page = await logs.ok("/logs", limit=2)
+    paged = messages(page)
+    while page["links"].get("next") is not None:
+        page = await logs.ok("/logs", cursor=page["cursor"], limit=2)
+        paged += messages(page)
+    assert paged == expected
+    second = await logs.ok("/logs/events", page=2, limit=2)
+    assert messages(second) == ["id 2", "id 3"]

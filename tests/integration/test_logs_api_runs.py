@@ -20,6 +20,7 @@ from reverb_function_host import start as start_host
 from reverb_ingress_gateway import GatewaySettings
 from reverb_ingress_gateway import start as start_gateway
 from reverb_queue_worker import start as start_worker
+from tests.e2e.processes import eventually
 from tests.integration.test_worker_runs import Mesh, host_settings, register, worker_settings
 
 app = reverb.App("logs-api-runs")
@@ -39,6 +40,13 @@ async def greet(ctx: Context) -> str:
 @app.function("charge", trigger=event("api.order"), retries=0)
 async def charge(ctx: Context) -> None:
     await ctx.step.run("card", decline)
+
+
+@app.function("nap", trigger=event("api.nap"), retries=0)
+async def nap(ctx: Context) -> str:
+    await ctx.step.run("before", lambda: "before")
+    await ctx.step.sleep("nap", "1h")
+    return "woke"
 
 
 LOG_ROUTES = (
@@ -144,6 +152,46 @@ async def test_runs_summaries_and_a_runs_logs_in_order(
     assert [item["error"]["meta"]["run_id"] for item in dead["logs"]] == [charged["id"]]
     received = (await client.get("/logs/events", params={"name": "api.order"})).json()
     assert [item["event"]["meta"]["event_id"] for item in received["logs"]] == [event_id]
+
+
+async def test_a_cancelled_run_logs_its_cancellation(
+    engine: tuple[Mesh, httpx.AsyncClient],
+) -> None:
+    """Cancelled through the API while it sleeps (no process drives it): its logs end with
+    `run.cancelled`, a warning with the RunCancelled error, on /logs/functions/{run_id} and
+    on /logs?run=…&level=warning."""
+    mesh, client = engine
+    event_id = await mesh.send("api.nap", {})
+
+    async def sleeping() -> bool:
+        run = await mesh.run_of(event_id, "nap")
+        return run is not None and run["status"] == "sleeping"
+
+    await eventually(sleeping, what="the run to sleep")
+    run = await mesh.run_of(event_id, "nap")
+    assert run is not None
+    response = await client.post(f"/runs/{run['id']}/cancel", json={})
+    assert response.status_code == 200, response.text
+    async with asyncio.timeout(10):
+        await mesh.worker.services.logs.flush()
+
+    own = (await client.get(f"/logs/functions/{run['id']}")).json()
+    kinds = [item["function"]["kind"] for item in own["logs"]]
+    assert kinds == ["run.started", "step.completed", "sleep.started", "run.cancelled"]
+    (cancelled,) = [item["function"] for item in own["logs"][-1:]]
+    assert cancelled["level"] == "warning"
+    assert cancelled["message"] == "run cancelled: the run was cancelled"
+    assert cancelled["meta"]["run_id"] == run["id"]
+    assert cancelled["meta"]["function_id"] == "nap"
+    assert cancelled["meta"]["event_id"] == event_id
+    assert cancelled["meta"]["event_name"] == "api.nap"
+    assert cancelled["meta"]["error"]["type"] == "RunCancelled"
+    assert cancelled["trace_id"] == own["logs"][0]["function"]["trace_id"]
+    again = (await client.get(f"/logs/functions/{run['id']}")).json()
+    assert again["logs"][-1]["function"]["id"] == cancelled["id"]
+
+    warnings = (await client.get("/logs", params={"run": run["id"], "level": "warning"})).json()
+    assert [item["function"]["kind"] for item in warnings["logs"]] == ["run.cancelled"]
 
 
 async def test_the_openapi_document_lists_the_logs_routes_behind_the_read_scope(

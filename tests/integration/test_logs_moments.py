@@ -14,6 +14,8 @@ from reverb_function_host import Host
 from reverb_function_host import start as start_host
 from reverb_queue_worker import start as start_worker
 from reverb_store.logs import LogQuery, LogViews, PostgresLogs
+from tests.e2e.processes import eventually
+from tests.integration.test_worker_hosts import dead_address, send
 from tests.integration.test_worker_runs import Mesh, host_settings, register, worker_settings
 
 app = reverb.App("logs-moments")
@@ -137,3 +139,32 @@ async def test_an_event_received_is_logged_with_the_runs_it_triggered(
     (received,) = [d.to_json() for d in found if d.event_id == event_id]
     assert received["meta"]["event_name"] == "logs.doomed"
     assert received["message"] == "event received, 1 run triggered"
+
+
+async def test_a_host_that_cannot_be_reached_is_logged_with_the_run_it_held_back(
+    database_url: str, connection: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    await register(connection, app, dead_address())
+    worker = await start_worker(worker_settings(database_url))
+    try:
+        event_id = await send(connection, "logs.doomed", {})
+        found: list[dict[str, Any]] = []
+
+        async def logged() -> bool:
+            await worker.services.logs.flush()
+            query = LogQuery(limit=10, kinds=("host.unreachable",))
+            found[:] = [document.to_json() for document in await PostgresLogs(pool).find(query)]
+            return bool(found)
+
+        await eventually(logged, what="host.unreachable in the logs")
+    finally:
+        await worker.stop()
+    unreachable = found[0]
+    assert unreachable["level"] == "warning"
+    assert unreachable["message"].startswith("host unreachable, run released: ")
+    assert unreachable["meta"]["event_id"] == event_id
+    assert unreachable["meta"]["event_name"] == "logs.doomed"
+    assert unreachable["meta"]["function_id"] == "doomed"
+    run_id = unreachable["meta"]["run_id"]
+    status = await connection.fetchval("SELECT status FROM reverb.runs WHERE id = $1", run_id)
+    assert status in ("queued", "running")

@@ -1,4 +1,4 @@
-"""The log writer against PostgreSQL: batches, flush, retention in batches."""
+"""The log writer against PostgreSQL: batches, flush, retention in batches, an outage."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from reverb_store.logs import (
     LogDocument,
@@ -15,6 +16,7 @@ from reverb_store.logs import (
     PostgresSink,
     new_log_id,
 )
+from tests.e2e.processes import eventually
 
 
 @pytest.fixture
@@ -56,3 +58,39 @@ async def test_documents_past_the_retention_are_deleted_in_batches(pool: asyncpg
 
     found = await PostgresLogs(pool).find(LogQuery(limit=100))
     assert [d.message for d in found] == ["recent"]
+
+
+async def test_a_sink_outage_is_buffered_within_its_bound_reported_and_written_after(
+    pool: asyncpg.Pool,
+) -> None:
+    """The table goes away under a running writer: recording never waits, ten documents
+    wait in the buffer, the rest are dropped and counted, the outage and the drops are
+    logged once each; once the table is back the ten are written, in order."""
+    writer = LogWriter(PostgresSink(pool), capacity=10, interval=0.05)
+    await writer.start()
+    now = datetime.now(UTC)
+    try:
+        with capture_logs() as logs:
+            await pool.execute("ALTER TABLE reverb.logs RENAME TO logs_away")
+            for index in range(15):
+                writer.record(document(now + timedelta(microseconds=index), f"line {index}"))
+            assert (writer.backlog, writer.dropped) == (10, 5)
+
+            async def failed() -> bool:
+                return writer.failures >= 1
+
+            await eventually(failed, within=10, what="a failed write")
+            await pool.execute("ALTER TABLE reverb.logs_away RENAME TO logs")
+            async with asyncio.timeout(10):
+                await writer.flush()
+    finally:
+        await writer.close()
+
+    found = await PostgresLogs(pool).find(LogQuery(limit=100))
+    assert [d.message for d in found] == [f"line {index}" for index in range(10)]
+    assert (writer.written, writer.dropped, writer.backlog) == (10, 5, 0)
+    events = [entry["event"] for entry in logs]
+    assert events.count("log buffer full, dropping documents") == 1
+    assert events.count("log sink write failed, documents kept") == 1
+    (back,) = [entry for entry in logs if entry["event"] == "log sink reachable again"]
+    assert back["dropped"] == 5

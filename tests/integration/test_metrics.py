@@ -4,6 +4,7 @@ failed by function, step durations, the queue's depth and the oldest due job's a
 sessions, cron ticks fired and missed (by function and reason, with their log line); and
 no endpoint at all when the address is unset."""
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,6 +165,51 @@ async def test_the_queue_gauges_show_due_and_delayed_jobs(
     worker = await scrape(url(mesh.worker.metrics_server))
     assert worker[("reverb_queue_jobs", (("kind", "unknown-kind"), ("state", "due")))] == 1
     assert 89 < worker[("reverb_queue_oldest_due_job_age_seconds", ())] < 120
+
+
+SNAKE = re.compile(r"[a-z][a-z0-9_]*")
+# Base units (prometheus.io/docs/practices/naming): what a name may end with besides _total.
+UNITS = ("_seconds", "_bytes", "_ratio")
+
+
+async def test_names_and_labels_follow_prometheus_conventions(
+    mesh: Mesh, connection: asyncpg.Connection
+) -> None:
+    """Every family each service exposes after real runs: `reverb_` and snake case, a
+    counter's samples end in `_total` and a gauge's do not, a histogram is in seconds,
+    a time is named by its base unit, and labels are snake case and not reserved."""
+    await wait_status(connection, await mesh.send("test.three", {"n": 3}), "completed")
+    servers = (mesh.gateway.metrics_server, mesh.worker.metrics_server, mesh.host.metrics_server)
+    seen: set[str] = set()
+    for server in servers:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(url(server))).text
+        for family in text_string_to_metric_families(text):
+            seen.add(family.name)
+            assert family.name.startswith("reverb_") and SNAKE.fullmatch(family.name), family
+            assert family.documentation, family.name
+            if family.type == "histogram":
+                assert family.name.endswith("_seconds"), family.name
+            if any(word in family.name for word in ("duration", "age", "time")):
+                assert family.name.endswith(UNITS), family.name
+            for sample in family.samples:
+                if family.type == "counter":
+                    assert sample.name.endswith(("_total", "_created")), sample.name
+                if family.type == "gauge":
+                    assert not sample.name.endswith("_total"), sample.name
+                for label in sample.labels:
+                    assert SNAKE.fullmatch(label) and not label.startswith("__"), label
+    assert {
+        "reverb_events_accepted",
+        "reverb_runs_started",
+        "reverb_runs_completed",
+        "reverb_step_duration_seconds",
+        "reverb_queue_jobs",
+        "reverb_queue_oldest_due_job_age_seconds",
+        "reverb_host_sessions",
+        "reverb_log_sink_backlog",
+        "reverb_log_sink_dropped",
+    } <= seen
 
 
 async def test_no_metrics_endpoint_unless_an_address_is_set(database_url: str) -> None:

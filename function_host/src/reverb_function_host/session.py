@@ -12,9 +12,9 @@ session (or goes away), every invocation still running is abandoned.
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 import structlog
 from opentelemetry import context as otel_context
@@ -140,7 +140,7 @@ class Session:
                 },
             )
             parent = trace.set_span_in_context(span, parent)
-            step_scope = functools.partial(_step_span, begin.step_attempts)
+            step_scope = functools.partial(_StepSpan, begin.step_attempts)
         # Without an exporter no span is made (one per step would cost more than the rest
         # of the step's engine work); the function still runs in the caller's trace.
         execution = Execution(
@@ -216,14 +216,40 @@ def _record_end(span: trace.Span, message: Message) -> None:
     span.end()
 
 
-@contextmanager
-def _step_span(attempts: Mapping[str, int], step_id: str, name: str) -> Iterator[object]:
+class _StepSpan:
     """The span of one attempt at a step.run, current while its code runs (so the spans
     of instrumented libraries it calls are its children); an exception it raises is
-    recorded on it (status and an `exception` event)."""
-    attributes: dict[str, AttributeValue] = {
-        "reverb.step.id": step_id,
-        "reverb.attempt": attempts.get(step_id, 0),
-    }
-    with tracer.start_as_current_span(f"step {name}", attributes=attributes) as span:
-        yield span
+    recorded on it (status and an `exception` event), as `Tracer.start_as_current_span`
+    does. A plain class rather than that method's two nested generator context managers:
+    it is made once per step."""
+
+    __slots__ = ("_attributes", "_name", "_span", "_token")
+
+    def __init__(self, attempts: Mapping[str, int], step_id: str, name: str) -> None:
+        self._name = f"step {name}"
+        self._attributes: dict[str, AttributeValue] = {
+            "reverb.step.id": step_id,
+            "reverb.attempt": attempts.get(step_id, 0),
+        }
+        self._span: trace.Span = trace.INVALID_SPAN
+        self._token: object = None
+
+    def __enter__(self) -> trace.Span:
+        span = self._span = tracer.start_span(self._name, attributes=self._attributes)
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+        span = self._span
+        # Only an Exception: a BaseException (an engine interrupt, a cancellation) is not
+        # the step's error.
+        if isinstance(error, Exception):
+            span.record_exception(error)
+            span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+        span.end()

@@ -17,7 +17,6 @@ from reverb_store.logs import (
     EVENT_SENT,
     HOST_UNREACHABLE,
     RETRY_SCHEDULED,
-    RUN_CANCELLED,
     RUN_COMPLETED,
     RUN_DEAD_LETTERED,
     RUN_FAILED,
@@ -195,9 +194,6 @@ class RunLog:
             error=error,
             attempt=attempt,
         )
-
-    def cancelled(self, reason: str) -> None:
-        self.record("warning", RUN_CANCELLED, f"run cancelled: {reason}")
 
     def host_unreachable(self, reason: str) -> None:
         self.record("warning", HOST_UNREACHABLE, f"host unreachable, run released: {reason}")

@@ -6,6 +6,8 @@ exporter: `http/protobuf` (the specification's default) or `grpc`, Jaeger's two 
 receivers. Everything else (endpoint, headers, timeout, compression, certificates, the
 batch processor's `OTEL_BSP_*`, the sampler, resource attributes, `OTEL_SERVICE_NAME`) is
 read by the SDK itself, as its documentation describes: nothing here re-implements it.
+The exporters are the SDK's, with Reverb's span encoder (`otlp_encoding`) in place of
+theirs (`grpc_exporter`, `http_exporter`).
 """
 
 from collections.abc import Mapping
@@ -55,13 +57,9 @@ def span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
     if not exporting(environ):
         return None
     if protocol(environ) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
+        from reverb_telemetry.grpc_exporter import GrpcSpanExporter
 
-        return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
+        return GrpcSpanExporter()
+    from reverb_telemetry.http_exporter import HttpSpanExporter
 
-    return HttpExporter()
+    return HttpSpanExporter()
