@@ -21,6 +21,7 @@ from reverb_ingress_gateway import Gateway
 from reverb_queue_worker import Worker
 from reverb_queue_worker import start as start_worker
 from reverb_store import jobs
+from reverb_store.flow.gates import flow_gates
 from tests.e2e.processes import eventually
 from tests.integration.test_worker_runs import SIGNING_KEY, worker_settings
 
@@ -112,7 +113,9 @@ async def deploy(
     workers: list[Worker] = []
     try:
         await host.registered.wait()
-        workers = [await start_worker(worker_settings(database_url)) for _ in range(2)]
+        workers = [
+            await start_worker(worker_settings(database_url), flow_gates()) for _ in range(2)
+        ]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as http:
             yield Deployment(connection, http, workers)
     finally:

@@ -122,7 +122,7 @@ async def create_runs(
 
     Events of functions whose options arrive (debounce, idempotency, singleton, batch)
     go through `arrivals.arrive` first; `wakeups` hears of the wake-ups it schedules
-    (ValueError without it, or without gates, when such a function listens).
+    (ValueError without it when such a function listens).
     """
     # The runs and their jobs are one statement (so one transaction); the matches are read
     # before it, outside: a trigger registered in between only misses this fan-out.
@@ -132,8 +132,8 @@ async def create_runs(
     arrived: list[TriggeredRun] = []
     arriving = [match for match in matches if _arrives(match)]
     if arriving:
-        if wakeups is None or not gates:
-            raise ValueError("a fan-out to functions with arrival options needs gates and wakeups")
+        if wakeups is None:
+            raise ValueError("a fan-out to functions with arrival options needs wakeups")
         arrivals = await arrive(connection, arriving, traceparent, wakeups, gates)
         arrived = [
             TriggeredRun(run.run_id, run.function_id, run.event_id) for run in arrivals.created
