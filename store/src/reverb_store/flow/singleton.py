@@ -84,7 +84,12 @@ class SingletonGate:
             return
         await lock_singleton_key(connection, entry["function_id"], entry["key"])
         await connection.execute(_FORGET, run.run_id)
-        if entry["admitted"]:
+        # Not only a holder's end wakes the next run held (`cancel` mode): a run woken for
+        # the key and cancelled before it was admitted passes the wake-up on, or the run
+        # held behind it would never wake.
+        holder = await connection.fetchval(_HOLDER, entry["function_id"], entry["key"], run.run_id)
+        singleton = run.flow.singleton
+        if holder is None and singleton is not None and singleton.mode == "cancel":
             await _wake_next(connection, entry["function_id"], entry["key"])
 
 
