@@ -23,6 +23,7 @@ from reverb_queue_worker import start as start_worker
 from reverb_store import jobs
 from reverb_store.flow.gates import flow_gates
 from tests.e2e.processes import eventually
+from tests.integration.test_cli import run_cli
 from tests.integration.test_worker_runs import SIGNING_KEY, worker_settings
 
 
@@ -85,6 +86,15 @@ class Deployment:
             run_id,
         )
         return count
+
+    async def waiting_on(self, run_id: str) -> tuple[dict[str, Any] | None, str]:
+        """What `GET /runs/{id}` says the run waits on, and the `waiting` line of `reverb
+        run ID`."""
+        shown = (await self.http.get(f"/runs/{run_id}")).json()
+        cli = await run_cli("run", run_id, env={"REVERB_URL": str(self.http.base_url)})
+        assert cli.code == 0, cli
+        lines = [line for line in cli.stdout.splitlines() if line.startswith("waiting")]
+        return shown["waiting_on"], "\n".join(lines)
 
     async def end_now(self, table: str, run_id: str) -> None:
         """The window (`debounces`) or batch (`batches`) of the run ends now: its run is woken."""

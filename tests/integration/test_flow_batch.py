@@ -8,6 +8,7 @@ real time.
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -75,6 +76,13 @@ async def test_a_full_batch_starts_at_once_and_a_partial_one_at_its_timeout(
     [held] = [run for run in await deployment.runs("bulk-insert") if run["id"] == run_id]
     assert (held["status"], held["started_at"]) == ("queued", None)
     assert await deployment.jobs_of(run_id) == 1
+    due = await deployment.connection.fetchval(
+        "SELECT due_at FROM reverb.batches WHERE run_id = $1", run_id
+    )
+    waiting, line = await deployment.waiting_on(run_id)
+    assert waiting is not None and waiting["kind"] == "batch"
+    assert datetime.fromisoformat(waiting["until"]) == due
+    assert line.startswith("waiting   on batch until ")
 
     await deployment.end_now("batches", run_id)
     await deployment.end_now("batches", await open_batch(deployment, "orders", 1))

@@ -7,6 +7,7 @@ ends when the test says so (`end_now`); one test waits for a short window in rea
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -67,6 +68,14 @@ async def test_the_last_event_of_a_window_starts_the_one_run(deployment: Deploym
     [held] = [run for run in await deployment.runs("reindex") if run["id"] == run_id]
     assert (held["status"], held["started_at"], held["invocations"]) == ("queued", None, 0)
     assert await deployment.jobs_of(run_id) >= 1
+    # It says so, until the window's end, which the last edit moved on.
+    due = await deployment.connection.fetchval(
+        "SELECT due_at FROM reverb.debounces WHERE run_id = $1", run_id
+    )
+    waiting, line = await deployment.waiting_on(run_id)
+    assert waiting is not None and waiting["kind"] == "debounce"
+    assert datetime.fromisoformat(waiting["until"]) == due
+    assert line.startswith("waiting   on debounce until ")
     assert [await deployment.skipped(edit) for edit in edits] == [
         [("reindex", "debounced")],
         [("reindex", "debounced")],

@@ -11,11 +11,10 @@ import asyncpg
 import grpc
 import orjson
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 import reverb
 from reverb import Context, event
-from google.protobuf.duration_pb2 import Duration
-
 from reverb_contracts.v1 import common_pb2, ingress_pb2, ingress_pb2_grpc
 from reverb_function_host.wire.messages import register_app_request
 from reverb_ingress_gateway import Gateway

@@ -136,6 +136,10 @@ async def test_cancel_mode_cancels_the_run_in_progress_and_starts_the_new_one_af
         return bool((shown["waiting_on"] or {}).get("kind") == "singleton")
 
     await deployment.until(held, what="the new run to be held for the key")
+    assert await deployment.waiting_on(waiting["id"]) == (
+        {"kind": "singleton", "until": None},
+        "waiting   on singleton",
+    )
     waiting = await run_of(deployment, second)
     assert (waiting["status"], waiting["started_at"]) == ("queued", None)
     assert "new" not in started
@@ -265,9 +269,7 @@ async def test_a_burst_of_cancels_leaves_the_newest_run_and_no_two_at_once(
     or running); the newest always completes."""
     for n in range(12):
         gate(f"b{n}", released).set()
-    sent = [
-        await deployment.send("user.quick", {"user": 8, "name": f"b{n}"}) for n in range(12)
-    ]
+    sent = [await deployment.send("user.quick", {"user": 8, "name": f"b{n}"}) for n in range(12)]
 
     runs = await settled(deployment, "quick-replace", len(sent))
     last = next(run for run in runs if run["event_ids"][0] == sent[-1])

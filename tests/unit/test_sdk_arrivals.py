@@ -55,7 +55,11 @@ def test_a_batch_takes_a_size_and_a_timeout() -> None:
         (lambda: Debounce(period="0s"), ValueError, "Debounce period must be longer than zero"),
         (lambda: Debounce(period="8d"), ValueError, "at most 7 days"),
         (lambda: Debounce(period="soon"), ValueError, "Debounce period"),
-        (lambda: Debounce(period="1s", key=""), ValueError, "Debounce key must be a CEL expression"),
+        (
+            lambda: Debounce(period="1s", key=""),
+            ValueError,
+            "Debounce key must be a CEL expression",
+        ),
         (lambda: Singleton(mode="queue"), ValueError, "mode must be 'skip' or 'cancel'"),  # type: ignore[arg-type]
         (lambda: Batch(max_size=0, timeout="1s"), ValueError, "must be 1 or more"),
         (lambda: Batch(max_size=1001, timeout="1s"), ValueError, "between 1 and 1000"),

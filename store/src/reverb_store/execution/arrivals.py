@@ -45,6 +45,11 @@ _log = structlog.get_logger("reverb.arrivals")
 IDEMPOTENT = "idempotent"
 DEBOUNCED = "debounced"
 
+# What a debounced or batched run waits on (`waiting_on`): the names of the gates that
+# hold it (`flow.debounce`, `flow.batch`).
+DEBOUNCE = "debounce"
+BATCH = "batch"
+
 IDEMPOTENCY_PERIOD = timedelta(hours=24)
 # The key of an event its expression cannot be computed for (a missing field).
 NULL_KEY = "null"
@@ -89,11 +94,12 @@ ON CONFLICT (function_id, key) DO UPDATE
 RETURNING event_id
 """
 
-# A held run: queued, gated, no job yet (the caller enqueues its wake-up).
+# A gated run, queued, no job yet (the caller enqueues its wake-up). A debounced or
+# batched run waits on its window or batch from the start (`waiting_on`).
 _CREATE_RUN = """
 INSERT INTO reverb.runs (id, function_id, app_id, status, event_ids, max_attempts,
-                         traceparent, gated)
-VALUES ($1, $2, $3, 'queued', ARRAY[$4::text], $5, $6, true)
+                         traceparent, gated, waiting_kind)
+VALUES ($1, $2, $3, 'queued', ARRAY[$4::text], $5, $6, true, $7)
 """
 
 _OPEN_WINDOW = """
@@ -294,7 +300,7 @@ async def _debounce(
             match["ts"],
         )
         if opened is not None:
-            await _create_run(connection, run_id, match, traceparent)
+            await _create_run(connection, run_id, match, traceparent, DEBOUNCE)
             wait = debounce.period
             if debounce.timeout is not None:
                 wait = min(wait, debounce.timeout)
@@ -327,12 +333,16 @@ async def _batch(
             _OPEN_BATCH, run_id, function_id, key, event_id, batch.timeout, not full
         )
         if opened is not None:
-            await _create_run(connection, run_id, match, traceparent)
+            await _create_run(connection, run_id, match, traceparent, BATCH)
             return run_id, timedelta(0) if full else batch.timeout
 
 
 async def _create_run(
-    connection: asyncpg.Connection, run_id: RunId, match: asyncpg.Record, traceparent: str | None
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    match: asyncpg.Record,
+    traceparent: str | None,
+    waiting_on: str | None = None,
 ) -> None:
     await connection.execute(
         _CREATE_RUN,
@@ -342,4 +352,5 @@ async def _create_run(
         match["event_id"],
         match["retries"] + 1,
         traceparent,
+        waiting_on,
     )

@@ -10,9 +10,10 @@ batch's row is locked by the gate and by the fan-out that joins it.
 
 import asyncpg
 
+from reverb_store.execution.arrivals import BATCH
 from reverb_store.execution.gates import ADMIT, Candidate, Freed, FunctionRef, Hold, Verdict
 
-NAME = "batch"
+NAME = BATCH
 
 _BATCH = """
 SELECT event_ids, due_at, open AND due_at > clock_timestamp() AS open FROM reverb.batches

@@ -13,9 +13,10 @@ new one): never both, never neither.
 
 import asyncpg
 
+from reverb_store.execution.arrivals import DEBOUNCE
 from reverb_store.execution.gates import ADMIT, Candidate, Freed, FunctionRef, Hold, Verdict
 
-NAME = "debounce"
+NAME = DEBOUNCE
 
 _WINDOW = """
 SELECT event_id, due_at, due_at > clock_timestamp() AS open FROM reverb.debounces
