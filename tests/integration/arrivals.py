@@ -48,12 +48,10 @@ class Deployment:
         )
 
     async def skipped(self, event_id: str) -> list[tuple[str, str]]:
-        rows = await self.connection.fetch(
-            "SELECT function_id, reason FROM reverb.event_skips WHERE event_id = $1"
-            " ORDER BY function_id",
-            event_id,
-        )
-        return [(row["function_id"], row["reason"]) for row in rows]
+        """The functions `GET /events/{id}` lists as skipped for the event, with why."""
+        answer = await self.http.get(f"/events/{event_id}")
+        assert answer.status_code == 200, answer.text
+        return [(skip["function_id"], skip["reason"]) for skip in answer.json()["skipped"]]
 
     async def until_skipped(self, event_id: str) -> list[tuple[str, str]]:
         """The event's skips, once it has one."""
