@@ -26,6 +26,12 @@ REASON = "singleton"
 
 _ENTRY = "SELECT function_id, key, admitted FROM reverb.singletons WHERE run_id = $1"
 
+# `executing`: its job still drives it (a run cancelled while running, until let go).
+_ENDED_ENTRY = """
+SELECT s.function_id, s.key, s.admitted, r.job_id IS NOT NULL AS executing
+FROM reverb.singletons s JOIN reverb.runs r ON r.id = s.run_id WHERE s.run_id = $1
+"""
+
 # A holder's entry goes when it ends (`freed`).
 _HOLDER = """
 SELECT run_id FROM reverb.singletons
@@ -79,8 +85,10 @@ class SingletonGate:
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
         if run.status not in ENDED:
             return
-        entry = await connection.fetchrow(_ENTRY, run.run_id)
-        if entry is None:
+        entry = await connection.fetchrow(_ENDED_ENTRY, run.run_id)
+        if entry is None or entry["executing"]:
+            # A run cancelled in a step keeps the key until its job lets it go (the gates
+            # are told again then): its step still executes.
             return
         await lock_singleton_key(connection, entry["function_id"], entry["key"])
         await connection.execute(_FORGET, run.run_id)
