@@ -1,5 +1,6 @@
 """Flow-control options take the real path: the SDK's definition, RegisterApp over gRPC,
-`functions.flow`; a bad key or priority is refused naming the function and the field."""
+`functions.flow`; a bad key or priority is refused naming the function and the field.
+Definitions from other SDKs (reverb.v1 messages) are checked the same way."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import asyncpg
 import grpc
 import orjson
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 import reverb
 from reverb import Context, event
-from reverb_contracts.v1 import ingress_pb2, ingress_pb2_grpc
+from reverb_contracts.v1 import common_pb2, ingress_pb2, ingress_pb2_grpc
 from reverb_function_host.wire.messages import register_app_request
 from reverb_ingress_gateway import Gateway
 from reverb_store.control import registry
@@ -69,6 +71,35 @@ async def test_every_option_is_stored_with_the_function(
     assert await register(ingress, flow_app(concurrency=4)) is True
 
 
+async def test_arrival_options_are_stored_with_the_function(
+    ingress: ingress_pb2_grpc.IngressAsyncStub, connection: asyncpg.Connection
+) -> None:
+    app = flow_app(
+        debounce=reverb.Debounce(period="5s", key="event.data.user", timeout="1m"),
+        idempotency="event.data.order_id",
+        singleton=reverb.Singleton(key="event.data.user", mode="cancel"),
+        concurrency=2,
+    )
+    assert await register(ingress, app) is True
+
+    query = "SELECT flow FROM reverb.functions WHERE id = 'sync-tenant'"
+    assert orjson.loads(await connection.fetchval(query)) == {
+        "concurrency": [{"limit": 2, "key": None, "scope": "function"}],
+        "debounce": {"period_ms": 5000, "key": "event.data.user", "timeout_ms": 60000},
+        "idempotency": "event.data.order_id",
+        "singleton": {"key": "event.data.user", "mode": "cancel"},
+    }
+    # The same definitions again change nothing; other options are a change.
+    assert await register(ingress, app) is False
+    batched = flow_app(batch=reverb.Batch(max_size=10, timeout="2s"))
+    assert await register(ingress, batched) is True
+    assert orjson.loads(await connection.fetchval(query)) == {
+        "batch": {"max_size": 10, "timeout_ms": 2000, "key": None}
+    }
+    assert await register(ingress, flow_app()) is True
+    assert await connection.fetchval(query) is None
+
+
 async def test_a_function_without_flow_control_stores_none_and_hashes_as_before(
     ingress: ingress_pb2_grpc.IngressAsyncStub, connection: asyncpg.Connection
 ) -> None:
@@ -118,6 +149,19 @@ async def test_a_function_without_flow_control_stores_none_and_hashes_as_before(
             {"throttle": reverb.Throttle(1, "30d")},
             "function 'sync-tenant': throttle.period must be between 1ms and 7 days",
         ),
+        ({"idempotency": "event.data.("}, "function 'sync-tenant': idempotency: "),
+        (
+            {"debounce": reverb.Debounce(period="1s", key="tenant.id")},
+            "function 'sync-tenant': debounce.key: unknown variable tenant",
+        ),
+        (
+            {"singleton": reverb.Singleton(key="event.data.x +")},
+            "function 'sync-tenant': singleton.key: ",
+        ),
+        (
+            {"batch": reverb.Batch(max_size=5, timeout="1s", key="async.data.x")},
+            "function 'sync-tenant': batch.key: unknown variable async",
+        ),
     ],
 )
 async def test_a_bad_option_is_refused_naming_the_function_and_the_field(
@@ -128,6 +172,74 @@ async def test_a_bad_option_is_refused_naming_the_function_and_the_field(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await register(ingress, flow_app(**options))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in str(raised.value.details())
+    assert await connection.fetchval("SELECT count(*) FROM reverb.apps") == 0
+
+
+def _duration(**parts: float) -> Duration:
+    duration = Duration()
+    duration.FromTimedelta(timedelta(**parts))
+    return duration
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (
+            common_pb2.FunctionDefinition(
+                id="f", debounce=common_pb2.Debounce(period=_duration(seconds=0))
+            ),
+            "function 'f': debounce.period must be between 1ms and 7 days",
+        ),
+        (
+            common_pb2.FunctionDefinition(
+                id="f",
+                debounce=common_pb2.Debounce(
+                    period=_duration(seconds=1), timeout=_duration(days=8)
+                ),
+            ),
+            "function 'f': debounce.timeout must be between 1ms and 7 days",
+        ),
+        (
+            common_pb2.FunctionDefinition(
+                id="f", batch=common_pb2.Batch(max_size=0, timeout=_duration(seconds=1))
+            ),
+            "function 'f': batch.max_size must be between 1 and 1,000",
+        ),
+        (
+            common_pb2.FunctionDefinition(id="f", batch=common_pb2.Batch(max_size=2)),
+            "function 'f': batch.timeout must be between 1ms and 7 days",
+        ),
+        (
+            common_pb2.FunctionDefinition(
+                id="f",
+                batch=common_pb2.Batch(max_size=2, timeout=_duration(seconds=1)),
+                debounce=common_pb2.Debounce(period=_duration(seconds=1)),
+            ),
+            "function 'f': debounce and batch cannot be combined",
+        ),
+        (
+            common_pb2.FunctionDefinition(
+                id="f",
+                singleton=common_pb2.Singleton(mode=7),  # type: ignore[arg-type]
+            ),
+            "function 'f': singleton.mode 7 is unknown",
+        ),
+    ],
+)
+async def test_out_of_range_arrival_options_from_other_sdks_are_refused(
+    ingress: ingress_pb2_grpc.IngressAsyncStub,
+    connection: asyncpg.Connection,
+    function: common_pb2.FunctionDefinition,
+    message: str,
+) -> None:
+    function.triggers.append(common_pb2.Trigger(event="e"))
+    request = ingress_pb2.RegisterAppRequest(
+        app=common_pb2.AppDefinition(id="shop", functions=[function]), host_address="h:1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ingress.RegisterApp(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in str(raised.value.details())
     assert await connection.fetchval("SELECT count(*) FROM reverb.apps") == 0

@@ -17,6 +17,7 @@ from reverb_store.control import (
     TriggerDefinition,
     register_app,
 )
+from reverb_store.flow.options import DebounceOptions, FlowOptions, SingletonOptions
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -201,6 +202,10 @@ NO_FLOW_CONTROL: dict[str, object] = {
     "throttle": None,
     "rate_limit": None,
     "priority": None,
+    "idempotency": "",
+    "debounce": None,
+    "singleton": None,
+    "batch": None,
     # No cancel_on either.
     "cancel_on": [],
 }
@@ -213,7 +218,15 @@ async def test_functions_are_listed_with_their_triggers(
         "shop",
         (
             FunctionDefinition(
-                "handle-sign-up", "Handle sign-up", 4, (TriggerDefinition(event="user.signed_up"),)
+                "handle-sign-up",
+                "Handle sign-up",
+                4,
+                (TriggerDefinition(event="user.signed_up"),),
+                flow=FlowOptions(
+                    idempotency="event.data.email",
+                    debounce=DebounceOptions(timedelta(seconds=5), timeout=timedelta(minutes=1)),
+                    singleton=SingletonOptions("event.data.email", "cancel"),
+                ),
             ),
             FunctionDefinition(
                 "daily-report",
@@ -267,6 +280,13 @@ async def test_functions_are_listed_with_their_triggers(
                 "paused": False,
                 "paused_at": None,
                 **NO_FLOW_CONTROL,
+                "idempotency": "event.data.email",
+                "debounce": {
+                    "period": {"seconds": 5, "nanos": 0},
+                    "key": "",
+                    "timeout": {"seconds": 60, "nanos": 0},
+                },
+                "singleton": {"key": "event.data.email", "mode": "cancel"},
             },
         ]
     }

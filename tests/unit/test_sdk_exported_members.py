@@ -7,10 +7,12 @@ def test_exported_members() -> None:
     assert reverb.__all__ == sorted(reverb.__all__)
     assert reverb.__all__ == [
         "App",
+        "Batch",
         "CancelOn",
         "Concurrency",
         "Context",
         "CronTrigger",
+        "Debounce",
         "Duration",
         "Event",
         "EventTrigger",
@@ -22,6 +24,7 @@ def test_exported_members() -> None:
         "RateLimit",
         "RetryAfterError",
         "ReverbError",
+        "Singleton",
         "Step",
         "StepArgumentError",
         "StepError",

@@ -14,6 +14,7 @@ async def handle_sign_up(ctx: Context) -> dict:
 """
 
 from reverb._app import App, FunctionDefinition
+from reverb._arrivals import Batch, Debounce, Singleton
 from reverb._cancel_on import CancelOn
 from reverb._context import Context
 from reverb._durations import Duration, parse_duration
@@ -35,10 +36,12 @@ from reverb._waits import Wait
 
 __all__ = [
     "App",
+    "Batch",
     "CancelOn",
     "Concurrency",
     "Context",
     "CronTrigger",
+    "Debounce",
     "Duration",
     "Event",
     "EventTrigger",
@@ -50,6 +53,7 @@ __all__ = [
     "RateLimit",
     "RetryAfterError",
     "ReverbError",
+    "Singleton",
     "Step",
     "StepArgumentError",
     "StepError",

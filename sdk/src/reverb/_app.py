@@ -7,6 +7,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
+from reverb._arrivals import Batch, Debounce, Singleton, idempotency_key
 from reverb._cancel_on import CancelOn, cancel_on_list
 from reverb._context import Context
 from reverb._flow import Concurrency, Priority, RateLimit, Throttle, concurrency_limits, option
@@ -38,6 +39,11 @@ class FunctionDefinition:
     throttle: Throttle | None = None
     rate_limit: RateLimit | None = None
     priority: Priority | None = None
+    # How events become runs (`reverb._arrivals`).
+    debounce: Debounce | None = None
+    idempotency: str | None = None
+    singleton: Singleton | None = None
+    batch: Batch | None = None
     # Events that cancel a run (`reverb.CancelOn`), in declaration order.
     cancel_on: tuple[CancelOn, ...] = ()
 
@@ -75,6 +81,10 @@ class App:
         throttle: Throttle | None = None,
         rate_limit: RateLimit | None = None,
         priority: Priority | None = None,
+        debounce: Debounce | None = None,
+        idempotency: str | None = None,
+        singleton: Singleton | None = None,
+        batch: Batch | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         """Declare an async function `async def f(ctx: Context)` as one of the app's functions.
@@ -89,8 +99,10 @@ class App:
         `timeouts`: `reverb.Timeouts(start=..., finish=...)`; a run exceeding either fails
         with `FunctionTimeout`, without retries.
         Flow control (`reverb.Concurrency`, up to two; `reverb.Throttle`,
-        `reverb.RateLimit`, `reverb.Priority`) is enforced by the engine (README,
-        "Flow control").
+        `reverb.RateLimit`, `reverb.Priority`) is enforced by the engine, and so are
+        `debounce` (`reverb.Debounce`), `idempotency` (a CEL key: one run per key per 24
+        hours), `singleton` (`reverb.Singleton`) and `batch` (`reverb.Batch`), which decide
+        how events become runs (README, "Flow control").
         `cancel_on`: `reverb.CancelOn(event=..., match=..., if_=..., timeout=...)`, or a list
         of up to five: an event accepted after a run was created that meets one cancels
         the run (README, "Cancelling runs from events").
@@ -118,6 +130,12 @@ class App:
         throttling = option(throttle, Throttle, "throttle", function_id)
         rate_limiting = option(rate_limit, RateLimit, "rate_limit", function_id)
         prioritizing = option(priority, Priority, "priority", function_id)
+        debouncing = option(debounce, Debounce, "debounce", function_id)
+        idempotent = idempotency_key(idempotency, function_id)
+        single = option(singleton, Singleton, "singleton", function_id)
+        batching = option(batch, Batch, "batch", function_id)
+        if debouncing is not None and batching is not None:
+            raise ValueError(f"function {function_id!r}: debounce and batch cannot be combined")
         cancellations = cancel_on_list(cancel_on, function_id)
 
         def decorate(handler: HandlerT) -> HandlerT:
@@ -141,6 +159,10 @@ class App:
                 throttle=throttling,
                 rate_limit=rate_limiting,
                 priority=prioritizing,
+                debounce=debouncing,
+                idempotency=idempotent,
+                singleton=single,
+                batch=batching,
                 cancel_on=cancellations,
             )
             setattr(handler, _ATTRIBUTE, definition)

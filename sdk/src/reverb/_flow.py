@@ -19,7 +19,7 @@ ConcurrencyScope = Literal["function", "app"]
 OptionT = TypeVar("OptionT")
 
 
-def _positive(value: object, what: str) -> int:
+def positive(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {value!r}")
     if value < 1:
@@ -27,7 +27,7 @@ def _positive(value: object, what: str) -> int:
     return value
 
 
-def _key(value: object, what: str) -> str | None:
+def key_source(value: object, what: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -35,7 +35,7 @@ def _key(value: object, what: str) -> str | None:
     return value
 
 
-def _period(value: Duration, what: str) -> timedelta:
+def duration_of(value: Duration, what: str) -> timedelta:
     try:
         period = parse_duration(value)
     except ValueError as error:
@@ -60,8 +60,8 @@ class Concurrency:
     def __init__(
         self, limit: int, key: str | None = None, scope: ConcurrencyScope = "function"
     ) -> None:
-        object.__setattr__(self, "limit", _positive(limit, "Concurrency limit"))
-        object.__setattr__(self, "key", _key(key, "Concurrency key"))
+        object.__setattr__(self, "limit", positive(limit, "Concurrency limit"))
+        object.__setattr__(self, "key", key_source(key, "Concurrency key"))
         if scope not in ("function", "app"):
             raise ValueError(f"Concurrency scope must be 'function' or 'app', not {scope!r}")
         object.__setattr__(self, "scope", scope)
@@ -82,10 +82,10 @@ class Throttle:
     def __init__(
         self, limit: int, period: Duration, key: str | None = None, burst: int = 1
     ) -> None:
-        object.__setattr__(self, "limit", _positive(limit, "Throttle limit"))
-        object.__setattr__(self, "period", _period(period, "Throttle period"))
-        object.__setattr__(self, "key", _key(key, "Throttle key"))
-        object.__setattr__(self, "burst", _positive(burst, "Throttle burst"))
+        object.__setattr__(self, "limit", positive(limit, "Throttle limit"))
+        object.__setattr__(self, "period", duration_of(period, "Throttle period"))
+        object.__setattr__(self, "key", key_source(key, "Throttle key"))
+        object.__setattr__(self, "burst", positive(burst, "Throttle burst"))
 
 
 @dataclass(frozen=True, init=False)
@@ -98,9 +98,9 @@ class RateLimit:
     key: str | None
 
     def __init__(self, limit: int, period: Duration, key: str | None = None) -> None:
-        object.__setattr__(self, "limit", _positive(limit, "RateLimit limit"))
-        object.__setattr__(self, "period", _period(period, "RateLimit period"))
-        object.__setattr__(self, "key", _key(key, "RateLimit key"))
+        object.__setattr__(self, "limit", positive(limit, "RateLimit limit"))
+        object.__setattr__(self, "period", duration_of(period, "RateLimit period"))
+        object.__setattr__(self, "key", key_source(key, "RateLimit key"))
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,23 @@ def _function_definition(definition: reverb.FunctionDefinition) -> common_pb2.Fu
         message.rate_limit.key = rate_limit.key or ""
     if definition.priority is not None:
         message.priority.run = definition.priority.run
+    message.idempotency = definition.idempotency or ""
+    if (debounce := definition.debounce) is not None:
+        message.debounce.period.FromTimedelta(debounce.period)
+        message.debounce.key = debounce.key or ""
+        if debounce.timeout is not None:
+            message.debounce.timeout.FromTimedelta(debounce.timeout)
+    if (singleton := definition.singleton) is not None:
+        message.singleton.key = singleton.key or ""
+        message.singleton.mode = (
+            common_pb2.SINGLETON_MODE_CANCEL
+            if singleton.mode == "cancel"
+            else common_pb2.SINGLETON_MODE_SKIP
+        )
+    if (batch := definition.batch) is not None:
+        message.batch.max_size = batch.max_size
+        message.batch.timeout.FromTimedelta(batch.timeout)
+        message.batch.key = batch.key or ""
     for cancel in definition.cancel_on:
         added = message.cancel_on.add(
             event=cancel.event, match=cancel.match or "", condition=cancel.if_ or ""

@@ -106,6 +106,30 @@ CONCURRENCY_SCOPE_APP: ConcurrencyScope.ValueType  # 2
 """The runs of every function of the app naming the same key."""
 Global___ConcurrencyScope: _TypeAlias = ConcurrencyScope  # noqa: Y015
 
+class _SingletonMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SingletonModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SingletonMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SINGLETON_MODE_UNSPECIFIED: _SingletonMode.ValueType  # 0
+    """Unset: skip."""
+    SINGLETON_MODE_SKIP: _SingletonMode.ValueType  # 1
+    """The new run is skipped with the reason "singleton"."""
+    SINGLETON_MODE_CANCEL: _SingletonMode.ValueType  # 2
+    """The run in progress is cancelled and the new one starts once it has stopped."""
+
+class SingletonMode(_SingletonMode, metaclass=_SingletonModeEnumTypeWrapper):
+    """What a new run of a singleton function does while another run of its key is in progress."""
+
+SINGLETON_MODE_UNSPECIFIED: SingletonMode.ValueType  # 0
+"""Unset: skip."""
+SINGLETON_MODE_SKIP: SingletonMode.ValueType  # 1
+"""The new run is skipped with the reason "singleton"."""
+SINGLETON_MODE_CANCEL: SingletonMode.ValueType  # 2
+"""The run in progress is cancelled and the new one starts once it has stopped."""
+Global___SingletonMode: _TypeAlias = SingletonMode  # noqa: Y015
+
 @_typing.final
 class Event(_message.Message):
     """An event as a function sees it."""
@@ -286,6 +310,10 @@ class FunctionDefinition(_message.Message):
     THROTTLE_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_FIELD_NUMBER: _builtins.int
+    DEBOUNCE_FIELD_NUMBER: _builtins.int
+    SINGLETON_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     CANCEL_ON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique across all apps, e.g. "handle-sign-up"."""
@@ -306,11 +334,16 @@ class FunctionDefinition(_message.Message):
     """A run that has not ended within this many milliseconds of starting fails with
     FunctionTimeout; 0: no limit.
     """
+    idempotency: _builtins.str
+    """How events become runs. One run per key per 24 hours: a CEL key over `event`, like
+    "event.data.order_id"; empty: none. Duplicates are skipped ("idempotent").
+    """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]: ...
     @_builtins.property
     def concurrency(self) -> _containers.RepeatedCompositeFieldContainer[Global___Concurrency]:
-        """Flow control (fields 20-29): concurrency, throttling, rate limits, priority.
+        """Flow control (fields 20-29): concurrency, throttling, rate limits, priority,
+        idempotency, debounce, singleton, batch.
         At most `limit` runs execute steps at once, per key; up to two limits.
         """
 
@@ -325,6 +358,18 @@ class FunctionDefinition(_message.Message):
     @_builtins.property
     def priority(self) -> Global___Priority:
         """Seconds of advance in the function's queue."""
+
+    @_builtins.property
+    def debounce(self) -> Global___Debounce:
+        """The last event of a quiet period (per key) starts the run."""
+
+    @_builtins.property
+    def singleton(self) -> Global___Singleton:
+        """One run at a time per key."""
+
+    @_builtins.property
+    def batch(self) -> Global___Batch:
+        """Several events start one run."""
 
     @_builtins.property
     def cancel_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelOn]:
@@ -344,11 +389,15 @@ class FunctionDefinition(_message.Message):
         throttle: Global___Throttle | None = ...,
         rate_limit: Global___RateLimit | None = ...,
         priority: Global___Priority | None = ...,
+        idempotency: _builtins.str = ...,
+        debounce: Global___Debounce | None = ...,
+        singleton: Global___Singleton | None = ...,
+        batch: Global___Batch | None = ...,
         cancel_on: _abc.Iterable[Global___CancelOn] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["priority", b"priority", "rate_limit", b"rate_limit", "throttle", b"throttle"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "debounce", b"debounce", "priority", b"priority", "rate_limit", b"rate_limit", "singleton", b"singleton", "throttle", b"throttle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_on", b"cancel_on", "concurrency", b"concurrency", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "idempotency", b"idempotency", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -504,6 +553,101 @@ class Priority(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Priority: _TypeAlias = Priority  # noqa: Y015
+
+@_typing.final
+class Debounce(_message.Message):
+    """The last event of a quiet period (per key) starts one run; the events it supersedes
+    are skipped with the reason "debounced".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one key for the function."""
+    @_builtins.property
+    def period(self) -> _duration_pb2.Duration:
+        """The quiet period: each event of the key starts it again."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """The longest wait from the window's first event; unset: no cap."""
+
+    def __init__(
+        self,
+        *,
+        period: _duration_pb2.Duration | None = ...,
+        key: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "period", b"period", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Debounce: _TypeAlias = Debounce  # noqa: Y015
+
+@_typing.final
+class Singleton(_message.Message):
+    """At most one run of the function at a time per key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one key for the function."""
+    mode: Global___SingletonMode.ValueType
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        mode: Global___SingletonMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Singleton: _TypeAlias = Singleton  # noqa: Y015
+
+@_typing.final
+class Batch(_message.Message):
+    """Up to `max_size` events, or whatever arrived within `timeout` of the first, start one
+    run (per key), which receives them all.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    max_size: _builtins.int
+    """1 to 1,000."""
+    key: _builtins.str
+    """A CEL expression over `event`; empty: one key for the function."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long a batch stays open after its first event."""
+
+    def __init__(
+        self,
+        *,
+        max_size: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_size", b"max_size", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Batch: _TypeAlias = Batch  # noqa: Y015
 
 @_typing.final
 class AppDefinition(_message.Message):

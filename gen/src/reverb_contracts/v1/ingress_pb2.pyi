@@ -587,7 +587,7 @@ class WaitingOn(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """"concurrency", "throttle", "debounce", "batch" or "paused"."""
+    """"concurrency", "throttle", "debounce", "batch", "singleton" or "paused"."""
     @_builtins.property
     def until(self) -> _timestamp_pb2.Timestamp:
         """When the hold ends by itself, if it does (a throttle's next start, a pause's end)."""

@@ -9,10 +9,14 @@ from reverb_contracts.v1 import common_pb2
 from reverb_ingress_gateway.errors import InvalidArgument
 from reverb_store.execution import CancelCondition
 from reverb_store.flow.options import (
+    BatchOptions,
     ConcurrencyLimit,
+    DebounceOptions,
     FlowOptions,
     RateLimit,
     Scope,
+    SingletonMode,
+    SingletonOptions,
     ThrottleLimit,
 )
 
@@ -20,6 +24,12 @@ _SCOPES: dict[int, Scope] = {
     common_pb2.CONCURRENCY_SCOPE_UNSPECIFIED: "function",
     common_pb2.CONCURRENCY_SCOPE_FUNCTION: "function",
     common_pb2.CONCURRENCY_SCOPE_APP: "app",
+}
+
+_MODES: dict[int, SingletonMode] = {
+    common_pb2.SINGLETON_MODE_UNSPECIFIED: "skip",
+    common_pb2.SINGLETON_MODE_SKIP: "skip",
+    common_pb2.SINGLETON_MODE_CANCEL: "cancel",
 }
 
 
@@ -42,7 +52,36 @@ def flow_options(message: common_pb2.FunctionDefinition) -> FlowOptions:
         period = _period(given_rate.period, f"{where}: rate_limit.period")
         rate_limit = RateLimit(given_rate.limit, period, given_rate.key or None)
     priority = message.priority.run if message.HasField("priority") else None
-    return FlowOptions(tuple(concurrency), throttle, rate_limit, priority)
+    debounce = None
+    if message.HasField("debounce"):
+        given_debounce = message.debounce
+        debounce = DebounceOptions(
+            _period(given_debounce.period, f"{where}: debounce.period"),
+            given_debounce.key or None,
+            _period(given_debounce.timeout, f"{where}: debounce.timeout")
+            if given_debounce.HasField("timeout")
+            else None,
+        )
+    singleton = None
+    if message.HasField("singleton"):
+        if message.singleton.mode not in _MODES:
+            raise InvalidArgument(f"{where}: singleton.mode {message.singleton.mode} is unknown")
+        singleton = SingletonOptions(message.singleton.key or None, _MODES[message.singleton.mode])
+    batch = None
+    if message.HasField("batch"):
+        given_batch = message.batch
+        timeout = _period(given_batch.timeout, f"{where}: batch.timeout")
+        batch = BatchOptions(given_batch.max_size, timeout, given_batch.key or None)
+    return FlowOptions(
+        tuple(concurrency),
+        throttle,
+        rate_limit,
+        priority,
+        idempotency=message.idempotency or None,
+        debounce=debounce,
+        singleton=singleton,
+        batch=batch,
+    )
 
 
 def fill(message: common_pb2.FunctionDefinition, options: FlowOptions) -> None:
@@ -65,6 +104,23 @@ def fill(message: common_pb2.FunctionDefinition, options: FlowOptions) -> None:
         message.rate_limit.key = rate_limit.key or ""
     if options.priority is not None:
         message.priority.run = options.priority
+    message.idempotency = options.idempotency or ""
+    if (debounce := options.debounce) is not None:
+        message.debounce.period.FromTimedelta(debounce.period)
+        message.debounce.key = debounce.key or ""
+        if debounce.timeout is not None:
+            message.debounce.timeout.FromTimedelta(debounce.timeout)
+    if (singleton := options.singleton) is not None:
+        message.singleton.key = singleton.key or ""
+        message.singleton.mode = (
+            common_pb2.SINGLETON_MODE_CANCEL
+            if singleton.mode == "cancel"
+            else common_pb2.SINGLETON_MODE_SKIP
+        )
+    if (batch := options.batch) is not None:
+        message.batch.max_size = batch.max_size
+        message.batch.timeout.FromTimedelta(batch.timeout)
+        message.batch.key = batch.key or ""
 
 
 def _period(period: Duration, what: str) -> timedelta:

@@ -45,6 +45,7 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
                     traceparent,
                     driver,
                     services.gates,
+                    job,
                 )
             driven = 0
             for run in runs:

@@ -146,7 +146,14 @@ _RUN_COLUMNS = (
     " created_at, started_at, ended_at, parent_run_id,"
     " coalesce(split_part(traceparent, '-', 2), CASE WHEN id ~ '^[0-9a-f]{8}(-[0-9a-f]{4}){3}"
     "-[0-9a-f]{12}$' THEN replace(id, '-', '') ELSE '' END) AS trace_id,"
-    " replay_of, replay_from_step, waiting_kind, waiting_until,"
+    " replay_of, replay_from_step, waiting_kind,"
+    # A debounced or batched run waits until its window's or batch's end, which events
+    # move on after the hold was recorded (`execution.arrivals`): read where it is kept.
+    " CASE waiting_kind"
+    " WHEN 'debounce' THEN (SELECT d.due_at FROM reverb.debounces d WHERE d.run_id = runs.id)"
+    " WHEN 'batch' THEN (SELECT CASE WHEN b.open THEN b.due_at END FROM reverb.batches b"
+    " WHERE b.run_id = runs.id)"
+    " ELSE waiting_until END AS waiting_until,"
     # Only a cancelled run looks up its canceller (one primary-key probe).
     " CASE WHEN status = 'cancelled' THEN (SELECT jsonb_build_object('event_id', c.event_id,"
     " 'event_name', coalesce(e.name, ''), 'cancel_on', c.position)::text"

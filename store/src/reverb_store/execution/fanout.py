@@ -6,7 +6,9 @@ inserted as picked by the worker's queue manager, in the same transaction. If
 the worker dies, pgqueuer hands the job on once its heartbeat is stale, and the
 job takes the run over (`runs.job_id` is that job), as with any dequeued job.
 Runs of a function a run gate applies to are created `gated` and queued: their
-start is a claim like any other, where the gates decide (`admission`).
+start is a claim like any other, where the gates decide (`admission`). Events of
+functions with debounce, idempotency, singleton or batch go through `arrivals` first;
+the others never pay for them (one more column read with the matches).
 """
 
 from collections.abc import Callable, Sequence
@@ -16,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from reverb_store import jobs
+from reverb_store.execution.arrivals import arrive
 from reverb_store.execution.gates import NO_GATES, FunctionRef, Gates
 from reverb_store.execution.records import ClaimedRun, EventRecord
 from reverb_store.execution.skips import PAUSED
@@ -108,6 +111,7 @@ async def create_runs(
     traceparent: str | None,
     driver: Driver | None = None,
     gates: Gates = NO_GATES,
+    wakeups: jobs.Wakeups | None = None,
 ) -> list[TriggeredRun]:
     """Create one run per function listening to each event, each with its `advance_run` job.
 
@@ -115,12 +119,28 @@ async def create_runs(
     new one, so a retried fan-out job adds nothing. With a `driver`, the runs it
     takes are created claimed for it, among those no gate applies to (see the
     module). Returns the runs created.
+
+    Events of functions whose options arrive (debounce, idempotency, singleton, batch)
+    go through `arrivals.arrive` first; `wakeups` hears of the wake-ups it schedules
+    (ValueError without it when such a function listens).
     """
     # The runs and their jobs are one statement (so one transaction); the matches are read
     # before it, outside: a trigger registered in between only misses this fan-out.
     matches = await connection.fetch(_MATCHES, list(event_ids))
     if not matches:
         return []
+    arrived: list[TriggeredRun] = []
+    arriving = [match for match in matches if _arrives(match)]
+    if arriving:
+        if wakeups is None:
+            raise ValueError("a fan-out to functions with arrival options needs wakeups")
+        arrivals = await arrive(connection, arriving, traceparent, wakeups, gates)
+        arrived = [
+            TriggeredRun(run.run_id, run.function_id, run.event_id) for run in arrivals.created
+        ]
+        matches = [match for match in matches if not _arrives(match)] + arrivals.plain
+        if not matches:
+            return arrived
     if gates:
         gated = [gates.applies(_function(match)) for match in matches]
     else:
@@ -146,7 +166,7 @@ async def create_runs(
         gated,
     )
     by_run = dict(zip(run_ids, matches, strict=True))
-    return [_triggered(row, by_run[row["id"]], traceparent) for row in rows]
+    return [_triggered(row, by_run[row["id"]], traceparent) for row in rows] + arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +208,10 @@ async def start_runs(
         gated,
     )
     return [TriggeredRun(row["id"], row["function_id"], row["event_id"]) for row in rows]
+
+
+def _arrives(match: asyncpg.Record) -> bool:
+    return match["flow"] is not None and parse(match["flow"]).arrives()
 
 
 def _function(match: asyncpg.Record) -> FunctionRef:

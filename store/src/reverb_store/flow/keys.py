@@ -43,32 +43,41 @@ async def run_event(connection: asyncpg.Connection, run_id: RunId) -> RunEvent:
     row = await connection.fetchrow(_EVENT, run_id)
     if row is None:
         raise LookupError(f"run {run_id!r} does not exist")
-    event: dict[str, Any] = {}
-    if row["id"] is not None:
-        event = {
-            "id": row["id"],
-            "name": row["name"],
-            "data": orjson.loads(row["data"]),
-            "ts": row["ts"].isoformat(),
-        }
-    return RunEvent(row["created_at"], {"event": event})
+    if row["id"] is None:
+        return RunEvent(row["created_at"], {"event": {}})
+    document = event_activation(row["id"], row["name"], row["data"], row["ts"])
+    return RunEvent(row["created_at"], document)
+
+
+def event_activation(event_id: str, name: str, data: str, ts: datetime) -> dict[str, Any]:
+    """What `event` is in an expression: the event as a function sees it."""
+    document = {"id": event_id, "name": name, "data": orjson.loads(data), "ts": ts.isoformat()}
+    return {"event": document}
 
 
 def key(prefix: str, source: str | None, what: str, event: RunEvent | None) -> str:
     """The key `source` gives the run, under `prefix` (a function or an app); `event`
     may be None when `source` is (the key is then the prefix's alone)."""
-    expression = _key(source, what)
-    if expression is None:
+    if source is None:
         return f"{prefix}{SEPARATOR}"
     if event is None:
         raise ValueError(f"{what}: a key expression needs the run's event")
+    computed = value(source, what, event.activation)
+    return f"{prefix}{SEPARATOR}{source}{SEPARATOR}{computed or 'null'}"
+
+
+def value(source: str, what: str, activation: dict[str, Any]) -> str | None:
+    """The JSON of the expression's value (hashed when long); None when it fails on this
+    activation (a missing field, a type error)."""
+    expression = _key(source, what)
+    assert expression is not None
     try:
-        value = orjson.dumps(expression.evaluate(event.activation)).decode()
+        text = orjson.dumps(expression.evaluate(activation)).decode()
     except (ExpressionError, TypeError):
-        value = "null"
-    if len(value) > _MAX_VALUE_LENGTH:
-        value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-    return f"{prefix}{SEPARATOR}{source}{SEPARATOR}{value}"
+        return None
+    if len(text) > _MAX_VALUE_LENGTH:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
 
 
 def priority(source: str | None, what: str, event: RunEvent) -> int:
@@ -93,3 +102,12 @@ def _key(source: str | None, what: str) -> Expression | None:
 @lru_cache(maxsize=1024)
 def _priority(source: str, what: str) -> Expression:
     return priority_expression(source, what)
+
+
+_LOCK_SINGLETON = "SELECT pg_advisory_xact_lock(hashtextextended('reverb.singletons:' || $1, 0))"
+
+
+async def lock_singleton_key(connection: asyncpg.Connection, function_id: str, key: str) -> None:
+    """Serialize, until the transaction ends, what is done to one singleton key's runs:
+    a new run recorded, a run admitted, a holder's end (`flow.singleton`)."""
+    await connection.execute(_LOCK_SINGLETON, f"{function_id}{SEPARATOR}{key}")

@@ -1,5 +1,9 @@
 """A function's flow-control options as the engine stores and enforces them.
 
+Concurrency, throttling, rate limits and priority are enforced by run gates; debounce,
+idempotency, singleton and batch decide how events become runs (`execution.arrivals`,
+in the fan-out) and are enforced by gates too (debounce, batch, singleton).
+
 Registered with the function (`FunctionDefinition.flow`), stored as JSON in
 `functions.flow` (NULL when the function has none), and read back, parsed once per
 distinct document, wherever a run is created or admitted (`FunctionRef.flow`).
@@ -25,7 +29,13 @@ MAX_PERIOD = timedelta(days=7)
 PRIORITY_RANGE = (-600, 600)
 EVENT_VARIABLES = frozenset({"event"})
 
+# Longest debounce period or timeout and batch timeout (Inngest caps debounce at 7 days),
+# and the largest batch.
+MAX_WAIT = timedelta(days=7)
+MAX_BATCH_SIZE = 1000
+
 Scope = Literal["function", "app"]
+SingletonMode = Literal["skip", "cancel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +61,61 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class DebounceOptions:
+    period: timedelta
+    key: str | None = None
+    # The longest wait from the window's first event; None: no cap.
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SingletonOptions:
+    key: str | None = None
+    mode: SingletonMode = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    max_size: int
+    timeout: timedelta
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowOptions:
     concurrency: tuple[ConcurrencyLimit, ...] = ()
     throttle: ThrottleLimit | None = None
     rate_limit: RateLimit | None = None
     # A CEL expression: seconds of advance in the function's queue.
     priority: str | None = None
+    # A CEL key: one run per key per 24 hours.
+    idempotency: str | None = None
+    debounce: DebounceOptions | None = None
+    singleton: SingletonOptions | None = None
+    batch: BatchOptions | None = None
 
     def __bool__(self) -> bool:
         return bool(self.concurrency) or any(
-            option is not None for option in (self.throttle, self.rate_limit, self.priority)
+            option is not None
+            for option in (self.throttle, self.rate_limit, self.priority, *self._arrival())
         )
+
+    def arrives(self) -> bool:
+        """Whether the fan-out handles the function's events itself (`execution.arrivals`)."""
+        return any(option is not None for option in self._arrival())
+
+    def _arrival(self) -> tuple[object, ...]:
+        return (self.idempotency, self.debounce, self.singleton, self.batch)
+
+    def arrival_keys(self) -> dict[str, str]:
+        """The key expressions of debounce, idempotency, singleton and batch, by option."""
+        sources = {
+            "idempotency": self.idempotency,
+            "debounce.key": None if self.debounce is None else self.debounce.key,
+            "singleton.key": None if self.singleton is None else self.singleton.key,
+            "batch.key": None if self.batch is None else self.batch.key,
+        }
+        return {name: source for name, source in sources.items() if source is not None}
 
     def document(self) -> dict[str, Any]:
         """The JSON document stored (and hashed): only the options that are set."""
@@ -85,6 +139,22 @@ class FlowOptions:
             }
         if self.priority is not None:
             document["priority"] = {"run": self.priority}
+        if self.idempotency is not None:
+            document["idempotency"] = self.idempotency
+        if (debounce := self.debounce) is not None:
+            document["debounce"] = {
+                "period_ms": _milliseconds(debounce.period),
+                "key": debounce.key,
+                "timeout_ms": None if debounce.timeout is None else _milliseconds(debounce.timeout),
+            }
+        if (singleton := self.singleton) is not None:
+            document["singleton"] = {"key": singleton.key, "mode": singleton.mode}
+        if (batch := self.batch) is not None:
+            document["batch"] = {
+                "max_size": batch.max_size,
+                "timeout_ms": _milliseconds(batch.timeout),
+                "key": batch.key,
+            }
         return document
 
     def to_json(self) -> str | None:
@@ -104,6 +174,9 @@ def parse(text: str | None) -> FlowOptions:
     throttle = document.get("throttle")
     rate_limit = document.get("rate_limit")
     priority = document.get("priority")
+    debounce = document.get("debounce")
+    singleton = document.get("singleton")
+    batch = document.get("batch")
     return FlowOptions(
         concurrency=tuple(
             ConcurrencyLimit(item["limit"], item.get("key"), item.get("scope", "function"))
@@ -125,6 +198,24 @@ def parse(text: str | None) -> FlowOptions:
         if rate_limit
         else None,
         priority=priority["run"] if priority else None,
+        idempotency=document.get("idempotency"),
+        debounce=DebounceOptions(
+            timedelta(milliseconds=debounce["period_ms"]),
+            debounce.get("key"),
+            None
+            if debounce.get("timeout_ms") is None
+            else timedelta(milliseconds=debounce["timeout_ms"]),
+        )
+        if debounce
+        else None,
+        singleton=SingletonOptions(singleton.get("key"), singleton.get("mode", "skip"))
+        if singleton
+        else None,
+        batch=BatchOptions(
+            batch["max_size"], timedelta(milliseconds=batch["timeout_ms"]), batch.get("key")
+        )
+        if batch
+        else None,
     )
 
 
@@ -156,6 +247,29 @@ def check(function_id: str, options: FlowOptions) -> None:
         key_expression(rate_limit.key, f"{where}: rate_limit.key")
     if options.priority is not None:
         priority_expression(options.priority, f"{where}: priority.run")
+    _check_arrival(where, options)
+
+
+def _check_arrival(where: str, options: FlowOptions) -> None:
+    for option, source in options.arrival_keys().items():
+        key_expression(source, f"{where}: {option}")
+    waits: list[tuple[str, timedelta]] = []
+    if (debounce := options.debounce) is not None:
+        waits.append(("debounce.period", debounce.period))
+        if debounce.timeout is not None:
+            waits.append(("debounce.timeout", debounce.timeout))
+    if (batch := options.batch) is not None:
+        _check_limit(batch.max_size, MAX_BATCH_SIZE, f"{where}: batch.max_size")
+        waits.append(("batch.timeout", batch.timeout))
+        if debounce is not None:
+            raise ValueError(f"{where}: debounce and batch cannot be combined")
+    if (singleton := options.singleton) is not None and singleton.mode not in ("skip", "cancel"):
+        raise ValueError(f"{where}: singleton.mode must be 'skip' or 'cancel'")
+    for option, wait in waits:
+        if not timedelta(milliseconds=1) <= wait <= MAX_WAIT:
+            raise ValueError(
+                f"{where}: {option} must be between 1ms and {MAX_WAIT.days} days, not {wait}"
+            )
 
 
 def key_expression(source: str | None, what: str) -> Expression | None:
