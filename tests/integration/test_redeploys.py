@@ -467,7 +467,10 @@ async def test_reverb_check_replays_a_run_whose_step_is_retrying(
 
     async def retrying() -> bool:
         run = await deployment.run_in(event_id, "queued", "running", "sleeping")
-        if [(s["id"], s["status"]) for s in run["steps"]] == [
+        # The step's failure is checkpointed before its invocation ends, so the
+        # run reads "running" with the step "retrying" for a moment; wait for
+        # the invocation to have suspended the run too.
+        if run["status"] == "sleeping" and [(s["id"], s["status"]) for s in run["steps"]] == [
             ("create-invoice", "completed"),
             ("charge", "retrying"),
         ]:
@@ -475,8 +478,7 @@ async def test_reverb_check_replays_a_run_whose_step_is_retrying(
         return bool(found)
 
     # The charge failed once; its retry is an hour away (the worker's backoff).
-    await eventually(retrying, within=20, what="the charge to be retrying")
-    assert found["status"] == "sleeping"
+    await eventually(retrying, within=20, what="the run to sleep until the charge's retry")
 
     # A step added after the retrying one: the replay stops at the pending retry.
     compatible = RETRYING.format(charge="charge", after='await ctx.step.run("receipt", lambda: 1)')
