@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from bench import database, floor
 from bench.config import Sizes
 from bench.engine import probes as engine_probes
-from bench.engine import profile, scaling, traces, user_logs
+from bench.engine import profile, scaling, signing, traces, user_logs
 from bench.engine.cluster import ClusterError
 from bench.engine.session import Engine
 from bench.peers import probes as peer_probes
@@ -24,10 +25,13 @@ from bench.runner import Probe, run_interleaved
 
 log = structlog.get_logger("bench")
 
+T = TypeVar("T")
+
 SECTIONS = (
     "ingest",
     "latency",
     "throughput",
+    "signing",
     "traces",
     "logs",
     "sleep",
@@ -64,6 +68,8 @@ class Systems:
     """What could be started for this run; None (with a note in the results) if not."""
 
     engine: Engine | None = None
+    # The `signing` section's engine, whose worker→host calls are not signed.
+    unsigned: Engine | None = None
     # The `traces` section's engine, exporting its spans over OTLP.
     traced: traces.Traced | None = None
     # The `logs` section's engines: log sink off, and MongoDB.
@@ -97,6 +103,7 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
         system: f"reverb_bench_{os.getpid()}_{system}"
         for system in (
             "reverb",
+            "unsigned",
             "traced",
             "logs_off",
             "logs_mongodb",
@@ -118,15 +125,8 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
             except (ClusterError, OSError, TimeoutError) as error:
                 results.miss("all", "Reverb", f"engine did not start: {error}")
         async with contextlib.AsyncExitStack() as stack:
-            if options.engine and found.engine is not None and "traces" in options.sections:
-                try:
-                    found.traced = await stack.enter_async_context(
-                        traces.traced_engine(found.urls["traced"])
-                    )
-                except (ClusterError, OSError, TimeoutError) as error:
-                    results.miss("traces", traces.ON, f"engine did not start: {error}")
-            if options.engine and found.engine is not None and "logs" in options.sections:
-                found.logs = await _log_engines(stack, found.urls, results)
+            if options.engine and found.engine is not None:
+                await _section_engines(stack, options.sections, found, results)
             yield found
     finally:
         if found.engine is not None:
@@ -134,6 +134,42 @@ async def systems(options: Options, results: Results) -> AsyncIterator[Systems]:
         if not options.keep_databases:
             for name in names.values():
                 await database.drop(server, name)
+
+
+async def _section_engines(
+    stack: contextlib.AsyncExitStack, sections: frozenset[str], found: Systems, results: Results
+) -> None:
+    """The engines some sections compare the run's engine with, each on a database of its
+    own (noted, and the section left out, if one cannot start)."""
+    if "signing" in sections:
+        found.unsigned = await _started(
+            stack,
+            signing.unsigned_engine(found.urls["unsigned"]),
+            results,
+            "signing",
+            signing.UNSIGNED,
+        )
+    if "traces" in sections:
+        found.traced = await _started(
+            stack, traces.traced_engine(found.urls["traced"]), results, "traces", traces.ON
+        )
+    if "logs" in sections:
+        found.logs = await _log_engines(stack, found.urls, results)
+
+
+async def _started(
+    stack: contextlib.AsyncExitStack,
+    engine: contextlib.AbstractAsyncContextManager[T],
+    results: Results,
+    section: str,
+    system: str,
+) -> T | None:
+    """`engine` entered on `stack`; None, noted for `section`, if it did not start."""
+    try:
+        return await stack.enter_async_context(engine)
+    except (ClusterError, OSError, TimeoutError) as error:
+        results.miss(section, system, f"engine did not start: {error}")
+        return None
 
 
 async def _log_engines(
@@ -183,6 +219,8 @@ def groups(options: Options, found: Systems) -> list[tuple[str, list[Probe]]]:
         graphile[1] if graphile else None,
     )
     add("jobs", pgqueuer[0] if pgqueuer else None, graphile[0] if graphile else None)
+    if engine and found.unsigned is not None:
+        add("signing", *signing.probes(engine, found.unsigned, sizes))
     if engine and found.traced is not None:
         add("traces", *traces.probes(engine, found.traced, sizes))
     if engine and found.logs is not None:

@@ -140,15 +140,21 @@ async def start(
     database_url: str,
     functions: int,
     within: float = 60,
-    extra_environment: Mapping[str, str] | None = None,
+    extra_environment: Mapping[str, str | None] | None = None,
     prefixes: Mapping[str, Sequence[str]] | None = None,
 ) -> Cluster:
     """The three services over `database_url`; `extra_environment` is added to each one's
-    (the `traces` section's OTLP export variables); `prefixes` run a service under a
-    command (`bench.instructions`: valgrind), by service name."""
+    (the `traces` section's OTLP export variables), a None value removing the variable;
+    `prefixes` run a service under a command (`bench.instructions`: valgrind), by service
+    name."""
     prefix = prefixes or {}
     ports = {name: free_port() for name in ("http", "ingress", "host")}
-    environment = {**_environment(database_url, ports), **(extra_environment or {})}
+    environment = _environment(database_url, ports)
+    for name, value in (extra_environment or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     await _migrate(environment)
     processes = {
         "gateway": await _spawn("gateway", ["gateway"], environment, prefix.get("gateway", ()))

@@ -24,7 +24,7 @@ class Engine:
     async def start(
         cls,
         database_url: str,
-        environment: Mapping[str, str] | None = None,
+        environment: Mapping[str, str | None] | None = None,
         *,
         # A 2-core machine shared with other work can take over a minute to start three
         # services and register 58 functions.
