@@ -35,8 +35,8 @@ from pathlib import Path
 
 from bench import database, server
 from bench.engine import ingest, throughput
+from bench.engine.otlp_receiver import receiver_process
 from bench.engine.session import Engine
-from tests.otlp import grpc_receiver
 
 STEPS = 10
 WARM_UP_RUNS = 50
@@ -64,7 +64,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--otlp",
         action="store_true",
-        help="every service exports its spans over OTLP/gRPC to a receiver in this process "
+        help="every service exports its spans over OTLP/gRPC to a receiver process "
         "(the bench's `traces` section), batch processor at the SDK's defaults",
     )
     parser.add_argument(
@@ -94,11 +94,11 @@ async def measure(
     workload: str, count: int, folder: Path, *, otlp: bool = False
 ) -> dict[str, float]:
     """Thousands of instructions per step (or event) of each process measured; with `otlp`,
-    of a cluster exporting its spans to a receiver in this process."""
+    of a cluster exporting its spans to a receiver process (the `traces` section's)."""
     async with contextlib.AsyncExitStack() as stack:
         environment: dict[str, str] = {}
         if otlp:
-            receiver = await stack.enter_async_context(grpc_receiver())
+            receiver = await stack.enter_async_context(receiver_process())
             environment = {
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",

@@ -98,9 +98,11 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @asynccontextmanager
-async def grpc_receiver() -> AsyncIterator[Receiver]:
-    """A grpc.aio server implementing the collector's TraceService on a free port."""
-    receiver = Receiver("grpc")
+async def grpc_receiver(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
+    """A grpc.aio server implementing the collector's TraceService on a free port, giving
+    what it is sent to `receiver` (by default one that keeps every span)."""
+    if receiver is None:
+        receiver = Receiver("grpc")
     server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _TraceService(receiver), server

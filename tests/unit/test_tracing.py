@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
@@ -12,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NoOpTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from reverb_telemetry import context_from_traceparent, spans_exported
+from reverb_telemetry import context_from_traceparent, current_traceparent, spans_exported
 from reverb_telemetry.export import ExportConfigurationError, span_exporter
 from reverb_telemetry.runs import run_context, run_span, run_trace
 from reverb_telemetry.tracing import tracer_provider
@@ -53,6 +54,28 @@ def test_a_traceparent_is_read_as_the_w3c_propagator_reads_it(traceparent: str) 
     ours = trace.get_current_span(context_from_traceparent(traceparent)).get_span_context()
 
     assert ours == trace.get_current_span(expected).get_span_context()
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "not a traceparent",
+        None,
+    ],
+)
+def test_the_current_traceparent_is_the_w3c_propagators(traceparent: str | None) -> None:
+    context = context_from_traceparent(traceparent)
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context)
+
+    token = otel_context.attach(context)
+    try:
+        assert current_traceparent() == carrier.get("traceparent")
+    finally:
+        otel_context.detach(token)
 
 
 def test_nothing_is_exported_without_an_endpoint() -> None:

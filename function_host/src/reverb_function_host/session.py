@@ -35,8 +35,9 @@ from reverb.execution import (
 from reverb.execution import StepReport as Report
 from reverb_function_host.frames import Answer, Begin, Cancel, Refused, Seal, WorkerMessage
 from reverb_telemetry import context_from_traceparent, record_error, spans_exported
+from reverb_telemetry.spans import Tracer
 
-tracer = trace.get_tracer("reverb.function_host")
+tracer = Tracer("reverb.function_host")
 log = structlog.get_logger("reverb.function_host")
 
 Send = Callable[[list[Answer]], Awaitable[None]]

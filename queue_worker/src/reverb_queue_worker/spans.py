@@ -22,8 +22,9 @@ from reverb_telemetry import (
     spans_exported,
 )
 from reverb_telemetry.runs import run_context, run_span
+from reverb_telemetry.spans import Tracer
 
-_tracer = trace.get_tracer("reverb.queue_worker")
+_tracer = Tracer("reverb.queue_worker")
 
 
 @contextlib.contextmanager
@@ -44,7 +45,8 @@ def job_span(
         if run_id is None
         else run_context(run_id, traceparent)
     )
-    with _tracer.start_as_current_span(name, context=parent, attributes=attributes) as span:
+    span = _tracer.start_span(name, context=parent, attributes=attributes)
+    with trace.use_span(span, end_on_exit=True):
         yield span
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
@@ -31,6 +31,10 @@ _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _FLAGS_FIELD = b"\x85\x01"  # field 16, fixed32
 _EMPTY_STATUS = b"\x7a\x00"
+_LOCAL_PARENT = _FLAGS_FIELD + _FIXED32.pack(_HAS_IS_REMOTE)
+_REMOTE_PARENT = _FLAGS_FIELD + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
+# Span.kind: the API's value plus one (OTLP's 0 is UNSPECIFIED), with its tag.
+_KINDS = {kind: b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
 
 
 def _varint(value: int) -> bytes:
@@ -79,14 +83,42 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"an attribute of type {type(value).__name__} cannot be exported")
 
 
+# Attribute keys, encoded: a process uses few of them, again and again (bounded all the
+# same: a key could be made up per span).
+_KEYS: dict[str, bytes] = {}
+_MAX_KEYS = 1024
+
+
 def _key_value(key: str, value: Any) -> bytes:
-    return _text(b"\x0a", key) + _field(b"\x12", _any_value(value))
+    return _key_value_of(key, _any_value(value))
+
+
+def _key_value_of(key: str, any_value: bytes) -> bytes:
+    """A `KeyValue`'s fields, its value's already encoded."""
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _text(b"\x0a", key)
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[key] = encoded
+    return encoded + _field(b"\x12", any_value)
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    return b"".join(_field(tag, _key_value(key, value)) for key, value in attributes.items())
+    out = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:  # most values: written here rather than by _any_value
+            data = value.encode("utf-8", "surrogatepass")
+            size = len(data)
+            any_value = b"\x0a" + (bytes((size,)) if size < 0x80 else _varint(size)) + data
+        elif kind is int:
+            any_value = b"\x18" + _varint(value)
+        else:
+            any_value = _any_value(value)
+        out.append(_field(tag, _key_value_of(key, any_value)))
+    return b"".join(out)
 
 
 def _count(tag: bytes, count: int) -> bytes:
@@ -105,22 +137,19 @@ def _span(span: ReadableSpan) -> bytes:
     assert context is not None
     parent = span.parent
     parts = [
-        b"\x0a\x10",
-        context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        context.span_id.to_bytes(8, "big"),
-        _trace_state(b"\x1a", context),
+        b"\x0a\x10"
+        + context.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + context.span_id.to_bytes(8, "big")
     ]
+    if context.trace_state:
+        parts.append(_trace_state(b"\x1a", context))
     if parent is not None:
-        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     parts += (
         _text(b"\x2a", span.name),
-        b"\x30",
-        bytes((span.kind.value + 1,)),
-        b"\x39",
-        _FIXED64.pack(span.start_time or 0),
-        b"\x41",
-        _FIXED64.pack(span.end_time or 0),
+        _KINDS[span.kind],
+        b"\x39" + _FIXED64.pack(span.start_time or 0) + b"\x41" + _FIXED64.pack(span.end_time or 0),
         _attributes(b"\x4a", span.attributes),
         _count(b"\x50", span.dropped_attributes),
     )
@@ -154,14 +183,13 @@ def _span(span: ReadableSpan) -> bytes:
         )
     parts.append(_count(b"\x70", span.dropped_links))
     status = span.status
-    code = status.status_code.value
-    if code or status.description:
+    if status.status_code is StatusCode.UNSET and not status.description:
+        parts.append(_EMPTY_STATUS)
+    else:
+        code = status.status_code.value
         message = _text(b"\x12", status.description) if status.description else b""
         parts.append(_field(b"\x7a", message + (b"\x18" + _varint(code) if code else b"")))
-    else:
-        parts.append(_EMPTY_STATUS)
-    remote = parent is not None and parent.is_remote
-    parts += (_FLAGS_FIELD, _FIXED32.pack(_HAS_IS_REMOTE | (_IS_REMOTE if remote else 0)))
+    parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
     return b"".join(parts)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from opentelemetry import context, trace
 from opentelemetry.util.types import AttributeValue
 
+from reverb_telemetry.spans import Tracer
 from reverb_telemetry.tracing import context_from_traceparent, preset_ids
 
 _LOW_64 = (1 << 64) - 1
@@ -64,7 +65,7 @@ def run_context(run_id: str, traceparent: str | None) -> context.Context:
 
 
 def run_span(
-    tracer: trace.Tracer,
+    tracer: trace.Tracer | Tracer,
     run_id: str,
     traceparent: str | None,
     name: str,

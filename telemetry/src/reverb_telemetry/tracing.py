@@ -92,10 +92,16 @@ def spans_exported(provider: trace.TracerProvider | None = None) -> bool:
 
 
 def current_traceparent() -> str | None:
-    """The traceparent of the current span, or None outside any span."""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier.get("traceparent")
+    """The traceparent of the current span, or None outside any span: what the W3C
+    propagator's `inject` writes as `traceparent` (written here without its carrier and
+    its `tracestate`, which no caller sends: the worker reads one per invocation)."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context == trace.INVALID_SPAN_CONTEXT:
+        return None
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{span_context.trace_flags:02x}"
+    )
 
 
 def context_from_traceparent(traceparent: str | None) -> context.Context:
