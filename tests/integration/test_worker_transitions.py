@@ -150,9 +150,14 @@ async def test_a_suspended_run_sleeps_until_its_earliest_wake_up(
     assert await execution.suspend_run(connection, run_id, JobId(1), [], heard) == "sleeping"
 
     assert await status_of(connection, run_id) == "sleeping"
-    (job,) = await advance_jobs(connection)
-    assert timedelta(minutes=59) < job["delay"] <= timedelta(hours=1)
-    assert job["entrypoint"] == "wake_run"  # taken before other work once due
+    # Its wake-up is a row of run_wakeups, not a delayed job in pgqueuer's queue (whose
+    # dequeue would read it while nothing is due).
+    assert await advance_jobs(connection) == []
+    wakeup = await connection.fetchrow(
+        "SELECT due_at - now() AS delay FROM reverb.run_wakeups WHERE run_id = $1", run_id
+    )
+    assert wakeup is not None
+    assert timedelta(minutes=59) < wakeup["delay"] <= timedelta(hours=1)
     # The caller hears of the wake-up it must arm a timer for.
     (delay,) = heard.delays
     assert timedelta(minutes=59) < delay <= timedelta(hours=1)
@@ -213,7 +218,9 @@ async def test_a_child_failure_fails_the_waiting_parent_step_and_wakes_the_paren
     )
 
     assert await status_of(connection, parent) == "queued"
-    assert len(await advance_jobs(connection)) == 2  # the timeout wake-up, and now
+    # Resumed now; the timeout's wake-up stays in run_wakeups (a hint, a no-op when due).
+    assert [job["entrypoint"] for job in await advance_jobs(connection)] == ["advance_run"]
+    assert await connection.fetchval("SELECT count(*) FROM reverb.run_wakeups") == 1
     step = await execution.step_state(connection, parent, StepId("call"))
     assert (step.status, step.error) == ("failed", ErrorRecord("ValueError", "bad input"))
 

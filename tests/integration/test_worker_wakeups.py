@@ -17,7 +17,7 @@ from reverb_queue_worker.database import acquire, open_pool
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_store import jobs
-from reverb_store.ids import JobId
+from reverb_store.ids import JobId, RunId
 from reverb_store.jobs import AdvanceRun
 from tests.loops import LOOPS
 
@@ -110,3 +110,99 @@ def test_wake_ups_armed_together_run(database_url: str, loop_name: str) -> None:
     finally:
         loop.close()
     assert ran == ["later-0", "later-1"]
+
+
+class NoTimer:
+    """The `Wakeups` of a worker that died before its wake-up fell due: it arms nothing."""
+
+    def wake_in(self, delay: timedelta) -> None:
+        pass
+
+
+async def test_a_run_wake_up_runs_as_a_picked_wake_run_job_when_due_without_a_poll(
+    database_url: str,
+) -> None:
+    # A suspended run's wake-up is a row of run_wakeups (kept out of pgqueuer's queue):
+    # the job that stored it arms the timer, which turns it into a job of this worker.
+    ran = Ran(2)
+    async with own_jobs_recording(database_url, ran) as (own_jobs, pool):
+        job = ActiveJob(JobId(1), "advance_run")
+        async with acquire(pool) as connection:
+            for run_id in ("sleeper", "waiter"):
+                await jobs.wake_later(
+                    connection, RunId(run_id), None, timedelta(milliseconds=300), job
+                )
+            assert (
+                await connection.fetchval(
+                    "SELECT count(*) FROM pgqueuer WHERE entrypoint = 'wake_run'"
+                )
+                == 0
+            )
+        own_jobs.ended(job)
+        await ran.all()
+        async with acquire(pool) as connection:
+            assert await connection.fetchval("SELECT count(*) FROM reverb.run_wakeups") == 0
+    assert sorted(ran.at) == ["sleeper", "waiter"]
+    assert min(ran.at.values()) >= 0.3
+
+
+async def test_a_wake_up_no_timer_here_armed_is_found_within_a_poll_interval(
+    database_url: str,
+) -> None:
+    ran = Ran(1)
+    pool = await open_pool(database_url, 2)
+    own_jobs = OwnJobs(pool, concurrency=4, heartbeat_seconds=3600, poll_seconds=0.5)
+
+    async def handler(job: ActiveJob, payload: bytes) -> None:
+        ran.record(AdvanceRun.decode(payload).run_id)
+
+    own_jobs.start(handler)
+    own_jobs.attach(uuid4(), lambda: 0)
+    try:
+        own_jobs.backlog()  # the worker starts: nothing is due, nothing scheduled
+        async with acquire(pool) as connection:
+            await jobs.wake_later(
+                connection, RunId("orphan"), None, timedelta(milliseconds=100), NoTimer()
+            )
+        await ran.all()
+    finally:
+        await own_jobs.stop(1)
+        await pool.close()
+    assert ran.at["orphan"] < 2
+
+
+async def test_promoting_takes_only_the_room_given_and_leaves_the_rest_due(
+    connection: asyncpg.Connection,
+) -> None:
+    for index in range(3):
+        await jobs.wake_later(
+            connection, RunId(f"run-{index}"), None, -timedelta(seconds=3 - index), NoTimer()
+        )
+    await jobs.wake_later(connection, RunId("later"), None, timedelta(hours=1), NoTimer())
+    worker = uuid4()
+
+    taken, next_due = await jobs.take_due_and_next(connection, worker, 2)
+
+    # Oldest due first, each a wake_run job picked by the worker taking them.
+    assert [AdvanceRun.decode(job.payload).run_id for job in taken] == ["run-0", "run-1"]
+    assert {job.kind for job in taken} == {"wake_run"}
+    picked = await connection.fetch(
+        "SELECT status, queue_manager_id FROM pgqueuer WHERE id = ANY($1::bigint[])",
+        [job.job_id for job in taken],
+    )
+    assert {(row["status"], row["queue_manager_id"]) for row in picked} == {("picked", worker)}
+    left = await connection.fetch("SELECT run_id FROM reverb.run_wakeups ORDER BY run_id")
+    assert [row["run_id"] for row in left] == ["later", "run-2"]
+    assert next_due is not None and 3590 < next_due <= 3600
+
+
+async def test_a_later_suspension_replaces_the_runs_wake_up(
+    connection: asyncpg.Connection,
+) -> None:
+    await jobs.wake_later(connection, RunId("run"), None, timedelta(hours=1), NoTimer())
+    await jobs.wake_later(connection, RunId("run"), "00-tp", timedelta(minutes=1), NoTimer())
+    (row,) = await connection.fetch(
+        "SELECT traceparent, due_at - now() AS delay FROM reverb.run_wakeups"
+    )
+    assert row["traceparent"] == "00-tp"
+    assert timedelta(seconds=55) < row["delay"] <= timedelta(minutes=1)

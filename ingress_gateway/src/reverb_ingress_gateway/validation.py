@@ -18,7 +18,7 @@ from reverb_ingress_gateway.errors import (
 )
 from reverb_store import NewEvent, flow
 from reverb_store.control import AppDefinition, FunctionDefinition, TriggerDefinition
-from reverb_store.execution import cancel_on
+from reverb_store.execution import cancel_on, waits
 
 MAX_RETRIES = 20
 # A function's triggers, events and crons together (the SDK's limit too).
@@ -151,6 +151,7 @@ def _check_function(function: FunctionDefinition) -> None:
     try:
         flow.check(function.id, function.flow)
         cancel_on.check(function.id, function.cancel_on)
+        waits.check_declared(function.id, function.waits)
     except ValueError as error:
         raise InvalidArgument(str(error)) from None
 

@@ -227,6 +227,9 @@ async def start(
         pool,
         settings.worker_concurrency,
         heartbeat_seconds=settings.worker_heartbeat_timeout.total_seconds() / 4,
+        poll_seconds=min(
+            settings.worker_poll_interval, settings.worker_heartbeat_timeout
+        ).total_seconds(),
     )
     hosts = HostChannels(pool, keyring, channel_credentials(settings))
     metrics = WorkerMetrics()

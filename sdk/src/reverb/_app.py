@@ -13,6 +13,7 @@ from reverb._context import Context
 from reverb._flow import Concurrency, Priority, RateLimit, Throttle, concurrency_limits, option
 from reverb._options import Timeouts, limit
 from reverb._triggers import MAX_TRIGGERS, CronTrigger, EventTrigger, Trigger
+from reverb._wait_sources import WaitExpression, literal_waits
 
 Handler = Callable[[Context], Awaitable[Any]]
 HandlerT = TypeVar("HandlerT", bound=Handler)
@@ -46,6 +47,9 @@ class FunctionDefinition:
     batch: Batch | None = None
     # Events that cancel a run (`reverb.CancelOn`), in declaration order.
     cancel_on: tuple[CancelOn, ...] = ()
+    # The literal expressions of the waits in the handler's source, checked at
+    # registration (`reverb._wait_sources`).
+    waits: tuple[WaitExpression, ...] = field(default=(), compare=False)
 
     @staticmethod
     def of(handler: Callable[..., Any]) -> "FunctionDefinition":
@@ -125,6 +129,7 @@ class App:
                 (),
                 retries,
                 _handler(on_failure, function_id),
+                waits=literal_waits(on_failure),
             )
         limits = concurrency_limits(concurrency, function_id)
         throttling = option(throttle, Throttle, "throttle", function_id)
@@ -164,6 +169,7 @@ class App:
                 singleton=single,
                 batch=batching,
                 cancel_on=cancellations,
+                waits=literal_waits(handler),
             )
             setattr(handler, _ATTRIBUTE, definition)
             self._functions[function_id] = definition

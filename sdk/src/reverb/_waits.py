@@ -4,8 +4,9 @@ and the step output a resolved wait turns back into.
 A match path names a field of the events' data (`"data.order_id"`, `"data.customer.id"`):
 the awaited event must have the value the run's triggering event has there. A condition
 (`if_`) is a CEL expression over `event` (the trigger) and `async` (the candidate); the
-SDK checks its form, the worker compiles it when the step is reported (a bad one fails
-the step for good, error type InvalidWait, naming the function and the step).
+SDK checks its form, the gateway compiles the literal ones at registration
+(`_wait_sources`), and the worker compiles every one when the step is reported (a bad
+one fails the step for good, error type InvalidWait, naming the function and the step).
 """
 
 from collections.abc import Sequence

@@ -298,6 +298,10 @@ def _function_definition(definition: reverb.FunctionDefinition) -> common_pb2.Fu
         )
         if cancel.timeout is not None:
             added.timeout.FromTimedelta(cancel.timeout)
+    for wait in definition.waits:
+        message.waits.add(
+            step_id=wait.step_id or "", match=wait.match or "", condition=wait.if_ or ""
+        )
     return message
 
 

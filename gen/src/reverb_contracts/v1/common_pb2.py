@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from reverb_contracts.v1 import options_pb2 as reverb__contracts_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reverb_contracts/v1/common.proto\x12\treverb.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!reverb_contracts/v1/options.proto\"e\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x02\x12,\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"9\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"R\n\x07Trigger\x12\x0f\n\x05\x65vent\x18\x01 \x01(\tH\x00\x12.\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.reverb.v1.CronTriggerB\x06\xc2\xf3\x18\x02\x18\x01H\x00\x42\x06\n\x04kind\"\xf0\x02\n\x0b\x43ronTrigger\x12\x1e\n\nexpression\x18\x01 \x01(\tB\n\xc2\xf3\x18\x06\n\x04\x63ron\x12\x15\n\x08timezone\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\'\n\x07overlap\x18\x03 \x01(\x0e\x32\x16.reverb.v1.CronOverlap\x12(\n\x08\x63\x61tch_up\x18\x04 \x01(\x0e\x32\x16.reverb.v1.CronCatchUp\x12\x1f\n\x17\x63\x61tch_up_window_seconds\x18\x05 \x01(\x01\x12\x16\n\x0ejitter_seconds\x18\x06 \x01(\x01\x12\x31\n\x07next_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x07last_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06missed\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x15\n\x07skipped\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x42\x0b\n\t_timezone\"\x81\x04\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.reverb.v1.Trigger\x12\x0f\n\x07retries\x18\x04 \x01(\x05\x12\x12\n\non_failure\x18\x0f \x01(\t\x12\x18\n\x10start_timeout_ms\x18\x10 \x01(\x03\x12\x19\n\x11\x66inish_timeout_ms\x18\x11 \x01(\x03\x12+\n\x0b\x63oncurrency\x18\x14 \x03(\x0b\x32\x16.reverb.v1.Concurrency\x12%\n\x08throttle\x18\x15 \x01(\x0b\x32\x13.reverb.v1.Throttle\x12(\n\nrate_limit\x18\x16 \x01(\x0b\x32\x14.reverb.v1.RateLimit\x12%\n\x08priority\x18\x17 \x01(\x0b\x32\x13.reverb.v1.Priority\x12\x13\n\x0bidempotency\x18\x18 \x01(\t\x12%\n\x08\x64\x65\x62ounce\x18\x19 \x01(\x0b\x32\x13.reverb.v1.Debounce\x12\'\n\tsingleton\x18\x1a \x01(\x0b\x32\x14.reverb.v1.Singleton\x12\x1f\n\x05\x62\x61tch\x18\x1b \x01(\x0b\x32\x10.reverb.v1.Batch\x12&\n\tcancel_on\x18\x1e \x03(\x0b\x32\x13.reverb.v1.CancelOn\"g\n\x08\x43\x61ncelOn\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"U\n\x0b\x43oncurrency\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.reverb.v1.ConcurrencyScope\"`\n\x08Throttle\x12\r\n\x05limit\x18\x01 \x01(\x05\x12)\n\x06period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05\x62urst\x18\x04 \x01(\x05\"R\n\tRateLimit\x12\r\n\x05limit\x18\x01 \x01(\x05\x12)\n\x06period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\"\x17\n\x08Priority\x12\x0b\n\x03run\x18\x01 \x01(\t\"n\n\x08\x44\x65\x62ounce\x12)\n\x06period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\tSingleton\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.reverb.v1.SingletonMode\"R\n\x05\x42\x61tch\x12\x10\n\x08max_size\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\"M\n\rAppDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\tfunctions\x18\x02 \x03(\x0b\x32\x1d.reverb.v1.FunctionDefinition*\x99\x01\n\x0b\x43ronOverlap\x12\x1c\n\x18\x43RON_OVERLAP_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43RON_OVERLAP_ALLOW\x10\x01\x12\x15\n\x11\x43RON_OVERLAP_SKIP\x10\x02\x12\x1b\n\x17\x43RON_OVERLAP_BUFFER_ONE\x10\x03\x12 \n\x1c\x43RON_OVERLAP_CANCEL_PREVIOUS\x10\x04*u\n\x0b\x43ronCatchUp\x12\x1d\n\x19\x43RON_CATCH_UP_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43RON_CATCH_UP_SKIP\x10\x01\x12\x18\n\x14\x43RON_CATCH_UP_LATEST\x10\x02\x12\x15\n\x11\x43RON_CATCH_UP_ALL\x10\x03*p\n\x10\x43oncurrencyScope\x12!\n\x1d\x43ONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ONCURRENCY_SCOPE_FUNCTION\x10\x01\x12\x19\n\x15\x43ONCURRENCY_SCOPE_APP\x10\x02*c\n\rSingletonMode\x12\x1e\n\x1aSINGLETON_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SINGLETON_MODE_SKIP\x10\x01\x12\x19\n\x15SINGLETON_MODE_CANCEL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reverb_contracts/v1/common.proto\x12\treverb.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!reverb_contracts/v1/options.proto\"e\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x06\xc2\xf3\x18\x02\x10\x02\x12,\n\x02ts\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"9\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"R\n\x07Trigger\x12\x0f\n\x05\x65vent\x18\x01 \x01(\tH\x00\x12.\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.reverb.v1.CronTriggerB\x06\xc2\xf3\x18\x02\x18\x01H\x00\x42\x06\n\x04kind\"\xf0\x02\n\x0b\x43ronTrigger\x12\x1e\n\nexpression\x18\x01 \x01(\tB\n\xc2\xf3\x18\x06\n\x04\x63ron\x12\x15\n\x08timezone\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\'\n\x07overlap\x18\x03 \x01(\x0e\x32\x16.reverb.v1.CronOverlap\x12(\n\x08\x63\x61tch_up\x18\x04 \x01(\x0e\x32\x16.reverb.v1.CronCatchUp\x12\x1f\n\x17\x63\x61tch_up_window_seconds\x18\x05 \x01(\x01\x12\x16\n\x0ejitter_seconds\x18\x06 \x01(\x01\x12\x31\n\x07next_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x07last_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06missed\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x15\n\x07skipped\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x42\x0b\n\t_timezone\"\xab\x04\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.reverb.v1.Trigger\x12\x0f\n\x07retries\x18\x04 \x01(\x05\x12\x12\n\non_failure\x18\x0f \x01(\t\x12\x18\n\x10start_timeout_ms\x18\x10 \x01(\x03\x12\x19\n\x11\x66inish_timeout_ms\x18\x11 \x01(\x03\x12+\n\x0b\x63oncurrency\x18\x14 \x03(\x0b\x32\x16.reverb.v1.Concurrency\x12%\n\x08throttle\x18\x15 \x01(\x0b\x32\x13.reverb.v1.Throttle\x12(\n\nrate_limit\x18\x16 \x01(\x0b\x32\x14.reverb.v1.RateLimit\x12%\n\x08priority\x18\x17 \x01(\x0b\x32\x13.reverb.v1.Priority\x12\x13\n\x0bidempotency\x18\x18 \x01(\t\x12%\n\x08\x64\x65\x62ounce\x18\x19 \x01(\x0b\x32\x13.reverb.v1.Debounce\x12\'\n\tsingleton\x18\x1a \x01(\x0b\x32\x14.reverb.v1.Singleton\x12\x1f\n\x05\x62\x61tch\x18\x1b \x01(\x0b\x32\x10.reverb.v1.Batch\x12&\n\tcancel_on\x18\x1e \x03(\x0b\x32\x13.reverb.v1.CancelOn\x12(\n\x05waits\x18# \x03(\x0b\x32\x19.reverb.v1.WaitExpression\"C\n\x0eWaitExpression\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\"g\n\x08\x43\x61ncelOn\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"U\n\x0b\x43oncurrency\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.reverb.v1.ConcurrencyScope\"`\n\x08Throttle\x12\r\n\x05limit\x18\x01 \x01(\x05\x12)\n\x06period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05\x62urst\x18\x04 \x01(\x05\"R\n\tRateLimit\x12\r\n\x05limit\x18\x01 \x01(\x05\x12)\n\x06period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\"\x17\n\x08Priority\x12\x0b\n\x03run\x18\x01 \x01(\t\"n\n\x08\x44\x65\x62ounce\x12)\n\x06period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\tSingleton\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.reverb.v1.SingletonMode\"R\n\x05\x42\x61tch\x12\x10\n\x08max_size\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03key\x18\x03 \x01(\t\"M\n\rAppDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\tfunctions\x18\x02 \x03(\x0b\x32\x1d.reverb.v1.FunctionDefinition*\x99\x01\n\x0b\x43ronOverlap\x12\x1c\n\x18\x43RON_OVERLAP_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43RON_OVERLAP_ALLOW\x10\x01\x12\x15\n\x11\x43RON_OVERLAP_SKIP\x10\x02\x12\x1b\n\x17\x43RON_OVERLAP_BUFFER_ONE\x10\x03\x12 \n\x1c\x43RON_OVERLAP_CANCEL_PREVIOUS\x10\x04*u\n\x0b\x43ronCatchUp\x12\x1d\n\x19\x43RON_CATCH_UP_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43RON_CATCH_UP_SKIP\x10\x01\x12\x18\n\x14\x43RON_CATCH_UP_LATEST\x10\x02\x12\x15\n\x11\x43RON_CATCH_UP_ALL\x10\x03*p\n\x10\x43oncurrencyScope\x12!\n\x1d\x43ONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ONCURRENCY_SCOPE_FUNCTION\x10\x01\x12\x19\n\x15\x43ONCURRENCY_SCOPE_APP\x10\x02*c\n\rSingletonMode\x12\x1e\n\x1aSINGLETON_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SINGLETON_MODE_SKIP\x10\x01\x12\x19\n\x15SINGLETON_MODE_CANCEL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,14 +51,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CRONTRIGGER'].fields_by_name['missed']._serialized_options = b'\342A\001\003'
   _globals['_CRONTRIGGER'].fields_by_name['skipped']._loaded_options = None
   _globals['_CRONTRIGGER'].fields_by_name['skipped']._serialized_options = b'\342A\001\003'
-  _globals['_CRONOVERLAP']._serialized_start=2054
-  _globals['_CRONOVERLAP']._serialized_end=2207
-  _globals['_CRONCATCHUP']._serialized_start=2209
-  _globals['_CRONCATCHUP']._serialized_end=2326
-  _globals['_CONCURRENCYSCOPE']._serialized_start=2328
-  _globals['_CONCURRENCYSCOPE']._serialized_end=2440
-  _globals['_SINGLETONMODE']._serialized_start=2442
-  _globals['_SINGLETONMODE']._serialized_end=2541
+  _globals['_CRONOVERLAP']._serialized_start=2165
+  _globals['_CRONOVERLAP']._serialized_end=2318
+  _globals['_CRONCATCHUP']._serialized_start=2320
+  _globals['_CRONCATCHUP']._serialized_end=2437
+  _globals['_CONCURRENCYSCOPE']._serialized_start=2439
+  _globals['_CONCURRENCYSCOPE']._serialized_end=2551
+  _globals['_SINGLETONMODE']._serialized_start=2553
+  _globals['_SINGLETONMODE']._serialized_end=2652
   _globals['_EVENT']._serialized_start=180
   _globals['_EVENT']._serialized_end=281
   _globals['_ERRORINFO']._serialized_start=283
@@ -68,23 +68,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CRONTRIGGER']._serialized_start=427
   _globals['_CRONTRIGGER']._serialized_end=795
   _globals['_FUNCTIONDEFINITION']._serialized_start=798
-  _globals['_FUNCTIONDEFINITION']._serialized_end=1311
-  _globals['_CANCELON']._serialized_start=1313
-  _globals['_CANCELON']._serialized_end=1416
-  _globals['_CONCURRENCY']._serialized_start=1418
-  _globals['_CONCURRENCY']._serialized_end=1503
-  _globals['_THROTTLE']._serialized_start=1505
-  _globals['_THROTTLE']._serialized_end=1601
-  _globals['_RATELIMIT']._serialized_start=1603
-  _globals['_RATELIMIT']._serialized_end=1685
-  _globals['_PRIORITY']._serialized_start=1687
-  _globals['_PRIORITY']._serialized_end=1710
-  _globals['_DEBOUNCE']._serialized_start=1712
-  _globals['_DEBOUNCE']._serialized_end=1822
-  _globals['_SINGLETON']._serialized_start=1824
-  _globals['_SINGLETON']._serialized_end=1888
-  _globals['_BATCH']._serialized_start=1890
-  _globals['_BATCH']._serialized_end=1972
-  _globals['_APPDEFINITION']._serialized_start=1974
-  _globals['_APPDEFINITION']._serialized_end=2051
+  _globals['_FUNCTIONDEFINITION']._serialized_end=1353
+  _globals['_WAITEXPRESSION']._serialized_start=1355
+  _globals['_WAITEXPRESSION']._serialized_end=1422
+  _globals['_CANCELON']._serialized_start=1424
+  _globals['_CANCELON']._serialized_end=1527
+  _globals['_CONCURRENCY']._serialized_start=1529
+  _globals['_CONCURRENCY']._serialized_end=1614
+  _globals['_THROTTLE']._serialized_start=1616
+  _globals['_THROTTLE']._serialized_end=1712
+  _globals['_RATELIMIT']._serialized_start=1714
+  _globals['_RATELIMIT']._serialized_end=1796
+  _globals['_PRIORITY']._serialized_start=1798
+  _globals['_PRIORITY']._serialized_end=1821
+  _globals['_DEBOUNCE']._serialized_start=1823
+  _globals['_DEBOUNCE']._serialized_end=1933
+  _globals['_SINGLETON']._serialized_start=1935
+  _globals['_SINGLETON']._serialized_end=1999
+  _globals['_BATCH']._serialized_start=2001
+  _globals['_BATCH']._serialized_end=2083
+  _globals['_APPDEFINITION']._serialized_start=2085
+  _globals['_APPDEFINITION']._serialized_end=2162
 # @@protoc_insertion_point(module_scope)

@@ -315,6 +315,7 @@ class FunctionDefinition(_message.Message):
     SINGLETON_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
     CANCEL_ON_FIELD_NUMBER: _builtins.int
+    WAITS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique across all apps, e.g. "handle-sign-up"."""
     name: _builtins.str
@@ -375,6 +376,14 @@ class FunctionDefinition(_message.Message):
     def cancel_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelOn]:
         """Cancellation (fields 30-34): events that cancel a run of this function, up to five."""
 
+    @_builtins.property
+    def waits(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitExpression]:
+        """The literal match paths and conditions of the waits (wait_for_event, wait_for_any,
+        wait_for_all, reverb.Wait) found in the function's source (fields 35-39): checked
+        at registration, neither stored nor part of the definition's hash. Waits built at
+        run time are not listed; the worker checks every wait when its step runs.
+        """
+
     def __init__(
         self,
         *,
@@ -394,14 +403,45 @@ class FunctionDefinition(_message.Message):
         singleton: Global___Singleton | None = ...,
         batch: Global___Batch | None = ...,
         cancel_on: _abc.Iterable[Global___CancelOn] | None = ...,
+        waits: _abc.Iterable[Global___WaitExpression] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "debounce", b"debounce", "priority", b"priority", "rate_limit", b"rate_limit", "singleton", b"singleton", "throttle", b"throttle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "idempotency", b"idempotency", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "finish_timeout_ms", b"finish_timeout_ms", "id", b"id", "idempotency", b"idempotency", "name", b"name", "on_failure", b"on_failure", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "start_timeout_ms", b"start_timeout_ms", "throttle", b"throttle", "triggers", b"triggers", "waits", b"waits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
+
+@_typing.final
+class WaitExpression(_message.Message):
+    """One wait's literal expressions, as written in a function's source."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    step_id: _builtins.str
+    """The step id, when it is a literal; empty otherwise."""
+    match: _builtins.str
+    """The match path ("data.order_id"); empty: none, or not a literal."""
+    condition: _builtins.str
+    """The CEL condition (`if_`) over `event` and `async`; empty: none, or not a literal."""
+    def __init__(
+        self,
+        *,
+        step_id: _builtins.str = ...,
+        match: _builtins.str = ...,
+        condition: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "match", b"match", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitExpression: _TypeAlias = WaitExpression  # noqa: Y015
 
 @_typing.final
 class CancelOn(_message.Message):

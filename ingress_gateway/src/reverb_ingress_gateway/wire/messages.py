@@ -28,7 +28,7 @@ from reverb_store.control import (
     TriggerRecord,
     WaitingOn,
 )
-from reverb_store.execution import RunStatus, SkippedRun, StepKind, StepStatus
+from reverb_store.execution import DeclaredWait, RunStatus, SkippedRun, StepKind, StepStatus
 from reverb_store.ids import EventId, FunctionId
 from reverb_store.webhooks import DeliveryRecord
 
@@ -242,6 +242,10 @@ def app_definition(message: common_pb2.AppDefinition) -> AppDefinition:
                 finish_timeout=_timeout(function.finish_timeout_ms, function.id, "finish"),
                 flow=flow_options(function),
                 cancel_on=cancel_on(function),
+                waits=tuple(
+                    DeclaredWait(wait.step_id, wait.match, wait.condition)
+                    for wait in function.waits
+                ),
             )
             for function in message.functions
         ),

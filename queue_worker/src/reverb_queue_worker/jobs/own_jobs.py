@@ -4,16 +4,18 @@ Two kinds: the runs a fan-out creates already claimed for this worker (their
 jobs are inserted picked), and due jobs it takes from the queue whenever it has
 room: the moment one of its jobs ends while work may be waiting, and when a
 wake-up comes due. Wake-ups cost no memory per sleeping run: one timer is armed
-for the earliest delayed job this worker knows of (every job it runs, dequeued or
-its own, hands over the wake-ups its handler scheduled when it ends: `ended`),
-and when it fires the worker takes every due job (wake-ups first) and reads the
-next due time from the queue.
+for the earliest delayed job or run wake-up this worker knows of (every job it
+runs, dequeued or its own, hands over the wake-ups its handler scheduled when it
+ends: `ended`), and when it fires the worker turns due run wake-ups into jobs
+(`reverb_store.jobs.wakeups`), takes every due job (wake-ups first) and reads the
+next due time from the queue and the wake-ups' table. The timer is armed at least
+every poll interval, so the wake-ups of a worker that died are found too.
 
 Either way the job's row is `picked` by this worker's queue manager, so
 pgqueuer counts it against the worker's concurrency, and this worker keeps its
 heartbeat fresh until it ends. If the worker dies, the heartbeat goes stale and
-pgqueuer hands the job to another worker, as it does any job; delayed jobs
-whose scheduler died are found by the other workers' timers and polls. The
+pgqueuer hands the job to another worker, as it does any job; delayed jobs and
+run wake-ups whose scheduler died are found by the other workers' timers and polls. The
 worker's slots are counted in `slots`.
 """
 
@@ -44,10 +46,19 @@ _RETRY_SECONDS = 1.0
 class OwnJobs:
     """Heartbeats, completions and wake-ups of the jobs this worker runs itself."""
 
-    def __init__(self, pool: asyncpg.Pool, concurrency: int, heartbeat_seconds: float) -> None:
-        """`heartbeat_seconds`: how often running jobs' heartbeats are refreshed."""
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        concurrency: int,
+        heartbeat_seconds: float,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        """`heartbeat_seconds`: how often running jobs' heartbeats are refreshed;
+        `poll_seconds`: the longest the timer waits before looking at the due times again
+        (wake-ups scheduled by a worker that died armed no timer here)."""
         self._pool = pool
         self._heartbeat_seconds = heartbeat_seconds
+        self._poll_seconds = poll_seconds
         self.slots = Slots(concurrency)
         # Set while a queue manager runs: jobs are picked in its name.
         self.queue_manager_id: UUID | None = None
@@ -211,11 +222,16 @@ class OwnJobs:
                 return
             if len(taken) == room:
                 self._backlog = True  # the room ran out first: more may be due
+                # Due run wake-ups may be left too: they are promoted by the next one.
+                self._find_next = self._find_next or find_next
             for job in taken:
                 active = ActiveJob(job.job_id, job.kind)
                 self.run(active, self._work(active, job.payload), None)
-            if next_due is not None:
-                self._arm(asyncio.get_running_loop().time() + max(next_due, 0.0))
+            if find_next:
+                # The next due time, or the poll's, whichever is sooner: a wake-up whose
+                # worker died is found within a poll interval of its due time.
+                wait = self._poll_seconds if next_due is None else max(next_due, 0.0)
+                self._arm(asyncio.get_running_loop().time() + min(wait, self._poll_seconds))
 
     def _work(self, job: ActiveJob, payload: bytes) -> Callable[[], Awaitable[None]]:
         handler = self._handler

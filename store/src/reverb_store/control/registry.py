@@ -29,6 +29,7 @@ from reverb_store.control.leases import HostLease, upsert_lease
 from reverb_store.cron.schedules import ScheduleDefinition, sync_schedules
 from reverb_store.execution import cancel_on
 from reverb_store.execution.cancel_on import CancelCondition
+from reverb_store.execution.waits import DeclaredWait
 from reverb_store.flow.options import NO_FLOW, FlowOptions
 
 
@@ -60,6 +61,9 @@ class FunctionDefinition:
     flow: FlowOptions = NO_FLOW
     # Events that cancel a run (`execution.cancel_on`), in declaration order.
     cancel_on: tuple[CancelCondition, ...] = ()
+    # The literal expressions of the function's waits, checked at registration only:
+    # neither stored nor hashed (`execution.waits.check_declared`).
+    waits: tuple[DeclaredWait, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

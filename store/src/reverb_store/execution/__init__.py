@@ -81,6 +81,7 @@ from reverb_store.execution.steps import (
 from reverb_store.execution.timeouts import time_out_run, timeout_error
 from reverb_store.execution.waits import (
     DEFAULT_WAIT_TIMEOUT,
+    DeclaredWait,
     WaitCondition,
     WaitKeys,
     WaitRefused,
@@ -92,6 +93,7 @@ __all__ = [
     "ADMIT",
     "CANCELLABLE",
     "DEFAULT_WAIT_TIMEOUT",
+    "DeclaredWait",
     "Admit",
     "CancelCondition",
     "Candidate",

@@ -102,7 +102,8 @@ async def suspend_run(
     `known_step_ids` are the final steps the host saw (memo and acks). If a wait
     became due, or a step was resolved behind the host's back (a child run
     ended), the run is re-queued at once; otherwise it sleeps or waits until the
-    earliest `wake_at`. None if the job no longer drives the run.
+    earliest `wake_at` (its wake-up in `reverb.run_wakeups`, `jobs.wake_later`). None if
+    the job no longer drives the run.
     """
     async with connection.transaction():
         owned = await connection.fetchrow(_LOCK_OWNED, run_id, job_id)
@@ -129,9 +130,13 @@ async def suspend_run(
             job_id,
             status,
         )
-        await jobs.schedule(
-            connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay], wakeups
-        )
+        if outcome == "resumed":
+            await jobs.schedule(
+                connection, [jobs.AdvanceRun(run_id, owned["traceparent"])], [delay], wakeups
+            )
+        else:
+            # Kept out of pgqueuer's queue, whose dequeue reads every delayed job.
+            await jobs.wake_later(connection, run_id, owned["traceparent"], delay, wakeups)
         await tell_freed(connection, gates, owned, status)
         return outcome
 

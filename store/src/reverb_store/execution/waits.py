@@ -137,6 +137,33 @@ def match_path(match: str, what: str) -> tuple[str, ...]:
     return tuple(parts[1:])
 
 
+@dataclass(frozen=True, slots=True)
+class DeclaredWait:
+    """A wait's literal expressions as written in a function's source (the SDK reads them
+    at declaration): its step id when literal, its match path and condition ("" for none
+    or not literal). Checked at registration, neither stored nor hashed."""
+
+    step_id: str = ""
+    match: str = ""
+    condition: str = ""
+
+
+def check_declared(function_id: str, declared: Sequence[DeclaredWait]) -> None:
+    """WaitRefused, naming the function and the step, unless each declared match path names
+    a field of the events' data and each condition compiles over `event` and `async`: the
+    checks a wait gets when its step runs (`prepare`), made at registration for what is
+    known then."""
+    for wait in declared:
+        what = f"function {function_id!r}" + (f", step {wait.step_id!r}" if wait.step_id else "")
+        if wait.match:
+            match_path(wait.match, what)
+        if wait.condition:
+            try:
+                compile_expression(wait.condition, variables=VARIABLES, what=f"{what}: if_")
+            except ExpressionError as error:
+                raise WaitRefused(str(error)) from None
+
+
 _MISSING = object()
 
 

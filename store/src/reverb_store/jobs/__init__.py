@@ -7,9 +7,9 @@ tables, so a job that finds nothing to do simply ends.
 A worker may also run jobs itself, without pgqueuer's dequeue: jobs it inserts
 already picked (the runs a fan-out creates), and due jobs it takes the moment it
 has room or a wake-up it scheduled comes due (`take_due`; `take_due_and_next` when
-it also needs the next due time). It keeps their
-heartbeats fresh; if it dies, pgqueuer hands them to another worker exactly as
-it does a dequeued job.
+its timer rang: it also turns due run wake-ups into jobs, `wakeups`, and reads the
+next due time). It keeps their heartbeats fresh; if it dies, pgqueuer hands them to
+another worker exactly as it does a dequeued job.
 """
 
 from reverb_store.jobs.kinds import (
@@ -46,8 +46,8 @@ from reverb_store.jobs.queue import (
     next_due,
     schedule,
     take_due,
-    take_due_and_next,
 )
+from reverb_store.jobs.wakeups import promote, take_due_and_next, wake_later
 
 __all__ = [
     "ADVANCE_RUN",
@@ -79,7 +79,9 @@ __all__ = [
     "keep",
     "kind_of",
     "next_due",
+    "promote",
     "schedule",
     "take_due",
     "take_due_and_next",
+    "wake_later",
 ]

@@ -117,6 +117,11 @@ class TakenJob:
 _KIND_NAMES: dict[str, KindName] = {name: name for name in KINDS}
 
 
+def taken_job(row: asyncpg.Record) -> TakenJob:
+    """A job row (id, entrypoint, payload) picked for a worker (KeyError: not our kind)."""
+    return TakenJob(row["id"], _KIND_NAMES[row["entrypoint"]], bytes(row["payload"]))
+
+
 async def take_due(
     connection: asyncpg.Connection, queue_manager_id: UUID, limit: int
 ) -> list[TakenJob]:
@@ -125,11 +130,11 @@ async def take_due(
     Fewer than `limit` when fewer are due (or other workers hold them).
     """
     rows = await connection.fetch(_TAKE_DUE, queue_manager_id, limit)
-    return [
-        TakenJob(row["id"], _KIND_NAMES[row["entrypoint"]], bytes(row["payload"])) for row in rows
-    ]
+    return [taken_job(row) for row in rows]
 
 
+# The earliest queued job not due yet, and the earliest wake-up not due yet (`wakeups`:
+# the run_wakeups table's due-time index).
 _NEXT_DUE = (
     "SELECT extract(epoch FROM least("
     + ", ".join(
@@ -137,25 +142,16 @@ _NEXT_DUE = (
         " AND status = 'queued' AND execute_after > now())"
         for name in KINDS
     )
+    + ", (SELECT min(due_at) FROM reverb.run_wakeups WHERE due_at > now())"
     + ") - now())::float8"
 )
 
 
 async def next_due(connection: asyncpg.Connection) -> float | None:
-    """Seconds until the earliest queued job that is not due yet; None if there is none."""
+    """Seconds until the earliest queued job or run wake-up that is not due yet; None if
+    there is none."""
     seconds: float | None = await connection.fetchval(_NEXT_DUE)
     return seconds
-
-
-async def take_due_and_next(
-    connection: asyncpg.Connection, queue_manager_id: UUID, limit: int
-) -> tuple[list[TakenJob], float | None]:
-    """`take_due`, then `next_due`, in one transaction: both read the queue at one `now()`,
-    so a job falling due between the two statements is in one or the other (taken, or
-    the next due), never missed by both (a lost wake-up)."""
-    async with connection.transaction():
-        taken = await take_due(connection, queue_manager_id, limit)
-        return taken, await next_due(connection)
 
 
 # A row both deleted and updated by one statement is updated only (the DELETE is then
@@ -186,14 +182,16 @@ async def keep(
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
     """The queue at one moment: jobs per kind and state (`due`: waiting to be taken now,
-    `delayed`: not due yet, `running`: taken), and how long the oldest due job has waited."""
+    `delayed`: not due yet, `running`: taken), and how long the oldest due job has waited.
+    Run wake-ups (`wakeups`, kept out of the queue) count as `wake_run` jobs."""
 
     jobs: dict[tuple[str, str], int]
     oldest_due_seconds: float
 
 
 async def depth(connection: asyncpg.Connection) -> QueueDepth:
-    """Count the queue's jobs (a scan of the queue table; for a metrics scrape, not a hot path)."""
+    """Count the queue's jobs and run wake-ups (scans of both tables; for a metrics
+    scrape, not a hot path)."""
     rows = await connection.fetch(
         f"""
         SELECT entrypoint,
@@ -204,8 +202,16 @@ async def depth(connection: asyncpg.Connection) -> QueueDepth:
                extract(epoch FROM now() - min(execute_after)) AS oldest
         FROM {QUEUE_TABLE}
         GROUP BY 1, 2
+        UNION ALL
+        SELECT 'wake_run', CASE WHEN due_at <= now() THEN 'due' ELSE 'delayed' END,
+               count(*), extract(epoch FROM now() - min(due_at))
+        FROM reverb.run_wakeups
+        GROUP BY 1, 2
         """
     )
-    jobs = {(row["entrypoint"], row["state"]): row["jobs"] for row in rows}
+    jobs: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row["entrypoint"], row["state"])
+        jobs[key] = jobs.get(key, 0) + row["jobs"]
     oldest = max((float(row["oldest"]) for row in rows if row["state"] == "due"), default=0.0)
     return QueueDepth(jobs, max(oldest, 0.0))
