@@ -1,5 +1,7 @@
 """The `advance_run` job: claim a run and drive it through one Invoke stream."""
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
@@ -11,13 +13,15 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts.channels import HostUnreachable
 from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.jobs.handling import guarded
+from reverb_queue_worker.jobs.slots import Booking
 from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.finals import finish
 from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, run_ended, traceparent_within, waits_resolved
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun, ErrorRecord, Hold, Refusal
+from reverb_store.execution import ClaimedRun, ErrorRecord, Handover, Hold, Refusal
 from reverb_store.ids import RunId
 from reverb_store.jobs import AdvanceRun
 
@@ -107,6 +111,47 @@ async def advance_run(
                 raise RetryRequested(delay, reason="advancing the run failed") from error
         else:
             services.host_retries.reached(claim.run_id)
+
+
+def drive_here(
+    services: Services,
+    job: ActiveJob,
+    payload: AdvanceRun,
+    booking: Booking,
+    claim: ClaimedRun | None = None,
+) -> None:
+    """Run the `advance_run` of a job picked for this worker in the transaction that made
+    it (a fan-out's run created claimed, `claim`; a held run handed capacity), in a slot
+    of `booking`."""
+
+    async def work() -> None:
+        await guarded(
+            services,
+            job,
+            payload,
+            lambda: advance_run(services, job, payload, claim),
+            hand_over_run,
+        )
+
+    services.own_jobs.run(job, work, booking)
+
+
+@contextlib.contextmanager
+def handing(services: Services) -> Iterator[Handover | None]:
+    """The Handover of a transition on this worker (the completion batch): the held runs
+    its frees hand capacity to, while this worker has room, are driven here once it
+    committed (`Handover`); none if it raised."""
+    own_jobs = services.own_jobs
+    queue_manager_id = own_jobs.queue_manager_id
+    if queue_manager_id is None:
+        yield None
+        return
+    with own_jobs.booking() as booking:
+        handover = Handover(queue_manager_id, booking.book)
+        yield handover
+        for run in handover.runs:
+            job = ActiveJob(run.job_id, "wake_run")
+            drive_here(services, job, AdvanceRun(run.run_id, run.traceparent), booking)
 
 
 async def hand_over_run(

@@ -42,7 +42,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from reverb_store import jobs
-from reverb_store.execution.gates import ADMIT, Candidate, Freed, FunctionRef, Hold, Verdict
+from reverb_store.execution.gates import (
+    ADMIT,
+    Candidate,
+    Freed,
+    FunctionRef,
+    HandedRun,
+    Handover,
+    Hold,
+    Verdict,
+)
 from reverb_store.flow.keys import RunEvent, key, priority, run_event
 from reverb_store.flow.options import ConcurrencyLimit
 from reverb_store.ids import RunId
@@ -205,7 +214,9 @@ RETURNING waiters
 # The slot of shard $2 goes to the first live run queued for key $1, with its job (a
 # run queued but not held, one cancelled meanwhile, is passed over): a wake-up due now,
 # which workers take before new runs (a burst of new runs queued behind the key must not
-# delay the runs it admits). With $3 (the free
+# delay the runs it admits), or, with $4 (a `Handover`: the freeing worker has room), the
+# job picked by that worker's queue manager, which drives the run once the free commits.
+# With $3 (the free
 # counted the slot off, holding the shard's lock) the slot is counted again if it was
 # handed over, and the waiters mark cleared if nobody waits.
 _HAND_OVER = f"""
@@ -227,12 +238,15 @@ WITH next AS (
     SET used = used + (EXISTS (SELECT FROM next))::int, waiters = EXISTS (SELECT FROM next)
     WHERE $3 AND key = $1 AND shard = $2
 ), woken AS (
-    INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
+    INSERT INTO {jobs.QUEUE_TABLE}
+        (priority, entrypoint, payload, status, queue_manager_id, execute_after, heartbeat)
     SELECT {jobs.WAKE_RUN.sql_columns(run_id="run_id", traceparent="traceparent")},
-           'queued', now()
+           CASE WHEN $4::uuid IS NULL THEN 'queued' ELSE 'picked' END::pgqueuer_status,
+           $4::uuid, now(), now()
     FROM next
+    RETURNING id
 )
-SELECT run_id FROM next
+SELECT run_id, traceparent, (SELECT id FROM woken) AS job_id FROM next
 """
 
 
@@ -320,35 +334,56 @@ class ConcurrencyGate:
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
         await release(connection, [run.run_id])
 
-    async def freed_many(self, connection: asyncpg.Connection, runs: Sequence[Freed]) -> None:
-        await release(connection, [run.run_id for run in runs])
+    async def freed_many(
+        self,
+        connection: asyncpg.Connection,
+        runs: Sequence[Freed],
+        handover: Handover | None = None,
+    ) -> None:
+        await release(connection, [run.run_id for run in runs], handover=handover)
 
 
 async def release(
-    connection: asyncpg.Connection, run_ids: Sequence[RunId], keep_queued: bool = False
+    connection: asyncpg.Connection,
+    run_ids: Sequence[RunId],
+    keep_queued: bool = False,
+    handover: Handover | None = None,
 ) -> None:
     """Free the runs' slots (see the module): each is handed over to its key's first
     waiter, or counted off its shard. The runs leave the keys' queues unless
-    `keep_queued` (a hold giving back what it took)."""
+    `keep_queued` (a hold giving back what it took). With `handover`, the runs handed a
+    slot are driven by the freeing worker while it has room (`Handover`)."""
     for row in await connection.fetch(_FREE, list(run_ids), keep_queued):
         name, shard, slots = row["key"], row["shard"], row["slots"]
         if row["counted"]:
             if row["waiters"]:
-                await _hand_over(connection, name, shard, slots, locked=True)
+                await _hand_over(connection, name, shard, slots, handover, locked=True)
             continue
         if row["waiters"]:
-            slots -= await _hand_over(connection, name, shard, slots, locked=False)
+            slots -= await _hand_over(connection, name, shard, slots, handover, locked=False)
         if slots and await connection.fetchval(_COUNT_OFF, name, shard, slots):
-            await _hand_over(connection, name, shard, slots, locked=True)
+            await _hand_over(connection, name, shard, slots, handover, locked=True)
 
 
 async def _hand_over(
-    connection: asyncpg.Connection, name: str, shard: int, slots: int, *, locked: bool
+    connection: asyncpg.Connection,
+    name: str,
+    shard: int,
+    slots: int,
+    handover: Handover | None,
+    *,
+    locked: bool,
 ) -> int:
     """Hand up to `slots` slots of the shard to the key's first waiters (`locked`: the
     caller counted them off holding the shard's lock); the number handed over."""
     handed = 0
-    while handed < slots and await connection.fetchval(_HAND_OVER, name, shard, locked):
+    while handed < slots:
+        driver = handover.queue_manager_id if handover is not None and handover.room() else None
+        row = await connection.fetchrow(_HAND_OVER, name, shard, locked, driver)
+        if row is None:
+            break
+        if handover is not None and driver is not None:
+            handover.handed(HandedRun(row["run_id"], row["job_id"], row["traceparent"]))
         handed += 1
     return handed
 
