@@ -14,6 +14,7 @@ from reverb_store.execution.gates import ADMIT, Candidate, Freed, Handover, Hold
 from reverb_store.flow.concurrency import ConcurrencyGate
 from reverb_store.flow.options import ConcurrencyLimit, FlowOptions
 from reverb_store.ids import AppId, FunctionId, RunId
+from tests.e2e.processes import eventually
 
 
 def _flow(limit: int) -> FlowOptions:
@@ -177,3 +178,42 @@ async def test_a_free_with_a_handover_picks_the_first_waiters_job_for_the_freein
     holders = await connection.fetch("SELECT run_id FROM reverb.concurrency_slots")
     assert [row["run_id"] for row in holders] == [c]
     assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 1
+
+
+async def test_first_takes_of_a_new_key_wait_for_its_making_once_not_for_each_other(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    gate = ConcurrencyGate()
+    first, second, third = await _runs(connection, 3)
+    others = [await asyncpg.connect(database_url) for _ in range(2)]
+    try:
+        making = connection.transaction()
+        await making.start()
+        # The first take of the key makes its row and shards (not committed yet).
+        assert await gate.decide(connection, _candidate(first, 1_000_000)) == ADMIT
+        transactions = [other.transaction() for other in others]
+        for transaction in transactions:
+            await transaction.start()
+        takes = [
+            asyncio.create_task(gate.decide(other, _candidate(run_id, 1_000_000)))
+            for other, run_id in zip(others, (second, third), strict=True)
+        ]
+
+        async def both_wait() -> bool:
+            waiting = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(waiting == 2)
+
+        await eventually(both_wait, within=10, what="both takes waiting for the key")
+        await making.commit()
+        # Both go on once it is made, neither waiting for the other's commit.
+        assert await asyncio.wait_for(asyncio.gather(*takes), timeout=5) == [ADMIT, ADMIT]
+        for transaction in transactions:
+            await transaction.commit()
+    finally:
+        for other in others:
+            await other.close()
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 3
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 3

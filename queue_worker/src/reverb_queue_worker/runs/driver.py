@@ -29,11 +29,17 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 
 async def advance_run(
-    services: Services, job: ActiveJob, payload: AdvanceRun, claim: ClaimedRun | None = None
+    services: Services,
+    job: ActiveJob,
+    payload: AdvanceRun,
+    claim: ClaimedRun | None = None,
+    *,
+    gated: bool = False,
 ) -> None:
     """Claim the run for this job and drive it as far as it goes.
 
     `claim`: the run was created claimed for this job (a fan-out this worker did).
+    `gated`: the run is known to be gated (a held run handed capacity: `handing`).
     A run that cannot be claimed is someone else's (or finished), and one a run
     gate holds or skips waits or ends (`admission`): either way the job ends.
     When no host can be reached, or the stream breaks, the run is released with
@@ -49,7 +55,7 @@ async def advance_run(
         if claim is None:
             async with acquire(services.pool) as connection:
                 claimed = await execution.claim_run(
-                    connection, RunId(payload.run_id), job_id, services.gates, job
+                    connection, RunId(payload.run_id), job_id, services.gates, job, gated=gated
                 )
             if isinstance(claimed, Refusal):
                 verdict = claimed.verdict
@@ -119,17 +125,19 @@ def drive_here(
     payload: AdvanceRun,
     booking: Booking,
     claim: ClaimedRun | None = None,
+    *,
+    gated: bool = False,
 ) -> None:
     """Run the `advance_run` of a job picked for this worker in the transaction that made
-    it (a fan-out's run created claimed, `claim`; a held run handed capacity), in a slot
-    of `booking`."""
+    it (a fan-out's run created claimed, `claim`; a held run handed capacity, `gated`),
+    in a slot of `booking`."""
 
     async def work() -> None:
         await guarded(
             services,
             job,
             payload,
-            lambda: advance_run(services, job, payload, claim),
+            lambda: advance_run(services, job, payload, claim, gated=gated),
             hand_over_run,
         )
 
@@ -151,7 +159,8 @@ def handing(services: Services) -> Iterator[Handover | None]:
         yield handover
         for run in handover.runs:
             job = ActiveJob(run.job_id, "wake_run")
-            drive_here(services, job, AdvanceRun(run.run_id, run.traceparent), booking)
+            payload = AdvanceRun(run.run_id, run.traceparent)
+            drive_here(services, job, payload, booking, gated=True)
 
 
 async def hand_over_run(

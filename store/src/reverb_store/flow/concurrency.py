@@ -14,8 +14,10 @@ overshoot it.
   that no other transaction holds (`FOR UPDATE SKIP LOCKED`, from a random shard) is
   counted and the slot inserted. Its row stays locked only until the claim commits, and
   other takes skip it, so the admissions of one key do not queue behind each other.
-- **The locked path**, when no shard with room is free (the key looks full, is new, or
-  its limit changed): the key's row and then all its shards are locked, the slots of
+- **A new key** is made by its first take (its row and shards, `_NEW_KEY`), which the
+  other first takes wait for once; then they take as above.
+- **The locked path**, when no shard with room is free (the key looks full, or its limit
+  changed): the key's row and then all its shards are locked, the slots of
   runs still live are counted again in a statement of its own (its snapshot is taken
   after the locks; what stopped without telling the gates is forgotten there), and the
   run takes a slot or joins the key's `concurrency_queue` at its rank (created_at less
@@ -98,14 +100,31 @@ WITH mine AS (
 )
 SELECT EXISTS (SELECT FROM mine) AS mine, (SELECT shard FROM took) AS shard,
        (SELECT paused_until FROM current WHERE paused) AS paused_until,
-       EXISTS (SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity)
-           AS room,
-       EXISTS (SELECT FROM current WHERE fresh) AND (
+       EXISTS (SELECT FROM current) AS known,
+       CASE WHEN NOT EXISTS (SELECT FROM took) THEN EXISTS (
+           SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity
+       ) END AS room,
+       CASE WHEN NOT EXISTS (SELECT FROM took) THEN EXISTS (SELECT FROM current WHERE fresh) AND (
            SELECT bool_and(waiters) FROM reverb.concurrency_shards WHERE key = $1
-       ) AS waiters
+       ) END AS waiters
 """
 _TAKE = _TAKE_TEMPLATE.format(wait="SKIP LOCKED")
 _TAKE_WAITING = _TAKE_TEMPLATE.format(wait="")
+
+# A key no run took a slot of yet: its row and shards, unless another transaction made
+# them (which it then waits for, once, instead of queueing behind every first take's
+# lock of the key's row until its commit, as the locked path would): the take is tried
+# again after it.
+_NEW_KEY = """
+WITH made AS (
+    INSERT INTO reverb.concurrency_keys (key, capacity) VALUES ($1, $2)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+)
+INSERT INTO reverb.concurrency_shards (key, shard, capacity)
+SELECT $1, g, $2 / $3 + (g < $2 % $3)::int FROM made, generate_series(0, $3 - 1) AS g
+ON CONFLICT (key, shard) DO NOTHING
+"""
 
 # The locked path, first: the key's row (with the deciding function's limit), then its
 # shards in order, rebuilt for that limit ($3 shards; slots of shards dropped move).
@@ -297,6 +316,11 @@ class ConcurrencyGate:
             where = (name, candidate.run_id, limit.limit, start % count, count)
             take = await connection.fetchrow(_TAKE, *where)
             assert take is not None
+            if not take["known"]:
+                # A new key: made once, not in the locked path (see `_NEW_KEY`).
+                await connection.execute(_NEW_KEY, name, limit.limit, count)
+                take = await connection.fetchrow(_TAKE, *where)
+                assert take is not None
             if take["shard"] is None and take["room"] and not take["mine"]:
                 # Every shard with room was held by another take or free: wait for one.
                 take = await connection.fetchrow(_TAKE_WAITING, *where)
