@@ -37,8 +37,9 @@ from reverb_store.execution.gates import (
     wake,
 )
 from reverb_store.execution.hosts import LiveHost, live_hosts
-from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
+from reverb_store.execution.invokes import INVOKED_EVENT, start_child
 from reverb_store.execution.matching import Matched, match_events, match_waits
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.pausing import (
     ParkOutcome,
     Resumed,

@@ -39,7 +39,7 @@ import asyncpg
 from reverb.engine_errors import RUN_SKIPPED
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refusal
-from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
 from reverb_store.execution.steps import LoadedSteps, resolve_and_load
 from reverb_store.flow.options import parse
