@@ -1,8 +1,8 @@
 """`step.invoke` goes through the invoked function's arrival options as an event's run
 does (issue 11: one admission path): an idempotency key dedupes invokes, and a singleton
-skips an invoke while another run of its key goes on; either way the caller's step fails
-at once with RunSkipped (it never hangs). Two real workers, a host registered through the
-gateway, real PostgreSQL."""
+skips an invoke while another run of its key goes on, and a rate limit skips an invoke
+beyond it; either way the caller's step fails at once with RunSkipped (it never hangs).
+Two real workers, a host registered through the gateway, real PostgreSQL."""
 
 import asyncio
 import json
@@ -55,6 +55,21 @@ async def caller(ctx: Context) -> str:
     return await _outcome(ctx, "solo", "solo", {})
 
 
+@app.function(
+    "limited",
+    trigger=event("flow.limited"),
+    rate_limit=reverb.RateLimit(limit=1, period="1h"),
+    throttle=reverb.Throttle(limit=10, period="1h"),
+)
+async def limited(ctx: Context) -> str:
+    return "ran"
+
+
+@app.function("twice", trigger=event("flow.twice"))
+async def twice(ctx: Context) -> list[str]:
+    return [await _outcome(ctx, step, "limited", {}) for step in ("one", "two")]
+
+
 @pytest.fixture(autouse=True)
 def events() -> None:
     entered.clear()
@@ -99,3 +114,18 @@ async def test_an_invoke_of_a_singleton_while_its_key_runs_fails_at_once_with_ru
         assert statuses == ["cancelled", "running"]
         release.set()
         await mesh.all_ended("solo", 2)
+
+
+@pytest.mark.timeout(120)
+async def test_an_invoked_run_passes_the_throttle_and_the_rate_limit_of_its_function(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    async with flow_mesh(database_url, connection, app) as mesh:
+        await mesh.send("flow.twice", [{}])
+        await mesh.all_ended("twice", 1)
+        (run,) = await mesh.runs("twice")
+        first, second = json.loads(run["output"])
+        assert first == "ran"
+        assert second.startswith("RunSkipped:") and "rate_limited" in second
+        passes = await connection.fetchval("SELECT count(*) FROM reverb.throttle_keys")
+        assert passes == 1  # the throttle counted the invoked runs' starts
