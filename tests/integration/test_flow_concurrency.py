@@ -203,3 +203,44 @@ async def test_cancelling_gated_runs_hands_their_slots_on_at_once(
         assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 0
         assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_queue") == 0
         assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 0
+
+
+@pytest.mark.timeout(120)
+async def test_the_worker_whose_run_ends_drives_the_held_run_it_hands_the_slot_to(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    job_of = (
+        "SELECT j.status, j.queue_manager_id, j.created = j.updated AS picked_when_made"
+        " FROM reverb.runs r JOIN pgqueuer j ON j.id = r.job_id WHERE r.id = $1"
+    )
+    async with flow_mesh(database_url, connection, app) as mesh:
+        (first_event,) = await mesh.send("flow.one", [{"n": 1}])
+        await asyncio.wait_for(entered.setdefault(1, asyncio.Event()).wait(), 20)
+        first = await mesh.run_of(first_event)
+        driving = await connection.fetchrow(job_of, first)
+        assert driving is not None
+        (second_event,) = await mesh.send("flow.one", [{"n": 2}])
+
+        async def held() -> bool:
+            found = await connection.fetchval("SELECT count(*) FROM reverb.concurrency_queue")
+            return bool(found == 1)
+
+        await eventually(held, within=20, what="the second run held")
+        second = await mesh.run_of(second_event)
+
+        gates.setdefault(1, asyncio.Event()).set()
+        await asyncio.wait_for(entered.setdefault(2, asyncio.Event()).wait(), 20)
+        # The first run's completion handed its slot, and the second run's job, picked by
+        # the same worker in that transaction (never queued, notified and dequeued).
+        job = await connection.fetchrow(job_of, second)
+        assert job is not None
+        assert (job["status"], job["queue_manager_id"], job["picked_when_made"]) == (
+            "picked",
+            driving["queue_manager_id"],
+            True,
+        )
+        gates.setdefault(2, asyncio.Event()).set()
+        await mesh.all_ended("one-by-one", 2)
+        statuses = {run["status"] for run in await mesh.runs("one-by-one")}
+        assert statuses == {"completed"}
+        assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 0

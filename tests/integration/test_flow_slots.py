@@ -1,17 +1,20 @@
 """The concurrency gate's takes and frees on real PostgreSQL, one transaction at a time:
 takes of one key do not wait for each other's commits, a full key admits no one, and a
-free hands its slot to the first waiter in rank order, with a wake-up due now."""
+free hands its slot to the first waiter in rank order, with a wake-up due now (picked
+for the freeing worker when it has room)."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import asyncpg
 
 from reverb_store import new_id
-from reverb_store.execution.gates import ADMIT, Candidate, Freed, Hold
+from reverb_store.execution.gates import ADMIT, Candidate, Freed, Handover, Hold
 from reverb_store.flow.concurrency import ConcurrencyGate
 from reverb_store.flow.options import ConcurrencyLimit, FlowOptions
 from reverb_store.ids import AppId, FunctionId, RunId
+from tests.e2e.processes import eventually
 
 
 def _flow(limit: int) -> FlowOptions:
@@ -124,3 +127,93 @@ async def test_a_full_key_holds_and_a_free_hands_the_slot_to_the_first_waiter(
     )
     assert shards is not None
     assert (shards["used"], shards["waiters"]) == (0, False)
+
+
+async def test_a_free_with_a_handover_picks_the_first_waiters_job_for_the_freeing_worker(
+    connection: asyncpg.Connection,
+) -> None:
+    gate = ConcurrencyGate()
+    a, b, c, d = await _runs(connection, 4)
+    await _admit(connection, gate, a, 1)
+    for run_id in (b, c, d):
+        async with connection.transaction():
+            assert await gate.decide(connection, _candidate(run_id, 1)) == Hold("concurrency")
+    worker = uuid4()
+    booked: list[int] = []
+
+    def book(wanted: int) -> int:
+        booked.append(wanted)
+        return wanted if len(booked) == 1 else 0  # room for one run, then none
+
+    handover = Handover(worker, book)
+    async with connection.transaction():
+        await connection.execute("UPDATE reverb.runs SET status = 'completed' WHERE id = $1", a)
+        await gate.freed_many(connection, [_freed(a, 1)], handover)
+    # b got the slot, its job picked by the freeing worker: no notification, no dequeue.
+    (handed,) = handover.runs
+    assert handed.run_id == b
+    job = await connection.fetchrow(
+        "SELECT id, entrypoint, status, queue_manager_id FROM pgqueuer"
+        " WHERE convert_from(payload, 'UTF8')::jsonb->>'run_id' = $1",
+        b,
+    )
+    assert job is not None
+    assert (job["id"], job["entrypoint"], job["status"]) == (handed.job_id, "wake_run", "picked")
+    assert job["queue_manager_id"] == worker
+    await _admit(connection, gate, b, 1)
+
+    # Without room, the next waiter's wake-up is queued for any worker, as without one.
+    handover = Handover(worker, book)
+    async with connection.transaction():
+        await connection.execute("UPDATE reverb.runs SET status = 'completed' WHERE id = $1", b)
+        await gate.freed_many(connection, [_freed(b, 1)], handover)
+    assert handover.runs == []
+    job = await connection.fetchrow(
+        "SELECT status, queue_manager_id FROM pgqueuer"
+        " WHERE convert_from(payload, 'UTF8')::jsonb->>'run_id' = $1",
+        c,
+    )
+    assert job is not None
+    assert (job["status"], job["queue_manager_id"]) == ("queued", None)
+    holders = await connection.fetch("SELECT run_id FROM reverb.concurrency_slots")
+    assert [row["run_id"] for row in holders] == [c]
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 1
+
+
+async def test_first_takes_of_a_new_key_wait_for_its_making_once_not_for_each_other(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    gate = ConcurrencyGate()
+    first, second, third = await _runs(connection, 3)
+    others = [await asyncpg.connect(database_url) for _ in range(2)]
+    try:
+        making = connection.transaction()
+        await making.start()
+        # The first take of the key makes its row and shards (not committed yet).
+        assert await gate.decide(connection, _candidate(first, 1_000_000)) == ADMIT
+        transactions = [other.transaction() for other in others]
+        for transaction in transactions:
+            await transaction.start()
+        takes = [
+            asyncio.create_task(gate.decide(other, _candidate(run_id, 1_000_000)))
+            for other, run_id in zip(others, (second, third), strict=True)
+        ]
+
+        async def both_wait() -> bool:
+            waiting = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool(waiting == 2)
+
+        await eventually(both_wait, within=10, what="both takes waiting for the key")
+        await making.commit()
+        # Both go on once it is made, neither waiting for the other's commit.
+        assert await asyncio.wait_for(asyncio.gather(*takes), timeout=5) == [ADMIT, ADMIT]
+        for transaction in transactions:
+            await transaction.commit()
+    finally:
+        for other in others:
+            await other.close()
+    assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 3
+    assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 3

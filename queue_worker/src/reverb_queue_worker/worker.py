@@ -29,6 +29,7 @@ from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
 from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
+from reverb_queue_worker.runs.driver import handing
 from reverb_queue_worker.services import SYSTEM_CLOCK, Clock, Services
 from reverb_queue_worker.settings import WorkerSettings
 from reverb_store import jobs
@@ -250,6 +251,8 @@ async def start(
         metrics=metrics,
         logs=logs,
     )
+
+    checkpoints.handing = lambda: handing(services)
 
     async def handle_own(job: ActiveJob, payload: bytes) -> None:
         await entrypoints.handle(services, job, payload)

@@ -21,7 +21,7 @@ _log = structlog.get_logger("reverb.queue_worker")
 async def tick_cron(services: Services, job: ActiveJob, payload: CronTick) -> None:
     """Fire the due schedules, then queue the next tick's job."""
     async with acquire(services.pool) as connection:
-        fired = await cron.fire_due(connection, services.clock.now(), services.gates)
+        fired = await cron.fire_due(connection, services.clock.now(), services.gates, wakeups=job)
         await cron.schedule_next(connection, services.clock.now(), job, fired)
     metrics = services.metrics
     metrics.cron_ticks_fired.inc(fired.runs)
@@ -52,4 +52,4 @@ async def fire_cron(services: Services, job: ActiveJob, payload: FireCron) -> No
             )
             for event_id in payload.event_ids
         ]
-        await execution.start_runs(connection, starts, services.gates)
+        await execution.start_runs(connection, starts, services.gates, job)

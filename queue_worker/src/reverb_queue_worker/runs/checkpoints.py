@@ -13,6 +13,7 @@ statement (one round trip, one implicit transaction): no acquire, no reset.
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar, cast
 
 import asyncpg
@@ -21,12 +22,20 @@ from asyncpg.pool import PoolConnectionProxy
 
 from reverb_store.execution import OutputCommit, StepOutput, commit_outputs
 from reverb_store.execution.completions import RunCompletion, complete_runs
-from reverb_store.execution.gates import NO_GATES, Gates
+from reverb_store.execution.gates import NO_GATES, Gates, Handover
 
 _log = structlog.get_logger("reverb.queue_worker")
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+# A completion batch's Handover (None: the held runs its frees admit are queued for any
+# worker), whose runs are driven once the batch committed: see `driver.handing`.
+Handing = Callable[[], AbstractContextManager[Handover | None]]
+
+
+def _queued() -> AbstractContextManager[Handover | None]:
+    return contextlib.nullcontext(None)
 
 
 class CheckpointWriter:
@@ -38,10 +47,14 @@ class CheckpointWriter:
         # written again, and returns the same outputs: outputs are retried once.
         self._outputs = _Batcher(pool, commit_outputs, "outputs", max_batch, retry=True)
 
+        # Set by the worker once it can drive runs (`driver.handing`).
+        self.handing: Handing = _queued
+
         async def complete(
             connection: asyncpg.Connection, completions: list[RunCompletion]
         ) -> list[bool]:
-            return await complete_runs(connection, completions, gates)
+            with self.handing() as handover:
+                return await complete_runs(connection, completions, gates, handover)
 
         self._completions = _Batcher(pool, complete, "completions", max_batch, retry=False)
 

@@ -1,5 +1,7 @@
 """The `advance_run` job: claim a run and drive it through one Invoke stream."""
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 
 import asyncpg
@@ -11,13 +13,15 @@ from reverb_queue_worker.backoff import HOST_CAP, backoff
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.hosts.channels import HostUnreachable
 from reverb_queue_worker.jobs.active import ActiveJob
+from reverb_queue_worker.jobs.handling import guarded
+from reverb_queue_worker.jobs.slots import Booking
 from reverb_queue_worker.moments import RunLog
 from reverb_queue_worker.runs.finals import finish
 from reverb_queue_worker.runs.invocation import Invocation, StreamBroken
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, run_ended, traceparent_within, waits_resolved
 from reverb_store import execution
-from reverb_store.execution import ClaimedRun, ErrorRecord, Hold, Refusal
+from reverb_store.execution import ClaimedRun, ErrorRecord, Handover, Hold, Refusal
 from reverb_store.ids import RunId
 from reverb_store.jobs import AdvanceRun
 
@@ -25,11 +29,17 @@ _log = structlog.get_logger("reverb.queue_worker")
 
 
 async def advance_run(
-    services: Services, job: ActiveJob, payload: AdvanceRun, claim: ClaimedRun | None = None
+    services: Services,
+    job: ActiveJob,
+    payload: AdvanceRun,
+    claim: ClaimedRun | None = None,
+    *,
+    gated: bool = False,
 ) -> None:
     """Claim the run for this job and drive it as far as it goes.
 
     `claim`: the run was created claimed for this job (a fan-out this worker did).
+    `gated`: the run is known to be gated (a held run handed capacity: `handing`).
     A run that cannot be claimed is someone else's (or finished), and one a run
     gate holds or skips waits or ends (`admission`): either way the job ends.
     When no host can be reached, or the stream breaks, the run is released with
@@ -45,7 +55,7 @@ async def advance_run(
         if claim is None:
             async with acquire(services.pool) as connection:
                 claimed = await execution.claim_run(
-                    connection, RunId(payload.run_id), job_id, services.gates, job
+                    connection, RunId(payload.run_id), job_id, services.gates, job, gated=gated
                 )
             if isinstance(claimed, Refusal):
                 verdict = claimed.verdict
@@ -107,6 +117,50 @@ async def advance_run(
                 raise RetryRequested(delay, reason="advancing the run failed") from error
         else:
             services.host_retries.reached(claim.run_id)
+
+
+def drive_here(
+    services: Services,
+    job: ActiveJob,
+    payload: AdvanceRun,
+    booking: Booking,
+    claim: ClaimedRun | None = None,
+    *,
+    gated: bool = False,
+) -> None:
+    """Run the `advance_run` of a job picked for this worker in the transaction that made
+    it (a fan-out's run created claimed, `claim`; a held run handed capacity, `gated`),
+    in a slot of `booking`."""
+
+    async def work() -> None:
+        await guarded(
+            services,
+            job,
+            payload,
+            lambda: advance_run(services, job, payload, claim, gated=gated),
+            hand_over_run,
+        )
+
+    services.own_jobs.run(job, work, booking)
+
+
+@contextlib.contextmanager
+def handing(services: Services) -> Iterator[Handover | None]:
+    """The Handover of a transition on this worker (the completion batch): the held runs
+    its frees hand capacity to, while this worker has room, are driven here once it
+    committed (`Handover`); none if it raised."""
+    own_jobs = services.own_jobs
+    queue_manager_id = own_jobs.queue_manager_id
+    if queue_manager_id is None:
+        yield None
+        return
+    with own_jobs.booking() as booking:
+        handover = Handover(queue_manager_id, booking.book)
+        yield handover
+        for run in handover.runs:
+            job = ActiveJob(run.job_id, "wake_run")
+            payload = AdvanceRun(run.run_id, run.traceparent)
+            drive_here(services, job, payload, booking, gated=True)
 
 
 async def hand_over_run(

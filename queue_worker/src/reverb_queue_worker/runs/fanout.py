@@ -11,10 +11,9 @@ import structlog
 
 from reverb_queue_worker.database import acquire
 from reverb_queue_worker.jobs.active import ActiveJob
-from reverb_queue_worker.jobs.handling import guarded
 from reverb_queue_worker.jobs.slots import Booking
 from reverb_queue_worker.moments import event_received
-from reverb_queue_worker.runs.driver import advance_run, hand_over_run
+from reverb_queue_worker.runs.driver import drive_here
 from reverb_queue_worker.services import Services
 from reverb_queue_worker.spans import job_span, traceparent_within
 from reverb_store import execution
@@ -73,15 +72,4 @@ async def process_event(services: Services, job: ActiveJob, payload: ProcessEven
 
 def _drive(services: Services, job_id: JobId, claim: ClaimedRun, booking: Booking) -> None:
     job = ActiveJob(job_id, "advance_run")
-    payload = AdvanceRun(claim.run_id, claim.traceparent)
-
-    async def work() -> None:
-        await guarded(
-            services,
-            job,
-            payload,
-            lambda: advance_run(services, job, payload, claim),
-            hand_over_run,
-        )
-
-    services.own_jobs.run(job, work, booking)
+    drive_here(services, job, AdvanceRun(claim.run_id, claim.traceparent), booking, claim)

@@ -129,15 +129,22 @@ REPLACED = cancelled_error("cancelled by its cron schedule's next tick (overlap 
 
 
 async def fire_due(
-    connection: asyncpg.Connection, now: datetime, gates: Gates = NO_GATES, batch: int = BATCH
+    connection: asyncpg.Connection,
+    now: datetime,
+    gates: Gates = NO_GATES,
+    batch: int = BATCH,
+    wakeups: jobs.Wakeups | None = None,
 ) -> Fired:
-    """Fire every schedule due at `now` that no other worker holds, `batch` per transaction."""
+    """Fire every schedule due at `now` that no other worker holds, `batch` per transaction.
+
+    Ticks of functions with arrival options (debounce, idempotency, singleton, batch) go
+    through the arrivals as events do (`start_runs`), which needs `wakeups`."""
     total = Fired()
     while True:
         async with connection.transaction():
             rows = await connection.fetch(_DUE, now, batch)
             if rows:
-                done = await _fire(connection, rows, now, gates)
+                done = await _fire(connection, rows, now, gates, wakeups)
                 total = Fired(
                     total.schedules + done.schedules,
                     total.runs + done.runs,
@@ -151,7 +158,11 @@ async def fire_due(
 
 
 async def _fire(
-    connection: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime, gates: Gates
+    connection: asyncpg.Connection,
+    rows: Sequence[asyncpg.Record],
+    now: datetime,
+    gates: Gates,
+    wakeups: jobs.Wakeups | None,
 ) -> Fired:
     plans = [(row, plan(_state(row), now)) for row in rows]
     ids, names, data, stamps, starts = [], [], [], [], []
@@ -175,7 +186,8 @@ async def _fire(
     cancelled = await _cancel_previous(connection, plans, gates)
     if ids:
         await connection.fetch(_INSERT_EVENTS, ids, names, data, stamps)
-    created = {run.event_id: run.run_id for run in await start_runs(connection, starts, gates)}
+    started = await start_runs(connection, starts, gates, wakeups)
+    created = {run.event_id: run.run_id for run in started}
     updates: list[list[object]] = [[] for _ in range(8)]
     lost: list[Lost] = []
     for row, outcome in plans:

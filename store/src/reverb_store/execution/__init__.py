@@ -28,6 +28,8 @@ from reverb_store.execution.gates import (
     FunctionRef,
     Gate,
     Gates,
+    HandedRun,
+    Handover,
     Hold,
     Refusal,
     Skip,
@@ -35,8 +37,9 @@ from reverb_store.execution.gates import (
     wake,
 )
 from reverb_store.execution.hosts import LiveHost, live_hosts
-from reverb_store.execution.invokes import INVOKED_EVENT, resume_parent, start_child
+from reverb_store.execution.invokes import INVOKED_EVENT, start_child
 from reverb_store.execution.matching import Matched, match_events, match_waits
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.pausing import (
     ParkOutcome,
     Resumed,
@@ -106,6 +109,8 @@ __all__ = [
     "FunctionRef",
     "Gate",
     "Gates",
+    "HandedRun",
+    "Handover",
     "Hold",
     "INVOKED_EVENT",
     "LiveHost",

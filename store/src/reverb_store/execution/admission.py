@@ -39,7 +39,7 @@ import asyncpg
 from reverb.engine_errors import RUN_SKIPPED
 from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refusal
-from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
 from reverb_store.execution.steps import LoadedSteps, resolve_and_load
 from reverb_store.flow.options import parse
@@ -99,11 +99,15 @@ async def claim_run(
     job_id: JobId,
     gates: Gates = NO_GATES,
     wakeups: jobs.Wakeups | None = None,
+    *,
+    gated: bool = False,
 ) -> ClaimedRun | Refusal | None:
     """Take the run for this job and read what its invocation starts from.
 
     With `gates`, `wakeups` is required: it hears of the delayed job that wakes a run
     held until a time (ValueError without it, on every gated claim, never silently).
+    `gated`: the run is known to be gated (a held run a free handed capacity to), so the
+    ungated claim statement is not tried first.
 
     None if the run is not claimable (another job drives it, or it ended); a
     Refusal if a gate held or skipped it (this job's row is deleted: it ends).
@@ -117,7 +121,7 @@ async def claim_run(
     else:
         if wakeups is None:
             raise ValueError("a claim with run gates needs the job's wakeups")
-        rows = await connection.fetch(_CLAIM_UNGATED, run_id, job_id)
+        rows = [] if gated else await connection.fetch(_CLAIM_UNGATED, run_id, job_id)
         if not rows:
             admitted = await _admit(connection, run_id, job_id, gates, wakeups)
             if not isinstance(admitted, list):

@@ -176,9 +176,7 @@ async def arrive(
             await _arrive(
                 connection, match, parse(match["flow"]), traceparent, wakeups, result, to_cancel
             )
-        error = cancelled_error(SUPERSEDED)
-        for run_id in to_cancel:
-            await cancel_run(connection, run_id, error=error, gates=gates)
+        await cancel_superseded(connection, to_cancel, gates)
     return result
 
 
@@ -216,11 +214,7 @@ async def _arrive(
         return
     if options.singleton is not None:
         key = keys.get("singleton.key", "")
-        await lock_singleton_key(connection, function_id, key)
-        await connection.execute(_RECORD_SINGLETON, run_id, function_id, key)
-        if options.singleton.mode == "cancel":
-            others = await connection.fetch(_OTHERS_OF_KEY, function_id, key, run_id)
-            to_cancel.extend(row["run_id"] for row in others)
+        to_cancel.extend(await _record_singleton(connection, run_id, function_id, key, options))
     wake = jobs.AdvanceRun(run_id, traceparent)
     if delay > timedelta(0):
         await jobs.schedule(connection, [wake], [delay], wakeups)
@@ -237,14 +231,84 @@ async def _duplicate(
 ) -> bool:
     """Whether another event holds the event's idempotency key (this one takes it if
     not). An event the key cannot be computed for cannot be told a duplicate: it runs."""
+    return await _key_held(connection, match["function_id"], match["event_id"], options, activation)
+
+
+async def _key_held(
+    connection: asyncpg.Connection,
+    function_id: FunctionId,
+    event_id: EventId,
+    options: FlowOptions,
+    activation: dict[str, object],
+) -> bool:
+    """Whether another event holds the event's idempotency key (see `_duplicate`)."""
     if options.idempotency is None:
         return False
-    function_id, event_id = match["function_id"], match["event_id"]
     key = value(options.idempotency, f"function {function_id!r}: idempotency", activation)
     if key is None:
         return False
     holder = await connection.fetchval(_TAKE_KEY, function_id, key, event_id, IDEMPOTENCY_PERIOD)
     return bool(holder != event_id)
+
+
+async def _record_singleton(
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    function_id: FunctionId,
+    key: str,
+    options: FlowOptions,
+) -> list[RunId]:
+    """Record the singleton function's new run with its key; in `cancel` mode, the key's
+    other runs not ended (to cancel once the caller's transaction committed)."""
+    await lock_singleton_key(connection, function_id, key)
+    await connection.execute(_RECORD_SINGLETON, run_id, function_id, key)
+    if options.singleton is None or options.singleton.mode != "cancel":
+        return []
+    others = await connection.fetch(_OTHERS_OF_KEY, function_id, key, run_id)
+    return [row["run_id"] for row in others]
+
+
+async def invoked_duplicate(
+    connection: asyncpg.Connection,
+    function_id: FunctionId,
+    event_id: EventId,
+    options: FlowOptions,
+    activation: dict[str, object],
+) -> bool:
+    """`step.invoke`: whether another event holds the child's idempotency key (the invoked
+    event takes it if not); a duplicate is recorded skipped (`idempotent`)."""
+    if not await _key_held(connection, function_id, event_id, options, activation):
+        return False
+    await record_skips(connection, [SkippedRun(event_id, function_id, IDEMPOTENT)])
+    return True
+
+
+async def invoked_singleton(
+    connection: asyncpg.Connection,
+    run_id: RunId,
+    function_id: FunctionId,
+    options: FlowOptions,
+    activation: dict[str, object],
+) -> list[RunId]:
+    """`step.invoke` of a singleton function: the child is recorded with its key, so the
+    singleton gate decides on it at its claim as on an event's run; in `cancel` mode the
+    key's other runs not ended, for `cancel_superseded` once the caller committed."""
+    if options.singleton is None:
+        return []
+    key = ""  # a key without an expression: the function's one key (as `_keys` has it)
+    if options.singleton.key is not None:
+        what = f"function {function_id!r}: singleton.key"
+        key = value(options.singleton.key, what, activation) or NULL_KEY
+    return await _record_singleton(connection, run_id, function_id, key, options)
+
+
+async def cancel_superseded(
+    connection: asyncpg.Connection, run_ids: Sequence[RunId], gates: Gates
+) -> None:
+    """Cancel the runs a newer run of their singleton key supersedes (`cancel` mode)."""
+    error = cancelled_error(SUPERSEDED)
+    for run_id in run_ids:
+        await cancel_run(connection, run_id, error=error, gates=gates)
 
 
 def _keys(

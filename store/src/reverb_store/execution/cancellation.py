@@ -28,7 +28,7 @@ import asyncpg
 
 from reverb.engine_errors import RUN_CANCELLED
 from reverb_store.execution.gates import NO_GATES, Gates, tell_freed
-from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ErrorRecord, RunStatus
 from reverb_store.ids import FunctionId, JobId, RunId
 from reverb_store.jobs import QUEUE_TABLE

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from reverb_store.execution.gates import FREED_FLOW, NO_GATES, Gates, freed_of
+from reverb_store.execution.gates import FREED_FLOW, NO_GATES, Gates, Handover, freed_of
 from reverb_store.ids import JobId, RunId
 from reverb_store.jobs import QUEUE_TABLE
 
@@ -62,13 +62,17 @@ class RunCompletion:
 
 
 async def complete_runs(
-    connection: asyncpg.Connection, completions: Sequence[RunCompletion], gates: Gates = NO_GATES
+    connection: asyncpg.Connection,
+    completions: Sequence[RunCompletion],
+    gates: Gates = NO_GATES,
+    handover: Handover | None = None,
 ) -> list[bool]:
     """Complete the parentless runs these jobs drive, in one statement; one flag per input.
 
     False: not completed here (a parent waits on it, the run is gated and `gates` are
     none, or the job no longer drives it); `complete_run` tells which. Raises
     asyncpg.DataError if an output is not storable JSON (then none is stored).
+    `handover`: the worker's, to drive the held runs the freed capacity admits itself.
     """
     arguments = (
         [item.run_id for item in completions],
@@ -82,6 +86,6 @@ async def complete_runs(
             rows = await connection.fetch(_COMPLETE_ANY, *arguments)
             freed = [freed_of(row, "completed", row["flow"]) for row in rows if row["gated"]]
             if freed:
-                await gates.freed_many(connection, freed)
+                await gates.freed_many(connection, freed, handover)
     done = {row["id"] for row in rows}
     return [item.run_id in done for item in completions]

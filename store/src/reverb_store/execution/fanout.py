@@ -182,15 +182,54 @@ class RunStart:
     flow: FlowOptions = NO_FLOW
 
 
+# The fan-out's match columns of chosen (event, function) pairs, for `arrive`.
+_STARTS = """
+SELECT e.id AS event_id, e.name, e.data::text AS data, e.ts,
+       f.id AS function_id, f.app_id, f.retries, f.flow::text AS flow
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(event_id, function_id, position)
+JOIN reverb.events e ON e.id = t.event_id
+JOIN reverb.functions f ON f.id = t.function_id
+ORDER BY t.position
+"""
+
+
 async def start_runs(
     connection: asyncpg.Connection,
     starts: Sequence[RunStart],
     gates: Gates = NO_GATES,
+    wakeups: jobs.Wakeups | None = None,
 ) -> list[TriggeredRun]:
     """Create each run queued with its `advance_run` job (the fan-out's statement): a
-    (function, event) pair that already has a run gets none. Returns the runs created."""
+    (function, event) pair that already has a run gets none. Returns the runs created.
+
+    Starts of functions whose options arrive (debounce, idempotency, singleton, batch) go
+    through `arrivals.arrive` first, as an event's fan-out does: a cron tick is an event
+    like any other there. `wakeups` hears of the wake-ups it schedules (ValueError
+    without it when there are such starts)."""
     if not starts:
         return []
+    arrived: list[TriggeredRun] = []
+    if any(start.flow.arrives() for start in starts):
+        if wakeups is None:
+            raise ValueError("starting runs of functions with arrival options needs wakeups")
+        arriving = [start for start in starts if start.flow.arrives()]
+        matches = await connection.fetch(
+            _STARTS,
+            [start.event_id for start in arriving],
+            [start.function_id for start in arriving],
+        )
+        arrivals = await arrive(connection, matches, None, wakeups, gates)
+        arrived = [
+            TriggeredRun(run.run_id, run.function_id, run.event_id) for run in arrivals.created
+        ]
+        plain = {(match["function_id"], match["event_id"]) for match in arrivals.plain}
+        starts = [
+            start
+            for start in starts
+            if not start.flow.arrives() or (start.function_id, start.event_id) in plain
+        ]
+        if not starts:
+            return arrived
     gated = [
         bool(gates) and gates.applies(FunctionRef(s.function_id, s.app_id, s.flow)) for s in starts
     ]
@@ -207,7 +246,7 @@ async def start_runs(
         jobs.QUEUE_TABLE,
         gated,
     )
-    return [TriggeredRun(row["id"], row["function_id"], row["event_id"]) for row in rows]
+    return [TriggeredRun(row["id"], row["function_id"], row["event_id"]) for row in rows] + arrived
 
 
 def _arrives(match: asyncpg.Record) -> bool:

@@ -3,17 +3,18 @@
 `admission` says when each question is asked; `Gates` is what a worker registers.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+from uuid import UUID
 
 import asyncpg
 
 from reverb_store import jobs
 from reverb_store.execution.records import RunStatus
 from reverb_store.flow.options import NO_FLOW, FlowOptions, parse
-from reverb_store.ids import AppId, FunctionId, RunId
+from reverb_store.ids import AppId, FunctionId, JobId, RunId
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,48 @@ class Freed:
     flow: FlowOptions = NO_FLOW
 
 
+@dataclass(frozen=True, slots=True)
+class HandedRun:
+    """A held run a free handed capacity to, with its job, picked for the freeing worker."""
+
+    run_id: RunId
+    job_id: JobId
+    traceparent: str | None
+
+
+class Handover:
+    """The freeing worker drives the held runs its frees admit, itself.
+
+    Given to `Gates.freed_many` by a transition on a worker: a gate that hands capacity to
+    a held run (the concurrency gate's slot) inserts the run's job picked by the worker's
+    queue manager, in the transition, when `room()` says the worker has a slot for it
+    (`book` books one), and records it (`handed`). Once the transition commits, the
+    worker runs those jobs at once: no notification, no dequeue. Should it not (it died,
+    the commit failed after all), pgqueuer hands the jobs on once their heartbeat is old.
+    Without room, the job is queued for any worker, as without a Handover.
+    """
+
+    __slots__ = ("_book", "_spare", "queue_manager_id", "runs")
+
+    def __init__(self, queue_manager_id: UUID, book: Callable[[int], int]) -> None:
+        self.queue_manager_id = queue_manager_id
+        self._book = book
+        # Slots booked and not used yet.
+        self._spare = 0
+        self.runs: list[HandedRun] = []
+
+    def room(self) -> bool:
+        """Whether the worker has a slot for one more handed run (booked now if needed)."""
+        if self._spare == 0:
+            self._spare = self._book(1)
+        return self._spare > 0
+
+    def handed(self, run: HandedRun) -> None:
+        """A run was handed capacity, its job picked for this worker (after `room()`)."""
+        self._spare -= 1
+        self.runs.append(run)
+
+
 class Gate(Protocol):
     """A rule every run of the functions it applies to must pass before it executes."""
 
@@ -145,10 +188,16 @@ class Gates:
         """Tell the gates that apply to the run's function that it stopped executing."""
         await self.freed_many(connection, [run])
 
-    async def freed_many(self, connection: asyncpg.Connection, runs: Sequence[Freed]) -> None:
+    async def freed_many(
+        self,
+        connection: asyncpg.Connection,
+        runs: Sequence[Freed],
+        handover: Handover | None = None,
+    ) -> None:
         """`freed` for several runs in one transaction (a group commit's): a gate with a
         `freed_many` of its own is told of its runs at once (the concurrency gate frees
-        all their slots in one statement, locking shards in one order)."""
+        all their slots in one statement, locking shards in one order), with the
+        `handover` of the worker committing the transition, if any."""
         for gate in self._gates:
             mine = [
                 run
@@ -159,7 +208,7 @@ class Gates:
                 continue
             many = getattr(gate, "freed_many", None)
             if many is not None:
-                await many(connection, mine)
+                await many(connection, mine, handover)
             else:
                 for run in mine:
                     await gate.freed(connection, run)

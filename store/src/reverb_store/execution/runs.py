@@ -17,7 +17,7 @@ import asyncpg
 from reverb_store import jobs
 from reverb_store.execution.failures import announce_failure
 from reverb_store.execution.gates import FREED_FLOW, NO_GATES, Gates, tell_freed
-from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ErrorRecord, RunStatus
 from reverb_store.ids import JobId, RunId, StepId
 from reverb_store.jobs import QUEUE_TABLE

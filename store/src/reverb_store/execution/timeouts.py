@@ -29,7 +29,7 @@ from reverb.engine_errors import FUNCTION_TIMEOUT
 from reverb_store import jobs
 from reverb_store.execution.failures import announce_failure
 from reverb_store.execution.gates import NO_GATES, Gates
-from reverb_store.execution.invokes import resume_parent
+from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ErrorRecord
 from reverb_store.ids import RunId
 

@@ -14,8 +14,10 @@ overshoot it.
   that no other transaction holds (`FOR UPDATE SKIP LOCKED`, from a random shard) is
   counted and the slot inserted. Its row stays locked only until the claim commits, and
   other takes skip it, so the admissions of one key do not queue behind each other.
-- **The locked path**, when no shard with room is free (the key looks full, is new, or
-  its limit changed): the key's row and then all its shards are locked, the slots of
+- **A new key** is made by its first take (its row and shards, `_NEW_KEY`), which the
+  other first takes wait for once; then they take as above.
+- **The locked path**, when no shard with room is free (the key looks full, or its limit
+  changed): the key's row and then all its shards are locked, the slots of
   runs still live are counted again in a statement of its own (its snapshot is taken
   after the locks; what stopped without telling the gates is forgotten there), and the
   run takes a slot or joins the key's `concurrency_queue` at its rank (created_at less
@@ -42,7 +44,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from reverb_store import jobs
-from reverb_store.execution.gates import ADMIT, Candidate, Freed, FunctionRef, Hold, Verdict
+from reverb_store.execution.gates import (
+    ADMIT,
+    Candidate,
+    Freed,
+    FunctionRef,
+    HandedRun,
+    Handover,
+    Hold,
+    Verdict,
+)
 from reverb_store.flow.keys import RunEvent, key, priority, run_event
 from reverb_store.flow.options import ConcurrencyLimit
 from reverb_store.ids import RunId
@@ -89,14 +100,31 @@ WITH mine AS (
 )
 SELECT EXISTS (SELECT FROM mine) AS mine, (SELECT shard FROM took) AS shard,
        (SELECT paused_until FROM current WHERE paused) AS paused_until,
-       EXISTS (SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity)
-           AS room,
-       EXISTS (SELECT FROM current WHERE fresh) AND (
+       EXISTS (SELECT FROM current) AS known,
+       CASE WHEN NOT EXISTS (SELECT FROM took) THEN EXISTS (
+           SELECT FROM reverb.concurrency_shards WHERE key = $1 AND used < capacity
+       ) END AS room,
+       CASE WHEN NOT EXISTS (SELECT FROM took) THEN EXISTS (SELECT FROM current WHERE fresh) AND (
            SELECT bool_and(waiters) FROM reverb.concurrency_shards WHERE key = $1
-       ) AS waiters
+       ) END AS waiters
 """
 _TAKE = _TAKE_TEMPLATE.format(wait="SKIP LOCKED")
 _TAKE_WAITING = _TAKE_TEMPLATE.format(wait="")
+
+# A key no run took a slot of yet: its row and shards, unless another transaction made
+# them (which it then waits for, once, instead of queueing behind every first take's
+# lock of the key's row until its commit, as the locked path would): the take is tried
+# again after it.
+_NEW_KEY = """
+WITH made AS (
+    INSERT INTO reverb.concurrency_keys (key, capacity) VALUES ($1, $2)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+)
+INSERT INTO reverb.concurrency_shards (key, shard, capacity)
+SELECT $1, g, $2 / $3 + (g < $2 % $3)::int FROM made, generate_series(0, $3 - 1) AS g
+ON CONFLICT (key, shard) DO NOTHING
+"""
 
 # The locked path, first: the key's row (with the deciding function's limit), then its
 # shards in order, rebuilt for that limit ($3 shards; slots of shards dropped move).
@@ -205,7 +233,9 @@ RETURNING waiters
 # The slot of shard $2 goes to the first live run queued for key $1, with its job (a
 # run queued but not held, one cancelled meanwhile, is passed over): a wake-up due now,
 # which workers take before new runs (a burst of new runs queued behind the key must not
-# delay the runs it admits). With $3 (the free
+# delay the runs it admits), or, with $4 (a `Handover`: the freeing worker has room), the
+# job picked by that worker's queue manager, which drives the run once the free commits.
+# With $3 (the free
 # counted the slot off, holding the shard's lock) the slot is counted again if it was
 # handed over, and the waiters mark cleared if nobody waits.
 _HAND_OVER = f"""
@@ -227,12 +257,15 @@ WITH next AS (
     SET used = used + (EXISTS (SELECT FROM next))::int, waiters = EXISTS (SELECT FROM next)
     WHERE $3 AND key = $1 AND shard = $2
 ), woken AS (
-    INSERT INTO {jobs.QUEUE_TABLE} (priority, entrypoint, payload, status, execute_after)
+    INSERT INTO {jobs.QUEUE_TABLE}
+        (priority, entrypoint, payload, status, queue_manager_id, execute_after, heartbeat)
     SELECT {jobs.WAKE_RUN.sql_columns(run_id="run_id", traceparent="traceparent")},
-           'queued', now()
+           CASE WHEN $4::uuid IS NULL THEN 'queued' ELSE 'picked' END::pgqueuer_status,
+           $4::uuid, now(), now()
     FROM next
+    RETURNING id
 )
-SELECT run_id FROM next
+SELECT run_id, traceparent, (SELECT id FROM woken) AS job_id FROM next
 """
 
 
@@ -283,6 +316,11 @@ class ConcurrencyGate:
             where = (name, candidate.run_id, limit.limit, start % count, count)
             take = await connection.fetchrow(_TAKE, *where)
             assert take is not None
+            if not take["known"]:
+                # A new key: made once, not in the locked path (see `_NEW_KEY`).
+                await connection.execute(_NEW_KEY, name, limit.limit, count)
+                take = await connection.fetchrow(_TAKE, *where)
+                assert take is not None
             if take["shard"] is None and take["room"] and not take["mine"]:
                 # Every shard with room was held by another take or free: wait for one.
                 take = await connection.fetchrow(_TAKE_WAITING, *where)
@@ -320,35 +358,56 @@ class ConcurrencyGate:
     async def freed(self, connection: asyncpg.Connection, run: Freed) -> None:
         await release(connection, [run.run_id])
 
-    async def freed_many(self, connection: asyncpg.Connection, runs: Sequence[Freed]) -> None:
-        await release(connection, [run.run_id for run in runs])
+    async def freed_many(
+        self,
+        connection: asyncpg.Connection,
+        runs: Sequence[Freed],
+        handover: Handover | None = None,
+    ) -> None:
+        await release(connection, [run.run_id for run in runs], handover=handover)
 
 
 async def release(
-    connection: asyncpg.Connection, run_ids: Sequence[RunId], keep_queued: bool = False
+    connection: asyncpg.Connection,
+    run_ids: Sequence[RunId],
+    keep_queued: bool = False,
+    handover: Handover | None = None,
 ) -> None:
     """Free the runs' slots (see the module): each is handed over to its key's first
     waiter, or counted off its shard. The runs leave the keys' queues unless
-    `keep_queued` (a hold giving back what it took)."""
+    `keep_queued` (a hold giving back what it took). With `handover`, the runs handed a
+    slot are driven by the freeing worker while it has room (`Handover`)."""
     for row in await connection.fetch(_FREE, list(run_ids), keep_queued):
         name, shard, slots = row["key"], row["shard"], row["slots"]
         if row["counted"]:
             if row["waiters"]:
-                await _hand_over(connection, name, shard, slots, locked=True)
+                await _hand_over(connection, name, shard, slots, handover, locked=True)
             continue
         if row["waiters"]:
-            slots -= await _hand_over(connection, name, shard, slots, locked=False)
+            slots -= await _hand_over(connection, name, shard, slots, handover, locked=False)
         if slots and await connection.fetchval(_COUNT_OFF, name, shard, slots):
-            await _hand_over(connection, name, shard, slots, locked=True)
+            await _hand_over(connection, name, shard, slots, handover, locked=True)
 
 
 async def _hand_over(
-    connection: asyncpg.Connection, name: str, shard: int, slots: int, *, locked: bool
+    connection: asyncpg.Connection,
+    name: str,
+    shard: int,
+    slots: int,
+    handover: Handover | None,
+    *,
+    locked: bool,
 ) -> int:
     """Hand up to `slots` slots of the shard to the key's first waiters (`locked`: the
     caller counted them off holding the shard's lock); the number handed over."""
     handed = 0
-    while handed < slots and await connection.fetchval(_HAND_OVER, name, shard, locked):
+    while handed < slots:
+        driver = handover.queue_manager_id if handover is not None and handover.room() else None
+        row = await connection.fetchrow(_HAND_OVER, name, shard, locked, driver)
+        if row is None:
+            break
+        if handover is not None and driver is not None:
+            handover.handed(HandedRun(row["run_id"], row["job_id"], row["traceparent"]))
         handed += 1
     return handed
 
