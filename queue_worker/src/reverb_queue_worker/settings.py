@@ -40,6 +40,10 @@ class WorkerSettings(LogSettings):
     # themselves; they look for anything else this often (a dead worker's wake-ups and,
     # once past the heartbeat timeout, its jobs).
     worker_poll_interval: Seconds = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    # How often one worker of the deployment runs VACUUM (ANALYZE) on the queue's
+    # short-lived tables, whose dead rows pgqueuer's dequeue would read (0: never, leaving
+    # them to autovacuum; `reverb_store.jobs.upkeep`).
+    worker_queue_vacuum_interval: Seconds = Field(default=timedelta(seconds=10), ge=timedelta(0))
     # Shared with the function hosts: every Start is signed with it, and every answer of a
     # host must be signed with it (docs/architecture.md, "Signed invocations").
     # (A worker needs no previous key during a rotation: a host answers each Start with

@@ -27,6 +27,7 @@ from reverb_queue_worker.hosts.tls import channel_credentials
 from reverb_queue_worker.jobs import entrypoints
 from reverb_queue_worker.jobs.active import ActiveJob
 from reverb_queue_worker.jobs.own_jobs import OwnJobs
+from reverb_queue_worker.jobs.upkeep import QueueUpkeep
 from reverb_queue_worker.metrics import WorkerMetrics
 from reverb_queue_worker.runs.checkpoints import CheckpointWriter
 from reverb_queue_worker.runs.driver import handing
@@ -52,10 +53,13 @@ class Worker:
         services: Services,
         queue_connection: asyncpg.Connection,
         metrics_server: MetricsServer | None = None,
+        upkeep: QueueUpkeep | None = None,
     ) -> None:
         self.services = services
         # GET /metrics (REVERB_METRICS_ADDRESS), or None.
         self.metrics_server = metrics_server
+        # The queue's periodic vacuum (None: REVERB_WORKER_QUEUE_VACUUM_INTERVAL=0).
+        self.upkeep = upkeep
         self._stopping = asyncio.Event()
         self._queue_manager: QueueManager | None = None
         self._task = asyncio.create_task(self._consume(queue_connection), name="reverb-worker")
@@ -65,6 +69,8 @@ class Worker:
         self._stopping.set()
         if self._queue_manager is not None:
             self._queue_manager.shutdown.set()
+        if self.upkeep is not None:
+            await self.upkeep.stop()
         timeout = self.services.settings.worker_shutdown_timeout.total_seconds()
         own_jobs = asyncio.create_task(self.services.own_jobs.stop(timeout))
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
@@ -261,7 +267,13 @@ async def start(
     if settings.metrics_address is not None:
         metrics_server = serve_metrics(settings.metrics_address, metrics.registry)
     own_jobs.start(handle_own)
-    worker = Worker(services, queue_connection, metrics_server)
+    upkeep = None
+    if settings.worker_queue_vacuum_interval:
+        upkeep = QueueUpkeep(
+            settings.database_url, settings.worker_queue_vacuum_interval.total_seconds()
+        )
+        upkeep.start()
+    worker = Worker(services, queue_connection, metrics_server, upkeep)
     _log.info(
         "worker started",
         concurrency=settings.worker_concurrency,

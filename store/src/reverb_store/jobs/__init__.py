@@ -47,6 +47,7 @@ from reverb_store.jobs.queue import (
     schedule,
     take_due,
 )
+from reverb_store.jobs.upkeep import vacuum_queue
 from reverb_store.jobs.wakeups import promote, take_due_and_next, wake_later
 
 __all__ = [
@@ -83,5 +84,6 @@ __all__ = [
     "schedule",
     "take_due",
     "take_due_and_next",
+    "vacuum_queue",
     "wake_later",
 ]
