@@ -208,6 +208,8 @@ NO_FLOW_CONTROL: dict[str, object] = {
     "batch": None,
     # No cancel_on either.
     "cancel_on": [],
+    # Registration-only (checked when the app registers, never stored): always empty here.
+    "waits": [],
 }
 
 

@@ -380,8 +380,9 @@ class FunctionDefinition(_message.Message):
     def waits(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitExpression]:
         """The literal match paths and conditions of the waits (wait_for_event, wait_for_any,
         wait_for_all, reverb.Wait) found in the function's source (fields 35-39): checked
-        at registration, neither stored nor part of the definition's hash. Waits built at
-        run time are not listed; the worker checks every wait when its step runs.
+        at registration, neither stored nor part of the definition's hash, so always empty
+        in a listing (GET /functions). Waits built at run time are not listed; the worker
+        checks every wait when its step runs.
         """
 
     def __init__(
