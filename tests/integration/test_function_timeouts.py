@@ -113,6 +113,16 @@ async def gated(ctx: Context) -> str:
     return str(await ctx.step.run("hold", hold, ctx.event.data["key"]))
 
 
+@app.function(
+    "one-at-a-time-finish",
+    trigger=event("timeouts.gated-finish"),
+    timeouts=reverb.Timeouts(finish="1s"),
+    retries=0,
+)
+async def gated_finish(ctx: Context) -> str:
+    return str(await ctx.step.run("hold", hold, ctx.event.data["key"]))
+
+
 @dataclass
 class Mesh:
     connection: asyncpg.Connection
@@ -169,7 +179,7 @@ async def mesh(
     settings = worker_settings(database_url).model_copy(
         update={"worker_poll_interval": timedelta(milliseconds=100)}
     )
-    gate = OneAtATime(["one-at-a-time-late"])
+    gate = OneAtATime(["one-at-a-time-late", "one-at-a-time-finish"])
     workers = [await start_worker(settings, [gate]) for _ in range(2)]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
         mesh = Mesh(connection, client, workers)
@@ -324,6 +334,62 @@ async def test_a_run_queued_behind_a_gate_past_its_start_limit_fails(mesh: Mesh)
     assert (await mesh.run(first, "one-at-a-time-late"))["status"] == "running"
     release.setdefault("first", asyncio.Event()).set()
     assert (await mesh.ended(first, "one-at-a-time-late"))["status"] == "completed"
+
+
+async def test_a_finish_limit_counts_from_the_start_of_a_run_queued_longer_than_it(
+    mesh: Mesh,
+) -> None:
+    """The finish deadline is queued when the run is created, due at its creation plus the
+    limit: a run held behind a gate past that time is checked again, and fails a limit
+    after its start, not after its creation."""
+    first = await mesh.send("timeouts.gated-finish", {"key": "first"})
+    await asyncio.wait_for(entered.setdefault("first", asyncio.Event()).wait(), timeout=10)
+    second = await mesh.send("timeouts.gated-finish", {"key": "second"})
+    second_id = (await mesh.run(second, "one-at-a-time-finish"))["id"]
+
+    # The first run passes its own limit (1 s after its start) while it holds the slot.
+    assert (await mesh.ended(first, "one-at-a-time-finish"))["error"]["type"] == "FunctionTimeout"
+
+    # Its step's end lets it go and frees the slot for the second, queued for longer than
+    # its limit by then...
+    release.setdefault("first", asyncio.Event()).set()
+    held = await mesh.ended(second, "one-at-a-time-finish")
+    assert (held["status"], held["error"]["type"]) == ("failed", "FunctionTimeout")
+    assert "finish timeout (1s)" in held["error"]["message"]
+    # ...which started, and failed a limit after its start.
+    await asyncio.wait_for(entered.setdefault("second", asyncio.Event()).wait(), timeout=10)
+    started, ended, created = await mesh.connection.fetchrow(
+        "SELECT started_at, ended_at, created_at FROM reverb.runs WHERE id = $1", second_id
+    )
+    assert started - created >= timedelta(seconds=1)
+    assert ended - started >= timedelta(seconds=1)
+
+
+async def test_the_handler_checks_a_finish_limit_again_while_the_run_has_not_started(
+    connection: asyncpg.Connection,
+) -> None:
+    """`execution.time_out_run` directly: a queued run's `finish` job, due at its creation
+    plus the limit, fails nothing and is queued again the limit later."""
+    await connection.execute(
+        "INSERT INTO reverb.apps (id, definition_hash, definition) VALUES ('a', 'h', '{}');"
+        "INSERT INTO reverb.functions (id, app_id, name, finish_timeout)"
+        " VALUES ('a-f', 'a', 'f', interval '5 minutes');"
+        "INSERT INTO reverb.runs (id, function_id, app_id, status, max_attempts)"
+        " VALUES ('queued-run', 'a-f', 'a', 'queued', 1)"
+    )
+    # The creation queued the finish deadline, due at the creation plus the limit.
+    due = await connection.fetchval(
+        "SELECT execute_after - r.created_at FROM pgqueuer, reverb.runs r"
+        " WHERE entrypoint = 'time_out_run' AND r.id = 'queued-run'"
+        " AND convert_from(payload, 'UTF8')::jsonb ->> 'limit' = 'finish'"
+    )
+    assert due == timedelta(minutes=5)
+    heard = Heard()
+
+    assert not await execution.time_out_run(connection, RunId("queued-run"), "finish", heard)
+
+    assert heard.delays == [timedelta(minutes=5)]
+    assert await connection.fetchval("SELECT status FROM reverb.runs") == "queued"
 
 
 async def test_the_handler_fails_what_is_in_flight_only(

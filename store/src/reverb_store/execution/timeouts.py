@@ -1,10 +1,13 @@
 """Function timeouts: a run that has not started, or not ended, within its function's
 `reverb.Timeouts` fails with FunctionTimeout.
 
-Nothing polls. Migration 0016's triggers queue one delayed `time_out_run` job per limit
-of a run whose function has one, in the transaction that creates the run (`start`, due
-at its creation plus the limit; `finish` instead for a run created claimed) or first
-starts it (`finish`, due at `started_at` plus the limit). The job, when due, runs
+Nothing polls. The runs' creation trigger (migrations 0017 and 0020) queues one delayed
+`time_out_run` job per limit of a run whose function has one, in the transaction that
+creates the run: `start` due at its creation plus the limit, `finish` at its start (or,
+not started yet, its creation) plus the limit. Starting a run queues nothing: a `finish`
+job that finds its run not started yet is queued again the limit later, the earliest
+the run can pass it, and one that finds it started but within its limit is queued again
+for `started_at` plus the limit. The job, when due, runs
 `time_out_run`: in one transaction with the run's row locked, a run still in flight
 (queued, also behind a gate; running; sleeping; waiting; paused) fails for good, with
 the usual consequences of `fail_run` (a parent waiting on it sees the error, the failure
@@ -96,6 +99,9 @@ async def time_out_run(
         if row is None or (limit == "start" and row["started_at"] is not None):
             return False
         remaining: timedelta | None = row["remaining"]
+        if limit == "finish" and row["started_at"] is None and row["finish_timeout"]:
+            # Not started yet: the limit cannot pass before this much time from now.
+            remaining = row["finish_timeout"]
         if remaining is None:
             return False  # the function, or its limit, is gone
         if remaining > timedelta(0):
