@@ -1,7 +1,9 @@
-"""Group commit of step outputs and run completions: one writer per kind, per worker.
+"""Group commit of claims, step outputs and run completions: one writer per kind, per
+worker.
 
-Every run driven by this worker hands its `step.run` outputs, and its result
-when it completes, to the writer. While a batch's statement is in flight, new
+Every `advance_run` job of this worker hands its run's claim to the writer when it
+starts (the claim without gates: `execution.claim_runs`), and every run it drives its
+`step.run` outputs, and its result when it completes. While a batch's statement is in flight, new
 items accumulate; the next batch starts the moment the previous one commits.
 Idle, a lone item is written at once (no timer); busy, many runs share each
 commit.
@@ -20,9 +22,10 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from reverb_store.execution import OutputCommit, StepOutput, commit_outputs
+from reverb_store.execution import ClaimedRun, OutputCommit, StepOutput, claim_runs, commit_outputs
 from reverb_store.execution.completions import RunCompletion, complete_runs
 from reverb_store.execution.gates import NO_GATES, Gates, Handover
+from reverb_store.ids import JobId, RunId
 
 _log = structlog.get_logger("reverb.queue_worker")
 
@@ -32,6 +35,10 @@ Result = TypeVar("Result")
 # A completion batch's Handover (None: the held runs its frees admit are queued for any
 # worker), whose runs are driven once the batch committed: see `driver.handing`.
 Handing = Callable[[], AbstractContextManager[Handover | None]]
+
+
+# Claims in one statement at most: each locks its run's row until the batch commits.
+_MAX_CLAIMS = 100
 
 
 def _queued() -> AbstractContextManager[Handover | None]:
@@ -58,6 +65,16 @@ class CheckpointWriter:
 
         self._completions = _Batcher(pool, complete, "completions", max_batch, retry=False)
 
+        # A worker with gates claims the runs no gate applies to here; the others go
+        # through the gates (`admission.claim_run`). Not retried: a claim that committed
+        # before its connection died would count the invocation twice.
+        async def claim(
+            connection: asyncpg.Connection, requests: list[tuple[RunId, JobId]]
+        ) -> list[ClaimedRun | None]:
+            return await claim_runs(connection, requests, ungated=bool(gates))
+
+        self._claims = _Batcher(pool, claim, "claims", _MAX_CLAIMS, retry=False)
+
     @property
     def transactions(self) -> int:
         """Output batches written so far (observability and tests)."""
@@ -66,6 +83,17 @@ class CheckpointWriter:
     def start(self) -> None:
         self._outputs.start()
         self._completions.start()
+        self._claims.start()
+
+    async def claim(self, run_id: RunId, job_id: JobId) -> ClaimedRun | None:
+        """Claim the run for its job, with the claims of the other jobs starting now; None
+        if it is not claimed here (not claimable; with gates, also a gated run: the gates'
+        claim decides). A resumed run's memo is not loaded yet (`execution.with_memo`).
+
+        Raises RuntimeError when the writer is not running, and the database's error if
+        the batch failed.
+        """
+        return await self._claims.submit((run_id, job_id))
 
     async def commit(self, output: StepOutput) -> OutputCommit:
         """Make the output durable; return the committed state (another run's if it won).
@@ -91,6 +119,7 @@ class CheckpointWriter:
         return await self._completions.submit(completion)
 
     async def close(self) -> None:
+        await self._claims.close()
         await self._outputs.close()
         await self._completions.close()
 

@@ -53,10 +53,7 @@ async def advance_run(
         run_id=payload.run_id,
     ) as span:
         if claim is None:
-            async with acquire(services.pool) as connection:
-                claimed = await execution.claim_run(
-                    connection, RunId(payload.run_id), job_id, services.gates, job, gated=gated
-                )
+            claimed = await _claim(services, job, RunId(payload.run_id), gated=gated)
             if isinstance(claimed, Refusal):
                 verdict = claimed.verdict
                 _log.info(
@@ -233,6 +230,23 @@ async def _park(
         return False
     log.info("run paused" if outcome == "parked" else "run no longer driven by this job")
     return True
+
+
+async def _claim(
+    services: Services, job: ActiveJob, run_id: RunId, *, gated: bool
+) -> ClaimedRun | Refusal | None:
+    """Claim the run for this job: with the other jobs' claims of this moment (one
+    statement), then, for a run that may be gated, through the gates."""
+    claimed = None if gated else await services.checkpoints.claim(run_id, job.id)
+    if claimed is None and (gated or services.gates):
+        async with acquire(services.pool) as connection:
+            return await execution.claim_run(
+                connection, run_id, job.id, services.gates, job, gated=True
+            )
+    if claimed is not None and execution.needs_memo(claimed):
+        async with acquire(services.pool) as connection:
+            return await execution.with_memo(connection, claimed)
+    return claimed
 
 
 def _retry_delay(services: Services, run_id: RunId) -> timedelta:

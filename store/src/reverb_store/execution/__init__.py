@@ -1,7 +1,13 @@
 """The queries that drive runs: fan-out, admission (claims and run gates), step checkpoints,
 invokes, finals."""
 
-from reverb_store.execution.admission import claim_run, prepare_claim
+from reverb_store.execution.admission import (
+    claim_run,
+    claim_runs,
+    needs_memo,
+    prepare_claim,
+    with_memo,
+)
 from reverb_store.execution.cancel_on import CancelCondition, cancellations_of_event
 from reverb_store.execution.cancellation import (
     CANCELLABLE,
@@ -146,6 +152,9 @@ __all__ = [
     "cancellations_of_event",
     "cancelled_error",
     "claim_run",
+    "claim_runs",
+    "needs_memo",
+    "with_memo",
     "commit_outputs",
     "complete_run",
     "create_runs",

@@ -32,6 +32,8 @@ A worker with no gate registered claims every run that way. Every worker of a
 deployment must register the same gates.
 """
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -41,7 +43,7 @@ from reverb_store import jobs
 from reverb_store.execution.gates import NO_GATES, Candidate, Gates, Hold, Refusal
 from reverb_store.execution.parents import resume_parent
 from reverb_store.execution.records import ClaimedRun, ErrorRecord, EventRecord
-from reverb_store.execution.steps import LoadedSteps, resolve_and_load
+from reverb_store.execution.steps import resolve_and_load
 from reverb_store.flow.options import parse
 from reverb_store.ids import JobId, RunId
 
@@ -77,6 +79,36 @@ _CLAIM_UNGATED = _CLAIM.format(gate="AND NOT gated", admitted="")
 # A run the gates admitted no longer waits on anything.
 _CLAIM_ADMITTED = _CLAIM.format(gate="", admitted=", waiting_kind = NULL, waiting_until = NULL")
 
+# Many runs claimed in one statement (`claim_runs`), each for its own job: the same
+# claim as `_CLAIM`, rows keyed by run id. Lock order (docs/architecture.md, "Lock
+# order"): the runs are locked by id in a MATERIALIZED subselect first, and the UPDATE
+# touches only rows it holds.
+_CLAIM_MANY = """
+WITH runs_locked AS MATERIALIZED (
+    SELECT id FROM reverb.runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+), claimed AS (
+    UPDATE reverb.runs r
+    SET status = 'running', job_id = t.job_id, invocations = r.invocations + 1,
+        started_at = coalesce(r.started_at, now()), updated_at = now()
+    FROM unnest($1::text[], $2::bigint[]) AS t(run_id, job_id)
+    WHERE r.id = t.run_id AND r.id IN (SELECT id FROM runs_locked)
+      AND (r.status IN ('queued', 'sleeping', 'waiting')
+           OR (r.status = 'running' AND r.job_id = t.job_id)) {gate}
+    RETURNING r.id, r.function_id, r.app_id, r.attempt, r.max_attempts, r.invocations,
+              r.event_ids, r.traceparent, r.gated, r.replay_from_step IS NOT NULL AS forked
+)
+SELECT c.id AS run_id, c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations,
+       c.traceparent, c.gated, c.forked,
+       e.id AS event_id, e.name, e.data::text AS data, e.ts,
+       (SELECT f.paused_at IS NOT NULL FROM reverb.functions f WHERE f.id = c.function_id)
+           AS paused
+FROM claimed c
+LEFT JOIN reverb.events e ON e.id = ANY(c.event_ids)
+ORDER BY c.id, array_position(c.event_ids, e.id)
+"""
+_CLAIM_MANY_ANY = _CLAIM_MANY.format(gate="")
+_CLAIM_MANY_UNGATED = _CLAIM_MANY.format(gate="AND NOT r.gated")
+
 # A gated run this job may claim, locked while the gates decide, with its function's
 # flow-control options and what it waited on, if it was held.
 _LOCK_CANDIDATE = f"""
@@ -87,10 +119,6 @@ FROM reverb.runs r
 WHERE r.id = $1 AND r.gated AND {_CLAIMABLE}
 FOR UPDATE
 """
-
-
-# A run's first invocation has no steps yet.
-_NO_STEPS = LoadedSteps((), None, {}, ())
 
 
 async def claim_run(
@@ -129,16 +157,73 @@ async def claim_run(
             rows = admitted
     if not rows:
         return None
-    first = rows[0]
+    claimed = _claimed(run_id, rows)
+    return await with_memo(connection, claimed) if _resumes(claimed) else claimed
+
+
+async def claim_runs(
+    connection: asyncpg.Connection,
+    requests: Sequence[tuple[RunId, JobId]],
+    *,
+    ungated: bool,
+) -> list[ClaimedRun | None]:
+    """Claim many runs, each for its own job, in one statement: the claim of `claim_run`
+    without gates (`ungated`: of the runs no gate applies to only, as a worker with gates
+    claims first). The claimed runs, aligned with `requests`; None for a run not claimed
+    here (not claimable, or, `ungated`, gated: the gates' path decides on it).
+
+    The memo of a run claimed to resume (`needs_memo`) is not loaded yet: `with_memo`
+    does it, on any connection, before its invocation starts.
+    """
+    if not requests:
+        return []
+    if len(requests) == 1:
+        # One run: the single claim, which needs no locking subselect.
+        run_id, job_id = requests[0]
+        single = await connection.fetch(_CLAIM_UNGATED if ungated else _CLAIM_ANY, run_id, job_id)
+        return [_claimed(run_id, single) if single else None]
+    statement = _CLAIM_MANY_UNGATED if ungated else _CLAIM_MANY_ANY
+    rows = await connection.fetch(
+        statement, [run_id for run_id, _ in requests], [job_id for _, job_id in requests]
+    )
+    by_run: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        by_run.setdefault(row["run_id"], []).append(row)
+    claimed: list[ClaimedRun | None] = []
+    for run_id, _ in requests:
+        found = by_run.pop(run_id, None)
+        claimed.append(_claimed(run_id, found) if found else None)
+    return claimed
+
+
+def needs_memo(claimed: ClaimedRun) -> bool:
+    """Whether a run `claim_runs` claimed resumes, so `with_memo` must run first."""
+    return _resumes(claimed)
+
+
+async def with_memo(connection: asyncpg.Connection, claimed: ClaimedRun) -> ClaimedRun:
+    """The claimed run with what its invocation resumes from: sleeps that are due
+    complete, invokes past their timeout fail, then the memo is read."""
+    loaded = await resolve_and_load(connection, claimed.run_id)
+    return replace(
+        claimed,
+        memo=loaded.memo,
+        retrying_step_attempts=loaded.retrying_attempts,
+        step_attempts=loaded.step_attempts,
+        resolved_waits=loaded.resolved,
+    )
+
+
+def _resumes(claimed: ClaimedRun) -> bool:
     # A run's first invocation has no steps yet (an invocation the host never got is
-    # given back by `release_run`), but for a replay forked from a step: nothing to
-    # resolve or load.
-    loaded = _NO_STEPS
-    # NULL when the function is gone; true while it is paused (the driver parks the run).
-    registered: bool = first["paused"] is not None
-    paused: bool = first["paused"] is True
-    if (first["invocations"] > 1 or first["forked"]) and registered and not paused:
-        loaded = await resolve_and_load(connection, run_id)
+    # given back by `release_run`), but for a replay forked from a step; a run whose
+    # function is gone or paused is not invoked.
+    return (claimed.invocations > 1 or claimed.forked) and claimed.registered and not claimed.paused
+
+
+def _claimed(run_id: RunId, rows: Sequence[asyncpg.Record]) -> ClaimedRun:
+    """A claim's rows (one per event, in order) as the claimed run, its memo not loaded."""
+    first = rows[0]
     return ClaimedRun(
         run_id=run_id,
         function_id=first["function_id"],
@@ -152,13 +237,13 @@ async def claim_run(
             for row in rows
             if row["event_id"] is not None
         ),
-        memo=loaded.memo,
-        retrying_step_attempts=loaded.retrying_attempts,
-        registered=registered,
-        step_attempts=loaded.step_attempts,
-        resolved_waits=loaded.resolved,
-        paused=paused,
+        memo=(),
+        retrying_step_attempts=None,
+        # NULL when the function is gone; true while it is paused (the driver parks the run).
+        registered=first["paused"] is not None,
+        paused=first["paused"] is True,
         gated=first["gated"],
+        forked=first["forked"],
     )
 
 
@@ -235,3 +320,5 @@ async def prepare_claim(connection: asyncpg.Connection) -> None:
     await connection.fetch(_CLAIM_ANY, "", 0)
     await connection.fetch(_CLAIM_UNGATED, "", 0)
     await connection.fetch(_CLAIM_ADMITTED, "", 0)
+    await connection.fetch(_CLAIM_MANY_ANY, [], [])
+    await connection.fetch(_CLAIM_MANY_UNGATED, [], [])

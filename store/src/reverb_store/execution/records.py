@@ -107,6 +107,9 @@ class ClaimedRun:
     paused: bool = False
     # True when run gates decide on the run (`runs.gated`): its completion tells them.
     gated: bool = False
+    # True for a replay forked from a step (`runs.replay_from_step`): its first
+    # invocation resumes from the steps copied before it.
+    forked: bool = False
 
     @property
     def start_attempt(self) -> int:
