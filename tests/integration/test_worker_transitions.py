@@ -95,6 +95,64 @@ async def test_a_run_is_claimed_by_one_job_and_taken_over_only_by_the_same_job(
     assert await execution.claim_run(connection, run_id, job_id=JobId(7)) is None
 
 
+async def test_claims_made_at_one_moment_share_one_statement(
+    connection: asyncpg.Connection, writer: CheckpointWriter
+) -> None:
+    """The claims batcher: each job gets its own run (or None when it cannot claim it),
+    and the claims queued together take one statement."""
+    runs = [await new_run(connection) for _ in range(20)]
+    taken = await new_run(connection)
+    assert await execution.claim_run(connection, taken, job_id=JobId(99)) is not None
+    claims = await asyncio.gather(
+        *(writer.claim(run_id, JobId(number)) for number, run_id in enumerate(runs, 1)),
+        writer.claim(taken, JobId(100)),
+    )
+
+    assert [claim and (claim.run_id, claim.invocations) for claim in claims[:-1]] == [
+        (run_id, 1) for run_id in runs
+    ]
+    assert claims[-1] is None  # another job drives it
+    running = await connection.fetch(
+        "SELECT id, job_id FROM reverb.runs WHERE status = 'running' AND id <> $1 ORDER BY id",
+        taken,
+    )
+    assert [tuple(row) for row in running] == sorted(
+        (run_id, number) for number, run_id in enumerate(runs, 1)
+    )
+    # All 21 were queued before the batcher ran: one statement (two if it woke early).
+    assert writer.claim_transactions <= 2
+
+
+async def test_a_batched_claim_leaves_gated_runs_to_the_gates_and_loads_a_resumed_memo(
+    connection: asyncpg.Connection,
+) -> None:
+    """`claim_runs(ungated=True)` claims no gated run; a resumed run it claims has no memo
+    until `with_memo`, which resolves what became due first."""
+    fresh = await new_run(connection)
+    gated = await new_run(connection)
+    resumed = await new_run(connection, "sleeping")
+    await connection.execute("UPDATE reverb.runs SET gated = true WHERE id = $1", gated)
+    await add_step(connection, resumed, "first", output='"one"')
+    await add_step(connection, resumed, "nap", kind="sleep", status="sleeping", wake_in=-HOUR)
+
+    claimed = await execution.claim_runs(
+        connection,
+        [(fresh, JobId(1)), (gated, JobId(2)), (resumed, JobId(3))],
+        ungated=True,
+    )
+
+    first, not_gated, later = claimed
+    assert first is not None and first.run_id == fresh and not execution.needs_memo(first)
+    assert not_gated is None and await status_of(connection, gated) == "queued"
+    assert later is not None and later.invocations == 2 and execution.needs_memo(later)
+    assert later.memo == ()
+    loaded = await execution.with_memo(connection, later)
+    assert [(m.step_id, m.output) for m in loaded.memo] == [("first", '"one"'), ("nap", "null")]
+    # Without `ungated`, the gated run is claimed like any other.
+    [any_run] = await execution.claim_runs(connection, [(gated, JobId(2))], ungated=False)
+    assert any_run is not None and any_run.gated
+
+
 async def test_a_claim_resolves_what_became_due_and_memoizes_in_commit_order(
     connection: asyncpg.Connection,
 ) -> None:

@@ -80,6 +80,11 @@ class CheckpointWriter:
         """Output batches written so far (observability and tests)."""
         return self._outputs.transactions
 
+    @property
+    def claim_transactions(self) -> int:
+        """Claim batches written so far (observability and tests)."""
+        return self._claims.transactions
+
     def start(self) -> None:
         self._outputs.start()
         self._completions.start()
