@@ -61,7 +61,9 @@ ORDER BY t.position, f.id
 # `advance_run` job per run created (picked for claimed runs, queued for the others).
 # A paused function gets no run: the event is recorded as skipped (`pausing`), in the
 # same statement and snapshot, so a pause is either seen whole or not at all. `paused` is
-# read once per statement (few functions, and nearly never one paused).
+# read once per statement (few functions, and nearly never one paused). `EXISTS (SELECT
+# FROM paused)` is a one-time filter: with no function paused the skips' join is never
+# run (the planner put the NOT EXISTS first, and it read every run of the function).
 _CREATE = f"""
 WITH paused AS MATERIALIZED (
     SELECT id FROM reverb.functions WHERE paused_at IS NOT NULL
@@ -75,7 +77,8 @@ WITH paused AS MATERIALIZED (
     INSERT INTO reverb.event_skips (event_id, function_id, reason)
     SELECT t.event_id, t.function_id, '{PAUSED}'
     FROM unnest($4::text[], $2::text[]) AS t(event_id, function_id)
-    WHERE t.function_id IN (SELECT id FROM paused)
+    WHERE EXISTS (SELECT FROM paused)
+      AND t.function_id IN (SELECT id FROM paused)
       AND NOT EXISTS (SELECT FROM reverb.runs r
                       WHERE r.function_id = t.function_id AND r.event_ids[1] = t.event_id
                         AND r.parent_run_id IS NULL AND r.replay_of IS NULL
