@@ -148,6 +148,14 @@ async def test_a_batched_claim_leaves_gated_runs_to_the_gates_and_loads_a_resume
     assert later.memo == ()
     loaded = await execution.with_memo(connection, later)
     assert [(m.step_id, m.output) for m in loaded.memo] == [("first", '"one"'), ("nap", "null")]
+    # Two jobs asking for one run in one batch: exactly one of them claims it.
+    twice = await new_run(connection)
+    both = await execution.claim_runs(
+        connection, [(twice, JobId(4)), (twice, JobId(5))], ungated=False
+    )
+    [winner] = [claim for claim in both if claim is not None]
+    holder = await connection.fetchval("SELECT job_id FROM reverb.runs WHERE id = $1", twice)
+    assert holder == (4 if both[0] is not None else 5) and winner.invocations == 1
     # Without `ungated`, the gated run is claimed like any other.
     [any_run] = await execution.claim_runs(connection, [(gated, JobId(2))], ungated=False)
     assert any_run is not None and any_run.gated

@@ -94,10 +94,11 @@ WITH runs_locked AS MATERIALIZED (
     WHERE r.id = t.run_id AND r.id IN (SELECT id FROM runs_locked)
       AND (r.status IN ('queued', 'sleeping', 'waiting')
            OR (r.status = 'running' AND r.job_id = t.job_id)) {gate}
-    RETURNING r.id, r.function_id, r.app_id, r.attempt, r.max_attempts, r.invocations,
-              r.event_ids, r.traceparent, r.gated, r.replay_from_step IS NOT NULL AS forked
+    RETURNING r.id, t.job_id, r.function_id, r.app_id, r.attempt, r.max_attempts,
+              r.invocations, r.event_ids, r.traceparent, r.gated,
+              r.replay_from_step IS NOT NULL AS forked
 )
-SELECT c.id AS run_id, c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations,
+SELECT c.id AS run_id, c.job_id, c.function_id, c.app_id, c.attempt, c.max_attempts, c.invocations,
        c.traceparent, c.gated, c.forked,
        e.id AS event_id, e.name, e.data::text AS data, e.ts,
        (SELECT f.paused_at IS NOT NULL FROM reverb.functions f WHERE f.id = c.function_id)
@@ -186,12 +187,14 @@ async def claim_runs(
     rows = await connection.fetch(
         statement, [run_id for run_id, _ in requests], [job_id for _, job_id in requests]
     )
-    by_run: dict[str, list[asyncpg.Record]] = {}
+    # Keyed by run and job: two jobs asking for one run at once get one row, for the job
+    # the UPDATE chose; the other job is not told it claimed it.
+    by_claim: dict[tuple[str, int], list[asyncpg.Record]] = {}
     for row in rows:
-        by_run.setdefault(row["run_id"], []).append(row)
+        by_claim.setdefault((row["run_id"], row["job_id"]), []).append(row)
     claimed: list[ClaimedRun | None] = []
-    for run_id, _ in requests:
-        found = by_run.pop(run_id, None)
+    for run_id, job_id in requests:
+        found = by_claim.pop((run_id, job_id), None)
         claimed.append(_claimed(run_id, found) if found else None)
     return claimed
 
