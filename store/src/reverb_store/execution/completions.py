@@ -49,6 +49,25 @@ _COMPLETE_ANY = _COMPLETE_RUNS.format(
 )
 
 
+# One run (an idle worker's completions, one at a time): a single-run transition locks its
+# run, then its job (the lock order's rule for one run), so it needs no locking subselect,
+# which cost a lone completion about 0.07 ms.
+_COMPLETE_ONE = f"""
+WITH done AS (
+    UPDATE reverb.runs r
+    SET status = 'completed', output = t.output, error = NULL, job_id = NULL,
+        ended_at = now(), updated_at = now()
+    FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(run_id, job_id, output)
+    WHERE r.id = t.run_id AND r.status = 'running' AND r.job_id = t.job_id
+      AND r.parent_run_id IS NULL AND NOT r.gated
+    RETURNING r.id, t.job_id
+), ended AS (
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT job_id FROM done)
+)
+SELECT * FROM done
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class RunCompletion:
     """A run's result, to be stored by the job driving it."""
@@ -80,7 +99,8 @@ async def complete_runs(
         [item.output for item in completions],
     )
     if not gates or not any(item.gated for item in completions):
-        rows = await connection.fetch(_COMPLETE_UNGATED, *arguments)
+        single = len(completions) == 1
+        rows = await connection.fetch(_COMPLETE_ONE if single else _COMPLETE_UNGATED, *arguments)
     else:
         async with connection.transaction():
             rows = await connection.fetch(_COMPLETE_ANY, *arguments)

@@ -56,6 +56,19 @@ JOIN reverb.triggers tr ON tr.event_name = e.name
 JOIN reverb.functions f ON f.id = tr.function_id
 ORDER BY t.position, f.id
 """
+# The same for one event (most fan-outs: a single POST /events). A prepared `_MATCHES` is
+# planned again at every execution (the generic plan of an unnest of a parameter expects
+# 10 ids and costs 8 times the custom plan of one), 0.18 ms of a fan-out's latency; with
+# the id a scalar, the generic plan is the custom one and is kept.
+_MATCH_ONE = """
+SELECT DISTINCT 1::bigint AS position, e.id AS event_id, e.name, e.data::text AS data, e.ts,
+       f.id AS function_id, f.app_id, f.retries, f.flow::text AS flow
+FROM reverb.events e
+JOIN reverb.triggers tr ON tr.event_name = e.name
+JOIN reverb.functions f ON f.id = tr.function_id
+WHERE e.id = $1
+ORDER BY f.id
+"""
 
 # One statement: the runs (claimed ones `running` with their job's id), then one
 # `advance_run` job per run created (picked for claimed runs, queued for the others).
@@ -129,7 +142,11 @@ async def create_runs(
     """
     # The runs and their jobs are one statement (so one transaction); the matches are read
     # before it, outside: a trigger registered in between only misses this fan-out.
-    matches = await connection.fetch(_MATCHES, list(event_ids))
+    matches = (
+        await connection.fetch(_MATCH_ONE, event_ids[0])
+        if len(event_ids) == 1
+        else await connection.fetch(_MATCHES, list(event_ids))
+    )
     if not matches:
         return []
     arrived: list[TriggeredRun] = []
@@ -287,4 +304,5 @@ async def prepare_fan_out(connection: asyncpg.Connection) -> None:
     first fan-out does not pay for their planning and the queue triggers' compilation
     (tens of ms on a new PostgreSQL backend)."""
     await connection.fetch(_MATCHES, [])
+    await connection.fetch(_MATCH_ONE, "")
     await connection.fetch(_CREATE, [], [], [], [], [], [], None, None, jobs.QUEUE_TABLE, [])
