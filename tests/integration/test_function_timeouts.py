@@ -358,9 +358,11 @@ async def test_a_finish_limit_counts_from_the_start_of_a_run_queued_longer_than_
     assert "finish timeout (1s)" in held["error"]["message"]
     # ...which started, and failed a limit after its start.
     await asyncio.wait_for(entered.setdefault("second", asyncio.Event()).wait(), timeout=10)
-    started, ended, created = await mesh.connection.fetchrow(
+    row = await mesh.connection.fetchrow(
         "SELECT started_at, ended_at, created_at FROM reverb.runs WHERE id = $1", second_id
     )
+    assert row is not None
+    started, ended, created = row
     assert started - created >= timedelta(seconds=1)
     assert ended - started >= timedelta(seconds=1)
 
