@@ -159,7 +159,7 @@ async def claim_run(
     if not rows:
         return None
     claimed = _claimed(run_id, rows)
-    return await with_memo(connection, claimed) if _resumes(claimed) else claimed
+    return await with_memo(connection, claimed) if needs_memo(claimed) else claimed
 
 
 async def claim_runs(
@@ -199,11 +199,6 @@ async def claim_runs(
     return claimed
 
 
-def needs_memo(claimed: ClaimedRun) -> bool:
-    """Whether a run `claim_runs` claimed resumes, so `with_memo` must run first."""
-    return _resumes(claimed)
-
-
 async def with_memo(connection: asyncpg.Connection, claimed: ClaimedRun) -> ClaimedRun:
     """The claimed run with what its invocation resumes from: sleeps that are due
     complete, invokes past their timeout fail, then the memo is read."""
@@ -217,7 +212,8 @@ async def with_memo(connection: asyncpg.Connection, claimed: ClaimedRun) -> Clai
     )
 
 
-def _resumes(claimed: ClaimedRun) -> bool:
+def needs_memo(claimed: ClaimedRun) -> bool:
+    """Whether a claimed run resumes, so `with_memo` must run before its invocation."""
     # A run's first invocation has no steps yet (an invocation the host never got is
     # given back by `release_run`), but for a replay forked from a step; a run whose
     # function is gone or paused is not invoked.
