@@ -138,6 +138,22 @@ async def test_a_finished_job_is_deleted_even_when_also_listed_as_running(
     assert [(row["id"], row["beaten"]) for row in rows] == [(running, True)]
 
 
+async def test_a_lone_finished_job_is_deleted_and_the_others_are_left_alone(
+    connection: asyncpg.Connection,
+) -> None:
+    finished = await enqueue(connection, AdvanceRun("done"), timedelta(0))
+    running = await enqueue(connection, AdvanceRun("busy"), timedelta(0))
+    assert len(await jobs.take_due(connection, uuid4(), 10)) == 2
+    await connection.execute("UPDATE pgqueuer SET heartbeat = now() - interval '1 minute'")
+
+    await jobs.keep(connection, [], [finished])
+
+    rows = await connection.fetch(
+        "SELECT id, heartbeat > now() - interval '1 minute' AS beaten FROM pgqueuer"
+    )
+    assert [(row["id"], row["beaten"]) for row in rows] == [(running, False)]
+
+
 async def test_only_delayed_jobs_are_reported_to_their_waker(
     connection: asyncpg.Connection,
 ) -> None:

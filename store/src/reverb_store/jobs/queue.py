@@ -172,10 +172,20 @@ WHERE id IN (SELECT id FROM locked)
 """
 
 
+# The same for one finished job and no heartbeat (most calls at a low rate: a job ended
+# and no heartbeat is due). `_KEEP` is planned again at every execution (its generic plan
+# of `$1 || $2` expects 20 ids), about 0.19 ms of the server's time a call; with the id
+# a scalar, the generic plan is the custom one and is kept. One row: no lock order.
+_DELETE_ONE = f"DELETE FROM {QUEUE_TABLE} WHERE id = $1"
+
+
 async def keep(
     connection: asyncpg.Connection, running: Sequence[int], finished: Sequence[int]
 ) -> None:
     """Refresh the heartbeats of jobs a worker runs itself; delete those it finished."""
+    if not running and len(finished) == 1:
+        await connection.execute(_DELETE_ONE, finished[0])
+        return
     await connection.execute(_KEEP, list(running), list(finished))
 
 
