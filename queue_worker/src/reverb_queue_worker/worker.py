@@ -103,8 +103,8 @@ class Worker:
             # cannot come: stop it (in-flight jobs finish) and reconnect.
             connection.add_termination_listener(_stopper(queue_manager))
             try:
-                # Jobs due now are notified: this worker takes them at once, beside
-                # pgqueuer's dequeue (LISTEN is sent here; pgqueuer adds its callback).
+                # Jobs due now are notified on Reverb's channel (migration 0021): this
+                # worker takes them at once; pgqueuer's dequeue polls for what is left.
                 await connection.add_listener(jobs.CHANNEL, _notified(own_jobs))
                 await queue_manager.run(
                     # Notified only of jobs due at once (migration 0002): poll for the rest.

@@ -18,10 +18,11 @@ from pgqueuer.queries import Queries
 from reverb_store.ids import JobId
 from reverb_store.jobs.kinds import KINDS, JobPayload, KindName, kind_of
 
-# pgqueuer's queue table (no prefix) and its notification channel; migration 0002
-# notifies the channel only for inserted jobs that are due at once.
+# pgqueuer's queue table (no prefix), and the channel a statement that inserts jobs due
+# at once notifies (migrations 0002 and 0021): Reverb's, not pgqueuer's, whose dequeue
+# would dequeue again for the job the notified worker takes itself.
 QUEUE_TABLE = "pgqueuer"
-CHANNEL = "ch_pgqueuer"
+CHANNEL = "reverb_jobs_due"
 
 
 class Wakeups(Protocol):
