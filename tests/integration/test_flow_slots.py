@@ -15,6 +15,7 @@ from reverb_store.flow.concurrency import ConcurrencyGate
 from reverb_store.flow.options import ConcurrencyLimit, FlowOptions
 from reverb_store.ids import AppId, FunctionId, RunId
 from tests.e2e.processes import eventually
+from tests.integration.test_lock_order import ended, waiting
 
 
 def _flow(limit: int) -> FlowOptions:
@@ -217,3 +218,52 @@ async def test_first_takes_of_a_new_key_wait_for_its_making_once_not_for_each_ot
             await other.close()
     assert await connection.fetchval("SELECT count(*) FROM reverb.concurrency_slots") == 3
     assert await connection.fetchval("SELECT sum(used) FROM reverb.concurrency_shards") == 3
+
+
+async def test_a_take_that_waited_in_vain_holds_no_shard_into_the_locked_path(
+    database_url: str, connection: asyncpg.Connection
+) -> None:
+    """A take waits for a shard with room that another take holds; that take fills it.
+    The waiter goes on into the locked path (the key's row, then its shards) while
+    another transaction holds the key's row and locks the shards: neither may wait
+    for the other (PostgreSQL keeps the lock of a row its recheck passed over)."""
+    gate = ConcurrencyGate()
+    first, second, third = await _runs(connection, 3)
+    await _admit(connection, gate, first, 1)  # the key's row and its one shard are made
+    async with connection.transaction():
+        await connection.execute("UPDATE reverb.runs SET status = 'completed' WHERE id = $1", first)
+        await gate.freed(connection, _freed(first, 1))
+    key = await connection.fetchval("SELECT key FROM reverb.concurrency_keys")
+    taker, waiter, locker = [await asyncpg.connect(database_url) for _ in range(3)]
+    try:
+        for session in (waiter, locker):
+            # A deadlock, if there is one, is found at once rather than after a second.
+            await session.execute("SET deadlock_timeout = '10ms'")
+        taking, waiting_take, locking = (
+            session.transaction() for session in (taker, waiter, locker)
+        )
+        await taking.start()
+        assert await gate.decide(taker, _candidate(second, 1)) == ADMIT
+        await taker.execute("UPDATE reverb.runs SET status = 'running' WHERE id = $1", second)
+        await waiting_take.start()
+        take = asyncio.create_task(ended(gate.decide(waiter, _candidate(third, 1))))
+        await waiting(connection, waiter, take)  # for the taker's shard
+        await locking.start()
+        await locker.execute("SELECT FROM reverb.concurrency_keys WHERE key = $1 FOR UPDATE", key)
+        await taking.commit()  # the shard is full now
+        await waiting(connection, waiter, take, not_on=[taker.get_server_pid()])  # the key
+        shards = await ended(
+            locker.execute(
+                "SELECT FROM reverb.concurrency_shards WHERE key = $1 ORDER BY shard FOR UPDATE",
+                key,
+            )
+        )
+        assert not isinstance(shards, BaseException), shards
+        await locking.commit()
+        assert await take == Hold("concurrency")
+        await waiting_take.commit()
+    finally:
+        for session in (taker, waiter, locker):
+            await session.close()
+    queued = await connection.fetch("SELECT run_id FROM reverb.concurrency_queue")
+    assert [row["run_id"] for row in queued] == [third]

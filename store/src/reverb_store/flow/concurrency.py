@@ -323,8 +323,7 @@ class ConcurrencyGate:
                 assert take is not None
             if take["shard"] is None and take["room"] and not take["mine"]:
                 # Every shard with room was held by another take or free: wait for one.
-                take = await connection.fetchrow(_TAKE_WAITING, *where)
-                assert take is not None
+                take = await _take_waiting(connection, where)
             paused_until = take["paused_until"]
             if take["shard"] is not None:
                 holding = True  # a slot taken
@@ -410,6 +409,26 @@ async def _hand_over(
             handover.handed(HandedRun(row["run_id"], row["job_id"], row["traceparent"]))
         handed += 1
     return handed
+
+
+async def _take_waiting(
+    connection: asyncpg.Connection, where: tuple[str, RunId, int, int, int]
+) -> asyncpg.Record:
+    """The take that waits for a shard with room (`_TAKE_WAITING`), in a savepoint.
+
+    A shard whose room went while the take waited is passed over, but PostgreSQL keeps
+    the lock it took on the row before rechecking it. The locked path, next, waits for
+    the key's row, and a transaction in the locked path that holds the key's row waits
+    for every shard: a deadlock, found only after `deadlock_timeout` (a second). So a
+    take that took nothing is rolled back to the savepoint, which releases that lock
+    (it wrote nothing). One that took a slot leaves the savepoint to the commit.
+    """
+    await connection.execute("SAVEPOINT reverb_concurrency_take")
+    take = await connection.fetchrow(_TAKE_WAITING, *where)
+    assert take is not None
+    if take["shard"] is None:
+        await connection.execute("ROLLBACK TO SAVEPOINT reverb_concurrency_take")
+    return take
 
 
 async def _held(
