@@ -1,11 +1,13 @@
 """Lock order, against real PostgreSQL: the batched run completion and the heartbeat
-statement lock the job rows they share in one order (ascending id), so they cannot
-deadlock, whatever order their inputs come in.
+statement cannot deadlock, whatever order their inputs come in: the completion locks
+its job rows in ascending id order, and the heartbeat waits for none (a row another
+transaction holds is skipped until the next round).
 
-Each round drives the two statements through the interleaving that deadlocks when each
-locks in its input's order: the completion is given its jobs in descending order, the
-heartbeat in ascending order, and two other transactions hold a row each that pauses
-them half-way (`pg_blocking_pids` tells when a statement waits; nothing sleeps).
+Each round drives the two statements through the interleaving that deadlocked when
+each locked in its input's order: the completion is given its jobs in descending
+order, the heartbeat in ascending order, and two other transactions hold a row each
+that paused them half-way (`pg_blocking_pids` tells when a statement waits; nothing
+sleeps).
 """
 
 import asyncio
@@ -102,3 +104,30 @@ async def test_the_completion_batch_and_the_heartbeat_never_deadlock(
             "SELECT id FROM pgqueuer WHERE id = ANY($1::bigint[]) ORDER BY id", job_ids
         )
         assert [row["id"] for row in remaining] == job_ids[1:3]
+
+
+async def test_the_heartbeat_skips_a_job_row_another_transaction_holds(
+    sessions: list[asyncpg.Connection],
+) -> None:
+    """The heartbeat never waits: a job whose row a transition holds (which may itself
+    wait for a concurrency shard whose free waits for a job row the heartbeat would hold)
+    keeps its old heartbeat until the next round."""
+    observer, beating, _, holder, _ = sessions
+    driven = [await driven_run(observer) for _ in range(2)]
+    held, free = (job_id for _, job_id in driven)
+    await observer.execute(
+        "UPDATE pgqueuer SET status = 'picked', heartbeat = now() - interval '1 hour'"
+        " WHERE id = ANY($1::bigint[])",
+        [held, free],
+    )
+    old = (
+        "SELECT id FROM pgqueuer WHERE id = ANY($1::bigint[])"
+        " AND heartbeat < now() - interval '1 minute' ORDER BY id"
+    )
+    holding_row = await holding(holder, held)
+    # Were it to wait, it would wait until the holder commits, after this deadline.
+    await asyncio.wait_for(jobs.keep(beating, [held, free], []), timeout=10)
+    assert [row["id"] for row in await observer.fetch(old, [held, free])] == [held]
+    await holding_row.commit()
+    await jobs.keep(beating, [held, free], [])
+    assert await observer.fetch(old, [held, free]) == []

@@ -314,16 +314,14 @@ class ConcurrencyGate:
         for name, limit in keys_of(function, event):
             count = shards(limit.limit)
             where = (name, candidate.run_id, limit.limit, start % count, count)
-            take = await connection.fetchrow(_TAKE, *where)
-            assert take is not None
+            take = await _take(connection, _TAKE, where)
             if not take["known"]:
                 # A new key: made once, not in the locked path (see `_NEW_KEY`).
                 await connection.execute(_NEW_KEY, name, limit.limit, count)
-                take = await connection.fetchrow(_TAKE, *where)
-                assert take is not None
+                take = await _take(connection, _TAKE, where)
             if take["shard"] is None and take["room"] and not take["mine"]:
                 # Every shard with room was held by another take or free: wait for one.
-                take = await _take_waiting(connection, where)
+                take = await _take(connection, _TAKE_WAITING, where)
             paused_until = take["paused_until"]
             if take["shard"] is not None:
                 holding = True  # a slot taken
@@ -411,20 +409,21 @@ async def _hand_over(
     return handed
 
 
-async def _take_waiting(
-    connection: asyncpg.Connection, where: tuple[str, RunId, int, int, int]
+async def _take(
+    connection: asyncpg.Connection, statement: str, where: tuple[str, RunId, int, int, int]
 ) -> asyncpg.Record:
-    """The take that waits for a shard with room (`_TAKE_WAITING`), in a savepoint.
+    """A take (`_TAKE`, or `_TAKE_WAITING`) in a savepoint, rolled back if it took nothing.
 
-    A shard whose room went while the take waited is passed over, but PostgreSQL keeps
-    the lock it took on the row before rechecking it. The locked path, next, waits for
-    the key's row, and a transaction in the locked path that holds the key's row waits
-    for every shard: a deadlock, found only after `deadlock_timeout` (a second). So a
-    take that took nothing is rolled back to the savepoint, which releases that lock
-    (it wrote nothing). One that took a slot leaves the savepoint to the commit.
+    A shard whose room went after the statement's snapshot, or while the take waited for
+    it, is passed over, but PostgreSQL keeps the lock it took on the row to recheck it.
+    A run that took nothing goes on to the locked path or the shared one, which wait for
+    the key's row or for its shards, and a transaction already there, holding the key's
+    row, waits for that shard: a deadlock, found only after `deadlock_timeout` (a
+    second). The rollback releases that lock (a take that took nothing wrote nothing);
+    a take that took a slot leaves its savepoint to the commit.
     """
     await connection.execute("SAVEPOINT reverb_concurrency_take")
-    take = await connection.fetchrow(_TAKE_WAITING, *where)
+    take = await connection.fetchrow(statement, *where)
     assert take is not None
     if take["shard"] is None:
         await connection.execute("ROLLBACK TO SAVEPOINT reverb_concurrency_take")

@@ -157,26 +157,31 @@ async def next_due(connection: asyncpg.Connection) -> float | None:
 
 # A row both deleted and updated by one statement is updated only (the DELETE is then
 # silently lost): a finished job's heartbeat is never refreshed. Lock order
-# (docs/architecture.md, "Lock order"): every row is locked first, by id, in a
-# MATERIALIZED subselect; the DELETE and the UPDATE touch only rows it holds.
+# (docs/architecture.md, "Lock order"): the finished jobs' rows are locked first, by
+# id, in a MATERIALIZED subselect, and the DELETE touches only rows it holds (no
+# transition of ours still holds them: a job is finished once its transition
+# committed). The heartbeat never waits: a running job's row another transaction holds
+# (its run's transition, or a hold deleting it, which may be waiting for a concurrency
+# shard whose free waits for a job row this statement would hold) is skipped, its
+# heartbeat refreshed at the next round (one of four before it goes stale).
 _KEEP = f"""
 WITH locked AS MATERIALIZED (
-    SELECT id FROM {QUEUE_TABLE}
-    WHERE id = ANY($1::bigint[] || $2::bigint[])
-    ORDER BY id FOR UPDATE
+    SELECT id FROM {QUEUE_TABLE} WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE
 ), finished AS (
-    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM locked) AND id = ANY($2::bigint[])
+    DELETE FROM {QUEUE_TABLE} WHERE id IN (SELECT id FROM locked)
+), beating AS MATERIALIZED (
+    SELECT id FROM {QUEUE_TABLE}
+    WHERE id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
+    FOR UPDATE SKIP LOCKED
 )
-UPDATE {QUEUE_TABLE} SET heartbeat = now()
-WHERE id IN (SELECT id FROM locked)
-  AND id = ANY($1::bigint[]) AND NOT id = ANY($2::bigint[]) AND status = 'picked'
+UPDATE {QUEUE_TABLE} SET heartbeat = now() WHERE id IN (SELECT id FROM beating)
 """
 
 
 # The same for one finished job and no heartbeat (most calls at a low rate: a job ended
 # and no heartbeat is due). `_KEEP` is planned again at every execution (its generic plan
-# of `$1 || $2` expects 20 ids), about 0.19 ms of the server's time a call; with the id
-# a scalar, the generic plan is the custom one and is kept. One row: no lock order.
+# of id arrays expects 10 ids each), about 0.19 ms of the server's time a call; with the
+# id a scalar, the generic plan is the custom one and is kept. One row: no lock order.
 _DELETE_ONE = f"DELETE FROM {QUEUE_TABLE} WHERE id = $1"
 
 
