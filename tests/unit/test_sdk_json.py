@@ -1,17 +1,21 @@
 """Outputs are strict JSON: what a function sees from a step is what a replay would see."""
 
 import asyncio
+import enum
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reverb
 from reverb import Context, event
 from reverb._execution import Execution
-from reverb._json import UnserializableError, decode, encode, round_trip
+from reverb._json import UnserializableError, _check, _plain, decode, encode, round_trip
 from reverb._protocol import (
     Ack,
     AckResult,
@@ -52,6 +56,58 @@ def test_tuples_become_lists() -> None:
 def test_non_json_values_are_refused_with_their_path(value: object, problem: str) -> None:
     with pytest.raises(UnserializableError, match=problem.replace("$", r"\$").replace("[", r"\[")):
         encode(value)
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Name(str):
+    pass
+
+
+def test_subclasses_of_json_types_are_json_as_before() -> None:
+    assert encode({"color": Color.RED, "name": Name("ada"), "flag": True}) == (
+        b'{"color":1,"name":"ada","flag":true}'
+    )
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=4),
+    st.sampled_from([Color.RED, Name("n"), b"x", datetime(2030, 1, 1, tzinfo=UTC)]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@given(VALUES)
+def test_the_fast_walk_accepts_only_what_the_checked_walk_accepts(value: object) -> None:
+    """`encode` walks a value of exact built-in types without paths first; whatever that
+    walk passes, the path-building check passes too, and `encode` refuses exactly what the
+    check refuses."""
+    try:
+        _check(value, "$")
+        refused = False
+    except UnserializableError:
+        refused = True
+    if _plain(value):
+        assert not refused
+    if refused:
+        with pytest.raises(UnserializableError):
+            encode(value)
+    else:
+        assert encode(value) == orjson.dumps(value)
 
 
 def test_integers_beyond_64_bits_are_refused() -> None:

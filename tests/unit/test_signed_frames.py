@@ -123,6 +123,11 @@ def test_the_answer_mac_is_the_mac_of_the_prefix_and_the_frame() -> None:
     assert key.answer_mac(answer_base(nonce), 7, b"frame") == key.mac(
         answer_prefix(nonce, 7) + b"frame"
     )
+    # An invocation's MACs, the nonce absorbed once, are the same MACs frame after frame.
+    macs = key.answers(nonce)
+    for sequence in (7, 0, 7, 2**40):
+        assert macs.mac(sequence, b"frame") == key.mac(answer_prefix(nonce, sequence) + b"frame")
+    assert macs.mac(7, b"frame") != key.answers(b"y" * 16).mac(7, b"frame")
     assert key.start_mac(b"start") == key.mac(b"reverb-start-v2" + b"start")
 
 

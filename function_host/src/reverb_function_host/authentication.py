@@ -8,7 +8,7 @@ its reason, the peer and the run, never with a key or a MAC.
 
 import hmac
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -18,9 +18,9 @@ from reverb_function_host.frames import Refused, Seal
 log = structlog.get_logger("reverb.function_host")
 
 
-@dataclass(frozen=True, slots=True)
-class StartAuth:
-    """What a signed Start's `auth` says (the wire decodes it once its MAC held)."""
+class StartAuth(NamedTuple):
+    """What a signed Start's `auth` says (the wire decodes it once its MAC held). A
+    NamedTuple: made for every Start, at a third of a frozen dataclass's cost."""
 
     signed_at_ms: int
     nonce: bytes

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from reverb.execution import Ack, Invocation, Message
-from reverb.signing import SigningKey, answer_base
+from reverb.signing import AnswerMacs, SigningKey
 
 
 @dataclass(slots=True)
@@ -16,11 +16,11 @@ class Seal:
     key: SigningKey
     nonce: bytes
     sent: int = field(default=0)
-    # `reverb.signing.answer_base(nonce)`, made once.
-    base: bytes = field(init=False)
+    # The MACs of the invocation's answers (the nonce absorbed once).
+    macs: AnswerMacs = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.base = answer_base(self.nonce)
+        self.macs = self.key.answers(self.nonce)
 
     def take(self) -> int:
         """The next frame's sequence number."""

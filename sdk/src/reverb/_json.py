@@ -18,7 +18,8 @@ class UnserializableError(TypeError):
 
 def encode(value: object) -> bytes:
     """`value` as UTF-8 JSON; UnserializableError when it is not strict JSON."""
-    _check(value, "$")
+    if not _plain(value):
+        _check(value, "$")
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as error:
@@ -33,6 +34,32 @@ def decode(data: bytes) -> Any:
 def round_trip(value: object) -> Any:
     """What a replay will see for `value`."""
     return decode(encode(value))
+
+
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is strict JSON made of the exact built-in types only: the walk of
+    nearly every value, without the paths `_check` builds for its errors. False sends a
+    value to `_check`, which decides (a subclass of int or str, say, is JSON there)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    # Loops, not all() over generators: a third faster on a step's few values.
+    if kind is dict:
+        for key, item in value.items():  # noqa: SIM110
+            if type(key) is not str or not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110
+            if not _plain(item):
+                return False
+        return True
+    return False
 
 
 def _check(value: object, path: str) -> None:

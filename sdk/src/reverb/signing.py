@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "ANSWER_DOMAIN",
+    "AnswerMacs",
     "Keyring",
     "MAX_AGE_MS",
     "NONCE_BYTES",
@@ -101,12 +102,40 @@ class SigningKey:
         digest: bytes = outer.digest()
         return digest
 
+    def answers(self, nonce: bytes) -> AnswerMacs:
+        """The MACs of the answers to the Start with `nonce`, made with this key."""
+        return AnswerMacs(self, nonce)
+
     def answer_mac(self, base: bytes, sequence: int, frame: bytes) -> bytes:
         """The MAC of a serialized host frame: `answer_base(nonce)`, the sequence, then the
         frame (the same as `mac(answer_prefix(nonce, sequence) + frame)`, without joining
         them)."""
         inner = self._inner.copy()
         inner.update(base)
+        inner.update(_INTEGER.pack(sequence))
+        inner.update(frame)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
+
+
+class AnswerMacs:
+    """The MACs of one invocation's answers under one key: the key's inner hash state
+    with `answer_base(nonce)` absorbed once, so a frame's MAC hashes only its sequence and
+    its bytes (the same MAC as `key.answer_mac(answer_base(nonce), sequence, frame)`)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: SigningKey, nonce: bytes) -> None:
+        inner = key._inner.copy()
+        inner.update(answer_base(nonce))
+        self._inner = inner
+        self._outer = key._outer
+
+    def mac(self, sequence: int, frame: bytes) -> bytes:
+        """The MAC of the frame at `sequence` (0-based) whose serialized bytes are `frame`."""
+        inner = self._inner.copy()
         inner.update(_INTEGER.pack(sequence))
         inner.update(frame)
         outer = self._outer.copy()

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from reverb.engine_errors import UNAUTHENTICATED
-from reverb.signing import Keyring, SigningKey, answer_base, new_nonce
+from reverb.signing import Keyring, SigningKey, new_nonce
 from reverb_queue_worker.hosts import protocol
 from reverb_queue_worker.hosts.wire import (
     DEFAULT_RECEIVE_LIMIT,
@@ -82,9 +82,9 @@ class InvocationChannel:
         self._listener = listener
         # None: log lines are not kept (no log sink).
         self._log_listener = log_listener
-        self._answer_base = answer_base(nonce)
-        # The key every answer must be signed with (None: answers are not checked).
-        self._key = key
+        # The MACs every answer must carry, by the key the Start was signed with (None:
+        # answers are not checked).
+        self._macs = key.answers(nonce) if key is not None else None
         self._sequence = 0
         loop = asyncio.get_running_loop()
         self._started: asyncio.Future[None] = loop.create_future()
@@ -130,15 +130,14 @@ class InvocationChannel:
         if self._final.done():
             return
         message = frame.message
-        key = self._key
-        if key is not None:
+        macs = self._macs
+        if macs is not None:
             sequence = self._sequence
             self._sequence += 1
             if message is not None:
                 self._refuse("missing MAC", message)
                 return
-            mac = key.answer_mac(self._answer_base, sequence, frame.data)
-            if not hmac.compare_digest(mac, frame.mac):
+            if not hmac.compare_digest(macs.mac(sequence, frame.data), frame.mac):
                 self._refuse("invalid MAC", None)
                 return
         if message is None:
