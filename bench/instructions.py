@@ -68,6 +68,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "(the bench's `traces` section), batch processor at the SDK's defaults",
     )
     parser.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="worker→host calls not signed (no REVERB_SIGNING_KEY, REVERB_HOST_INSECURE=true: "
+        "the `signing` section's unsigned engine)",
+    )
+    parser.add_argument(
         "--dumps",
         type=Path,
         help="keep callgrind's dumps in this folder (for callgrind_annotate), "
@@ -91,23 +97,26 @@ def _total(folder: Path, name: str) -> int:
 
 
 async def measure(
-    workload: str, count: int, folder: Path, *, otlp: bool = False
+    workload: str, count: int, folder: Path, *, otlp: bool = False, unsigned: bool = False
 ) -> dict[str, float]:
     """Thousands of instructions per step (or event) of each process measured; with `otlp`,
-    of a cluster exporting its spans to a receiver process (the `traces` section's)."""
+    of a cluster exporting its spans to a receiver process (the `traces` section's); with
+    `unsigned`, of one whose worker→host calls are not signed (the `signing` section's)."""
     async with contextlib.AsyncExitStack() as stack:
-        environment: dict[str, str] = {}
+        environment: dict[str, str | None] = {}
         if otlp:
             receiver = await stack.enter_async_context(receiver_process())
-            environment = {
+            environment |= {
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             }
+        if unsigned:
+            environment |= {"REVERB_SIGNING_KEY": None, "REVERB_HOST_INSECURE": "true"}
         return await _measure(workload, count, folder, environment)
 
 
 async def _measure(
-    workload: str, count: int, folder: Path, environment: Mapping[str, str]
+    workload: str, count: int, folder: Path, environment: Mapping[str, str | None]
 ) -> dict[str, float]:
     measured = ("gateway",) if workload == "ingest" else ("worker", "host")
     prefixes = {
@@ -159,7 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             folder = options.dumps.resolve()
             folder.mkdir(parents=True, exist_ok=True)
-        figures = asyncio.run(measure(options.workload, options.count, folder, otlp=options.otlp))
+        figures = asyncio.run(
+            measure(
+                options.workload,
+                options.count,
+                folder,
+                otlp=options.otlp,
+                unsigned=options.unsigned,
+            )
+        )
     unit = "event" if options.workload == "ingest" else "step"
     described = "  ".join(
         f"{name} {value:.1f}k instructions/{unit}" for name, value in figures.items()
