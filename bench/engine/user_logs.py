@@ -3,8 +3,9 @@ sink, against the 10-step benchmark with the sink off, in the same run (issue 12
 PostgreSQL sink at least 85% of the rate with the sink off; MongoDB's figure reported).
 
 The engine of the run (the default sink, PostgreSQL) runs the logged benchmark; a second
-engine with `REVERB_LOG_SINK=none` runs the plain benchmark and the logged one (whose lines
-the host still sends and the worker drops: what the sink itself costs is the difference);
+engine with `REVERB_LOG_SINK=none` runs the plain benchmark and the logged one (whose
+worker asks the host for no lines, `Start.omit_log_lines`: a `ctx.logger` call that records
+nothing);
 a third writes to MongoDB on nx-27017's in-memory wire-protocol server, on the same cores.
 The runner interleaves the probes' repetitions, so all see the same machine load.
 """

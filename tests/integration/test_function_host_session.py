@@ -127,6 +127,19 @@ async def big_output(ctx: Context) -> object:
     return await ctx.step.run("big", lambda: "x" * 10_000)
 
 
+async def noted(ctx: Context) -> int:
+    ctx.logger.info("inside the step")
+    return 1
+
+
+@app.function("logs", trigger=event("test.logs"))
+async def logs(ctx: Context) -> str:
+    ctx.logger.info("before", n=1)
+    await ctx.step.run("noted", noted, ctx)
+    ctx.logger.warning("after")
+    return "logged"
+
+
 @pytest.fixture(scope="module")
 async def host() -> AsyncIterator[Host]:
     running = await start_host(
@@ -511,3 +524,31 @@ async def test_an_output_too_large_for_a_message_fails_the_step_for_good() -> No
     assert report.WhichOneof("op") == "failure"
     assert report.failure.error.type == "OutputTooLarge"
     assert not report.failure.retriable
+
+
+@pytest.mark.parametrize("omitted", [False, True])
+async def test_a_start_that_omits_log_lines_gets_none_and_the_same_run(
+    stub: Stub, omitted: bool
+) -> None:
+    """A worker whose log sink is off says so in its Start (`omit_log_lines`): the host
+    sends none of the function's ctx.logger lines, which the worker would only drop, and
+    everything else as before."""
+    message = start("logs")
+    message.omit_log_lines = omitted
+    kinds: list[str | None] = []
+    async with asyncio.timeout(10):
+        session = Session(stub.Invoke())
+        await session.start(1, message)
+        while True:
+            frame = await session.next(1)
+            kinds.append(frame.WhichOneof("message"))
+            if kinds[-1] == "step":
+                await session.ack(1, continue_all(frame.step))
+            elif kinds[-1] != "log":
+                break
+        await session.call.done_writing()
+    assert output(frame) == "logged"
+    if omitted:
+        assert kinds == ["step", "completed"]
+    else:
+        assert kinds == ["log", "log", "step", "log", "completed"]

@@ -12,12 +12,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 import reverb
 from reverb import Context, event
+from reverb._logger import NULL_LOGGER
 from reverb.execution import LOG_MESSAGE_LIMIT
 from reverb_function_host import Host
 from reverb_function_host import start as start_host
@@ -65,6 +67,12 @@ async def flood(ctx: Context) -> int:
     ctx.logger.info("x" * (LOG_MESSAGE_LIMIT * 4))
     after: int = await ctx.step.run("after", lambda: 1)
     return after
+
+
+@app.function("logger-kind", trigger=event("user-logs.logger-kind"), retries=0)
+async def logger_kind(ctx: Context) -> str:
+    ctx.logger.info("sent, or not")
+    return "records nothing" if ctx.logger is NULL_LOGGER else "sends its lines"
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +219,28 @@ async def scrape(worker: Worker) -> dict[str, float]:
         for sample in family.samples
         if sample.name.startswith("reverb_log_sink")
     }
+
+
+@pytest.mark.parametrize("sink", ["none", "postgres"])
+async def test_with_the_sink_off_the_host_is_asked_for_no_lines(
+    database_url: str, connection: asyncpg.Connection, host: Host, sink: str
+) -> None:
+    """A worker that keeps no lines (REVERB_LOG_SINK=none) says so in every Start: the
+    host's ctx.logger then records nothing, instead of sending lines to be dropped."""
+    await register(connection, app, f"127.0.0.1:{host.port}")
+    worker = await start_worker(worker_settings(database_url).model_copy(update={"log_sink": sink}))
+    try:
+        mesh = Mesh(connection, worker, host)
+        run = await mesh.finished(await mesh.send("user-logs.logger-kind", {}), "logger-kind")
+        async with asyncio.timeout(10):
+            await worker.services.logs.flush()
+        stored = await connection.fetchval(
+            "SELECT count(*) FROM reverb.logs WHERE run_id = $1 AND kind = 'user'", run["id"]
+        )
+    finally:
+        await worker.stop()
+    assert run["status"] == "completed"
+    if sink == "none":
+        assert (orjson.loads(run["output"]), stored) == ("records nothing", 0)
+    else:
+        assert (orjson.loads(run["output"]), stored) == ("sends its lines", 1)

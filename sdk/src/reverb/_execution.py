@@ -37,7 +37,7 @@ from reverb._context import Context
 from reverb._errors import Interrupt
 from reverb._event import Event
 from reverb._failures import run_failure
-from reverb._logger import CURRENT_STEP, LINES_LIMIT, Level, Logger, step_on_stack
+from reverb._logger import CURRENT_STEP, LINES_LIMIT, NULL_LOGGER, Level, Logger, step_on_stack
 from reverb._protocol import (
     Ack,
     AckResult,
@@ -210,7 +210,7 @@ class Execution:
             function_id=invocation.function_id,
             attempt=invocation.attempt,
             step=Steps(self),
-            logger=Logger(self._log),
+            logger=Logger(self._log) if invocation.log_lines else NULL_LOGGER,
         )
 
     def _log(self, level: Level, message: str, fields: bytes | None) -> None:

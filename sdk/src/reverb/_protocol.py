@@ -48,6 +48,9 @@ class Invocation:
     # The steps this invocation runs again after failing, with their failures so far: the
     # code before them already ran (its log lines are not sent again).
     step_attempts: Mapping[str, int] = field(default_factory=dict)
+    # Whether the function's ctx.logger lines are sent (False: the engine keeps none, and
+    # ctx.logger records nothing).
+    log_lines: bool = True
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def _begin(message: function_host_pb2.Start, seal: Seal | None) -> Begin:
         memo=tuple(_memoized(step) for step in message.memo),
         attempt=message.attempt,
         step_attempts=dict(message.step_attempts),
+        log_lines=not message.omit_log_lines,
     )
     return Begin(invocation, message.traceparent, seal, invocation.step_attempts)
 

@@ -375,12 +375,17 @@ class Start(_message.Message):
     DEADLINE_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
     STEP_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    OMIT_LOG_LINES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     function_id: _builtins.str
     attempt: _builtins.int
     """0-based: how many times this run (or the step it is retrying) failed before."""
     traceparent: _builtins.str
     """The W3C traceparent of the run's span: the invocation's parent span."""
+    omit_log_lines: _builtins.bool
+    """The worker keeps no `ctx.logger` lines (its log sink is off): the host sends none
+    (they would be dropped on arrival). False, the default, asks for every line.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]:
         """The events the run was triggered with; the first is `ctx.event`."""
@@ -417,10 +422,11 @@ class Start(_message.Message):
         deadline: _timestamp_pb2.Timestamp | None = ...,
         auth: Global___StartAuth | None = ...,
         step_attempts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        omit_log_lines: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "auth", b"auth", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "run_id", b"run_id", "step_attempts", b"step_attempts", "traceparent", b"traceparent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "auth", b"auth", "deadline", b"deadline", "events", b"events", "function_id", b"function_id", "memo", b"memo", "omit_log_lines", b"omit_log_lines", "run_id", b"run_id", "step_attempts", b"step_attempts", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,6 +27,9 @@ class Start:
     deadline: datetime
     # For each step run again after failing: its failures so far (labels its spans).
     step_attempts: Mapping[StepId, int] = field(default_factory=dict)
+    # Whether the host sends the function's ctx.logger lines (False: this worker keeps
+    # none, its log sink is off).
+    log_lines: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,8 @@ def _fill_start(message: function_host_pb2.Start, start: protocol.Start) -> None
     for step_id, failures in start.step_attempts.items():
         message.step_attempts[step_id] = failures
     _set_timestamp(message.deadline, start.deadline)
+    if not start.log_lines:
+        message.omit_log_lines = True
 
 
 def _signed_start(

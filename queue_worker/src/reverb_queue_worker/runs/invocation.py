@@ -123,6 +123,7 @@ class Invocation:
     async def run(self) -> InvocationEnd:
         """Drive the invocation to its final message. Raises StreamBroken or HostUnreachable."""
         claim, timeout = self._claim, self._services.settings.invocation_timeout
+        moments = self._moments
         start = protocol.Start(
             run_id=claim.run_id,
             function_id=claim.function_id,
@@ -132,9 +133,10 @@ class Invocation:
             traceparent=self._traceparent,
             deadline=datetime.now(UTC) + timeout,
             step_attempts=claim.step_attempts,
+            # With the log sink off the lines would be dropped here: the host sends none.
+            log_lines=moments.enabled,
         )
         try:
-            moments = self._moments
             channel = await self._services.hosts.open(
                 claim.app_id,
                 start,
